@@ -1,0 +1,111 @@
+"""SA-GAN's hyper-parameters: the paper's values where it gives them, the source of every other.
+
+`sagan_config()` is the ``sagan`` section of an experiment config (``configs/*.py``).
+`apply_variant` switches it to one of the rows the paper reports.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+# Rows of the paper's Tables I–III that are SA-GAN configurations ("Original", training IDE on raw
+# source images, is not a GAN configuration). The number of spatial codes M is a translation
+# setting (`num_codes`), shared by every variant.
+VARIANTS = ("sagan", "cyclegan", "cyclegan_star", "wp", "wd", "ws")
+
+
+def sagan_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  # Images (height, width). Re-ID crops are 256×128 (Section IV-B); the GAN works at the same size.
+  c.image_size = (256, 128)
+  c.dtype = "float32"  # compute dtype of every network ("float32" or "bfloat16"); parameters stay float32
+
+  # Generators G1/G2: CycleGAN's ResNet generator (paper: "CycleGAN-like"; CycleGAN's defaults).
+  c.generator_features = 64
+  c.generator_blocks = 9
+  # Critics D1/D2: PatchGAN (CycleGAN's discriminator) as WGAN critics; layer norm (WGAN-GP's advice).
+  c.critic_features = 64
+  c.critic_layers = 3
+  c.critic_norm = "layer"
+  # Spatial transformer modules S1/S2. Homography is the paper's choice (Section IV-B).
+  c.transform = "homography"  # or "affine", "tps"
+  c.tps_control_hw = (5, 3)  # our choice: a 5×3 grid suits 2:1 person crops
+  c.stm_features = 32  # localisation network: our choice (the paper does not describe it)
+  c.stm_layers = 4
+  c.stm_hidden = 128
+  c.z_dim = 8  # spatial code dimension: our choice (the paper does not give it)
+  # Our choice: "border" repeats the edge pixels where a warp reads outside the frame. Zero padding
+  # paints grey wedges on spatially adapted images only, a give-away for the critics.
+  c.warp_padding = "border"
+  # Spatial critic D_T: an MLP on transformation parameters; our choice of size.
+  c.spatial_critic_hidden = 128
+  c.spatial_critic_layers = 2
+  # SiaNet: SPGAN's architecture.
+  c.sianet_widths = (64, 128, 256, 512)
+  c.sianet_embed_dim = 128
+
+  # Loss weights (eq. 4, 7). The paper gives no values; λ_cyc, λ_idt, λ_siam and the margin are SPGAN's.
+  c.lambda_cyc = 10.0  # SPGAN / CycleGAN
+  # Our choice: with λ_pcl = 1 the PCL's effective weight λ_cyc·λ_pcl is CycleGAN's cycle weight 10.
+  c.lambda_pcl = 1.0
+  c.lambda_idt = 5.0  # SPGAN
+  c.lambda_siam = 2.0  # SPGAN
+  c.siamese_margin = 2.0  # SPGAN
+  # Lipschitz constraint of the WGAN critics (the paper cites WGAN without saying which).
+  c.lipschitz = "gradient_penalty"  # WGAN-GP; or "weight_clipping" (original WGAN)
+  c.lambda_gp = 10.0  # WGAN-GP's value
+  c.clip_value = 0.01  # original WGAN's value
+  c.n_critic = 5  # critic updates per generator update: WGAN's value
+
+  # Optimisers. Adam(1e-4, 0.5, 0.9) is WGAN-GP's; with weight clipping, RMSProp(5e-5) as WGAN.
+  c.learning_rate = 1e-4
+  c.adam_b1 = 0.5
+  c.adam_b2 = 0.9
+  c.clipping_learning_rate = 5e-5
+  c.sianet_learning_rate = 1e-4  # our choice (SPGAN trains SiaNet alongside the generators)
+
+  # Ablation switches (Table III and the baselines of Tables I–II; see `apply_variant`).
+  c.spatial = True  # S1/S2, D_T and SCL; False is SA-GAN (WS)
+  c.pixel = True  # G1/G2; False is SA-GAN (WP): the output of S1 without pixel-level adaptation
+  c.disentangled_cycle = True  # eq. 4; False is SA-GAN (WD): the ordinary, entangled cycle loss
+  c.identity_loss = "mask"  # eq. 5; "mapping" is CycleGAN's ‖G1(y) - y‖ (CycleGAN*); or "none"
+  c.siamese = True  # eq. 6 with SiaNet
+  c.spatial_critic = True  # D_T
+  c.use_mask = True  # feed the human mask to the networks; False replaces it by ones (plain CycleGAN)
+  c.num_codes = 10  # M: spatial codes per source image when translating (SA-GAN [M=10])
+  return c
+
+
+def apply_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
+  """Sets the ablation switches of ``config`` (a `sagan_config`) for one of `VARIANTS`, in place.
+
+  * ``sagan``: everything on.
+  * ``ws`` — SA-GAN (WS): no spatial-level adaptation (no STMs, no D_T, no SCL); the rest of SA-GAN.
+  * ``wp`` — SA-GAN (WP): no pixel-level adaptation; images are the output of S1.
+  * ``wd`` — SA-GAN (WD): the ordinary cycle loss ‖G2(S2(G1(S1(x)))) - x‖ instead of eq. 4.
+  * ``cyclegan``: pixel-level only, RGB input, no identity or Siamese loss.
+  * ``cyclegan_star``: ``cyclegan`` plus CycleGAN's identity mapping loss.
+  """
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown SA-GAN variant {variant!r}; choose one of {VARIANTS}")
+  config.spatial = variant not in ("ws", "cyclegan", "cyclegan_star")
+  config.spatial_critic = config.spatial
+  config.pixel = variant != "wp"
+  config.disentangled_cycle = variant != "wd"
+  config.siamese = variant not in ("cyclegan", "cyclegan_star")
+  config.use_mask = variant not in ("cyclegan", "cyclegan_star")
+  config.identity_loss = {"cyclegan": "none", "cyclegan_star": "mapping"}.get(variant, "mask")
+  return config
+
+
+def apply_tiny_scale(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks ``config`` in place to 32×16 images and narrow networks that compile and train in
+  seconds on a CPU: the scale of the tests and of ``bench/bench_sagan_step.py --scale cpu``."""
+  config.image_size = (32, 16)
+  config.generator_features, config.generator_blocks = 8, 1
+  config.critic_features, config.critic_layers = 16, 2
+  config.stm_features, config.stm_layers, config.stm_hidden = 16, 3, 32
+  config.spatial_critic_hidden = 32
+  config.sianet_widths, config.sianet_embed_dim = (8, 16), 16
+  config.z_dim = 2
+  return config

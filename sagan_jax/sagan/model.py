@@ -1,0 +1,316 @@
+"""SA-GAN assembled: which networks exist for a configuration, their forward paths (Fig. 2–3) and
+the critic, generator and SiaNet objectives built from `sagan_jax.losses`.
+
+Names follow the paper: S1/G1 map X→Y, S2/G2 map Y→X, D1 judges domain Y (X_adp against Y), D2
+judges domain X, DT1 is the spatial critic D_T of eq. 1 (T_xy against (T_yx)⁻¹) and DT2 its mirror
+for the Y→X direction (the paper writes the X→Y equations and says the Y→X ones are "similar";
+a critic per direction, as D1/D2, is our reading).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from sagan_jax import losses
+from sagan_jax.models import PatchCritic, ResnetGenerator, SiaNet, SpatialCritic, SpatialTransformer
+from sagan_jax.models import stm as stm_lib
+
+Params = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Direction:
+  """The networks of one direction of the cycle."""
+
+  stm: str  # spatial transformer of this direction
+  generator: str
+  critic: str  # judges the domain this direction maps into
+  spatial_critic: str
+  back_stm: str  # the other direction's networks, which close the cycle
+  back_generator: str
+
+
+XY = Direction("S1", "G1", "D1", "DT1", "S2", "G2")
+YX = Direction("S2", "G2", "D2", "DT2", "S1", "G1")
+
+
+class Adapted(NamedTuple):
+  """One direction's forward pass on a batch (Fig. 2)."""
+
+  transform: jax.Array | None  # [B, P] predicted parameters (T_xy for X→Y); None without STMs
+  spatial: jax.Array  # [B, H, W, 3] X_s: spatially adapted RGB
+  mask: jax.Array  # [B, H, W, 1] the mask, warped with the image
+  inside: jax.Array  # [B, H, W, 1] 1 where the warp read inside the source frame (0 outside)
+  adapted: jax.Array  # [B, H, W, 3] X_adp: spatially then pixel-adapted RGB
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_init(module):
+  return jax.jit(module.init)
+
+
+class SAGAN:
+  """The networks and objectives of one SA-GAN configuration (a `sagan_config`).
+
+  Holds no parameters: every method takes parameter dicts keyed by network name ("G1", "S1",
+  "D1", "DT1", "SiaNet", ...). Only the networks the configuration uses exist: an SA-GAN (WS)
+  model has no S1/S2 or DT1/DT2, an SA-GAN (WP) model no G1/G2.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = ml_collections.FrozenConfigDict(config)
+    c = self.config
+    if c.lipschitz not in ("gradient_penalty", "weight_clipping"):
+      raise ValueError(f"sagan.lipschitz must be 'gradient_penalty' or 'weight_clipping', got {c.lipschitz!r}")
+    if c.identity_loss not in ("mask", "mapping", "none"):
+      raise ValueError(f"sagan.identity_loss must be 'mask', 'mapping' or 'none', got {c.identity_loss!r}")
+    if not (c.spatial or c.pixel):
+      raise ValueError("sagan.spatial and sagan.pixel are both off: nothing would adapt the images")
+    dtype = jnp.dtype(c.dtype)
+    self.transform = c.transform
+    self.tps_control_hw = tuple(c.tps_control_hw)
+    self.num_transform_params = stm_lib.num_params(c.transform, self.tps_control_hw)
+    self.generator = ResnetGenerator(c.generator_features, c.generator_blocks, dtype=dtype)
+    self.critic = PatchCritic(c.critic_features, c.critic_layers, c.critic_norm, dtype=dtype)
+    self.stm = SpatialTransformer(
+        c.transform, c.stm_features, c.stm_layers, c.stm_hidden, self.tps_control_hw, dtype=dtype
+    )
+    self.spatial_critic = SpatialCritic(c.spatial_critic_hidden, c.spatial_critic_layers, dtype=dtype)
+    self.sianet = SiaNet(tuple(c.sianet_widths), c.sianet_embed_dim, dtype=dtype)
+
+  # ------------------------------------------------------------------------------------------------
+  # Which networks exist, and their parameters and optimisers.
+
+  @property
+  def generator_names(self) -> tuple[str, ...]:
+    """Networks trained by the generator objective (eq. 7): G1, G2 and/or S1, S2."""
+    return (("G1", "G2") if self.config.pixel else ()) + (("S1", "S2") if self.config.spatial else ())
+
+  @property
+  def critic_names(self) -> tuple[str, ...]:
+    uses_dt = self.config.spatial and self.config.spatial_critic
+    return ("D1", "D2") + (("DT1", "DT2") if uses_dt else ())
+
+  @property
+  def sianet_names(self) -> tuple[str, ...]:
+    return ("SiaNet",) if self.config.siamese else ()
+
+  def init_params(self, key: jax.Array) -> Params:
+    """Fresh parameters of every network this configuration uses.
+
+    Each module's init is compiled once and reused (G1 and G2 share one compilation): faster than
+    eager initialisation, and than compiling all networks as one program.
+    """
+    h, w = self.config.image_size
+    image4 = jnp.zeros((1, h, w, 4), jnp.float32)
+    z = jnp.zeros((1, self.config.z_dim), jnp.float32)
+    transform = jnp.zeros((1, self.num_transform_params), jnp.float32)
+    inits = {
+        "G1": (self.generator, image4), "G2": (self.generator, image4),
+        "S1": (self.stm, image4, z), "S2": (self.stm, image4, z),
+        "D1": (self.critic, image4), "D2": (self.critic, image4),
+        "DT1": (self.spatial_critic, transform), "DT2": (self.spatial_critic, transform),
+        "SiaNet": (self.sianet, image4[..., :3]),
+    }  # fmt: skip
+    names = self.generator_names + self.critic_names + self.sianet_names
+    keys = jax.random.split(key, len(names))
+    params = {}
+    for name, k in zip(names, keys):
+      module, *args = inits[name]
+      params[name] = _jitted_init(module)(k, *args)["params"]
+    return params
+
+  def optimizers(self) -> dict[str, optax.GradientTransformation]:
+    """One optimiser per group: ``generator`` (G/S), ``critic`` (D/D_T), ``sianet``."""
+    c = self.config
+    adam = lambda lr: optax.adam(lr, b1=c.adam_b1, b2=c.adam_b2)
+    if c.lipschitz == "weight_clipping":
+      critic = optax.chain(optax.rmsprop(c.clipping_learning_rate), losses.clip_params(c.clip_value))
+    else:
+      critic = adam(c.learning_rate)
+    return {"generator": adam(c.learning_rate), "critic": critic, "sianet": adam(c.sianet_learning_rate)}
+
+  # ------------------------------------------------------------------------------------------------
+  # Forward paths.
+
+  def spatial_codes(self, key: jax.Array, batch: int) -> jax.Array:
+    """Spatial codes z ~ N(0, I), ``[B, z_dim]`` (Section III-B)."""
+    return jax.random.normal(key, (batch, self.config.z_dim), jnp.float32)
+
+  def masks_for_input(self, masks: jax.Array) -> jax.Array:
+    """The masks the networks see: all ones when the configuration runs mask-free (plain CycleGAN)."""
+    return masks if self.config.use_mask else jnp.ones_like(masks)
+
+  def adapt(self, params: Params, d: Direction, images: jax.Array, masks: jax.Array, z: jax.Array) -> Adapted:
+    """Spatial then pixel adaptation of ``images[B, H, W, 3]`` with masks ``[B, H, W, 1]``."""
+    if self.config.spatial:
+      p = self.stm.apply({"params": params[d.stm]}, jnp.concatenate([images, masks], -1), z)
+      warped = self.apply_transform(jnp.concatenate([images, masks], -1), p)
+      spatial, warped_mask, inside = warped[..., :3], warped[..., 3:4], self.inside(masks, p)
+    else:
+      p, spatial, warped_mask, inside = None, images, masks, jnp.ones_like(masks)
+    adapted = self.pixel_adapt(params, d.generator, spatial, warped_mask)
+    return Adapted(p, spatial, warped_mask, inside, adapted)
+
+  def pixel_adapt(self, params: Params, generator: str, images: jax.Array, masks: jax.Array) -> jax.Array:
+    if not self.config.pixel:
+      return images
+    return self.generator.apply({"params": params[generator]}, jnp.concatenate([images, masks], -1))
+
+  def apply_transform(self, images: jax.Array, p: jax.Array) -> jax.Array:
+    return stm_lib.apply_transform(images, p, self.transform, self.tps_control_hw, padding=self.config.warp_padding)
+
+  def inside(self, like: jax.Array, p: jax.Array, previous: jax.Array | None = None) -> jax.Array:
+    """``[B, H, W, 1]`` share of each output pixel read from inside the source frame.
+
+    With ``previous`` (an earlier warp's `inside`), the share that stayed inside both warps.
+    """
+    ones = jnp.ones_like(like[..., :1]) if previous is None else previous
+    return stm_lib.apply_transform(ones, p, self.transform, self.tps_control_hw, padding="zeros")
+
+  def _comparable_transform(self, p: jax.Array) -> jax.Array:
+    """What SCL compares: 3×3 matrices (homography, affine), or TPS control offsets."""
+    return p if self.transform == "tps" else stm_lib.transform_matrices(p, self.transform)
+
+  def _critic_scores(self, params: Params, name: str, images: jax.Array, masks: jax.Array) -> jax.Array:
+    return jnp.mean(self.critic.apply({"params": params[name]}, jnp.concatenate([images, masks], -1)), axis=(1, 2))
+
+  # ------------------------------------------------------------------------------------------------
+  # Objectives.
+
+  def critic_loss(self, critic_params: Params, frozen_params: Params, batch: dict, key: jax.Array):
+    """Eq. 1, critic side, for D1, D2 (and DT1, DT2), plus the gradient penalty when configured."""
+    c = self.config
+    k_x, k_y, k_gp = jax.random.split(key, 3)
+    x, y = batch["x"], batch["y"]
+    mx, my = self.masks_for_input(batch["x_mask"]), self.masks_for_input(batch["y_mask"])
+    fake_y = jax.lax.stop_gradient(self.adapt(frozen_params, XY, x, mx, self.spatial_codes(k_x, x.shape[0])))
+    fake_x = jax.lax.stop_gradient(self.adapt(frozen_params, YX, y, my, self.spatial_codes(k_y, y.shape[0])))
+    total, metrics = 0.0, {}
+    gp_keys = iter(jax.random.split(k_gp, 4))
+
+    def critic_term(name, critic_fn, real, fake):
+      nonlocal total
+      wasserstein = -losses.wgan_critic_loss(critic_fn(real), critic_fn(fake))
+      loss = -wasserstein
+      metrics[f"critic/{name}/wasserstein"] = wasserstein
+      if c.lipschitz == "gradient_penalty":
+        gp = losses.gradient_penalty(critic_fn, real, fake, next(gp_keys))
+        metrics[f"critic/{name}/gradient_penalty"] = gp
+        loss = loss + c.lambda_gp * gp
+      total = total + loss
+
+    for name, real_img, real_mask, fake in (("D1", y, my, fake_y), ("D2", x, mx, fake_x)):
+      scores = lambda inp, name=name: jnp.mean(self.critic.apply({"params": critic_params[name]}, inp), axis=(1, 2))
+      critic_term(name, scores, jnp.concatenate([real_img, real_mask], -1), jnp.concatenate([fake.adapted, fake.mask], -1))
+    if "DT1" in critic_params:
+      # DT1: fake T_xy, real (T_yx)⁻¹; DT2 mirrors it.
+      for name, fake, real in (("DT1", fake_y, fake_x), ("DT2", fake_x, fake_y)):
+        scores = lambda p, name=name: self.spatial_critic.apply({"params": critic_params[name]}, p)
+        critic_term(name, scores, stm_lib.invert_params(real.transform, self.transform), fake.transform)
+    metrics["critic/loss"] = total
+    return total, metrics
+
+  def generator_loss(self, generator_params: Params, frozen_params: Params, batch: dict, key: jax.Array):
+    """Eq. 7 for both directions, summed: adversarial + λ_cyc·cycle + λ_idt·identity + λ_siam·Siamese.
+
+    Returns the loss and ``(metrics, siamese_images)``; the latter are the images of eq. 6's pairs,
+    for the SiaNet update.
+    """
+    c = self.config
+    params = {**frozen_params, **generator_params}
+    k_x, k_y = jax.random.split(key)
+    x, y = batch["x"], batch["y"]
+    mx, my = self.masks_for_input(batch["x_mask"]), self.masks_for_input(batch["y_mask"])
+    z_x, z_y = self.spatial_codes(k_x, x.shape[0]), self.spatial_codes(k_y, y.shape[0])
+    adapted = {"x": self.adapt(params, XY, x, mx, z_x), "y": self.adapt(params, YX, y, my, z_y)}
+    siamese_images = {
+        "x": x, "x_s": adapted["x"].spatial, "x_adp": adapted["x"].adapted,
+        "y": y, "y_s": adapted["y"].spatial, "y_adp": adapted["y"].adapted,
+    }  # fmt: skip
+    siamese_terms = self.siamese_losses(params, siamese_images) if c.siamese else None
+
+    total, metrics = 0.0, {}
+    for src, d, source, source_mask, target, target_mask, z in (
+        ("x", XY, x, mx, y, my, z_x),
+        ("y", YX, y, my, x, mx, z_y),
+    ):
+      a = adapted[src]
+      adversarial = losses.wgan_generator_loss(self._critic_scores(params, d.critic, a.adapted, a.mask))
+      if d.spatial_critic in params:
+        adversarial = adversarial + losses.wgan_generator_loss(
+            self.spatial_critic.apply({"params": params[d.spatial_critic]}, a.transform)
+        )
+      cycle, cycle_metrics = self._cycle_loss(params, d, source, a, z)
+      identity = self._identity_loss(params, d, a, target, target_mask)
+      siamese = siamese_terms[src] if siamese_terms is not None else 0.0
+      direction_total = losses.generator_objective(
+          adversarial, cycle, identity, siamese, c.lambda_cyc, c.lambda_idt, c.lambda_siam
+      )
+      total = total + direction_total
+      metrics.update({f"generator/{src}/{k}": v for k, v in cycle_metrics.items()})
+      metrics[f"generator/{src}/adversarial"] = adversarial
+      metrics[f"generator/{src}/cycle"] = cycle
+      metrics[f"generator/{src}/identity"] = identity
+      metrics[f"generator/{src}/siamese"] = siamese
+    metrics["generator/loss"] = total
+    return total, (metrics, siamese_images)
+
+  def _cycle_loss(self, params: Params, d: Direction, source: jax.Array, a: Adapted, z: jax.Array):
+    """Eq. 4 (disentangled: SCL + λ_pcl·PCL), or the entangled loss for WD, or CycleGAN's for WS."""
+    c = self.config
+    fake = jnp.concatenate([a.adapted, a.mask], -1)
+    if not c.spatial:
+      return losses.pixel_cycle_loss(source, self.pixel_adapt(params, d.back_generator, a.adapted, a.mask)), {}
+    # Path 1 (Fig. 3, purple): S2 predicts T_yx from the adapted image, with the same spatial code.
+    t_back = self.stm.apply({"params": params[d.back_stm]}, fake, z)
+    if not c.disentangled_cycle:
+      back = self.apply_transform(fake, t_back)
+      recovered = self.pixel_adapt(params, d.back_generator, back[..., :3], back[..., 3:4])
+      entangled = losses.pixel_cycle_loss(source, recovered)
+      return entangled, {"entangled_cycle": entangled}
+    scl = losses.spatial_cycle_loss(
+        self._comparable_transform(stm_lib.invert_params(a.transform, self.transform)), self._comparable_transform(t_back)
+    )
+    # Path 2 (orange): the exact inverse (T_xy)⁻¹ recovers the geometry, G2 the pixels (eq. 2).
+    inverse = stm_lib.invert_params(a.transform, self.transform)
+    back = self.apply_transform(fake, inverse)
+    recovered = self.pixel_adapt(params, d.back_generator, back[..., :3], back[..., 3:4])
+    pcl = losses.pixel_cycle_loss(source, recovered, valid=self.inside(fake, inverse, previous=a.inside))
+    return losses.disentangled_cycle_loss(scl, pcl, c.lambda_pcl), {"scl": scl, "pcl": pcl}
+
+  def _identity_loss(self, params: Params, d: Direction, a: Adapted, target, target_mask) -> jax.Array:
+    mode = self.config.identity_loss
+    if mode == "mask" and self.config.pixel:
+      return losses.mask_identity_loss(a.adapted, a.spatial, a.mask)  # eq. 5
+    if mode == "mapping" and self.config.pixel:
+      return losses.identity_mapping_loss(self.pixel_adapt(params, d.generator, target, target_mask), target)
+    return jnp.zeros((), jnp.float32)
+
+  def siamese_losses(self, params: Params, images: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Eq. 6 over the paper's pairs, per anchor domain.
+
+    For X: positives X&X_s, X&X_adp; negatives X&Y_s, X&Y. For Y the mirror image.
+    """
+    embed = {k: self.sianet.apply({"params": params["SiaNet"]}, v) for k, v in images.items()}
+    out = {}
+    for a, b in (("x", "y"), ("y", "x")):
+      anchor = jnp.concatenate([embed[a]] * 4)
+      others = jnp.concatenate([embed[f"{a}_s"], embed[f"{a}_adp"], embed[f"{b}_s"], embed[b]])
+      n = embed[a].shape[0]
+      positive = jnp.concatenate([jnp.ones(2 * n), jnp.zeros(2 * n)])
+      out[a] = losses.contrastive_loss(anchor, others, positive, self.config.siamese_margin)
+    return out
+
+  def sianet_loss(self, sianet_params: Params, images: dict[str, jax.Array]):
+    """SiaNet's own objective: eq. 6 on the (fixed) images of the current generator step."""
+    terms = self.siamese_losses({"SiaNet": sianet_params["SiaNet"]}, jax.lax.stop_gradient(images))
+    loss = terms["x"] + terms["y"]
+    return loss, {"sianet/loss": loss}

@@ -1,0 +1,134 @@
+"""The training state and the jit-compiled, sharded SA-GAN updates.
+
+`make_steps` compiles ``critic_step`` (D1, D2, DT1, DT2) and ``generator_step`` (G1, G2, S1, S2,
+then SiaNet) over a ``("data",)`` mesh: the batch is sharded, the state replicated and donated.
+A training loop runs ``n_critic`` critic steps per generator step. The critics have no batch
+norm, so sharding the batch changes no result (only the order of float reductions).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from sagan_jax import parallel
+from sagan_jax.sagan.model import SAGAN, XY
+
+Batch = dict[str, jax.Array]  # x [B,H,W,3], x_mask [B,H,W,1], y, y_mask: images in [-1, 1], masks in [0, 1]
+
+
+@flax.struct.dataclass
+class SAGANState:
+  """Everything a resumed run needs: a pytree Orbax can save."""
+
+  step: jax.Array  # generator updates done (int32 scalar)
+  critic_steps: jax.Array  # critic updates done
+  rng: jax.Array  # uint32[2] PRNG key, split at every update
+  params: dict[str, Any]  # network name → parameters
+  opt_state: dict[str, Any]  # "generator" / "critic" / "sianet" → optax state
+
+
+def _group(params, names):
+  return {name: params[name] for name in names}
+
+
+def create_state(model: SAGAN, seed: int | jax.Array, mesh: Mesh | None = None) -> SAGANState:
+  """Fresh parameters and optimiser states; replicated over ``mesh`` when one is given.
+
+  Pass the mesh the steps run on: a state that is not yet on it makes the first step compile for
+  single-device inputs and the second compile again for the mesh-replicated state it returned.
+  """
+  key = jax.random.PRNGKey(seed) if isinstance(seed, int) else seed
+  init_key, rng = jax.random.split(key)
+  params = model.init_params(init_key)
+  tx = model.optimizers()
+  opt_state = {
+      "generator": tx["generator"].init(_group(params, model.generator_names)),
+      "critic": tx["critic"].init(_group(params, model.critic_names)),
+      "sianet": tx["sianet"].init(_group(params, model.sianet_names)),
+  }
+  state = SAGANState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), rng, params, opt_state)
+  return state if mesh is None else jax.device_put(state, parallel.replicated(mesh))
+
+
+def critic_update(model: SAGAN, state: SAGANState, batch: Batch) -> tuple[SAGANState, dict]:
+  """One update of the critics (eq. 1, critic side). Pure; `make_steps` compiles it."""
+  tx = model.optimizers()["critic"]
+  rng, key = jax.random.split(state.rng)
+  critic_params = _group(state.params, model.critic_names)
+  grads, metrics = jax.grad(model.critic_loss, has_aux=True)(critic_params, state.params, batch, key)
+  updates, opt_state = tx.update(grads, state.opt_state["critic"], critic_params)
+  new_params = {**state.params, **optax.apply_updates(critic_params, updates)}
+  return state.replace(
+      critic_steps=state.critic_steps + 1,
+      rng=rng,
+      params=new_params,
+      opt_state={**state.opt_state, "critic": opt_state},
+  ), metrics
+
+
+def generator_update(model: SAGAN, state: SAGANState, batch: Batch) -> tuple[SAGANState, dict]:
+  """One update of G1, G2, S1, S2 (eq. 7, both directions), then of SiaNet (eq. 6)."""
+  tx = model.optimizers()
+  rng, key = jax.random.split(state.rng)
+  gen_params = _group(state.params, model.generator_names)
+  grads, (metrics, siamese_images) = jax.grad(model.generator_loss, has_aux=True)(gen_params, state.params, batch, key)
+  updates, gen_opt = tx["generator"].update(grads, state.opt_state["generator"], gen_params)
+  params = {**state.params, **optax.apply_updates(gen_params, updates)}
+  opt_state = {**state.opt_state, "generator": gen_opt}
+  if model.sianet_names:
+    sia_params = _group(params, model.sianet_names)
+    sia_grads, sia_metrics = jax.grad(model.sianet_loss, has_aux=True)(sia_params, siamese_images)
+    sia_updates, sia_opt = tx["sianet"].update(sia_grads, state.opt_state["sianet"], sia_params)
+    params = {**params, **optax.apply_updates(sia_params, sia_updates)}
+    opt_state = {**opt_state, "sianet": sia_opt}
+    metrics = {**metrics, **sia_metrics}
+  return state.replace(step=state.step + 1, rng=rng, params=params, opt_state=opt_state), metrics
+
+
+def make_steps(model: SAGAN, mesh: Mesh) -> tuple[Callable, Callable]:
+  """``(critic_step, generator_step)``, each ``(state, batch) → (state, metrics)``, jit-compiled.
+
+  The state is replicated over the mesh and donated (its buffers are reused for the new state);
+  the batch is sharded along its leading axis. Each compiles once per batch shape.
+  """
+  rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  compile_step = lambda fn: jax.jit(
+      functools.partial(fn, model), in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0
+  )
+  return compile_step(critic_update), compile_step(generator_update)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_codes"))
+def translate(model: SAGAN, params: dict, images: jax.Array, masks: jax.Array, num_codes: int, key: jax.Array):
+  """Multi-modal X→Y translation: ``num_codes`` (M) spatial codes per source image.
+
+  Args:
+    model: the SA-GAN configuration.
+    params: its parameters (``state.params``).
+    images: ``[B, H, W, 3]`` source images in [-1, 1]; may be sharded along B.
+    masks: ``[B, H, W, 1]`` their human masks.
+    num_codes: M.
+    key: PRNG key for the spatial codes.
+
+  Returns:
+    ``(adapted [B, M, H, W, 3], masks [B, M, H, W, 1], transforms [B, M, P])``; transforms are
+    zeros when the configuration has no spatial transformer.
+  """
+  masks = model.masks_for_input(masks)
+  codes = jax.vmap(lambda k: model.spatial_codes(k, images.shape[0]))(jax.random.split(key, num_codes))
+
+  def one_code(z):
+    a = model.adapt(params, XY, images, masks, z)
+    p = a.transform if a.transform is not None else jnp.zeros((images.shape[0], model.num_transform_params))
+    return a.adapted, a.mask, p
+
+  adapted, warped_masks, transforms = jax.vmap(one_code)(codes)
+  to_batch_major = lambda t: jnp.swapaxes(t, 0, 1)
+  return to_batch_major(adapted), to_batch_major(warped_masks), to_batch_major(transforms)

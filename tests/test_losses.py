@@ -1,0 +1,88 @@
+"""sagan_jax.losses against hand-computed values."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from sagan_jax import losses
+
+
+def test_wgan_losses_hand_computed():
+  real, fake = jnp.array([1.0, 3.0]), jnp.array([0.0, 2.0])
+  assert float(losses.wgan_critic_loss(real, fake)) == pytest.approx(1.0 - 2.0)
+  assert float(losses.wgan_generator_loss(jnp.array([1.0, 2.0, 3.0]))) == pytest.approx(-2.0)
+
+
+def test_gradient_penalty_of_a_linear_critic():
+  # D(x) = <w, x> has gradient w everywhere: the penalty is (|w| - 1)² = (5 - 1)² for w = (3, 4).
+  w = jnp.array([3.0, 4.0])
+  critic = lambda x: x @ w
+  real = jax.random.normal(jax.random.key(0), (16, 2))
+  fake = jax.random.normal(jax.random.key(1), (16, 2))
+  assert float(losses.gradient_penalty(critic, real, fake, jax.random.key(2))) == pytest.approx(16.0, rel=1e-5)
+  # A 1-Lipschitz linear critic pays nothing; images work the same way as vectors.
+  unit = lambda x: jnp.sum(x * 0.5, axis=(1, 2, 3))  # |∇| = 0.5 · sqrt(4 elements) = 1
+  imgs = jax.random.normal(jax.random.key(3), (4, 2, 2, 1))
+  assert float(losses.gradient_penalty(unit, imgs, -imgs, jax.random.key(4))) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_gradient_penalty_is_per_sample():
+  # D(x) = |x|² has gradient 2x: at interpolates e·r + (1 - e)·f the norm depends on each sample's e.
+  critic = lambda x: jnp.sum(x**2, axis=-1)
+  real = jnp.array([[1.0, 0.0], [0.0, 2.0]])
+  fake = jnp.zeros((2, 2))
+  key = jax.random.key(5)
+  eps = jax.random.uniform(key, (2, 1))
+  norms = 2 * jnp.linalg.norm(eps * real, axis=-1)
+  expected = jnp.mean((norms - 1.0) ** 2)
+  assert float(losses.gradient_penalty(critic, real, fake, key)) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_weight_clipping_transform():
+  tx = optax.chain(optax.sgd(1.0), losses.clip_params(0.01))
+  params = {"a": jnp.array([0.005, -0.02, 0.0])}
+  grads = {"a": jnp.array([-0.01, 0.0, 0.003])}  # sgd: updates = -grads
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(optax.apply_updates(params, updates)["a"], [0.01, -0.01, -0.003], atol=1e-7)
+
+
+def test_pixel_cycle_loss_with_and_without_validity():
+  x = jnp.zeros((1, 2, 2, 3))
+  rec = x.at[0, 0, 0].set(0.6).at[0, 1, 1].set(-0.3)
+  assert float(losses.pixel_cycle_loss(x, rec)) == pytest.approx((3 * 0.6 + 3 * 0.3) / 12)
+  valid = jnp.array([1.0, 0.0, 0.0, 0.0]).reshape(1, 2, 2, 1)  # only the first pixel counts
+  assert float(losses.pixel_cycle_loss(x, rec, valid)) == pytest.approx(0.6, rel=1e-5)
+
+
+def test_spatial_and_disentangled_cycle_losses():
+  a = jnp.eye(3)[None].repeat(2, 0)
+  b = a.at[0, 0, 2].set(0.9)
+  assert float(losses.spatial_cycle_loss(a, a)) == 0.0
+  assert float(losses.spatial_cycle_loss(a, b)) == pytest.approx(0.9 / 18)
+  assert float(losses.disentangled_cycle_loss(jnp.array(0.5), jnp.array(0.2), 10.0)) == pytest.approx(2.5)
+
+
+def test_mask_identity_loss_counts_only_the_person():
+  translated = jnp.zeros((1, 2, 2, 3)).at[0, 0, 0].set(1.0).at[0, 1, 1].set(5.0)
+  spatial = jnp.zeros((1, 2, 2, 3))
+  mask = jnp.array([1.0, 1.0, 0.0, 0.0]).reshape(1, 2, 2, 1)  # pixel (1, 1) is background
+  # |diff| summed over the 2 masked pixels and 3 channels: 3 · 1.0, over 2 pixels × 3 channels.
+  assert float(losses.mask_identity_loss(translated, spatial, mask)) == pytest.approx(0.5, rel=1e-5)
+  assert float(losses.identity_mapping_loss(translated, spatial)) == pytest.approx((3 + 15) / 12)
+
+
+def test_contrastive_loss_hand_computed():
+  a = jnp.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+  b = jnp.array([[3.0, 4.0], [0.3, 0.4], [3.0, 0.0]])  # distances 5, 0.5, 3
+  positive = jnp.array([1, 0, 0])
+  # positive: d² = 25; negative within the margin: (2 - 0.5)² = 2.25; beyond the margin: 0.
+  assert float(losses.contrastive_loss(a, b, positive, margin=2.0)) == pytest.approx((25 + 2.25 + 0) / 3, rel=1e-5)
+  g = jax.grad(lambda e: losses.contrastive_loss(e, e, jnp.array([1.0]), 2.0))(jnp.ones((1, 4)))
+  assert bool(jnp.isfinite(g).all())  # identical positive pairs have a finite gradient
+
+
+def test_generator_objective_weights():
+  total = losses.generator_objective(jnp.array(1.0), jnp.array(2.0), jnp.array(3.0), jnp.array(4.0), 10.0, 5.0, 2.0)
+  assert float(total) == pytest.approx(1 + 20 + 15 + 8)

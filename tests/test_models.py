@@ -1,0 +1,102 @@
+"""Shapes of every SA-GAN network, and the spatial transformer's identity start."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sagan_jax.models import PatchCritic, ResnetGenerator, SiaNet, SpatialCritic, SpatialTransformer, stm
+
+B, H, W = 2, 32, 16
+
+
+def _images(channels=4, key=0):
+  return jax.random.uniform(jax.random.key(key), (B, H, W, channels)) * 2 - 1
+
+
+def test_generator_shapes_and_range():
+  g = ResnetGenerator(features=8, num_blocks=2)
+  x = _images()
+  params = g.init(jax.random.key(1), x)
+  out = g.apply(params, x)
+  assert out.shape == (B, H, W, 3) and out.dtype == jnp.float32
+  assert float(jnp.abs(out).max()) <= 1.0
+  # In conv, two downsamplings, two residual blocks, two upsamplings, out conv.
+  assert len(params["params"]) == 1 + 2 + 2 + 2 + 1
+  with pytest.raises(ValueError, match="divisible by 4"):
+    g.apply(params, jnp.zeros((1, 30, 16, 4)))
+
+
+def test_generator_bfloat16_compute_keeps_float32_params():
+  params = ResnetGenerator(features=8, num_blocks=1).init(jax.random.key(1), _images())
+  out = ResnetGenerator(features=8, num_blocks=1, dtype=jnp.bfloat16).apply(params, _images())
+  f32 = ResnetGenerator(features=8, num_blocks=1).apply(params, _images())
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+  assert out.dtype == jnp.float32 and float(jnp.abs(out - f32).max()) < 0.1
+
+
+@pytest.mark.parametrize("norm", ["layer", "instance", "none"])
+def test_patch_critic_shapes_and_per_sample_independence(norm):
+  d = PatchCritic(features=8, num_layers=2, norm=norm)
+  x = _images()
+  params = d.init(jax.random.key(2), x)
+  scores = d.apply(params, x)
+  # 32×16 → 4×4 convs with padding 1: stride 2 (16×8), stride 2 (8×4), stride 1 (7×3), stride 1 (6×2).
+  assert scores.shape == (B, 6, 2)
+  # No batch statistics: a sample's scores do not depend on the rest of the batch.
+  alone = d.apply(params, x[:1])
+  np.testing.assert_allclose(alone, scores[:1], atol=1e-5)
+
+
+def test_patch_critic_paper_scale_shape():
+  d = PatchCritic()  # 64 features, 3 layers: the 70×70 PatchGAN
+  shape = jax.eval_shape(lambda x: d.init_with_output(jax.random.key(0), x)[0], jnp.zeros((1, 256, 128, 4))).shape
+  assert shape == (1, 30, 14)
+
+
+@pytest.mark.parametrize("transform,num_params", [("homography", 8), ("affine", 6), ("tps", 30)])
+def test_spatial_transformer_starts_at_the_identity(transform, num_params):
+  s = SpatialTransformer(transform=transform, features=8, num_layers=3, hidden=16)
+  x, z = _images(), jax.random.normal(jax.random.key(3), (B, 4))
+  params = s.init(jax.random.key(4), x, z)
+  p = s.apply(params, x, z)
+  assert p.shape == (B, num_params) and p.dtype == jnp.float32
+  np.testing.assert_array_equal(p, jnp.zeros_like(p))
+  np.testing.assert_array_equal(stm.apply_transform(x, p, transform, padding="border"), x)
+  np.testing.assert_array_equal(stm.apply_transform(x, p, transform, padding="zeros"), x)
+
+
+def test_spatial_transformer_output_depends_on_the_spatial_code():
+  s = SpatialTransformer(features=8, num_layers=3, hidden=16)
+  x = _images()
+  params = s.init(jax.random.key(4), x, jnp.zeros((B, 4)))
+  # Move the zero-initialised output layer off zero, as training does.
+  params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(5), p.shape), params)
+  p1 = s.apply(params, x, jax.random.normal(jax.random.key(6), (B, 4)))
+  p2 = s.apply(params, x, jax.random.normal(jax.random.key(7), (B, 4)))
+  assert float(jnp.abs(p1 - p2).max()) > 1e-3
+
+
+def test_transform_helpers():
+  p = 0.2 * jax.random.normal(jax.random.key(8), (B, 8))
+  m = stm.transform_matrices(p, "homography")
+  np.testing.assert_allclose(m @ stm.transform_matrices(stm.invert_params(p, "homography"), "homography"),
+                             jnp.broadcast_to(jnp.eye(3), (B, 3, 3)), atol=1e-5)
+  with pytest.raises(ValueError, match="transform must be one of"):
+    stm.num_params("projective")
+  with pytest.raises(ValueError, match="matrices"):
+    stm.transform_matrices(jnp.zeros((B, 30)), "tps")
+
+
+def test_spatial_critic_and_sianet_shapes():
+  dt = SpatialCritic(hidden=16)
+  p = jax.random.normal(jax.random.key(9), (B, 8))
+  assert dt.apply(dt.init(jax.random.key(10), p), p).shape == (B,)
+  sia = SiaNet(widths=(8, 16), embed_dim=12)
+  x = _images(3)
+  e = sia.apply(sia.init(jax.random.key(11), x), x)
+  assert e.shape == (B, 12)
+  np.testing.assert_allclose(jnp.linalg.norm(e, axis=-1), 1.0, rtol=1e-5)
+  # SPGAN's four stages on a paper-scale crop.
+  shape = jax.eval_shape(lambda x: SiaNet().init_with_output(jax.random.key(0), x)[0], jnp.zeros((1, 256, 128, 3))).shape
+  assert shape == (1, 128)

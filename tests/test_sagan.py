@@ -1,0 +1,301 @@
+"""SA-GAN assembled: variants, loss invariants, the sharded steps, translation, and learning."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sagan_jax import geometry, parallel
+from sagan_jax.sagan import SAGAN, make_steps, translate
+from sagan_jax.sagan.model import XY
+from sagan_jax.sagan.steps import create_state
+
+H, W = 32, 16
+
+
+def toy_people(key, n):
+  """Dark background, a coloured torso and a head at jittered positions, with their masks."""
+  k1, k2, k3 = jax.random.split(key, 3)
+  ys, xs = jnp.meshgrid(jnp.linspace(-1, 1, H), jnp.linspace(-1, 1, W), indexing="ij")
+  cx = jax.random.uniform(k1, (n, 1, 1), minval=-0.1, maxval=0.1)
+  cy = jax.random.uniform(k2, (n, 1, 1), minval=-0.1, maxval=0.1)
+  colour = jax.random.uniform(k3, (n, 1, 1, 3), minval=0.2, maxval=1.0)
+  body = (jnp.abs(xs - cx) < 0.35) & (ys - cy > -0.45) & (ys - cy < 0.75)
+  head = ((xs - cx) / 0.25) ** 2 + ((ys - cy + 0.65) / 0.15) ** 2 < 1
+  mask = (body | head).astype(jnp.float32)[..., None]
+  return (mask * colour + (1 - mask) * 0.1) * 2 - 1, mask
+
+
+def _batch(key, n, target_fn):
+  kx, ky = jax.random.split(key)
+  x, x_mask = toy_people(kx, n)
+  y, y_mask = target_fn(ky, n)
+  return {"x": x, "x_mask": x_mask, "y": y, "y_mask": y_mask}
+
+
+def _set_stm_output(params, name, p):
+  """Makes an STM predict ``p`` for every input: zero kernel, bias p on its output layer."""
+  out_layer = sorted(k for k in params[name] if k.startswith("Dense"))[-1]
+  layer = params[name][out_layer]
+  new = {**params[name], out_layer: {"kernel": jnp.zeros_like(layer["kernel"]), "bias": jnp.asarray(p, jnp.float32)}}
+  return {**params, name: new}
+
+
+# --------------------------------------------------------------------------------------------------
+# Configurations.
+
+
+@pytest.mark.parametrize(
+    "variant,networks",
+    [
+        ("sagan", {"G1", "G2", "S1", "S2", "D1", "D2", "DT1", "DT2", "SiaNet"}),
+        ("ws", {"G1", "G2", "D1", "D2", "SiaNet"}),
+        ("wp", {"S1", "S2", "D1", "D2", "DT1", "DT2", "SiaNet"}),
+        ("wd", {"G1", "G2", "S1", "S2", "D1", "D2", "DT1", "DT2", "SiaNet"}),
+        ("cyclegan", {"G1", "G2", "D1", "D2"}),
+        ("cyclegan_star", {"G1", "G2", "D1", "D2"}),
+    ],
+)
+def test_each_variant_has_the_networks_it_should(tiny_sagan_config, variant, networks):
+  model = SAGAN(tiny_sagan_config(variant))
+  assert set(jax.eval_shape(model.init_params, jax.random.PRNGKey(0))) == networks
+
+
+def test_bad_configuration_values_raise(tiny_sagan_config):
+  c = tiny_sagan_config()
+  c.identity_loss = "pixels"
+  with pytest.raises(ValueError, match="identity_loss"):
+    SAGAN(c)
+  c = tiny_sagan_config()
+  c.spatial, c.pixel = False, False
+  with pytest.raises(ValueError, match="nothing would adapt"):
+    SAGAN(c)
+  with pytest.raises(ValueError, match="unknown SA-GAN variant"):
+    tiny_sagan_config("cycle")
+
+
+# --------------------------------------------------------------------------------------------------
+# Invariants of the assembled losses.
+
+
+def test_spatial_cycle_loss_is_zero_for_an_exact_inverse_and_not_otherwise(tiny_sagan_config):
+  model = SAGAN(tiny_sagan_config("wp"))
+  params = model.init_params(jax.random.PRNGKey(0))
+  batch = _batch(jax.random.PRNGKey(1), 4, toy_people)
+  p = jnp.array([0.05, 0.02, 0.1, -0.03, 0.04, -0.08, 0.1, 0.2])
+  exact = _set_stm_output(_set_stm_output(params, "S1", p), "S2", -p)
+  _, (metrics, _) = model.generator_loss({}, exact, batch, jax.random.PRNGKey(2))
+  assert float(metrics["generator/x/scl"]) == 0.0
+  off = _set_stm_output(exact, "S2", -0.5 * p)
+  _, (metrics, _) = model.generator_loss({}, off, batch, jax.random.PRNGKey(2))
+  assert float(metrics["generator/x/scl"]) > 1e-3
+
+
+def test_pixel_cycle_loss_is_zero_for_identity_generators_and_an_exact_warp(tiny_sagan_config):
+  # WP has identity generators. An integer pixel translation is resampled exactly, so PCL is exactly 0
+  # inside the frame; a general warp is exact up to two bilinear resamplings (blur, not error).
+  c = tiny_sagan_config("wp")
+  c.warp_padding = "zeros"
+  model = SAGAN(c)
+  params = model.init_params(jax.random.PRNGKey(0))
+  batch = _batch(jax.random.PRNGKey(1), 4, toy_people)
+  shift = jnp.zeros(8).at[2].set(2 * 3 / (W - 1)).at[5].set(-2 * 2 / (H - 1))  # 3 px right, 2 px up
+  _, (metrics, _) = model.generator_loss({}, _set_stm_output(params, "S1", shift), batch, jax.random.PRNGKey(2))
+  assert float(metrics["generator/x/pcl"]) == 0.0
+  general = jnp.array([0.05, 0.02, 0.1, -0.03, 0.04, -0.08, 0.1, 0.2])
+  _, (metrics, _) = model.generator_loss({}, _set_stm_output(params, "S1", general), batch, jax.random.PRNGKey(2))
+  h = jnp.broadcast_to(geometry.homography_from_params(general), (4, 3, 3))
+  h_inv = jnp.broadcast_to(geometry.homography_from_params(-general), (4, 3, 3))
+  round_trip = geometry.warp(geometry.warp(batch["x"], h), h_inv)
+  inside = geometry.warp(geometry.warp(jnp.ones_like(batch["x_mask"]), h), h_inv)
+  expected = float(jnp.sum(jnp.abs(round_trip - batch["x"]) * inside) / (jnp.sum(inside) * 3))
+  assert float(metrics["generator/x/pcl"]) == pytest.approx(expected, rel=1e-4)
+  assert expected > 0  # bilinear blur of the sharp toy edges, nothing else
+
+
+# --------------------------------------------------------------------------------------------------
+# The compiled steps.
+
+
+def test_sharded_steps_match_the_single_device_steps_and_compile_once(tiny_sagan_config):
+  assert jax.device_count() == 8, "tests/conftest.py sets up 8 CPU devices"
+  c = tiny_sagan_config()
+  model = SAGAN(c)
+  batches = [_batch(jax.random.PRNGKey(i), 8, toy_people) for i in range(2)]
+  key = jax.random.PRNGKey(7)
+  results = {}
+  for n in (1, 8):
+    mesh = parallel.make_mesh(n)
+    state = create_state(model, 0, mesh)
+    # The critics' gradients, computed on a batch sharded over n devices.
+    critic_grads = jax.jit(
+        lambda params, batch: jax.grad(model.critic_loss, has_aux=True)(
+            {k: params[k] for k in model.critic_names}, params, batch, key
+        )[0],
+        in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
+    )
+    grads = jax.device_get(critic_grads(state.params, batches[0]))
+    critic_step, generator_step = make_steps(model, mesh)
+    metrics = []
+    for batch in batches:
+      state, critic_metrics = critic_step(state, batch)
+      state, generator_metrics = generator_step(state, batch)
+      metrics.append((critic_metrics, generator_metrics))
+    assert critic_step._cache_size() == 1 and generator_step._cache_size() == 1  # no recompilation
+    results[n] = (grads, jax.device_get(state.params), jax.device_get(metrics))
+  assert int(state.step) == 2 and int(state.critic_steps) == 2
+  (grads_1, params_1, metrics_1), (grads_8, params_8, metrics_8) = results[1], results[8]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), grads_1, grads_8)
+  # The first critic step starts from identical states: every loss term agrees to float precision.
+  for k, v in metrics_1[0][0].items():
+    np.testing.assert_allclose(v, metrics_8[0][0][k], atol=1e-5, rtol=1e-5, err_msg=k)
+  # Later steps start from states that differ by Adam's sign flips (below): agreement to 0.1%.
+  for step in range(2):
+    for k, v in {**metrics_1[step][0], **metrics_1[step][1]}.items():
+      np.testing.assert_allclose(v, {**metrics_8[step][0], **metrics_8[step][1]}[k], atol=1e-4, rtol=1e-3, err_msg=k)
+  # Parameters: Adam's first updates are ±lr wherever a gradient is not within float noise of zero,
+  # so a reduction-order difference can flip an update (2·lr per step). Known open item: on 4–8
+  # devices some generator-gradient entries of the full loss differ by up to ~1.6% (2 devices and
+  # batch permutations on one device agree to 1e-6), so ~2% of entries move by more than 1e-5.
+  diffs = np.concatenate([np.abs(a - b).ravel() for a, b in zip(jax.tree.leaves(params_1), jax.tree.leaves(params_8))])
+  assert diffs.max() <= 2 * 2 * c.learning_rate * 1.01
+  assert (diffs > 1e-5).mean() < 0.05, (diffs > 1e-5).mean()
+  # The steps changed every network.
+  initial = create_state(model, 0).params
+  for name in initial:
+    moved = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(initial[name]), jax.tree.leaves(params_1[name])))
+    assert moved > 0, name
+
+
+def test_bfloat16_steps_run_with_float32_parameters(tiny_sagan_config):
+  # WS: the convolutional networks are what bfloat16 changes (the warp's bfloat16 path is covered in
+  # test_geometry.py), at half the compile time of the full model.
+  c = tiny_sagan_config("ws")
+  c.dtype = "bfloat16"
+  model = SAGAN(c)
+  mesh = parallel.make_mesh(1)
+  critic_step, generator_step = make_steps(model, mesh)
+  state = create_state(model, 0, mesh)
+  batch = _batch(jax.random.PRNGKey(0), 4, toy_people)
+  state, cm = critic_step(state, batch)
+  state, gm = generator_step(state, batch)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.params))
+  assert all(np.isfinite(float(v)) for v in {**cm, **gm}.values())
+
+
+def test_weight_clipping_keeps_critic_weights_in_range(tiny_sagan_config):
+  c = tiny_sagan_config("ws")
+  c.lipschitz, c.clip_value = "weight_clipping", 0.01
+  model = SAGAN(c)
+  mesh = parallel.make_mesh(1)
+  critic_step, _ = make_steps(model, mesh)
+  state, metrics = critic_step(create_state(model, 0, mesh), _batch(jax.random.PRNGKey(0), 4, toy_people))
+  assert "critic/D1/gradient_penalty" not in metrics
+  for name in model.critic_names:
+    assert max(float(jnp.abs(p).max()) for p in jax.tree.leaves(state.params[name])) <= 0.01 + 1e-7
+
+
+def test_translate_gives_num_codes_outputs_and_identity_at_initialisation(tiny_sagan_config):
+  model = SAGAN(tiny_sagan_config("wp"))  # identity generators: at init the whole mapping is the identity
+  params = model.init_params(jax.random.PRNGKey(0))
+  x, x_mask = toy_people(jax.random.PRNGKey(1), 8)
+  mesh = parallel.make_mesh()
+  x_sharded = jax.device_put(x, parallel.batch_sharded(mesh))
+  adapted, masks, transforms = translate(model, params, x_sharded, x_mask, 3, jax.random.PRNGKey(2))
+  assert adapted.shape == (8, 3, H, W, 3) and masks.shape == (8, 3, H, W, 1) and transforms.shape == (8, 3, 8)
+  np.testing.assert_array_equal(adapted, jnp.broadcast_to(x[:, None], adapted.shape))
+  np.testing.assert_array_equal(transforms, 0.0)
+  # Once S1 depends on the code, the M translations of one image differ.
+  moved = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.PRNGKey(3), p.shape), params)
+  adapted, _, transforms = translate(model, moved, x, x_mask, 3, jax.random.PRNGKey(2))
+  assert float(jnp.abs(transforms[:, 0] - transforms[:, 1]).max()) > 1e-3
+  assert float(jnp.abs(adapted[:, 0] - adapted[:, 1]).max()) > 1e-3
+
+
+# --------------------------------------------------------------------------------------------------
+# Learning.
+
+
+def _train(model, state, steps, n_critic, target_fn, key, batch_size=16):
+  mesh = parallel.make_mesh(1)
+  critic_step, generator_step = make_steps(model, mesh)
+  for _ in range(steps):
+    for _ in range(n_critic):
+      key, k = jax.random.split(key)
+      state, critic_metrics = critic_step(state, _batch(k, batch_size, target_fn))
+    key, k = jax.random.split(key)
+    state, generator_metrics = generator_step(state, _batch(k, batch_size, target_fn))
+  return state, critic_metrics, generator_metrics
+
+
+def test_spatial_path_recovers_a_known_homography(tiny_sagan_config):
+  """Domains related only by a homography: S1 must learn it from unpaired images (WP: spatial path)."""
+  p_true = jnp.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.15, 0.0, 0.35])  # shift down + vertical keystone
+  h_true = geometry.homography_from_params(p_true)
+
+  def target(key, n):
+    img, mask = toy_people(key, n)
+    out = geometry.warp(jnp.concatenate([img, mask], -1), jnp.broadcast_to(h_true, (n, 3, 3)), padding="border")
+    return out[..., :3], out[..., 3:]
+
+  corners = jnp.array([[-1.0, -1, 1], [1, -1, 1], [-1, 1, 1], [1, 1, 1], [0, 0, 1]])
+
+  def corner_error(params):
+    """Mean distance (normalised units) between where T_xy and the true H send five points."""
+    x, x_mask = toy_people(jax.random.PRNGKey(999), 32)
+    z = model.spatial_codes(jax.random.PRNGKey(5), 32)
+    p = model.stm.apply({"params": params["S1"]}, jnp.concatenate([x, x_mask], -1), z)
+    project = lambda h: (corners @ h.T)[:, :2] / (corners @ h.T)[:, 2:]
+    learned = jax.vmap(project)(geometry.homography_from_params(p))
+    return float(jnp.mean(jnp.linalg.norm(learned - project(h_true)[None], axis=-1)))
+
+  c = tiny_sagan_config("wp")
+  c.siamese = False
+  c.learning_rate, c.n_critic = 1e-3, 2
+  model = SAGAN(c)
+  state = create_state(model, 0, parallel.make_mesh(1))
+  before = corner_error(state.params)
+  state, _, _ = _train(model, state, steps=150, n_critic=c.n_critic, target_fn=target, key=jax.random.PRNGKey(1))
+  after = corner_error(state.params)
+  # Measured on this configuration: 0.382 → 0.091 after 150 steps.
+  assert after < 0.5 * before, (before, after)
+
+
+def test_pixel_path_moves_towards_a_colour_shifted_domain(tiny_sagan_config):
+  """Domains related only by a colour shift: PCL falls and G1's outputs look more like Y to the critic."""
+
+  def target(key, n):
+    img, mask = toy_people(key, n)
+    shifted = jnp.clip(((img + 1) / 2)[..., ::-1] * 0.8 + jnp.array([0.15, 0.1, 0.0]), 0, 1)  # swap R/B, tint
+    return shifted * 2 - 1, mask
+
+  c = tiny_sagan_config("ws")
+  c.siamese = False
+  c.learning_rate, c.n_critic = 1e-3, 2
+  model = SAGAN(c)
+  x, x_mask = toy_people(jax.random.PRNGKey(100), 64)
+  y, y_mask = target(jax.random.PRNGKey(101), 64)
+
+  def evaluate(params):
+    fake = model.pixel_adapt(params, "G1", x, x_mask)
+    pcl = float(jnp.mean(jnp.abs(model.pixel_adapt(params, "G2", fake, x_mask) - x)))
+    critic = lambda img: float(jnp.mean(model._critic_scores(params, XY.critic, img, x_mask if img is not y else y_mask)))
+    mean_colour = lambda img: jnp.mean(img, axis=(0, 1, 2))
+    return {
+        "pcl": pcl,
+        "wasserstein_translated": critic(y) - critic(fake),
+        "wasserstein_source": critic(y) - critic(x),
+        "colour_gap_translated": float(jnp.linalg.norm(mean_colour(fake) - mean_colour(y))),
+        "colour_gap_source": float(jnp.linalg.norm(mean_colour(x) - mean_colour(y))),
+    }
+
+  state = create_state(model, 0, parallel.make_mesh(1))
+  before = evaluate(state.params)
+  state, critic_metrics, _ = _train(model, state, steps=150, n_critic=2, target_fn=target, key=jax.random.PRNGKey(3))
+  after = evaluate(state.params)
+  # Measured: PCL 0.86 → 0.21; colour gap of G1(X) to Y 0.08 against 0.24 for X; the critic's
+  # Wasserstein estimate W(Y, G1(X)) rises from ~0 (critic loss falls) as it learns to separate them.
+  assert after["pcl"] < 0.5 * before["pcl"], (before, after)
+  assert after["colour_gap_translated"] < 0.5 * after["colour_gap_source"], after
+  assert after["wasserstein_translated"] > before["wasserstein_translated"] + 0.1, (before, after)
+  assert float(critic_metrics["critic/D1/wasserstein"]) > 0
