@@ -257,7 +257,8 @@ def test_spatial_path_recovers_a_known_homography(tiny_sagan_config):
   before = corner_error(state.params)
   state, _, _ = _train(model, state, steps=150, n_critic=c.n_critic, target_fn=target, key=jax.random.PRNGKey(1))
   after = corner_error(state.params)
-  # Measured on this configuration: 0.382 → 0.091 after 150 steps.
+  print(f"corner error of T_xy: {before:.3f} -> {after:.3f} after 150 steps")
+  # Measured on this configuration: 0.382 → 0.091.
   assert after < 0.5 * before, (before, after)
 
 
@@ -279,7 +280,7 @@ def test_pixel_path_moves_towards_a_colour_shifted_domain(tiny_sagan_config):
   def evaluate(params):
     fake = model.pixel_adapt(params, "G1", x, x_mask)
     pcl = float(jnp.mean(jnp.abs(model.pixel_adapt(params, "G2", fake, x_mask) - x)))
-    critic = lambda img: float(jnp.mean(model._critic_scores(params, XY.critic, img, x_mask if img is not y else y_mask)))
+    critic = lambda img: float(jnp.mean(model._critic_scores(params, XY.critic, jnp.concatenate([img, y_mask if img is y else x_mask], -1))))
     mean_colour = lambda img: jnp.mean(img, axis=(0, 1, 2))
     return {
         "pcl": pcl,
@@ -293,6 +294,7 @@ def test_pixel_path_moves_towards_a_colour_shifted_domain(tiny_sagan_config):
   before = evaluate(state.params)
   state, critic_metrics, _ = _train(model, state, steps=150, n_critic=2, target_fn=target, key=jax.random.PRNGKey(3))
   after = evaluate(state.params)
+  print("colour shift, before:", before, "after 150 steps:", after)
   # Measured: PCL 0.86 → 0.21; colour gap of G1(X) to Y 0.08 against 0.24 for X; the critic's
   # Wasserstein estimate W(Y, G1(X)) rises from ~0 (critic loss falls) as it learns to separate them.
   assert after["pcl"] < 0.5 * before["pcl"], (before, after)

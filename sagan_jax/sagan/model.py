@@ -179,8 +179,9 @@ class SAGAN:
     """What SCL compares: 3×3 matrices (homography, affine), or TPS control offsets."""
     return p if self.transform == "tps" else stm_lib.transform_matrices(p, self.transform)
 
-  def _critic_scores(self, params: Params, name: str, images: jax.Array, masks: jax.Array) -> jax.Array:
-    return jnp.mean(self.critic.apply({"params": params[name]}, jnp.concatenate([images, masks], -1)), axis=(1, 2))
+  def _critic_scores(self, params: Params, name: str, inputs: jax.Array) -> jax.Array:
+    """Per-image critic values ``[B]``: the mean of the patch scores of RGB + mask ``inputs``."""
+    return jnp.mean(self.critic.apply({"params": params[name]}, inputs), axis=(1, 2))
 
   # ------------------------------------------------------------------------------------------------
   # Objectives.
@@ -208,7 +209,7 @@ class SAGAN:
       total = total + loss
 
     for name, real_img, real_mask, fake in (("D1", y, my, fake_y), ("D2", x, mx, fake_x)):
-      scores = lambda inp, name=name: jnp.mean(self.critic.apply({"params": critic_params[name]}, inp), axis=(1, 2))
+      scores = functools.partial(self._critic_scores, critic_params, name)
       critic_term(name, scores, jnp.concatenate([real_img, real_mask], -1), jnp.concatenate([fake.adapted, fake.mask], -1))
     if "DT1" in critic_params:
       # DT1: fake T_xy, real (T_yx)⁻¹; DT2 mirrors it.
@@ -243,7 +244,7 @@ class SAGAN:
         ("y", YX, y, my, x, mx, z_y),
     ):
       a = adapted[src]
-      adversarial = losses.wgan_generator_loss(self._critic_scores(params, d.critic, a.adapted, a.mask))
+      adversarial = losses.wgan_generator_loss(self._critic_scores(params, d.critic, jnp.concatenate([a.adapted, a.mask], -1)))
       if d.spatial_critic in params:
         adversarial = adversarial + losses.wgan_generator_loss(
             self.spatial_critic.apply({"params": params[d.spatial_critic]}, a.transform)
