@@ -1,0 +1,151 @@
+"""The on-disk layouts of Market-1501, DukeMTMC-reID and PRID2011, parsed strictly.
+
+Each `scan_*` function walks a dataset directory as its authors distribute it and returns, per
+split, the list of `Record`s (path, person id, camera id). Anything that does not match the layout
+(a missing folder, a file whose name does not parse, an empty split, a mask that is missing when
+masks are asked for) raises one `DatasetLayoutError` naming the path and what was expected.
+
+Person ids are kept as the files give them: Market-1501 and DukeMTMC-reID use -1 for junk boxes
+and 0 for distractors (Market); evaluation needs both, so nothing is filtered here. Camera ids are
+1-based as in the file names (PRID2011: cam_a = 1, cam_b = 2).
+
+Operating-system litter (``Thumbs.db``, which the Market-1501 archive ships, ``.DS_Store``, hidden
+files) is ignored; every other file must parse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Iterable
+
+MARKET_ROOT = "Market-1501-v15.09.15"
+DUKE_ROOT = "DukeMTMC-reID"
+PRID_ROOT = os.path.join("prid_2011", "single_shot")
+# Masks mirror the dataset tree under this folder of the manual directory, one single-channel
+# PNG per image with the image's stem: masks/Market-1501-v15.09.15/query/0001_c1s1_001051_00.png
+MASKS_ROOT = "masks"
+
+_IGNORED = {"thumbs.db", "desktop.ini"}
+
+# Market-1501: PPPP_cXsY_FFFFFF_NN.jpg (PPPP = -1 for junk boxes).
+MARKET_NAME = re.compile(r"^(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$")
+# DukeMTMC-reID: PPPP_cX_fFFFFFFF.jpg
+DUKE_NAME = re.compile(r"^(-1|\d{4})_c(\d)_f(\d{7})\.jpg$")
+# PRID2011 single-shot: person_NNNN.png
+PRID_NAME = re.compile(r"^person_(\d{4})\.png$")
+
+MARKET_SPLITS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+DUKE_SPLITS = MARKET_SPLITS
+PRID_CAMERAS = {"cam_a": 1, "cam_b": 2}
+
+
+class DatasetLayoutError(ValueError):
+  """The dataset directory does not have the layout its builder expects."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+  path: str  # absolute path of the image
+  filename: str  # path relative to the manual directory, "/"-separated (stable across machines)
+  person_id: int
+  camera_id: int
+  mask_path: str | None = None
+
+
+def _listing(folder: str, what: str) -> list[str]:
+  if not os.path.isdir(folder):
+    raise DatasetLayoutError(f"missing folder {folder!r}: expected {what}")
+  names = sorted(n for n in os.listdir(folder) if not n.startswith(".") and n.lower() not in _IGNORED)
+  if not names:
+    raise DatasetLayoutError(f"empty split: folder {folder!r} holds no images ({what})")
+  return names
+
+
+def _mask_path(manual_dir: str, relative: str, masks_dir: str | None) -> str | None:
+  if masks_dir is None:
+    return None
+  path = os.path.join(masks_dir, os.path.splitext(relative)[0] + ".png")
+  if not os.path.isfile(path):
+    raise DatasetLayoutError(
+        f"missing mask {path!r} for image {relative!r}: masks mirror the image tree under "
+        f"{masks_dir!r} as single-channel PNGs with the image's stem (write them with "
+        "`python -m sagan_jax.masks infer`, or build without masks)")
+  return path
+
+
+def default_masks_dir(manual_dir: str) -> str:
+  return os.path.join(manual_dir, MASKS_ROOT)
+
+
+def _scan_official(manual_dir: str, root: str, pattern: re.Pattern, example: str, num_cameras: int,
+                   masks_dir: str | None) -> dict[str, list[Record]]:
+  base = os.path.join(manual_dir, root)
+  if not os.path.isdir(base):
+    raise DatasetLayoutError(
+        f"missing folder {base!r}: put the extracted {root} folder inside the manual directory {manual_dir!r}")
+  splits = {}
+  for split, folder in MARKET_SPLITS.items():
+    records = []
+    for name in _listing(os.path.join(base, folder), f"{root}/{folder}/{example}"):
+      m = pattern.match(name)
+      if m is None:
+        raise DatasetLayoutError(
+            f"file {os.path.join(base, folder, name)!r} does not match the {root} naming scheme {example}")
+      camera = int(m.group(2))
+      if not 1 <= camera <= num_cameras:
+        raise DatasetLayoutError(
+            f"file {os.path.join(base, folder, name)!r}: camera {camera} outside 1..{num_cameras}")
+      relative = f"{root}/{folder}/{name}"
+      records.append(Record(
+          path=os.path.join(base, folder, name), filename=relative, person_id=int(m.group(1)),
+          camera_id=camera, mask_path=_mask_path(manual_dir, relative, masks_dir)))
+    splits[split] = records
+  return splits
+
+
+def scan_market1501(manual_dir: str, masks_dir: str | None = None) -> dict[str, list[Record]]:
+  """Splits ``train`` (bounding_box_train), ``query`` and ``gallery`` (bounding_box_test)."""
+  return _scan_official(manual_dir, MARKET_ROOT, MARKET_NAME, "PPPP_cXsY_FFFFFF_NN.jpg", 6, masks_dir)
+
+
+def scan_dukemtmc_reid(manual_dir: str, masks_dir: str | None = None) -> dict[str, list[Record]]:
+  """Splits ``train`` (bounding_box_train), ``query`` and ``gallery`` (bounding_box_test)."""
+  return _scan_official(manual_dir, DUKE_ROOT, DUKE_NAME, "PPPP_cX_fFFFFFFF.jpg", 8, masks_dir)
+
+
+def scan_prid2011(manual_dir: str, masks_dir: str | None = None) -> dict[str, list[Record]]:
+  """Splits ``cam_a`` and ``cam_b`` (every single-shot image); protocols select from them."""
+  base = os.path.join(manual_dir, PRID_ROOT)
+  if not os.path.isdir(base):
+    raise DatasetLayoutError(
+        f"missing folder {base!r}: put the extracted prid_2011 folder (with single_shot/cam_a and "
+        f"single_shot/cam_b) inside the manual directory {manual_dir!r}")
+  splits = {}
+  for split, camera in PRID_CAMERAS.items():
+    records = []
+    for name in _listing(os.path.join(base, split), f"prid_2011/single_shot/{split}/person_NNNN.png"):
+      m = PRID_NAME.match(name)
+      if m is None:
+        raise DatasetLayoutError(
+            f"file {os.path.join(base, split, name)!r} does not match the PRID2011 naming scheme person_NNNN.png")
+      relative = f"prid_2011/single_shot/{split}/{name}"
+      records.append(Record(
+          path=os.path.join(base, split, name), filename=relative, person_id=int(m.group(1)),
+          camera_id=camera, mask_path=_mask_path(manual_dir, relative, masks_dir)))
+    splits[split] = records
+  return splits
+
+
+def summarize(records: Iterable[Record]) -> dict[str, int]:
+  """Image and identity counts of a split (junk -1 and distractor 0 ids counted separately)."""
+  records = list(records)
+  ids = {r.person_id for r in records}
+  return {
+      "images": len(records),
+      "ids": len(ids - {-1, 0}),
+      "junk_images": sum(r.person_id == -1 for r in records),
+      "distractor_images": sum(r.person_id == 0 for r in records),
+      "cameras": len({r.camera_id for r in records}),
+  }

@@ -1,0 +1,386 @@
+"""The synthetic two-domain re-ID benchmark: procedurally drawn pedestrians seen by two camera networks.
+
+    python -m sagan_jax.data.synthetic --out DIR [--height 128 --width 64 --train_ids 100 --test_ids 100]
+
+writes ``DIR/source`` and ``DIR/target``, each a Market-1501-layout manual directory
+(``Market-1501-v15.09.15/{bounding_box_train,bounding_box_test,query}``, ``PPPP_cXsY_FFFFFF_NN.jpg``,
+pid 0000 distractors and -1 junk boxes in the gallery) with a ground-truth binary mask per image
+under ``masks/`` (the layout `sagan_jax.data.builders.Market1501` reads with ``config="masked"``), and
+``DIR/benchmark.json`` recording what separates the domains.
+
+What identifies a person: top and bottom colours, a top pattern (plain, stripes, checks) and its
+second colour, sleeve and leg length, skirt, body height and width, head size, skin tone, hair,
+hat, backpack, handbag and their colours. What varies between images of one person: front or back
+view, mirroring, arm and leg swing, position and scale jitter, lighting and noise. Each camera has
+its own background (a wall, a floor, scenery blocks) and lighting.
+
+The two domains share the renderer and differ like two camera networks:
+  * space: the source is seen from a low viewpoint (the person frontal, feet to head upright); the
+    target from a high one, a perspective homography ``H_view`` (vertical keystone: head enlarged,
+    legs foreshortened, plus a vertical rescale and shift that keeps the person in the frame).
+    ``H_view`` maps target-image coordinates to the source-frame coordinates they show, in the
+    normalised convention of `sagan_jax.geometry` (x first, [-1, 1], ±1 at corner pixel centres,
+    output → input), so ``warp(source_image, H_view)`` renders a source person as the target camera
+    would see them: it is the T_xy an ideal S1 should predict. (Defined in normalised coordinates,
+    it holds at any image size up to the sub-pixel difference of the corner-centre convention.)
+  * pixels: the target's colours pass through a channel-mixing matrix and gamma (a strong cast that
+    also compresses the red–green axis the source palette relies on), its cameras have stronger
+    individual casts, and its backgrounds come from another palette.
+Identities are disjoint between domains and between train and test, as in real cross-dataset
+re-ID. Everything is deterministic in ``seed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from sagan_jax.data import layouts
+
+DOMAINS = ("source", "target")
+SUPERSAMPLE = 2
+
+# The target camera network's view of a source-frame person (output → input, normalised): a
+# vertical keystone K (x and y divided by 1 + tilt·y) followed by a vertical rescale and shift A
+# that keep the head and the feet inside the frame.
+DEFAULT_TILT = -0.3
+# Target colour cast: mixes channels (red and green pulled together), then gamma.
+TARGET_COLOUR_MATRIX = ((0.55, 0.45, 0.10), (0.40, 0.55, 0.15), (0.05, 0.25, 0.90))
+TARGET_GAMMA = 0.75
+
+_PALETTE = np.array([
+    (200, 30, 30), (30, 150, 40), (30, 60, 200), (230, 200, 40), (240, 240, 240), (25, 25, 25),
+    (130, 130, 130), (120, 40, 160), (240, 130, 30), (30, 180, 190), (150, 90, 40), (240, 150, 190),
+    (20, 40, 90), (100, 120, 30), (170, 20, 80), (200, 180, 140),
+], np.float32)
+_SKIN = np.array([(235, 200, 170), (205, 160, 120), (160, 110, 75), (100, 65, 40)], np.float32)
+_HAIR = np.array([(20, 15, 10), (90, 60, 30), (170, 140, 80), (120, 120, 120)], np.float32)
+_BACKGROUNDS = {
+    "source": np.array([(120, 120, 115), (150, 140, 120), (95, 105, 120), (135, 150, 135), (110, 95, 85), (160, 160, 160)], np.float32),
+    "target": np.array([(70, 80, 70), (90, 85, 100), (60, 70, 90), (100, 95, 80), (80, 60, 60), (75, 90, 95)], np.float32),
+}
+
+
+def view_homography(tilt: float = DEFAULT_TILT) -> np.ndarray:
+  """``H_view`` (float64, det 1): target-image coordinates → source-frame coordinates, normalised."""
+  keystone = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, tilt, 1.0]])
+  # Choose the vertical rescale a and shift b so that y_out = ±1 map to y_in = ∓/± 0.99.
+  lo, hi = -1.0 / (1.0 - tilt), 1.0 / (1.0 + tilt)  # y_in of the keystone at y_out = -1, +1
+  a = 1.98 / (hi - lo)
+  b = -0.99 - a * lo
+  h = np.array([[1.0, 0, 0], [0, a, b], [0, 0, 1.0]]) @ keystone
+  return h / np.cbrt(np.linalg.det(h))
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+  top: np.ndarray
+  top2: np.ndarray
+  pattern: str  # "plain", "hstripes", "vstripes", "checks"
+  bottom: np.ndarray
+  skin: np.ndarray
+  hair: np.ndarray
+  long_sleeves: bool
+  shorts: bool
+  skirt: bool
+  height: float  # fraction of the frame height
+  width: float  # shoulder width, fraction of the frame width
+  head: float  # head radius, fraction of the body height
+  hat: np.ndarray | None
+  backpack: np.ndarray | None
+  handbag: np.ndarray | None
+
+
+def random_identity(rng: np.random.Generator) -> Identity:
+  def colour():
+    return _PALETTE[rng.integers(len(_PALETTE))] + rng.normal(0, 12, 3)
+
+  top = colour()
+  return Identity(
+      top=top, top2=colour(), pattern=str(rng.choice(["plain", "plain", "hstripes", "vstripes", "checks"])),
+      bottom=colour(), skin=_SKIN[rng.integers(len(_SKIN))], hair=_HAIR[rng.integers(len(_HAIR))],
+      long_sleeves=bool(rng.random() < 0.6), shorts=bool(rng.random() < 0.25), skirt=bool(rng.random() < 0.15),
+      height=float(rng.uniform(0.78, 0.92)), width=float(rng.uniform(0.36, 0.52)), head=float(rng.uniform(0.06, 0.08)),
+      hat=colour() if rng.random() < 0.2 else None, backpack=colour() if rng.random() < 0.3 else None,
+      handbag=colour() if rng.random() < 0.2 else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Camera:
+  background: np.ndarray
+  floor: np.ndarray
+  blocks: tuple  # scenery rectangles (x0, y0, x1, y1, colour) in normalised units
+  gain: np.ndarray  # per-channel lighting
+
+
+def random_camera(rng: np.random.Generator, domain: str) -> Camera:
+  palette = _BACKGROUNDS[domain]
+  background = palette[rng.integers(len(palette))] + rng.normal(0, 10, 3)
+  blocks = tuple(
+      (*sorted(rng.uniform(0, 1, 2)), *sorted(rng.uniform(0, 0.7, 2)), palette[rng.integers(len(palette))] + rng.normal(0, 20, 3))
+      for _ in range(rng.integers(1, 4)))
+  spread = 0.08 if domain == "source" else 0.2  # target cameras disagree more about colour
+  return Camera(background=background, floor=background * rng.uniform(0.6, 0.9), blocks=blocks,
+                gain=rng.uniform(1 - spread, 1 + spread, 3) * rng.uniform(0.85, 1.15))
+
+
+def _fill(draw: ImageDraw.ImageDraw, shape: str, box, colour, mask: ImageDraw.ImageDraw, *args):
+  c = tuple(int(v) for v in np.clip(colour, 0, 255)) + (255,)
+  getattr(draw, shape)(box, *args, fill=c)
+  getattr(mask, shape)(box, *args, fill=255)
+
+
+def render_person(person: Identity, rng: np.random.Generator, size_hw: tuple[int, int]) -> np.ndarray:
+  """An RGBA image of one pose of ``person`` in the source (frontal) frame."""
+  h, w = size_hw
+  layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+  alpha = Image.new("L", (w, h), 0)
+  d, m = ImageDraw.Draw(layer), ImageDraw.Draw(alpha)
+  back_view = rng.random() < 0.5
+  scale = person.height * rng.uniform(0.95, 1.05)
+  body_h = scale * h
+  cx = w * (0.5 + rng.uniform(-0.05, 0.05))
+  top_y = h * (1 - scale) / 2 + h * rng.uniform(-0.03, 0.03)
+  head_r = person.head * body_h
+  shoulder = person.width * w * rng.uniform(0.95, 1.05) / 2
+  neck_y = top_y + 2.1 * head_r
+  waist_y = top_y + 0.52 * body_h
+  feet_y = top_y + body_h
+  swing = rng.uniform(-0.08, 0.08) * w
+  leg_w = shoulder * 0.42
+  # Backpack behind the body in the front view, over it in the back view.
+  def backpack():
+    if person.backpack is not None:
+      side = shoulder * (0.8 if back_view else 1.15)
+      _fill(d, "rectangle", (cx - side, neck_y + 0.05 * body_h, cx + side, waist_y - 0.02 * body_h), person.backpack, m)
+  if not back_view:
+    backpack()
+  # Legs (trousers or shorts) or a skirt.
+  for sign in (-1, 1):
+    x = cx + sign * shoulder * 0.45 + sign * swing * 0.5
+    _fill(d, "rectangle", (x - leg_w / 2, waist_y, x + leg_w / 2, feet_y - 0.03 * body_h), person.bottom, m)
+    if person.shorts:
+      _fill(d, "rectangle", (x - leg_w / 2, waist_y + 0.22 * body_h, x + leg_w / 2, feet_y - 0.03 * body_h), person.skin, m)
+    _fill(d, "rectangle", (x - leg_w / 2 - 1, feet_y - 0.03 * body_h, x + leg_w / 2 + 2 * sign, feet_y), (30, 25, 25), m)
+  if person.skirt:
+    _fill(d, "polygon", [(cx - shoulder * 0.8, waist_y), (cx + shoulder * 0.8, waist_y),
+                         (cx + shoulder * 1.1, waist_y + 0.25 * body_h), (cx - shoulder * 1.1, waist_y + 0.25 * body_h)], person.bottom, m)
+  # Arms.
+  arm_w = shoulder * 0.32
+  for sign in (-1, 1):
+    x = cx + sign * (shoulder + arm_w / 2)
+    dx = -sign * swing * 0.6
+    sleeve_end = waist_y if person.long_sleeves else neck_y + 0.13 * body_h
+    _fill(d, "polygon", [(x - arm_w / 2, neck_y + 2), (x + arm_w / 2, neck_y + 2),
+                         (x + arm_w / 2 + dx, sleeve_end), (x - arm_w / 2 + dx, sleeve_end)], person.top, m)
+    if not person.long_sleeves:
+      _fill(d, "polygon", [(x - arm_w / 2 + dx * 0.3, sleeve_end), (x + arm_w / 2 + dx * 0.3, sleeve_end),
+                           (x + arm_w / 2 + dx, waist_y), (x - arm_w / 2 + dx, waist_y)], person.skin, m)
+    _fill(d, "ellipse", (x + dx - arm_w / 2, waist_y - 2, x + dx + arm_w / 2, waist_y + arm_w - 2), person.skin, m)
+  # Torso with its pattern (the pattern is on the front only).
+  torso = (cx - shoulder, neck_y, cx + shoulder, waist_y)
+  _fill(d, "rectangle", torso, person.top, m)
+  if not back_view and person.pattern != "plain":
+    c2 = tuple(int(v) for v in np.clip(person.top2, 0, 255)) + (255,)
+    step = max(2, int(0.05 * body_h))
+    if person.pattern in ("hstripes", "checks"):
+      for y in range(int(neck_y) + step, int(waist_y), 2 * step):
+        d.rectangle((torso[0], y, torso[2], min(y + step - 1, waist_y)), fill=c2)
+    if person.pattern in ("vstripes", "checks"):
+      for x in range(int(torso[0]) + step, int(torso[2]), 2 * step):
+        d.rectangle((x, neck_y, min(x + step - 1, torso[2]), waist_y), fill=c2)
+  if back_view:
+    backpack()
+  if person.handbag is not None:
+    side = 1 if rng.random() < 0.5 else -1
+    x = cx + side * (shoulder + arm_w * 1.2)
+    _fill(d, "rectangle", (x - arm_w, waist_y - 0.02 * body_h, x + arm_w, waist_y + 0.12 * body_h), person.handbag, m)
+  # Head, hair, hat.
+  _fill(d, "ellipse", (cx - head_r, top_y, cx + head_r, top_y + 2 * head_r), person.skin, m)
+  if back_view:
+    _fill(d, "ellipse", (cx - head_r, top_y, cx + head_r, top_y + 2 * head_r), person.hair, m)
+  else:
+    _fill(d, "chord", (cx - head_r, top_y, cx + head_r, top_y + 2 * head_r), person.hair, m, 160, 380)
+  if person.hat is not None:
+    _fill(d, "rectangle", (cx - head_r * 1.2, top_y - 0.2 * head_r, cx + head_r * 1.2, top_y + 0.5 * head_r), person.hat, m)
+  _fill(d, "rectangle", (cx - head_r * 0.4, top_y + 1.9 * head_r, cx + head_r * 0.4, neck_y + 2), person.skin, m)
+  rgba = np.asarray(layer).copy()
+  rgba[..., 3] = np.asarray(alpha)
+  if rng.random() < 0.5:
+    rgba = rgba[:, ::-1]
+  return rgba
+
+
+def render_background(camera: Camera, rng: np.random.Generator, size_hw: tuple[int, int]) -> np.ndarray:
+  h, w = size_hw
+  y = np.linspace(0, 1, h)[:, None, None]
+  horizon = 0.72 + rng.uniform(-0.04, 0.04)
+  image = np.where(y < horizon, camera.background * (0.9 + 0.2 * y), camera.floor * (1.1 - 0.3 * (y - horizon)))
+  image = np.broadcast_to(image, (h, w, 3)).copy()
+  shift = rng.uniform(-0.1, 0.1)
+  for x0, x1, y0, y1, colour in camera.blocks:
+    xs = slice(int(np.clip(x0 + shift, 0, 1) * w), int(np.clip(x1 + shift, 0, 1) * w))
+    image[int(y0 * h):int(y1 * h), xs] = colour
+  return image
+
+
+def _pixel_coefficients(h_norm: np.ndarray, size_hw: tuple[int, int]) -> tuple[float, ...]:
+  """PIL's PERSPECTIVE coefficients (output pixel → input pixel, pixel centres at i + 0.5)."""
+  h, w = size_hw
+  to_pixel = np.array([[(w - 1) / 2, 0, (w - 1) / 2 + 0.5], [0, (h - 1) / 2, (h - 1) / 2 + 0.5], [0, 0, 1.0]])
+  hp = to_pixel @ h_norm @ np.linalg.inv(to_pixel)
+  hp = hp / hp[2, 2]
+  return tuple(hp.reshape(-1)[:8])
+
+
+def render_image(person: Identity, camera: Camera, domain: str, rng: np.random.Generator, size_hw: tuple[int, int],
+                 h_view: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(uint8 RGB [H, W, 3], uint8 mask [H, W] in {0, 255}) of one image of ``person`` by ``camera``."""
+  big = (size_hw[0] * SUPERSAMPLE, size_hw[1] * SUPERSAMPLE)
+  person_layer = Image.fromarray(render_person(person, rng, big), "RGBA")
+  if domain == "target":
+    person_layer = person_layer.transform(big[::-1], Image.PERSPECTIVE, _pixel_coefficients(h_view, big), Image.BILINEAR)
+  rgba = np.asarray(person_layer).astype(np.float32)
+  alpha = rgba[..., 3:] / 255.0
+  image = rgba[..., :3] * alpha + render_background(camera, rng, big) * (1 - alpha)
+  image = image * camera.gain * rng.uniform(0.9, 1.1)
+  if domain == "target":
+    image = 255.0 * (np.clip(image / 255.0, 0, 1) @ np.asarray(TARGET_COLOUR_MATRIX).T) ** TARGET_GAMMA
+  small = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).resize(size_hw[::-1], Image.BOX)
+  image = np.asarray(small).astype(np.float32) + rng.normal(0, 4, (*size_hw, 3))
+  mask = np.asarray(Image.fromarray((alpha[..., 0] * 255).astype(np.uint8)).resize(size_hw[::-1], Image.BOX)) >= 128
+  return np.clip(image, 0, 255).astype(np.uint8), mask.astype(np.uint8) * 255
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkSpec:
+  height: int = 128
+  width: int = 64
+  train_ids: int = 100
+  test_ids: int = 100
+  num_cameras: int = 4
+  images_per_camera: int = 2  # per identity and camera it appears in
+  distractors: int = 40  # gallery images of pid 0000 (people outside the id set)
+  junk: int = 20  # gallery images of pid -1 (bad boxes: crops of background)
+  tilt: float = DEFAULT_TILT
+  seed: int = 0
+
+
+def _write(root: str, folder: str, name: str, image: np.ndarray, mask: np.ndarray) -> None:
+  Image.fromarray(image).save(os.path.join(root, layouts.MARKET_ROOT, folder, name), quality=95)
+  Image.fromarray(mask, "L").save(os.path.join(root, layouts.MASKS_ROOT, layouts.MARKET_ROOT, folder, name[:-4] + ".png"))
+
+
+def write_domain(root: str, domain: str, spec: BenchmarkSpec) -> dict:
+  """Writes one domain as a Market-1501-layout manual directory; returns its counts."""
+  rng = np.random.default_rng([spec.seed, DOMAINS.index(domain)])
+  size = (spec.height, spec.width)
+  h_view = view_homography(spec.tilt)
+  for folder in layouts.MARKET_SPLITS.values():
+    os.makedirs(os.path.join(root, layouts.MARKET_ROOT, folder), exist_ok=True)
+    os.makedirs(os.path.join(root, layouts.MASKS_ROOT, layouts.MARKET_ROOT, folder), exist_ok=True)
+  cameras = [random_camera(rng, domain) for _ in range(spec.num_cameras)]
+  counts = {"bounding_box_train": 0, "query": 0, "bounding_box_test": 0}
+  frame = 0
+
+  def name(pid: int, camera: int) -> str:
+    nonlocal frame
+    frame += 1
+    pid_text = "-1" if pid < 0 else f"{pid:04d}"
+    return f"{pid_text}_c{camera + 1}s1_{frame:06d}_00.jpg"
+
+  for pid in range(1, spec.train_ids + spec.test_ids + 1):
+    person = random_identity(rng)
+    seen_by = sorted(rng.choice(spec.num_cameras, size=int(rng.integers(2, spec.num_cameras + 1)), replace=False))
+    for camera in seen_by:
+      for k in range(spec.images_per_camera):
+        image, mask = render_image(person, cameras[camera], domain, rng, size, h_view)
+        if pid <= spec.train_ids:
+          folder = "bounding_box_train"
+        else:  # Market-style: one query per test identity and camera, the rest in the gallery
+          folder = "query" if k == 0 else "bounding_box_test"
+        _write(root, folder, name(pid, camera), image, mask)
+        counts[folder] += 1
+  for _ in range(spec.distractors):
+    camera = int(rng.integers(spec.num_cameras))
+    image, mask = render_image(random_identity(rng), cameras[camera], domain, rng, size, h_view)
+    _write(root, "bounding_box_test", name(0, camera), image, mask)
+    counts["bounding_box_test"] += 1
+  for _ in range(spec.junk):
+    camera = int(rng.integers(spec.num_cameras))
+    big = (size[0] * SUPERSAMPLE, size[1] * SUPERSAMPLE)
+    background = Image.fromarray(np.clip(render_background(cameras[camera], rng, big), 0, 255).astype(np.uint8))
+    image = np.asarray(background.resize(size[::-1], Image.BOX))
+    _write(root, "bounding_box_test", name(-1, camera), image, np.zeros(size, np.uint8))
+    counts["bounding_box_test"] += 1
+  return counts
+
+
+def generate(out: str, spec: BenchmarkSpec = BenchmarkSpec(), overwrite: bool = False) -> dict:
+  """Writes both domains and ``benchmark.json`` under ``out``; returns the metadata.
+
+  The metadata file is written last, so a directory without it is an interrupted run: it is
+  removed and regenerated (or, with files but no metadata and ``overwrite=False``, refused).
+  """
+  meta_path = os.path.join(out, "benchmark.json")
+  if os.path.exists(meta_path) and not overwrite:
+    with open(meta_path) as f:
+      meta = json.load(f)
+    if meta["spec"] != dataclasses.asdict(spec):
+      raise ValueError(f"{out!r} holds a synthetic benchmark with another spec {meta['spec']}; choose another --out or pass --overwrite")
+    return meta
+  for domain in DOMAINS:
+    shutil.rmtree(os.path.join(out, domain), ignore_errors=True)
+  os.makedirs(out, exist_ok=True)
+  counts = {domain: write_domain(os.path.join(out, domain), domain, spec) for domain in DOMAINS}
+  meta = {
+      "spec": dataclasses.asdict(spec),
+      "layout": "Market-1501 (builder market1501, config masked) under source/ and target/",
+      "view_homography": view_homography(spec.tilt).tolist(),
+      "view_homography_doc": ("target-image → source-frame coordinates, normalised (x first, [-1, 1], ±1 at corner pixel "
+                              "centres): the T_xy an ideal S1 predicts"),
+      "target_colour_matrix": TARGET_COLOUR_MATRIX,
+      "target_gamma": TARGET_GAMMA,
+      "counts": counts,
+  }
+  with open(meta_path + ".tmp", "w") as f:
+    json.dump(meta, f, indent=1)
+  os.replace(meta_path + ".tmp", meta_path)
+  return meta
+
+
+def contact_sheet(out: str, path: str, per_domain: int = 8) -> None:
+  """A PNG of the first gallery images of both domains (source row over target row), for the README."""
+  rows = []
+  for domain in DOMAINS:
+    folder = os.path.join(out, domain, layouts.MARKET_ROOT, "query")
+    names = sorted(os.listdir(folder))[:per_domain]
+    rows.append(np.concatenate([np.asarray(Image.open(os.path.join(folder, n)).convert("RGB")) for n in names], axis=1))
+  Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--out", required=True, help="output directory (source/, target/, benchmark.json)")
+  defaults = BenchmarkSpec()
+  for field in dataclasses.fields(BenchmarkSpec):
+    parser.add_argument(f"--{field.name}", type=type(getattr(defaults, field.name)), default=getattr(defaults, field.name))
+  parser.add_argument("--overwrite", action="store_true")
+  parser.add_argument("--contact_sheet", default=None, help="also write a PNG of example crops of both domains here")
+  args = parser.parse_args(argv)
+  spec = BenchmarkSpec(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchmarkSpec)})
+  meta = generate(args.out, spec, overwrite=args.overwrite)
+  if args.contact_sheet:
+    contact_sheet(args.out, args.contact_sheet)
+  print(json.dumps(meta["counts"], indent=1))
+
+
+if __name__ == "__main__":
+  main()
