@@ -1,0 +1,113 @@
+"""CMC / mAP: hand-computed cases and agreement with a brute-force per-query reference."""
+
+import numpy as np
+import pytest
+
+from sagan_jax.reid import metrics
+
+
+def brute_force(distmat, q_pids, g_pids, q_cams, g_cams, max_rank):
+  """Sorts every query's gallery (stable), drops junk, and walks it like the Market Matlab code."""
+  cmc_sum, step_aps, trap_aps = np.zeros(max_rank), [], []
+  for i in range(len(q_pids)):
+    order = np.argsort(distmat[i], kind="stable")
+    junk = (g_pids[order] == -1) | ((g_pids[order] == q_pids[i]) & (g_cams[order] == q_cams[i]))
+    order = order[~junk]
+    matches = (g_pids[order] == q_pids[i]) & (g_cams[order] != q_cams[i])
+    if not matches.any():
+      continue
+    first = int(np.argmax(matches))
+    if first < max_rank:
+      cmc_sum[first:] += 1
+    hits, precisions = 0, []
+    old_recall, old_precision, trap = 0.0, 1.0, 0.0
+    for n, is_hit in enumerate(matches, start=1):
+      hits += int(is_hit)
+      if is_hit:
+        precisions.append(hits / n)
+      recall, precision = hits / matches.sum(), hits / n
+      trap += (recall - old_recall) * (old_precision + precision) / 2
+      old_recall, old_precision = recall, precision
+      if hits == matches.sum():
+        break
+    step_aps.append(np.mean(precisions))
+    trap_aps.append(trap)
+  return cmc_sum / len(step_aps), np.mean(step_aps), np.mean(trap_aps)
+
+
+def test_hand_computed_case_with_junk_distractor_and_unmatched_query():
+  #            good  junk  neg  junk(-1) good  distractor
+  g_pids = np.array([1, 1, 2, -1, 1, 0])
+  g_cams = np.array([2, 1, 2, 2, 3, 1])
+  distmat = np.array([
+      [0.5, 0.1, 0.3, 0.05, 0.9, 0.2],  # pid 1 cam 1: valid order 5, 2, 0, 4 → good ranks 2, 3
+      [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],   # pid 2 cam 2: its only match is same-camera junk → skipped
+  ])
+  q_pids, q_cams = np.array([1, 2]), np.array([1, 2])
+  cmc, step_ap, details = metrics.evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=5, return_details=True)
+  np.testing.assert_allclose(cmc, [0, 0, 1, 1, 1])
+  assert step_ap == pytest.approx((1 / 3 + 2 / 4) / 2)
+  assert details["num_queries"] == 1 and details["num_skipped"] == 1
+  _, trap_ap = metrics.evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=5, ap_mode="trapezoid")
+  # Recall 0 → ½ at position 3 (precision 0/2 → 1/3), ½ → 1 at position 4 (1/3 → 2/4).
+  assert trap_ap == pytest.approx(0.5 * (0 + 1 / 3) / 2 + 0.5 * (1 / 3 + 1 / 2) / 2) == pytest.approx(7 / 24)
+
+
+def test_ties_are_broken_by_gallery_index():
+  g_pids, g_cams = np.array([5, 7, 7]), np.array([1, 2, 2])
+  q = (np.array([7]), np.array([1]))
+  cmc, ap = metrics.evaluate_rank(np.array([[0.4, 0.4, 0.4]]), q[0], g_pids, q[1], g_cams, max_rank=3)
+  np.testing.assert_allclose(cmc, [0, 1, 1])  # the negative (index 0) comes first
+  assert ap == pytest.approx((1 / 2 + 2 / 3) / 2)
+  # The same negative at the end of the gallery ranks after both tied good matches.
+  cmc, ap = metrics.evaluate_rank(np.array([[0.4, 0.4, 0.4]]), q[0], np.array([7, 7, 5]), q[1], np.array([2, 2, 1]), max_rank=3)
+  np.testing.assert_allclose(cmc, [1, 1, 1])
+  assert ap == pytest.approx(1.0)
+
+
+def test_a_perfect_ranking_scores_one_in_both_modes():
+  g_pids, g_cams = np.array([3, 3, 4, 0]), np.array([2, 3, 1, 1])
+  distmat = np.array([[0.1, 0.2, 0.3, 0.4]])
+  for mode in metrics.AP_MODES:
+    cmc, ap = metrics.evaluate_rank(distmat, np.array([3]), g_pids, np.array([1]), g_cams, max_rank=4, ap_mode=mode)
+    np.testing.assert_allclose(cmc, 1.0)
+    assert ap == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_agrees_with_brute_force_reference(seed):
+  rng = np.random.default_rng(seed)
+  num_q, num_g = 60, 400
+  g_pids = rng.integers(-1, 25, num_g)  # -1 junk boxes and 0 distractors included
+  g_cams = rng.integers(1, 5, num_g)
+  q_pids = rng.integers(1, 25, num_q)
+  q_cams = rng.integers(1, 5, num_q)
+  # Quantised distances make exact ties frequent, the hard case for the fast path.
+  distmat = np.round(rng.random((num_q, num_g)) * 40).astype(np.float32)
+  cmc, step_ap, details = metrics.evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=20, return_details=True)
+  _, trap_ap = metrics.evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=20, ap_mode="trapezoid")
+  ref_cmc, ref_step, ref_trap = brute_force(distmat, q_pids, g_pids, q_cams, g_cams, 20)
+  np.testing.assert_allclose(cmc, ref_cmc, atol=1e-12)
+  assert step_ap == pytest.approx(ref_step, abs=1e-12)
+  assert trap_ap == pytest.approx(ref_trap, abs=1e-12)
+  assert step_ap != pytest.approx(trap_ap, abs=1e-4)  # the two conventions really differ
+  assert details["num_queries"] + details["num_skipped"] == num_q
+
+
+def test_squared_euclidean_matches_direct_computation():
+  rng = np.random.default_rng(0)
+  q, g = rng.standard_normal((7, 16)), rng.standard_normal((9, 16))
+  direct = ((q[:, None, :] - g[None, :, :]) ** 2).sum(-1)
+  np.testing.assert_allclose(metrics.squared_euclidean(q, g), direct, rtol=1e-5, atol=1e-4)
+
+
+def test_bad_inputs():
+  g = (np.array([1, 2]), np.array([1, 2]))
+  with pytest.raises(ValueError, match="non-finite"):
+    metrics.evaluate_rank(np.array([[np.nan, 1.0]]), np.array([1]), g[0], np.array([2]), g[1])
+  with pytest.raises(ValueError, match="labels"):
+    metrics.evaluate_rank(np.zeros((1, 3)), np.array([1]), g[0], np.array([2]), g[1])
+  with pytest.raises(ValueError, match="no query has a good match"):
+    metrics.evaluate_rank(np.zeros((1, 2)), np.array([1]), g[0], np.array([1]), g[1])
+  with pytest.raises(ValueError, match="ap_mode"):
+    metrics.evaluate_rank(np.zeros((1, 2)), np.array([1]), g[0], np.array([2]), g[1], ap_mode="interpolated")
