@@ -2,6 +2,10 @@
 
 Public modules:
   geometry: differentiable homography / affine / thin-plate-spline warps (pure functions).
+  losses: SA-GAN's losses, eqs. 1–7 (pure functions).
+  models, sagan: the networks; SA-GAN's config, model assembly, jitted sharded steps, translate.
+  data: TFDS builders (Market-1501, DukeMTMC-reID, PRID2011), the synthetic benchmark, the pipeline.
+  reid: ResNet-50/IDE, the torchvision converter, IDE training, CMC/mAP evaluation.
 """
 
 __version__ = "0.1.0"

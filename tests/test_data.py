@@ -88,9 +88,10 @@ def test_prid_protocol_sizes_and_directions(tmp_path):
   splits = layouts.scan_prid2011(str(tmp_path))
   assert len(splits["cam_a"]) == 385 and len(splits["cam_b"]) == 749
   assert {r.camera_id for r in splits["cam_b"]} == {2}
-  a2b = prid.protocol(splits["cam_a"], splits["cam_b"], split=3, direction="a2b")
+  pids_a, pids_b = [r.person_id for r in splits["cam_a"]], [r.person_id for r in splits["cam_b"]]
+  a2b = prid.protocol(pids_a, pids_b, split=3, direction="a2b")
   assert (len(a2b["query"]), len(a2b["gallery"]), len(a2b["train_a"]), len(a2b["train_b"])) == (100, 649, 100, 100)
-  b2a = prid.protocol(splits["cam_a"], splits["cam_b"], split=3, direction="b2a")
+  b2a = prid.protocol(pids_a, pids_b, split=3, direction="b2a")
   assert (len(b2a["query"]), len(b2a["gallery"])) == (100, 285)
   test_ids = set(prid.load_splits()[3]["test"])
   query_ids = {splits["cam_a"][i].person_id for i in a2b["query"]}
@@ -101,7 +102,7 @@ def test_prid_protocol_sizes_and_directions(tmp_path):
   train_ids = {splits["cam_a"][i].person_id for i in a2b["train_a"]} | {splits["cam_b"][i].person_id for i in a2b["train_b"]}
   assert train_ids == set(prid.load_splits()[3]["train"]) and not train_ids & test_ids and max(train_ids) <= 200
   with pytest.raises(ValueError, match="direction"):
-    prid.protocol(splits["cam_a"], splits["cam_b"], split=0, direction="a2c")
+    prid.protocol(pids_a, pids_b, split=0, direction="a2c")
 
 
 def test_prid_split_file_is_the_seeded_one():

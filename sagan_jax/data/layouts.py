@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Iterable
+from typing import Callable, Iterable
 
 MARKET_ROOT = "Market-1501-v15.09.15"
 DUKE_ROOT = "DukeMTMC-reID"
@@ -79,30 +79,40 @@ def default_masks_dir(manual_dir: str) -> str:
   return os.path.join(manual_dir, MASKS_ROOT)
 
 
-def _scan_official(manual_dir: str, root: str, pattern: re.Pattern, example: str, num_cameras: int,
-                   masks_dir: str | None) -> dict[str, list[Record]]:
-  base = os.path.join(manual_dir, root)
-  if not os.path.isdir(base):
+def _scan_folder(manual_dir: str, folder: str, pattern: re.Pattern, scheme: str, masks_dir: str | None,
+                 camera_of: Callable[[re.Match, str], int]) -> list[Record]:
+  """Every image of ``manual_dir/folder``; ``camera_of(match, path)`` reads (and checks) its camera."""
+  base = os.path.join(manual_dir, folder)
+  records = []
+  for name in _listing(base, f"{folder}/{scheme}"):
+    path = os.path.join(base, name)
+    m = pattern.match(name)
+    if m is None:
+      raise DatasetLayoutError(f"file {path!r} does not match the naming scheme {scheme} of {folder}")
+    relative = f"{folder}/{name}"
+    records.append(Record(path=path, filename=relative, person_id=int(m.group(1)), camera_id=camera_of(m, path),
+                          mask_path=_mask_path(manual_dir, relative, masks_dir)))
+  return records
+
+
+def _require_root(manual_dir: str, root: str, what: str) -> None:
+  if not os.path.isdir(os.path.join(manual_dir, root)):
     raise DatasetLayoutError(
-        f"missing folder {base!r}: put the extracted {root} folder inside the manual directory {manual_dir!r}")
-  splits = {}
-  for split, folder in MARKET_SPLITS.items():
-    records = []
-    for name in _listing(os.path.join(base, folder), f"{root}/{folder}/{example}"):
-      m = pattern.match(name)
-      if m is None:
-        raise DatasetLayoutError(
-            f"file {os.path.join(base, folder, name)!r} does not match the {root} naming scheme {example}")
-      camera = int(m.group(2))
-      if not 1 <= camera <= num_cameras:
-        raise DatasetLayoutError(
-            f"file {os.path.join(base, folder, name)!r}: camera {camera} outside 1..{num_cameras}")
-      relative = f"{root}/{folder}/{name}"
-      records.append(Record(
-          path=os.path.join(base, folder, name), filename=relative, person_id=int(m.group(1)),
-          camera_id=camera, mask_path=_mask_path(manual_dir, relative, masks_dir)))
-    splits[split] = records
-  return splits
+        f"missing folder {os.path.join(manual_dir, root)!r}: put the extracted {what} inside the manual directory {manual_dir!r}")
+
+
+def _scan_official(manual_dir: str, root: str, pattern: re.Pattern, scheme: str, num_cameras: int,
+                   masks_dir: str | None) -> dict[str, list[Record]]:
+  _require_root(manual_dir, root, f"{root} folder")
+
+  def camera_of(m: re.Match, path: str) -> int:
+    camera = int(m.group(2))
+    if not 1 <= camera <= num_cameras:
+      raise DatasetLayoutError(f"file {path!r}: camera {camera} outside 1..{num_cameras}")
+    return camera
+
+  return {split: _scan_folder(manual_dir, f"{root}/{folder}", pattern, scheme, masks_dir, camera_of)
+          for split, folder in MARKET_SPLITS.items()}
 
 
 def scan_market1501(manual_dir: str, masks_dir: str | None = None) -> dict[str, list[Record]]:
@@ -117,25 +127,10 @@ def scan_dukemtmc_reid(manual_dir: str, masks_dir: str | None = None) -> dict[st
 
 def scan_prid2011(manual_dir: str, masks_dir: str | None = None) -> dict[str, list[Record]]:
   """Splits ``cam_a`` and ``cam_b`` (every single-shot image); protocols select from them."""
-  base = os.path.join(manual_dir, PRID_ROOT)
-  if not os.path.isdir(base):
-    raise DatasetLayoutError(
-        f"missing folder {base!r}: put the extracted prid_2011 folder (with single_shot/cam_a and "
-        f"single_shot/cam_b) inside the manual directory {manual_dir!r}")
-  splits = {}
-  for split, camera in PRID_CAMERAS.items():
-    records = []
-    for name in _listing(os.path.join(base, split), f"prid_2011/single_shot/{split}/person_NNNN.png"):
-      m = PRID_NAME.match(name)
-      if m is None:
-        raise DatasetLayoutError(
-            f"file {os.path.join(base, split, name)!r} does not match the PRID2011 naming scheme person_NNNN.png")
-      relative = f"prid_2011/single_shot/{split}/{name}"
-      records.append(Record(
-          path=os.path.join(base, split, name), filename=relative, person_id=int(m.group(1)),
-          camera_id=camera, mask_path=_mask_path(manual_dir, relative, masks_dir)))
-    splits[split] = records
-  return splits
+  _require_root(manual_dir, PRID_ROOT, "prid_2011 folder (with single_shot/cam_a and single_shot/cam_b)")
+  return {split: _scan_folder(manual_dir, f"prid_2011/single_shot/{split}", PRID_NAME, "person_NNNN.png", masks_dir,
+                              lambda m, path, camera=camera: camera)
+          for split, camera in PRID_CAMERAS.items()}
 
 
 def summarize(records: Iterable[Record]) -> dict[str, int]:

@@ -20,8 +20,6 @@ from typing import Sequence
 
 import numpy as np
 
-from sagan_jax.data.layouts import Record
-
 SPLIT_SEED = 2011
 NUM_SPLITS = 10
 NUM_SHARED_IDS = 200  # ids 1..200 appear in both cameras
@@ -51,9 +49,9 @@ def load_splits(path: str = SPLITS_FILE) -> list[dict[str, list[int]]]:
     return json.load(f)["splits"]
 
 
-def protocol(cam_a: Sequence[Record], cam_b: Sequence[Record], split: int, direction: str = "a2b"
+def protocol(pids_a: Sequence[int], pids_b: Sequence[int], split: int, direction: str = "a2b"
              ) -> dict[str, list[int]]:
-  """Indices into ``cam_a``/``cam_b`` for one split and direction.
+  """Indices into the ``cam_a``/``cam_b`` splits (given by their person ids) for one split and direction.
 
   Returns ``{"train_a", "train_b", "query", "gallery"}``: the training-id images of each camera
   (the target's unlabelled adaptation data, and the labelled training set of a supervised model),
@@ -65,8 +63,8 @@ def protocol(cam_a: Sequence[Record], cam_b: Sequence[Record], split: int, direc
   if not 0 <= split < len(splits):
     raise ValueError(f"PRID2011 split {split}: expected 0..{len(splits) - 1}")
   train, test = set(splits[split]["train"]), set(splits[split]["test"])
-  pids_a = [r.person_id for r in cam_a]
-  pids_b = [r.person_id for r in cam_b]
+  pids_a = [int(p) for p in pids_a]
+  pids_b = [int(p) for p in pids_b]
   out = {
       "train_a": [i for i, p in enumerate(pids_a) if p in train],
       "train_b": [i for i, p in enumerate(pids_b) if p in train],
