@@ -279,7 +279,7 @@ def test_pipeline_batches(tiny_benchmark, tmp_path):
   n = batches.num_examples
   order = [batches._elements[i]["image"].tobytes() for i in range(2 * n)]
   assert len(set(order[:n])) == n
-  assert order[:n] != order[n:2 * n] and set(order[:n]) != set() and len(set(order[n:2 * n])) == n
+  assert order[:n] != order[n:2 * n] and len(set(order[n:2 * n])) == n
   # Random flips: some elements are mirrored copies of their unflipped version.
   plain = [pipeline.preprocess(source[i], (24, 12), "data", flip=False)["image"] for i in range(len(source))]
   seen = [batches._elements[i]["image"] for i in range(n)]
