@@ -235,8 +235,10 @@ def test_synthetic_is_deterministic_and_readable(tiny_benchmark, tmp_path):
     assert 0.05 < (example["mask"] > 0).mean() < 0.7  # a person, not an empty or full frame
 
 
-def test_synthetic_records_the_homography_it_applies():
-  h = np.asarray(json.loads(json.dumps(synthetic.view_homography(-0.3).tolist())))
+def test_synthetic_records_the_homography_it_applies(tiny_benchmark):
+  out, _ = tiny_benchmark
+  with open(os.path.join(out, "benchmark.json")) as f:
+    h = np.asarray(json.load(f)["view_homography"])
   assert abs(np.linalg.det(h) - 1) < 1e-12
   # The target renderer warps with PIL from H_view; warping the same source-frame person with our
   # `geometry.warp` and H_view must give the same mask: the recorded H_view is the applied one,
@@ -275,15 +277,20 @@ def test_pipeline_batches(tiny_benchmark, tmp_path):
     expected, got = batches[k], next(iterator)
     for key in expected:
       np.testing.assert_array_equal(expected[key], got[key])
-  # One epoch visits every example exactly once; the next epoch is shuffled differently.
+  # Each streamed element is some example, flipped or not: identify it, then check that one epoch
+  # is a permutation of the split, that the next epoch is a different one, and that flips happen.
   n = batches.num_examples
-  order = [batches._elements[i]["image"].tobytes() for i in range(2 * n)]
-  assert len(set(order[:n])) == n
-  assert order[:n] != order[n:2 * n] and len(set(order[n:2 * n])) == n
-  # Random flips: some elements are mirrored copies of their unflipped version.
-  plain = [pipeline.preprocess(source[i], (24, 12), "data", flip=False)["image"] for i in range(len(source))]
-  seen = [batches._elements[i]["image"] for i in range(n)]
-  flipped = sum(any(np.array_equal(s, p[:, ::-1]) and not np.array_equal(s, p) for p in plain) for s in seen)
+  plain = [pipeline.preprocess(source[i], (24, 12), "data", flip=False)["image"] for i in range(n)]
+
+  def identify(image):
+    (match,) = [(i, f) for i, p in enumerate(plain) for f, q in ((False, p), (True, p[:, ::-1])) if np.array_equal(image, q)][:1]
+    return match
+
+  epochs = [[identify(batches._elements[e * n + i]["image"]) for i in range(n)] for e in (0, 1)]
+  order = [[i for i, _ in epoch] for epoch in epochs]
+  assert sorted(order[0]) == sorted(order[1]) == list(range(n))
+  assert order[0] != order[1]
+  flipped = sum(f for _, f in epochs[0])
   assert 0 < flipped < n
   # Another seed, another order.
   other = pipeline.TrainBatches(source, global_batch_size=8, image_size=(24, 12), seed=4)

@@ -96,15 +96,19 @@ class _ReidBuilder(tfds.core.GeneratorBasedBuilder):
     skipped = []
     for record in records:
       try:
+        image, image_hw = _read_image(record.path, self._FORMAT, "RGB")
         example = {
-            "image": _read_image(record.path, self._FORMAT, "RGB"),
+            "image": image,
             "person_id": record.person_id,
             "camera_id": record.camera_id,
             "filename": record.filename,
         }
         if record.mask_path is not None:
-          example["mask"] = _read_image(record.mask_path, "png", "L")
-          _check_same_size(record, example)
+          example["mask"], mask_hw = _read_image(record.mask_path, "png", "L")
+          if mask_hw != image_hw:
+            raise layouts.DatasetLayoutError(
+                f"mask {record.mask_path!r} is {mask_hw[0]}×{mask_hw[1]} but its image {record.path!r} is "
+                f"{image_hw[0]}×{image_hw[1]}; masks must have their image's size")
       except CorruptImageError:
         if not self._skip_corrupt:
           raise
@@ -116,40 +120,28 @@ class _ReidBuilder(tfds.core.GeneratorBasedBuilder):
 
 
 def _read_image(path: str, stored_format: str, mode: str):
-  """Decodes once to validate; returns the file's bytes when they can be stored unchanged."""
+  """Decodes once to validate; returns (what TFDS stores, (height, width)).
+
+  What is stored is the file's own bytes when they can be kept unchanged, else the converted array.
+  """
   with open(path, "rb") as f:
     data = f.read()
   try:
     with Image.open(io.BytesIO(data)) as image:
       image.load()
-      file_format, file_mode = image.format, image.mode
-      array = None if (file_format or "").lower() in _ALIASES[stored_format] and file_mode == mode else np.asarray(image.convert(mode))
+      size_hw = image.size[::-1]
+      unchanged = (image.format or "").lower() in _ALIASES[stored_format] and image.mode == mode
+      array = None if unchanged else np.asarray(image.convert(mode))
   except (UnidentifiedImageError, OSError, SyntaxError) as e:
     raise CorruptImageError(
         f"cannot decode image {path!r} ({e}); replace the file, or build with skip_corrupt=True to leave it out"
     ) from e
   if array is None:
-    return io.BytesIO(data)
-  return array if array.ndim == 3 else array[..., None]
+    return io.BytesIO(data), size_hw
+  return (array if array.ndim == 3 else array[..., None]), size_hw
 
 
 _ALIASES = {"jpeg": ("jpeg", "jpg"), "png": ("png",)}
-
-
-def _check_same_size(record: layouts.Record, example) -> None:
-  sizes = []
-  for key, path in (("image", record.path), ("mask", record.mask_path)):
-    value = example[key]
-    if isinstance(value, io.BytesIO):
-      with Image.open(value) as image:
-        sizes.append(image.size[::-1])
-      value.seek(0)
-    else:
-      sizes.append(value.shape[:2])
-  if tuple(sizes[0]) != tuple(sizes[1]):
-    raise layouts.DatasetLayoutError(
-        f"mask {record.mask_path!r} is {sizes[1][0]}×{sizes[1][1]} but its image {record.path!r} is "
-        f"{sizes[0][0]}×{sizes[0][1]}; masks must have their image's size")
 
 
 class Market1501(_ReidBuilder):

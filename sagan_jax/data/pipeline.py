@@ -46,6 +46,8 @@ class Subset(Sequence):
 
 def preprocess(example: dict[str, Any], image_size: tuple[int, int], masks: str, flip: bool) -> dict[str, np.ndarray]:
   """One example → ``image`` float32 [H, W, 4] (RGB in [-1, 1], mask in {0, 1}), ``person_id``, ``camera_id``."""
+  if masks not in MASK_MODES:
+    raise ValueError(f"masks={masks!r}: expected one of {MASK_MODES}")
   height, width = image_size
   image = Image.fromarray(np.asarray(example["image"]))
   if image.size != (width, height):
@@ -81,7 +83,7 @@ class TrainBatches:
   def __init__(self, source, *, global_batch_size: int, image_size: tuple[int, int], seed: int,
                indices: Sequence[int] | None = None, masks: str = "data", flip: bool = True,
                process_index: int | None = None, process_count: int | None = None, num_threads: int = 2):
-    if masks not in MASK_MODES:
+    if masks not in MASK_MODES:  # checked here too, so a bad value fails at construction, not in a worker
       raise ValueError(f"masks={masks!r}: expected one of {MASK_MODES}")
     if masks == "ones":
       logging.warning("MASKS DISABLED: every human mask is all ones (masks='ones'); results are mask-free ablations")

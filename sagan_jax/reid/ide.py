@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from sagan_jax import parallel
+from sagan_jax.data import prid
 from sagan_jax.reid import metrics
 from sagan_jax.reid.resnet import IDE, imagenet_normalize
 
@@ -132,11 +133,12 @@ def extract(feature_fn, state: IDEState, batches: Iterable[tuple[dict[str, np.nd
   """Runs `feature_fn` over `sagan_jax.data.pipeline.eval_batches`; returns (features, pids, camids)."""
   feats, pids, cams = [], [], []
   for batch, valid in batches:
-    f = feature_fn(state.params, state.batch_stats, batch["image"])
-    feats.append(np.asarray(f)[:valid])
+    # Kept on device until the end: converting here would wait for each batch before dispatching the next.
+    feats.append((feature_fn(state.params, state.batch_stats, batch["image"]), valid))
     pids.append(batch["person_id"][:valid])
     cams.append(batch["camera_id"][:valid])
-  return np.concatenate(feats), np.concatenate(pids), np.concatenate(cams)
+  features = np.concatenate([np.asarray(f)[:valid] for f, valid in feats])
+  return features, np.concatenate(pids), np.concatenate(cams)
 
 
 def rank_table(query, gallery, ap_mode: str = "step", ranks=(1, 5, 10, 20)) -> dict[str, float]:
@@ -157,8 +159,6 @@ def prid_tables(cam_a, cam_b, ap_mode: str = "step") -> dict[str, Any]:
   ``cam_a``/``cam_b``: ``(features, pids, camids)`` of every image of each camera, in the order of
   the dataset's ``cam_a``/``cam_b`` splits (features are computed once, the protocol slices them).
   """
-  from sagan_jax.data import prid  # the protocol's split file lives with the data layer
-
   out: dict[str, Any] = {}
   for direction in prid.DIRECTIONS:
     query_set, gallery_set = (cam_a, cam_b) if direction == "a2b" else (cam_b, cam_a)
