@@ -1,0 +1,39 @@
+"""Flag parsing shared by the command-line entry points (train.py, evaluate.py, ``-m`` modules)."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+
+
+def _unknown_key(error: Exception, argv: list[str]):
+  overrides = [a.split("=", 1)[0][2:] for a in argv if re.match(r"^--config\.", a)]
+  key = str(error).strip("\"'")
+  named = [o for o in overrides if o.split(".")[-1] == key] or overrides
+  sys.exit(f"unknown config key {key!r} (from {', '.join('--' + n for n in named)}): the config has no such "
+           "field; check the spelling against the config file (or `--helpfull`)")
+
+
+def define_config_file(name: str, default: str | None, help_string: str):
+  """`config_flags.DEFINE_config_file` with ``lock_config=True``, reporting an unknown override key clearly.
+
+  ml_collections applies ``--config.<key>=...`` overrides as soon as the flag is defined when it
+  has a default, and reports a key the config lacks as a bare ``KeyError``/``AttributeError``.
+  """
+  try:
+    return config_flags.DEFINE_config_file(name, default, help_string, lock_config=True)
+  except (KeyError, AttributeError) as e:
+    _unknown_key(e, sys.argv)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing (pass as ``app.run(main, flags_parser=parse_flags)``), with one-line errors."""
+  try:
+    return flags.FLAGS(argv)
+  except (KeyError, AttributeError) as e:
+    _unknown_key(e, argv)
+  except flags.Error as e:
+    sys.exit(f"{e}\nPass --helpfull to see the flags.")

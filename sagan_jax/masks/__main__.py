@@ -1,0 +1,76 @@
+"""``python -m sagan_jax.masks {train,infer,teacher} ...``: the mask U-Net's command line.
+
+  train    fit the U-Net:  --workdir=W --config.source=pairs --config.images_dir=DIR [--config.masks_dir=M]
+                           (or --config.source=lip --config.images_dir=LIP_ROOT); any --config.<field>=value
+  infer    write masks:    --workdir=W --data_dir=MANUAL_DIR [--out=MANUAL_DIR/masks]
+  teacher  pseudo-labels:  --data_dir=DIR [--out=DIR/masks] [--model_dir=~/.cache/sagan_jax]
+                           (needs requirements-masks.txt; downloads the mediapipe wheel once)
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+from absl import app, flags
+
+from sagan_jax import cli, parallel
+from sagan_jax.masks import infer, sources, training
+
+_CONFIG = cli.define_config_file("config", os.path.join(os.path.dirname(__file__), "config.py"),
+                                 "the U-Net training config")
+_WORKDIR = flags.DEFINE_string("workdir", None, "U-Net checkpoint directory (train, infer)")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "directory of images to mask (infer, teacher)")
+_OUT = flags.DEFINE_string("out", None, "mask tree to write (default DATA_DIR/masks)")
+_MODEL_DIR = flags.DEFINE_string("model_dir", os.path.join(os.path.expanduser("~"), ".cache", "sagan_jax"),
+                                 "where the teacher's model file is kept (teacher)")
+_BATCH = flags.DEFINE_integer("batch_size", 32, "images per U-Net forward pass (infer)")
+
+COMMANDS = ("train", "infer", "teacher")
+
+
+def training_source(config):
+  if config.source == "lip":
+    return sources.lip_pairs(config.images_dir, "train")
+  if config.source == "pairs":
+    return sources.mirrored_pairs(config.images_dir, config.masks_dir or infer.default_out_dir(config.images_dir))
+  raise ValueError(f"config.source={config.source!r}: expected 'lip' or 'pairs'")
+
+
+def _required(flag, command):
+  if not flag.value:
+    raise app.UsageError(f"`{command}` needs --{flag.name}")
+  return flag.value
+
+
+def main(argv):
+  if len(argv) != 2 or argv[1] not in COMMANDS:
+    raise app.UsageError(f"usage: python -m sagan_jax.masks {{{','.join(COMMANDS)}}} [flags]\n{__doc__}")
+  command = argv[1]
+  if command == "train":
+    config = _CONFIG.value
+    _, record = training.train(config, training_source(config), _required(_WORKDIR, command),
+                               log_dir=os.path.join(_WORKDIR.value, "tensorboard"))
+    print(f"U-Net trained: held-out IoU {record['heldout_iou']:.3f} on {record['num_heldout']} masks")
+  elif command == "infer":
+    data_dir = _required(_DATA_DIR, command)
+    out = _OUT.value or infer.default_out_dir(data_dir)
+    mesh = parallel.make_mesh()
+    model, params, record = training.load(_required(_WORKDIR, command), mesh)
+    predict = training.make_predict_fn(model, mesh)
+    batch = _BATCH.value - _BATCH.value % mesh.size or mesh.size
+    counts = infer.infer(lambda rgb: predict(params, rgb), data_dir, out, tuple(record["config"]["image_size"]), batch)
+    print(f"masks in {out}: {counts['written']} written, {counts['skipped']} already there")
+  else:
+    from sagan_jax.masks import teacher  # noqa: PLC0415  (optional dependency)
+
+    data_dir = _required(_DATA_DIR, command)
+    out = _OUT.value or infer.default_out_dir(data_dir)
+    model = teacher.SelfieTeacher(teacher.fetch_model(_MODEL_DIR.value))
+    counts = teacher.label(model, data_dir, out)
+    print(f"teacher masks in {out}: {counts['written']} written, {counts['skipped']} already there")
+  jax.effects_barrier()
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,174 @@
+"""Training and scoring the mask U-Net: BCE (+ Dice) with optax, jit-compiled over the data mesh."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from sagan_jax import checkpoint, parallel, progress
+from sagan_jax.data import pipeline
+from sagan_jax.masks.unet import UNet
+
+
+def mask_config() -> ml_collections.ConfigDict:
+  """The U-Net's training settings (the paper gives none: it pre-trains a U-Net on LIP, Section IV-B)."""
+  c = ml_collections.ConfigDict()
+  c.source = "pairs"  # "lip" (LIP human parsing) or "pairs" (images + mirrored mask tree: GT or pseudo-labels)
+  c.images_dir = ""  # "lip": the LIP root; "pairs": the image tree
+  c.masks_dir = ""  # "pairs": the mask tree (default IMAGES_DIR/masks)
+  c.image_size = (256, 128)  # the pipeline's size: masks are predicted at the size SA-GAN sees
+  c.features = (32, 64, 128, 256)  # our choice: the original U-Net's widths halved
+  c.dtype = "float32"
+  c.batch_size = 16
+  c.steps = 3000
+  c.learning_rate = 1e-3  # Adam, cosine decay: our choice
+  c.dice_weight = 1.0  # BCE + Dice (our choice: Dice keeps thin limbs from being ignored)
+  c.holdout_fraction = 0.1  # of the pairs, never trained on, for the reported IoU
+  c.checkpoint_every = 500
+  c.seed = 0
+  return c
+
+
+@flax.struct.dataclass
+class MaskState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def mask_loss(logits: jax.Array, target: jax.Array, dice_weight: float = 1.0) -> jax.Array:
+  """Mean binary cross-entropy of ``logits`` against ``target`` in {0, 1}, plus ``dice_weight``·(1 − soft Dice).
+
+  Dice is per image, then averaged; an image with no foreground in either has Dice 1.
+  """
+  bce = optax.sigmoid_binary_cross_entropy(logits, target).mean()
+  p = jax.nn.sigmoid(logits)
+  axes = tuple(range(1, logits.ndim))
+  overlap = jnp.sum(p * target, axes)
+  total = jnp.sum(p, axes) + jnp.sum(target, axes)
+  dice = (2 * overlap + 1.0) / (total + 1.0)
+  return bce + dice_weight * (1.0 - dice.mean())
+
+
+def iou(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
+  """Per-image intersection over union of binary masks ``[B, H, W(, 1)]``; 1 where both are empty."""
+  prediction, target = np.asarray(prediction, bool), np.asarray(target, bool)
+  axes = tuple(range(1, prediction.ndim))
+  inter = np.sum(prediction & target, axes)
+  union = np.sum(prediction | target, axes)
+  return np.where(union == 0, 1.0, inter / np.maximum(union, 1))
+
+
+def make_model(config) -> UNet:
+  return UNet(features=tuple(config.features), dtype=jnp.dtype(config.dtype))
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  return optax.adam(optax.cosine_decay_schedule(config.learning_rate, config.steps))
+
+
+def create_state(model: UNet, optimizer, config, mesh) -> MaskState:
+  params = jax.jit(model.init)(jax.random.key(config.seed), jnp.zeros((1, *config.image_size, 3)))["params"]
+  state = MaskState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+  return jax.device_put(state, parallel.replicated(mesh))
+
+
+def make_train_step(model: UNet, optimizer, mesh, dice_weight: float):
+  """``step(state, images[B, H, W, 4]) → (state, metrics)``: channels 0–2 RGB, channel 3 the target mask."""
+
+  def step(state: MaskState, images):
+    def loss_fn(params):
+      return mask_loss(model.apply({"params": params}, images[..., :3]), images[..., 3:], dice_weight)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    return MaskState(state.step + 1, optax.apply_updates(state.params, updates), opt_state), {"loss": loss}
+
+  rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  return jax.jit(step, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
+
+
+def make_predict_fn(model: UNet, mesh):
+  """``predict(params, rgb[B, H, W, 3]) → foreground probability [B, H, W]``, jit over the mesh."""
+  rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  return jax.jit(lambda params, rgb: jax.nn.sigmoid(model.apply({"params": params}, rgb))[..., 0],
+                 in_shardings=(rep, data), out_shardings=data)
+
+
+def split_holdout(num_examples: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """(train, held-out) indices: a seeded permutation, at least one example in each part."""
+  if num_examples < 2:
+    raise ValueError(f"mask training needs at least 2 (image, mask) pairs to hold one out, got {num_examples}")
+  order = np.random.default_rng(seed).permutation(num_examples)
+  held = min(num_examples - 1, max(1, int(round(fraction * num_examples))))
+  return np.sort(order[held:]), np.sort(order[:held])
+
+
+def evaluate_iou(predict, params, source, indices: Sequence[int], image_size, batch_size: int) -> float:
+  """Mean per-image IoU of thresholded (p > 0.5) predictions against the masks of ``indices``."""
+  scores = []
+  for batch, valid in pipeline.eval_batches(source, batch_size=batch_size, image_size=image_size, indices=indices):
+    prob = np.asarray(predict(params, batch["image"][..., :3]))[:valid]
+    scores.append(iou(prob > 0.5, batch["image"][:valid, ..., 3] > 0.5))
+  return float(np.mean(np.concatenate(scores)))
+
+
+def train(config, source, workdir: str, mesh=None, log_dir: str | None = None) -> tuple[Any, dict]:
+  """Trains (or resumes, or just loads when complete) the U-Net in ``workdir``; returns (params, record).
+
+  The record holds the held-out IoU and the configuration; the final checkpoint is marked complete.
+  """
+  mesh = mesh or parallel.make_mesh()
+  parallel.check_batch_divisible(config.batch_size, mesh)
+  train_idx, held_idx = split_holdout(len(source), config.holdout_fraction, config.seed)
+  model, optimizer = make_model(config), make_optimizer(config)
+  state = create_state(model, optimizer, config, mesh)
+  with checkpoint.StageCheckpoints(os.path.join(workdir, "checkpoints")) as ckpt:
+    if ckpt.latest_step() is not None:
+      state, record = ckpt.restore(state)
+      if record.get("complete"):
+        return state.params, record
+    batches = pipeline.TrainBatches(source, global_batch_size=config.batch_size, image_size=tuple(config.image_size),
+                                    seed=config.seed, indices=train_idx, masks="data")
+    step_fn = make_train_step(model, optimizer, mesh, config.dice_weight)
+    start = int(state.step)
+    with progress.Progress("masks", config.steps, start, config.batch_size, log_dir) as bar:
+      for step, local in zip(range(start + 1, config.steps + 1), batches.iterate(start)):
+        state, metrics = step_fn(state, pipeline.to_global_batch(local, mesh)["image"])
+        if step % 50 == 0 or step == config.steps:
+          metrics = jax.device_get(metrics)
+          progress.check_finite("masks", step, metrics)
+          bar.update(step, metrics)
+        if step % config.checkpoint_every == 0 and step < config.steps:
+          ckpt.save(step, state, {"complete": False})
+      predict = make_predict_fn(model, mesh)
+      held_iou = evaluate_iou(predict, state.params, source, held_idx, tuple(config.image_size), config.batch_size)
+      bar.log(f"held-out IoU {held_iou:.3f} on {len(held_idx)} masks")
+    record = {"complete": True, "heldout_iou": held_iou, "num_heldout": int(len(held_idx)),
+              "num_train": int(len(train_idx)), "config": config.to_dict()}
+    ckpt.save(config.steps, state, record, force=True)
+    ckpt.wait()
+  return state.params, record
+
+
+def load(workdir: str, mesh=None) -> tuple[Any, Any, dict]:
+  """(model, params, record) of a completed U-Net training in ``workdir``."""
+  mesh = mesh or parallel.make_mesh()
+  directory = os.path.join(workdir, "checkpoints")
+  with checkpoint.StageCheckpoints(directory) as ckpt:
+    if ckpt.latest_step() is None:
+      raise FileNotFoundError(f"no U-Net checkpoint in {directory!r}: train one with `python -m sagan_jax.masks train`")
+    record = ckpt.read_record()
+    if not record.get("complete"):
+      raise ValueError(f"the U-Net in {workdir!r} has not finished training (rerun its training command to resume)")
+    config = ml_collections.ConfigDict(record["config"])
+    model, optimizer = make_model(config), make_optimizer(config)
+    state, _ = ckpt.restore(create_state(model, optimizer, config, mesh))
+  return model, state.params, record
