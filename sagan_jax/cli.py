@@ -11,10 +11,14 @@ from ml_collections import config_flags
 
 def _unknown_key(error: Exception, argv: list[str]):
   overrides = [a.split("=", 1)[0][2:] for a in argv if re.match(r"^--config\.", a)]
-  key = str(error).strip("\"'")
+  text = str(error)
+  key = re.search(r"[A-Za-z_]\w*", text)
+  key = key.group(0) if key else text
+  hint = re.search(r'Did you mean "(\w+)"', text)
   named = [o for o in overrides if o.split(".")[-1] == key] or overrides
   sys.exit(f"unknown config key {key!r} (from {', '.join('--' + n for n in named)}): the config has no such "
-           "field; check the spelling against the config file (or `--helpfull`)")
+           f"field{f'; did you mean {hint.group(1)!r}?' if hint else ''} (the fields are in the config file; "
+           "`--helpfull` lists the flags)")
 
 
 def define_config_file(name: str, default: str | None, help_string: str):

@@ -44,7 +44,9 @@ class Progress:
     if not self._main:
       return
     metrics = {k: float(v) for k, v in (metrics or {}).items()}
-    shown = {k: f"{v:.3g}" for k, v in metrics.items()}
+    # The bar shows the losses when there are many metrics; TensorBoard and the logs get them all.
+    keys = [k for k in metrics if k.endswith("loss")] if len(metrics) > 4 else list(metrics)
+    shown = {k: f"{metrics[k]:.3g}" for k in keys}
     if self.images_per_step and not np.isnan(self.images_per_second):
       shown["img/s"] = f"{self.images_per_second:.1f}"
     self._bar.set_postfix(shown, refresh=False)

@@ -9,7 +9,8 @@ its own ``G / process_count`` slice of each global batch, and `to_global_batch` 
 global, batch-sharded array with `jax.make_array_from_process_local_data`.
 
 Masks: ``masks="data"`` reads the dataset's ``mask`` feature (build it with ``config="masked"``);
-``masks="ones"`` uses all-ones masks, for mask-free ablations, and says so loudly in the log.
+``masks="ones"`` uses all-ones masks, for mask-free ablations, and says so loudly in the log;
+``masks="unused"`` fills the same all-ones channel quietly, for consumers that never read it (IDE).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from PIL import Image
 
 from sagan_jax import parallel
 
-MASK_MODES = ("data", "ones")
+MASK_MODES = ("data", "ones", "unused")
 
 
 class Subset(Sequence):

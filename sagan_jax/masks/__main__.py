@@ -29,14 +29,6 @@ _BATCH = flags.DEFINE_integer("batch_size", 32, "images per U-Net forward pass (
 COMMANDS = ("train", "infer", "teacher")
 
 
-def training_source(config):
-  if config.source == "lip":
-    return sources.lip_pairs(config.images_dir, "train")
-  if config.source == "pairs":
-    return sources.mirrored_pairs(config.images_dir, config.masks_dir or infer.default_out_dir(config.images_dir))
-  raise ValueError(f"config.source={config.source!r}: expected 'lip' or 'pairs'")
-
-
 def _required(flag, command):
   if not flag.value:
     raise app.UsageError(f"`{command}` needs --{flag.name}")
@@ -49,7 +41,7 @@ def main(argv):
   command = argv[1]
   if command == "train":
     config = _CONFIG.value
-    _, record = training.train(config, training_source(config), _required(_WORKDIR, command),
+    _, record = training.train(config, sources.training_source(config), _required(_WORKDIR, command),
                                log_dir=os.path.join(_WORKDIR.value, "tensorboard"))
     print(f"U-Net trained: held-out IoU {record['heldout_iou']:.3f} on {record['num_heldout']} masks")
   elif command == "infer":

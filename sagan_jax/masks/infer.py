@@ -46,14 +46,17 @@ def _batches(paths: Sequence[str], batch_size: int) -> Iterator[list[str]]:
 
 
 def infer(predict: Callable[[np.ndarray], np.ndarray], data_dir: str, out_dir: str, image_size: tuple[int, int],
-          batch_size: int, on_batch: Callable[[int], None] | None = None) -> dict[str, int]:
+          batch_size: int, on_batch: Callable[[int], None] | None = None,
+          shard: tuple[int, int] = (0, 1)) -> dict[str, int]:
   """Masks every image under ``data_dir`` that has none under ``out_dir`` yet.
 
   ``predict(rgb[B, H, W, 3] in [-1, 1]) → probability [B, H, W]`` runs at ``image_size``; each
   probability map is resized back to its image's own size and thresholded at 0.5. The last batch
-  is padded to ``batch_size`` so a compiled function sees one shape.
+  is padded to ``batch_size`` so a compiled function sees one shape. ``shard=(i, n)`` masks only
+  every n-th pending image from the i-th (process i of n); the counts are this shard's.
   """
   todo, done = pending(data_dir, out_dir)
+  todo = todo[shard[0]::shard[1]]
   height, width = image_size
   for names in _batches(todo, batch_size):
     originals = [_load_rgb(os.path.join(data_dir, n)) for n in names]

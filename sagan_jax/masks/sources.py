@@ -118,3 +118,13 @@ def lip_pairs(root: str, split: str = "train") -> PairSource:
       raise DatasetLayoutError(f"missing parsing map {labels!r} for LIP image {os.path.join(images_dir, relative)!r}")
     pairs.append(Pair(os.path.join(images_dir, relative), labels, 1))
   return PairSource(pairs)
+
+
+def training_source(config) -> PairSource:
+  """The pairs a `mask_config` names: ``source`` "lip" (LIP root) or "pairs" (images + mask tree)."""
+  if config.source == "lip":
+    return lip_pairs(config.images_dir, "train")
+  if config.source == "pairs":
+    masks_dir = config.masks_dir or os.path.join(config.images_dir, "masks")
+    return mirrored_pairs(config.images_dir, masks_dir)
+  raise ValueError(f"config.masks.source={config.source!r}: expected 'lip' or 'pairs'")

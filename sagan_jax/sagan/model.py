@@ -85,6 +85,14 @@ class SAGAN:
     self.spatial_critic = SpatialCritic(c.spatial_critic_hidden, c.spatial_critic_layers, dtype=dtype)
     self.sianet = SiaNet(tuple(c.sianet_widths), c.sianet_embed_dim, dtype=dtype)
 
+  # Two models of equal configs are interchangeable: compiled steps (`make_steps`, `translate`,
+  # which take the model as a static argument) are reused across instances.
+  def __eq__(self, other) -> bool:
+    return isinstance(other, SAGAN) and self.config == other.config
+
+  def __hash__(self) -> int:
+    return hash(self.config)
+
   # ------------------------------------------------------------------------------------------------
   # Which networks exist, and their parameters and optimisers.
 

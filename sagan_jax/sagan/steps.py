@@ -92,11 +92,13 @@ def generator_update(model: SAGAN, state: SAGANState, batch: Batch) -> tuple[SAG
   return state.replace(step=state.step + 1, rng=rng, params=params, opt_state=opt_state), metrics
 
 
+@functools.lru_cache(maxsize=8)
 def make_steps(model: SAGAN, mesh: Mesh) -> tuple[Callable, Callable]:
   """``(critic_step, generator_step)``, each ``(state, batch) → (state, metrics)``, jit-compiled.
 
   The state is replicated over the mesh and donated (its buffers are reused for the new state);
-  the batch is sharded along its leading axis. Each compiles once per batch shape.
+  the batch is sharded along its leading axis. Each compiles once per batch shape; equal models
+  on one mesh share the compiled steps (a resumed stage in the same process does not recompile).
   """
   rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
   compile_step = lambda fn: jax.jit(

@@ -1,0 +1,128 @@
+"""The experiment config shared by every ``configs/*.py``: data, masks, SA-GAN, translation, IDE, evaluation.
+
+A config file sets the datasets and scale, then calls `apply_variant` with the row of the paper it
+runs (``configs/market2prid.py:variant=cyclegan``). Every number the paper gives is a default of
+the section it belongs to (`sagan_config`, `ide_config`); what it leaves open is marked there.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from sagan_jax.masks.training import mask_config
+from sagan_jax.reid.ide import ide_config
+from sagan_jax.sagan import config as sagan_config_lib
+
+# Every row the paper reports (Tables I–III). "original": IDE on raw source images (no GAN).
+# "sagan" is SA-GAN [M=1]; "sagan_m10" SA-GAN [M=10]; the ablations WP, WD, WS use M = 1 as the
+# paper compares them with SA-GAN [M=1] (Table III).
+VARIANTS = ("original", "cyclegan", "cyclegan_star", "sagan", "sagan_m10", "wp", "wd", "ws")
+VARIANT_NAMES = {
+    "original": "Original", "cyclegan": "CycleGAN", "cyclegan_star": "CycleGAN*", "sagan": "SA-GAN [M=1]",
+    "sagan_m10": "SA-GAN [M=10]", "wp": "SA-GAN (WP)", "wd": "SA-GAN (WD)", "ws": "SA-GAN (WS)",
+}
+STAGES = ("masks", "sagan", "translate", "ide", "evaluate")
+
+
+def parse_arg(arg: str | None) -> dict[str, str]:
+  """``"variant=cyclegan,num_codes=5"`` → ``{"variant": "cyclegan", "num_codes": "5"}`` (big_vision style)."""
+  out = {}
+  for item in filter(None, (arg or "").split(",")):
+    if "=" not in item:
+      raise ValueError(f"config argument {item!r}: expected key=value (e.g. configs/market2prid.py:variant=cyclegan)")
+    key, value = item.split("=", 1)
+    out[key.strip()] = value.strip()
+  unknown = set(out) - {"variant"}
+  if unknown:
+    raise ValueError(f"unknown config argument(s) {sorted(unknown)}: only variant=... is accepted "
+                     f"(one of {', '.join(VARIANTS)}); set other fields with --config.<field>=value")
+  return out
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.experiment = ""
+  c.variant = "sagan"
+  c.seed = 0
+  c.stages = ",".join(STAGES)  # a subset runs only those stages: --config.stages=ide,evaluate
+  c.distributed = False  # jax.distributed.initialize() before anything else (multi-host)
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = ml_collections.ConfigDict({"name": "market1501", "manual_dir": ""})
+  c.data.target = ml_collections.ConfigDict({"name": "prid2011", "manual_dir": ""})
+  c.data.data_dir = ""  # where TFDS keeps prepared datasets ("": ~/tensorflow_datasets)
+  c.data.synthetic_dir = ""  # if set: generate the synthetic benchmark here (source/ and target/) first
+  c.data.synthetic_spec = ml_collections.ConfigDict()  # BenchmarkSpec overrides (height, width, ids, ...)
+  # Human masks: "data" (the datasets have MANUAL_DIR/masks already), "unet" (train the U-Net of
+  # `masks` and write them; the masks stage), or "ones" (all-ones masks, a mask-free ablation).
+  c.data.masks = "unet"
+  # PRID2011 as the target: SA-GAN sees the unlabelled images of this split's training ids only
+  # (our choice: one adaptation per experiment; evaluation covers all 10 splits).
+  c.data.prid_adaptation_split = 0
+  c.data.num_threads = 2  # decoding threads of the input pipeline
+
+  c.masks = mask_config()
+
+  c.sagan = sagan_config_lib.sagan_config()
+  c.sagan_train = ml_collections.ConfigDict()
+  c.sagan_train.batch_size = 8  # our choice (the paper gives none; CycleGAN uses 1, SPGAN 8)
+  c.sagan_train.steps = 40_000  # generator updates; our choice (≈ CycleGAN's 200 epochs at batch 1 over Market)
+  c.sagan_train.log_every = 50
+  c.sagan_train.sample_every = 1000  # Fig. 4-style PNG grid in WORKDIR/sagan/samples
+  c.sagan_train.checkpoint_every = 1000
+
+  c.translate = ml_collections.ConfigDict()
+  c.translate.batch_size = 32
+
+  c.ide = ide_config()
+  c.ide.log_every = 50
+  c.ide.checkpoint_every = 1000
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.batch_size = 64
+  c.eval.ap_mode = "step"  # "step" (torchreid/fast-reid) or "trapezoid" (official Market-1501 code)
+  c.eval.normalize_features = False  # our choice: raw pool5 Euclidean, as IDE reports; logged with results
+  c.eval.flip_average = False
+  return c
+
+
+def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
+  """Switches ``c`` to one of `VARIANTS`, in place."""
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+  c.variant = variant
+  if variant == "original":
+    c.stages = ",".join(s for s in STAGES if s not in ("masks", "sagan", "translate"))
+    return c
+  sagan_variant = {"sagan_m10": "sagan"}.get(variant, variant)
+  sagan_config_lib.apply_variant(c.sagan, sagan_variant)
+  c.sagan.num_codes = 10 if variant == "sagan_m10" else 1
+  if not c.sagan.use_mask and c.data.masks == "unet":
+    c.stages = ",".join(s for s in STAGES if s != "masks")  # CycleGAN baselines see RGB only
+  return c
+
+
+def stages_of(c) -> tuple[str, ...]:
+  stages = tuple(s.strip() for s in c.stages.split(",") if s.strip())
+  unknown = [s for s in stages if s not in STAGES]
+  if unknown:
+    raise ValueError(f"config.stages: unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
+  return stages
+
+
+PAPER_DATASETS = {"market": "market1501", "duke": "dukemtmc_reid", "prid": "prid2011"}
+
+
+def paper_config(experiment: str, source: str, target: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """One of the paper's experiments at its scale (256×128, ResNet-50 IDE, U-Net masks).
+
+  Set on the command line: ``--config.data.source.manual_dir=...``, ``--config.data.target.manual_dir=...``
+  and the U-Net's training data ``--config.masks.source=lip --config.masks.images_dir=LIP_ROOT``
+  (or ``--config.data.masks=data`` when ``MANUAL_DIR/masks/`` exist), and ``--config.ide.pretrained``
+  (a converted torchvision ResNet-50; the paper fine-tunes ImageNet weights).
+  """
+  args = parse_arg(arg)
+  c = base_config()
+  c.experiment = experiment
+  c.data.source.name, c.data.target.name = PAPER_DATASETS[source], PAPER_DATASETS[target]
+  return apply_variant(c, args.get("variant", "sagan"))

@@ -1,0 +1,102 @@
+"""Which images each stage reads: the config's source and target datasets, prepared with TFDS.
+
+* SA-GAN trains on the source training split (X) and unlabelled target images (Y): the target's
+  training split, or for PRID2011 both cameras' images of one split's training ids.
+* IDE trains on the translated source set, or on the raw source training split ("Original").
+* Evaluation uses the target's query/gallery, or PRID2011's 10 splits in both directions.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from sagan_jax.data import builders, prid, synthetic
+
+MARKET_LIKE = ("market1501", "dukemtmc_reid")
+
+
+class Concat(Sequence):
+  """Several random-access sources read as one (PRID's two camera splits)."""
+
+  def __init__(self, parts: Sequence):
+    self._parts = list(parts)
+    self._offsets = np.cumsum([0] + [len(p) for p in self._parts])
+
+  def __len__(self) -> int:
+    return int(self._offsets[-1])
+
+  def __getitem__(self, i: int):
+    part = int(np.searchsorted(self._offsets, int(i), side="right") - 1)
+    return self._parts[part][int(i) - int(self._offsets[part])]
+
+
+class Datasets:
+  def __init__(self, config):
+    self.config = config
+    d = config.data
+    if d.synthetic_dir:
+      self.synthetic_dir = os.path.abspath(d.synthetic_dir)
+      self.manual_dirs = {"source": os.path.join(self.synthetic_dir, "source"),
+                          "target": os.path.join(self.synthetic_dir, "target")}
+      default_data_dir = os.path.join(self.synthetic_dir, "tfds")
+    else:
+      self.synthetic_dir = None
+      self.manual_dirs = {"source": d.source.manual_dir, "target": d.target.manual_dir}
+      default_data_dir = os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
+      for role in ("source", "target"):
+        if not self.manual_dirs[role]:
+          raise ValueError(f"config.data.{role}.manual_dir is empty: set it to the folder holding the extracted "
+                           f"{d[role].name} dataset (see the README's Data section)")
+    self.names = {"source": d.source.name, "target": d.target.name}
+    for role, name in self.names.items():
+      if name not in builders.BUILDERS:
+        raise ValueError(f"config.data.{role}.name={name!r}: expected one of {sorted(builders.BUILDERS)}")
+    if self.names["source"] == "prid2011":
+      raise ValueError("config.data.source.name='prid2011': PRID2011 has no labelled training split; use it as the target")
+    self.data_dir = d.data_dir or default_data_dir
+    self._builders = {}
+
+  def ensure_synthetic(self) -> None:
+    """Generates the synthetic benchmark when the config uses one (once: its metadata file marks it complete)."""
+    if self.synthetic_dir:
+      spec = synthetic.BenchmarkSpec(**self.config.data.synthetic_spec.to_dict())
+      synthetic.generate(self.synthetic_dir, spec)
+
+  @property
+  def with_masks(self) -> bool:
+    return self.config.data.masks in ("data", "unet") and self.config.sagan.use_mask
+
+  @property
+  def mask_mode(self) -> str:
+    """The pipeline's mask mode for SA-GAN and translation."""
+    return "data" if self.with_masks else "ones"
+
+  def builder(self, role: str):
+    if role not in self._builders:
+      self.ensure_synthetic()
+      data_dir = self.data_dir
+      if self.names["source"] == self.names["target"]:  # two datasets with one builder name (synthetic)
+        data_dir = os.path.join(data_dir, role)
+      self._builders[role] = builders.prepare(self.names[role], self.manual_dirs[role], data_dir,
+                                              with_masks=self.with_masks)
+    return self._builders[role]
+
+  def source_train(self):
+    return self.builder("source").as_data_source("train"), None
+
+  def target_adaptation(self):
+    """(source, indices) of the unlabelled target images SA-GAN adapts towards."""
+    builder = self.builder("target")
+    if self.names["target"] in MARKET_LIKE:
+      return builder.as_data_source("train"), None
+    cams = [builders.read_labels(builder, split)["person_id"] for split in ("cam_a", "cam_b")]
+    train_ids = set(prid.load_splits()[self.config.data.prid_adaptation_split]["train"])
+    indices = np.concatenate([np.flatnonzero(np.isin(cams[0], list(train_ids))),
+                              len(cams[0]) + np.flatnonzero(np.isin(cams[1], list(train_ids)))])
+    return Concat([builder.as_data_source(split) for split in ("cam_a", "cam_b")]), indices
+
+  def target_is_prid(self) -> bool:
+    return self.names["target"] == "prid2011"

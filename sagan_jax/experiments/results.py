@@ -1,0 +1,45 @@
+"""Results in the paper's layout: R-1, R-5, R-10, mAP (%), PRID2011 as PRID-CamA / PRID-CamB."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Mapping, Sequence
+
+from sagan_jax.experiments.config import VARIANT_NAMES
+
+COLUMNS = ("R-1", "R-5", "R-10", "mAP")
+PRID_VIEWS = {"a2b": "PRID-CamA", "b2a": "PRID-CamB"}  # Table III: CamA = cam_a queries, cam_b gallery
+
+
+def table_rows(result: Mapping) -> dict[str, dict[str, float]]:
+  """One result (`evaluate` stage output) → {column group: {R-1, ..., mAP}}."""
+  if result["protocol"] == "prid2011":
+    return {PRID_VIEWS[d]: {k: result["tables"][d]["mean"][k] for k in COLUMNS} for d in PRID_VIEWS}
+  return {result["target"]: {k: result["tables"]["query_gallery"][k] for k in COLUMNS}}
+
+
+def markdown(results: Sequence[Mapping], title: str) -> str:
+  """A Markdown table with one row per result (method) in the paper's layout."""
+  groups = list(table_rows(results[0]))
+  head = "| Method | " + " | ".join(f"{g} {c}" if len(groups) > 1 else c for g in groups for c in COLUMNS) + " |"
+  lines = [f"### {title}", "", head, "|" + "---|" * (1 + len(groups) * len(COLUMNS))]
+  for r in results:
+    rows = table_rows(r)
+    cells = [f"{rows[g][c]:.1f}" for g in groups for c in COLUMNS]
+    lines.append(f"| {VARIANT_NAMES.get(r['variant'], r['variant'])} | " + " | ".join(cells) + " |")
+  settings = results[0]["settings"]
+  lines += ["", f"Features: pool5{', L2-normalised' if settings['normalize_features'] else ''}"
+                f"{', flip-averaged' if settings['flip_average'] else ''}; Euclidean distance; AP: "
+                f"{settings['ap_mode']}; CMC and mAP in %."]
+  return "\n".join(lines) + "\n"
+
+
+def write(workdir: str, result: Mapping) -> None:
+  """``results.json`` and ``results.md`` of one run (written to temporary names, then renamed)."""
+  for name, text in (("results.json", json.dumps(result, indent=1)),
+                     ("results.md", markdown([result], f"{result['experiment']}: {VARIANT_NAMES.get(result['variant'], result['variant'])}"))):
+    path = os.path.join(workdir, name)
+    with open(path + ".tmp", "w") as f:
+      f.write(text)
+    os.replace(path + ".tmp", path)
