@@ -17,8 +17,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  with stages.started(_CONFIG.value, _WORKDIR.value) as run:
-    stages.evaluate(run, rank_vis=_RANK_VIS.value)
+  def evaluate():
+    with stages.started(_CONFIG.value, _WORKDIR.value, create=False) as run:
+      stages.evaluate(run, rank_vis=_RANK_VIS.value)
+
+  cli.exit_on_user_error(evaluate)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  stages.train(_CONFIG.value, _WORKDIR.value, _ALLOW.value)
+  cli.exit_on_user_error(stages.train, _CONFIG.value, _WORKDIR.value, _ALLOW.value)
 
 
 if __name__ == "__main__":

@@ -41,3 +41,21 @@ def parse_flags(argv: list[str]) -> list[str]:
     _unknown_key(e, argv)
   except flags.Error as e:
     sys.exit(f"{e}\nPass --helpfull to see the flags.")
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+  """Errors that mean "fix the input", reported as one line rather than a traceback."""
+  from sagan_jax import progress  # noqa: PLC0415  (keeps flag parsing light)
+  from sagan_jax.data.builders import CorruptImageError  # noqa: PLC0415
+  from sagan_jax.data.layouts import DatasetLayoutError  # noqa: PLC0415
+  from sagan_jax.experiments.stages import WorkdirMismatchError  # noqa: PLC0415
+
+  return (WorkdirMismatchError, DatasetLayoutError, CorruptImageError, progress.NonFiniteLossError, FileNotFoundError)
+
+
+def exit_on_user_error(fn, *args, **kwargs):
+  """Calls ``fn``; a `user_errors` exception becomes ``error: <message>`` on stderr and exit status 1."""
+  try:
+    return fn(*args, **kwargs)
+  except user_errors() as e:
+    sys.exit(f"error: {e}")

@@ -190,3 +190,18 @@ def test_train_py_rejects_an_unknown_config_key():
   assert out.returncode != 0
   assert "unknown config key 'lamda_idt' (from --config.sagan.lamda_idt)" in out.stderr
   assert not os.path.exists("/nonexistent/x")
+
+
+def test_m_sweep_plot_puts_each_point_where_its_value_is(tmp_path):
+  from PIL import Image
+  from sagan_jax.experiments.__main__ import line_plot
+  path = str(tmp_path / "msweep.png")
+  line_plot([1, 2, 4, 10], [10.0, 20.0, 15.0, 12.0], path, "M", "R-1 (%)", size=(480, 320))
+  img = np.asarray(Image.open(path)).astype(int)
+  red = (img[..., 0] > 150) & (img[..., 1] < 90) & (img[..., 2] < 90)
+  rows, cols = np.nonzero(red)
+  # x axis spans 56 … 464 px for M = 1 … 10; y spans 16 … 276 px for the padded range 9 … 21.
+  assert abs(cols.min() - 53) <= 1 and abs(cols.max() - 467) <= 1
+  top_col = cols[rows == rows.min()].mean()
+  assert abs(top_col - (56 + (2 - 1) / 9 * 408)) <= 4  # the highest point is M = 2 (R-1 = 20)
+  assert abs(rows.min() - (16 + (21 - 20) / 12 * 260 - 3)) <= 2

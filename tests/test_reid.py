@@ -174,3 +174,21 @@ def test_prid_tables_protocol_on_ideal_features():
   features[[a - 1, b - 1]] = features[[b - 1, a - 1]]
   tables = ide.prid_tables(camera(385, 1), (features, pids, cams))
   assert tables["a2b"]["splits"][0]["R-1"] == pytest.approx(98.0)
+
+
+def test_bfloat16_compute_tracks_float32_features():
+  """Same parameters, bfloat16 compute: pool5 features within a few percent, nearest neighbours kept."""
+  config = ide.ide_config()
+  config.stage_sizes, config.width = (1, 1, 1, 1), 16
+  f32 = ide.make_model(config, num_classes=10)
+  config.dtype = "bfloat16"
+  bf16 = ide.make_model(config, num_classes=10)
+  x = jax.random.uniform(jax.random.key(1), (16, 64, 32, 3), minval=-1, maxval=1)
+  variables = f32.init(jax.random.key(0), x, train=False)
+  _, a = f32.apply(variables, x, train=False)
+  _, b = bf16.apply(variables, x, train=False)
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  assert np.linalg.norm(b - a) / np.linalg.norm(a) < 0.02
+  d32 = ((a[:, None] - a[None]) ** 2).sum(-1) + np.eye(16) * 1e9
+  d16 = ((b[:, None] - b[None]) ** 2).sum(-1) + np.eye(16) * 1e9
+  assert (d32.argmin(1) == d16.argmin(1)).mean() >= 0.9

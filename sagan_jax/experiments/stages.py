@@ -130,9 +130,16 @@ def _comparable(config_dict: dict) -> dict[str, Any]:
   return {k: v for k, v in flat.items() if not any(k == f or (f.endswith(".") and k.startswith(f)) for f in _FREE_FIELDS)}
 
 
-def claim_workdir(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False) -> None:
-  """Records the config in a new workdir; refuses a workdir made by a config that computes otherwise."""
+def claim_workdir(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False,
+                  create: bool = True) -> None:
+  """Records the config in a new workdir; refuses a workdir made by a config that computes otherwise.
+
+  With ``create=False`` (evaluation) a workdir without a recorded config is an error, not a new run.
+  """
   path = os.path.join(workdir, CONFIG_FILE)
+  if not create and not os.path.isfile(path):
+    raise FileNotFoundError(f"{workdir!r} holds no run ({CONFIG_FILE} missing): train one with "
+                            f"python train.py --config=... --workdir={workdir}")
   current = json.loads(config.to_json_best_effort())
   if os.path.isfile(path):
     with open(path) as f:
@@ -390,10 +397,13 @@ def stage_ide(run: Run) -> None:
 def load_ide(run: Run):
   """(model, state, config) of the workdir's completed IDE."""
   cfg = _ide_config(run)
+  missing = FileNotFoundError(f"no complete IDE model in {run.path('ide')!r}: run the ide stage first "
+                              f"(python train.py --config=... --workdir={run.workdir})")
+  if not os.path.isdir(run.path("ide", "checkpoints")):
+    raise missing
   with checkpoint.StageCheckpoints(run.path("ide", "checkpoints")) as ckpt:
     if ckpt.latest_step() is None or not ckpt.read_record().get("complete"):
-      raise FileNotFoundError(f"no complete IDE model in {run.path('ide')!r}: run the ide stage first "
-                              f"(python train.py --config=... --workdir={run.workdir})")
+      raise missing
     num_classes = ckpt.read_record()["num_classes"]
     model = ide.make_model(cfg, num_classes)
     optimizer = ide.make_optimizer(cfg, 1)
@@ -450,11 +460,11 @@ STAGE_FUNCTIONS = {"masks": stage_masks, "sagan": stage_sagan, "translate": stag
 
 
 @contextlib.contextmanager
-def started(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False):
+def started(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False, create: bool = True):
   """Checks and claims the workdir, installs the SIGTERM handler; yields the `Run`."""
   if config.distributed:
     jax.distributed.initialize()
-  claim_workdir(config, workdir, allow_config_change)
+  claim_workdir(config, workdir, allow_config_change, create)
   with _SigtermFlag() as sigterm:
     yield Run(config, workdir, sigterm)
 
