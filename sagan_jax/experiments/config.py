@@ -54,7 +54,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.synthetic_dir = ""  # if set: generate the synthetic benchmark here (source/ and target/) first
   c.data.synthetic_spec = ml_collections.ConfigDict()  # BenchmarkSpec overrides (height, width, ids, ...)
   # Human masks: "data" (the datasets have MANUAL_DIR/masks already), "unet" (train the U-Net of
-  # `masks` and write them; the masks stage), or "ones" (all-ones masks, a mask-free ablation).
+  # `masks` and write them; the masks stage), or "none" (all-ones masks, a mask-free ablation,
+  # logged loudly).
   c.data.masks = "unet"
   # PRID2011 as the target: SA-GAN sees the unlabelled images of this split's training ids only
   # (our choice: one adaptation per experiment; evaluation covers all 10 splits).
@@ -102,7 +103,12 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
   return c
 
 
+MASK_SOURCES = ("data", "unet", "none")
+
+
 def stages_of(c) -> tuple[str, ...]:
+  if c.data.masks not in MASK_SOURCES:
+    raise ValueError(f"config.data.masks={c.data.masks!r}: expected one of {MASK_SOURCES}")
   stages = tuple(s.strip() for s in c.stages.split(",") if s.strip())
   unknown = [s for s in stages if s not in STAGES]
   if unknown:

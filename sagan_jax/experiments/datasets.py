@@ -72,6 +72,8 @@ class Datasets:
   @property
   def mask_mode(self) -> str:
     """The pipeline's mask mode for SA-GAN and translation."""
+    if not self.config.sagan.use_mask:
+      return "unused"  # the CycleGAN baselines see RGB only: no mask is read, none is missing
     return "data" if self.with_masks else "ones"
 
   def builder(self, role: str):
