@@ -52,6 +52,15 @@ class StageCheckpoints:
     restored = self._manager.restore(step, args=args)
     return restored["state"], restored["record"]
 
+  def resume(self, fresh: Any) -> tuple[Any, dict]:
+    """``(state, record)``: the latest checkpoint shaped like ``fresh``, or ``(fresh, {})`` when there is none.
+
+    A stage skips itself when ``record.get("complete")``; otherwise it continues from ``state.step``.
+    """
+    if self.latest_step() is None:
+      return fresh, {}
+    return self.restore(fresh)
+
   def read_record(self, step: int | None = None) -> dict:
     """The JSON record saved with ``step`` (the latest by default), without reading the arrays."""
     step = self.latest_step() if step is None else step

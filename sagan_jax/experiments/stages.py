@@ -34,7 +34,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from sagan_jax import checkpoint, parallel, progress
-from sagan_jax.data import pipeline
+from sagan_jax.data import builders, pipeline
 from sagan_jax.experiments import config as config_lib
 from sagan_jax.experiments import results, samples, translated
 from sagan_jax.experiments.datasets import Datasets
@@ -224,11 +224,10 @@ def stage_sagan(run: Run) -> None:
   parallel.check_batch_divisible(t.batch_size, run.mesh)
   state = sagan_steps.create_state(model, c.seed, run.mesh)
   with checkpoint.StageCheckpoints(run.path("sagan", "checkpoints")) as ckpt:
-    if ckpt.latest_step() is not None:
-      state, record = ckpt.restore(state)
-      if record.get("complete"):
-        logging.info("SA-GAN: complete at step %d, skipped", int(state.step))
-        return
+    state, record = ckpt.resume(state)
+    if record.get("complete"):
+      logging.info("SA-GAN: complete at step %d, skipped", int(state.step))
+      return
     per_step = c.sagan.n_critic + 1  # batches drawn per generator update (a fresh batch per critic update)
     x_source, x_idx = run.datasets.source_train()
     y_source, y_idx = run.datasets.target_adaptation()
@@ -293,32 +292,31 @@ def stage_translate(run: Run) -> None:
   model, params = load_sagan_params(run)
   params = _local(params)
   x_source, x_idx = run.datasets.source_train()
-  labels = pipeline.Subset(x_source, x_idx)
+  # Labels without decoding: a process decodes only the batches it translates and has not written yet.
+  labels = builders.read_labels(run.datasets.builder("source"), "train")
+  indices = np.arange(len(x_source)) if x_idx is None else np.asarray(x_idx)
   num_codes = c.sagan.num_codes
   batch = c.translate.batch_size
   base_key = jax.random.key(c.seed + 3)
-  names, pids, cams = [], [], []
-  count = len(labels)
-  batches = list(range(0, count, batch))
-  mine = batches[jax.process_index()::jax.process_count()]
-  with progress.Progress("translate", len(batches), 0, batch * num_codes) as bar:
-    for k, (images, valid) in enumerate(pipeline.eval_batches(x_source, batch_size=batch, image_size=run.image_size,
-                                                              indices=x_idx, masks=run.datasets.mask_mode)):
-      begin = k * batch
-      batch_names = [translated.image_name(begin + i, m) for i in range(valid) for m in range(num_codes)]
-      names += batch_names
-      pids += [int(p) for p in images["person_id"][:valid] for _ in range(num_codes)]
-      cams += [int(cc) for cc in images["camera_id"][:valid] for _ in range(num_codes)]
-      if begin not in mine or all(os.path.isfile(os.path.join(root, n)) for n in batch_names):
-        bar.update(k + 1)
-        continue
-      adapted, masks, _ = sagan_steps.translate(model, params, jnp.asarray(images["image"][..., :3]),
-                                                jnp.asarray(images["image"][..., 3:]), num_codes,
-                                                jax.random.fold_in(base_key, k))
-      adapted, masks = np.asarray(adapted), np.asarray(masks)
-      for i in range(valid):
-        for m in range(num_codes):
-          translated.write_image(root, translated.image_name(begin + i, m), adapted[i, m], masks[i, m])
+  count = len(indices)
+  names = [translated.image_name(i, m) for i in range(count) for m in range(num_codes)]
+  pids = np.repeat(labels["person_id"][indices], num_codes)
+  cams = np.repeat(labels["camera_id"][indices], num_codes)
+  starts = list(range(0, count, batch))
+  with progress.Progress("translate", len(starts), 0, batch * num_codes) as bar:
+    for k, begin in enumerate(starts):
+      batch_names = names[begin * num_codes:(begin + batch) * num_codes]
+      done = all(os.path.isfile(os.path.join(root, n)) for n in batch_names)
+      if k % jax.process_count() == jax.process_index() and not done:
+        images, valid = next(pipeline.eval_batches(x_source, batch_size=batch, image_size=run.image_size,
+                                                   indices=indices[begin:begin + batch], masks=run.datasets.mask_mode))
+        adapted, masks, _ = sagan_steps.translate(model, params, jnp.asarray(images["image"][..., :3]),
+                                                  jnp.asarray(images["image"][..., 3:]), num_codes,
+                                                  jax.random.fold_in(base_key, k))
+        adapted, masks = np.asarray(adapted), np.asarray(masks)
+        for i in range(valid):
+          for m in range(num_codes):
+            translated.write_image(root, translated.image_name(begin + i, m), adapted[i, m], masks[i, m])
       bar.update(k + 1)
   multihost_utils.sync_global_devices("translation written")
   if run.is_main:
@@ -333,8 +331,6 @@ def stage_translate(run: Run) -> None:
 def _ide_training_set(run: Run):
   if run.config.variant == "original":
     source, idx = run.datasets.source_train()
-    from sagan_jax.data import builders  # noqa: PLC0415
-
     pids = builders.read_labels(run.datasets.builder("source"), "train")["person_id"]
     return source, idx, pids
   source = translated.TranslatedSource(run.path("translated"))
@@ -365,11 +361,10 @@ def stage_ide(run: Run) -> None:
   optimizer = ide.make_optimizer(cfg, batches.steps_per_epoch)
   state = ide.create_state(model, optimizer, cfg.image_size, cfg.seed, run.mesh, pretrained_backbone=_pretrained(cfg))
   with checkpoint.StageCheckpoints(run.path("ide", "checkpoints")) as ckpt:
-    if ckpt.latest_step() is not None:
-      state, record = ckpt.restore(state)
-      if record.get("complete"):
-        logging.info("IDE: complete at step %d, skipped", int(state.step))
-        return
+    state, record = ckpt.resume(state)
+    if record.get("complete"):
+      logging.info("IDE: complete at step %d, skipped", int(state.step))
+      return
     train_step = ide.make_train_step(model, optimizer, run.mesh)
     start = int(state.step)
     os.makedirs(run.path("ide"), exist_ok=True)

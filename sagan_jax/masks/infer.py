@@ -36,10 +36,6 @@ def pending(data_dir: str, out_dir: str) -> tuple[list[str], int]:
   return todo, len(images) - len(todo)
 
 
-def _load_rgb(path: str) -> np.ndarray:
-  return sources.decode_image(path, "RGB")
-
-
 def _batches(paths: Sequence[str], batch_size: int) -> Iterator[list[str]]:
   for start in range(0, len(paths), batch_size):
     yield list(paths[start:start + batch_size])
@@ -59,7 +55,7 @@ def infer(predict: Callable[[np.ndarray], np.ndarray], data_dir: str, out_dir: s
   todo = todo[shard[0]::shard[1]]
   height, width = image_size
   for names in _batches(todo, batch_size):
-    originals = [_load_rgb(os.path.join(data_dir, n)) for n in names]
+    originals = [sources.decode_image(os.path.join(data_dir, n), "RGB") for n in names]
     rgb = np.stack([np.asarray(Image.fromarray(o).resize((width, height), Image.BILINEAR), np.float32) / 127.5 - 1
                     for o in originals])
     rgb = np.concatenate([rgb, np.repeat(rgb[-1:], batch_size - len(names), axis=0)])

@@ -131,10 +131,9 @@ def train(config, source, workdir: str, mesh=None, log_dir: str | None = None) -
   model, optimizer = make_model(config), make_optimizer(config)
   state = create_state(model, optimizer, config, mesh)
   with checkpoint.StageCheckpoints(os.path.join(workdir, "checkpoints")) as ckpt:
-    if ckpt.latest_step() is not None:
-      state, record = ckpt.restore(state)
-      if record.get("complete"):
-        return state.params, record
+    state, record = ckpt.resume(state)
+    if record.get("complete"):
+      return state.params, record
     batches = pipeline.TrainBatches(source, global_batch_size=config.batch_size, image_size=tuple(config.image_size),
                                     seed=config.seed, indices=train_idx, masks="data")
     step_fn = make_train_step(model, optimizer, mesh, config.dice_weight)
