@@ -9,7 +9,7 @@ Rerunning the same command resumes; ``--config.stages=ide,evaluate`` runs a subs
 
 from absl import app, flags
 
-from sagan_jax import cli
+from sagan_jax import cli, runtime
 from sagan_jax.experiments import stages
 
 _CONFIG = cli.define_config_file("config", None, "experiment config file (configs/*.py[:variant=...])")
@@ -21,6 +21,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  runtime.configure_host_allocator()  # before the first computation; see sagan_jax/runtime.py
   cli.exit_on_user_error(stages.train, _CONFIG.value, _WORKDIR.value, _ALLOW.value)
 
 

@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np  # noqa: E402
 
+import _host  # noqa: E402
 from sagan_jax.reid import metrics  # noqa: E402
 
 
@@ -54,14 +55,16 @@ def main():
   parser.add_argument("--gallery", type=int, default=15913)
   parser.add_argument("--dim", type=int, default=2048)
   parser.add_argument("--repeats", type=int, default=3)
+  _host.add_flag(parser)
   args = parser.parse_args()
+  allocator = _host.apply(args)
   qf, gf, q_pids, g_pids, q_cams, g_cams = market_like(args.queries, args.gallery, args.dim)
   t_dist, distmat = timed(lambda: metrics.squared_euclidean(qf, gf), args.repeats)
   t_step, (cmc, mean_ap) = timed(lambda: metrics.evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams), args.repeats)
   t_trap, (_, mean_ap_trap) = timed(
       lambda: metrics.evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, ap_mode="trapezoid"), args.repeats)
   flops = 2 * args.queries * args.gallery * args.dim
-  print(f"Market-sized evaluation: {args.queries} queries × {args.gallery} gallery × {args.dim}-d, float32, median of {args.repeats}")
+  print(f"Market-sized evaluation: {args.queries} queries × {args.gallery} gallery × {args.dim}-d, float32, median of {args.repeats}; {allocator}")
   print("| part | time | note |\n|---|---|---|")
   print(f"| distance matrix (BLAS) | {t_dist * 1e3:.0f} ms | {flops / 1e9:.0f} GFLOP, {flops / t_dist / 1e9:.0f} GFLOP/s |")
   print(f"| CMC + mAP (step AP) | {t_step * 1e3:.0f} ms | generated features (not a model): R-1 {cmc[0]:.3f}, mAP {mean_ap:.3f} |")

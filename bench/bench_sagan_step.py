@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
+import _host  # noqa: E402
 from sagan_jax import parallel  # noqa: E402
 from sagan_jax.sagan import SAGAN, apply_tiny_scale, make_steps, sagan_config  # noqa: E402
 from sagan_jax.sagan.steps import create_state  # noqa: E402
@@ -47,7 +48,9 @@ def main() -> None:
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
   parser.add_argument("--iterations", type=int, default=5)
   parser.add_argument("--n_critic", type=int, default=None, help="critic updates per iteration (default: the config's, 5)")
+  _host.add_flag(parser)
   args = parser.parse_args()
+  allocator = _host.apply(args)
 
   c = configure(args.scale, args.dtype)
   n_critic = c.n_critic if args.n_critic is None else args.n_critic
@@ -92,7 +95,7 @@ def main() -> None:
   iteration_flops = n_critic * critic_flops + generator_flops
   print(f"SA-GAN iteration ({n_critic} critic + 1 generator update, both directions), {args.scale} scale: "
         f"{h}×{w}, batch {args.batch}, {args.dtype}, {c.generator_blocks} residual blocks")
-  print(f"device: {device.platform} ({device.device_kind}) × {len(jax.devices())}; jax {jax.__version__}; "
+  print(f"device: {device.platform} ({device.device_kind}) × {len(jax.devices())}; jax {jax.__version__}; {allocator}; "
         f"mean of {args.iterations} iterations after a warm-up")
   print()
   print("| metric | value |")

@@ -7,7 +7,7 @@ Prints one table row per implementation:
   * kornia.geometry.transform.warp_perspective, only when torch and kornia happen to be installed.
 
 Usage: python bench/bench_warp.py [--batch 8] [--height 256] [--width 128] [--channels 4]
-       [--dtype float32|bfloat16] [--repeats 50]
+       [--dtype float32|bfloat16] [--repeats 50] [--host_allocator tuned|default]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
+import _host  # noqa: E402
 from sagan_jax import geometry  # noqa: E402
 
 
@@ -93,7 +94,9 @@ def main() -> None:
   parser.add_argument("--channels", type=int, default=4)
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
   parser.add_argument("--repeats", type=int, default=50)
+  _host.add_flag(parser)
   args = parser.parse_args()
+  allocator = _host.apply(args)
 
   dtype = jnp.dtype(args.dtype)
   images = jax.random.uniform(jax.random.key(0), (args.batch, args.height, args.width, args.channels)).astype(dtype)
@@ -110,7 +113,7 @@ def main() -> None:
   device = jax.devices()[0]
   print(f"warp of {args.batch}×{args.height}×{args.width}×{args.channels} {args.dtype}, homography, bilinear, zeros padding")
   print(f"device: {device.platform} ({device.device_kind}), {os.cpu_count()} host cores, {platform.processor() or platform.machine()}; "
-        f"jax {jax.__version__}; median of {args.repeats} (interquartile range)")
+        f"jax {jax.__version__}; {allocator}; median of {args.repeats} (interquartile range)")
   print()
   print(f"| {'implementation':<58} | {'forward ms':>16} | {'forward+backward ms':>20} |")
   print(f"|{'-' * 60}|{'-' * 18}|{'-' * 22}|")

@@ -14,7 +14,7 @@ import os
 import jax
 from absl import app, flags
 
-from sagan_jax import cli, parallel
+from sagan_jax import cli, parallel, runtime
 from sagan_jax.masks import infer, sources, training
 
 _CONFIG = cli.define_config_file("config", os.path.join(os.path.dirname(__file__), "config.py"),
@@ -39,6 +39,7 @@ def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise app.UsageError(f"usage: python -m sagan_jax.masks {{{','.join(COMMANDS)}}} [flags]\n{__doc__}")
   command = argv[1]
+  runtime.configure_host_allocator()  # before the first computation; see sagan_jax/runtime.py
   if command == "train":
     config = _CONFIG.value
     _, record = training.train(config, sources.training_source(config), _required(_WORKDIR, command),
