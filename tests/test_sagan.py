@@ -127,14 +127,16 @@ def test_sharded_steps_match_the_single_device_steps_and_compile_once(tiny_sagan
   for n in (1, 8):
     mesh = parallel.make_mesh(n)
     state = create_state(model, 0, mesh)
-    # The critics' gradients, computed on a batch sharded over n devices.
-    critic_grads = jax.jit(
-        lambda params, batch: jax.grad(model.critic_loss, has_aux=True)(
-            {k: params[k] for k in model.critic_names}, params, batch, key
-        )[0],
-        in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
-    )
-    grads = jax.device_get(critic_grads(state.params, batches[0]))
+    # The critics' and the generators' gradients, computed on a batch sharded over n devices.
+    grads = {}
+    for names, loss in ((model.critic_names, model.critic_loss), (model.generator_names, model.generator_loss)):
+      grad_fn = jax.jit(
+          lambda params, batch, names=names, loss=loss: jax.grad(loss, has_aux=True)(
+              {k: params[k] for k in names}, params, batch, key
+          )[0],
+          in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
+      )
+      grads.update(jax.device_get(grad_fn(state.params, batches[0])))
     critic_step, generator_step = make_steps(model, mesh)
     metrics = []
     for batch in batches:
@@ -145,7 +147,13 @@ def test_sharded_steps_match_the_single_device_steps_and_compile_once(tiny_sagan
     results[n] = (grads, jax.device_get(state.params), jax.device_get(metrics))
   assert int(state.step) == 2 and int(state.critic_steps) == 2
   (grads_1, params_1, metrics_1), (grads_8, params_8, metrics_8) = results[1], results[8]
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), grads_1, grads_8)
+  # Every gradient entry agrees to 1e-5 of its network's largest entry (float32 reduction order).
+  # This caught flax's one-pass instance-norm variance, which put 1-5 % between these (see
+  # models/generator.py).
+  for name in grads_1:
+    scale = max(float(np.abs(a).max()) for a in jax.tree.leaves(grads_1[name]))
+    for a, b in zip(jax.tree.leaves(grads_1[name]), jax.tree.leaves(grads_8[name])):
+      np.testing.assert_allclose(a, b, atol=1e-5 * scale, rtol=0, err_msg=name)
   # The first critic step starts from identical states: every loss term agrees to float precision.
   for k, v in metrics_1[0][0].items():
     np.testing.assert_allclose(v, metrics_8[0][0][k], atol=1e-5, rtol=1e-5, err_msg=k)
@@ -154,12 +162,11 @@ def test_sharded_steps_match_the_single_device_steps_and_compile_once(tiny_sagan
     for k, v in {**metrics_1[step][0], **metrics_1[step][1]}.items():
       np.testing.assert_allclose(v, {**metrics_8[step][0], **metrics_8[step][1]}[k], atol=1e-4, rtol=1e-3, err_msg=k)
   # Parameters: Adam's first updates are ±lr wherever a gradient is not within float noise of zero,
-  # so a reduction-order difference can flip an update (2·lr per step). Known open item: on 4–8
-  # devices some generator-gradient entries of the full loss differ by up to ~1.6% (2 devices and
-  # batch permutations on one device agree to 1e-6), so ~2% of entries move by more than 1e-5.
+  # so a reduction-order difference can flip an update (2·lr per step) where a gradient entry is
+  # itself rounding noise (e.g. a convolution bias that instance normalisation cancels).
   diffs = np.concatenate([np.abs(a - b).ravel() for a, b in zip(jax.tree.leaves(params_1), jax.tree.leaves(params_8))])
   assert diffs.max() <= 2 * 2 * c.learning_rate * 1.01
-  assert (diffs > 1e-5).mean() < 0.05, (diffs > 1e-5).mean()
+  assert (diffs > 1e-5).mean() < 0.005, (diffs > 1e-5).mean()  # measured: 0.12 %
   # The steps changed every network.
   initial = create_state(model, 0).params
   for name in initial:
@@ -258,7 +265,7 @@ def test_spatial_path_recovers_a_known_homography(tiny_sagan_config):
   state, _, _ = _train(model, state, steps=150, n_critic=c.n_critic, target_fn=target, key=jax.random.PRNGKey(1))
   after = corner_error(state.params)
   print(f"corner error of T_xy: {before:.3f} -> {after:.3f} after 150 steps")
-  # Measured on this configuration: 0.382 → 0.073.
+  # Measured on this configuration: 0.382 → 0.042.
   assert after < 0.5 * before, (before, after)
 
 
@@ -292,12 +299,20 @@ def test_pixel_path_moves_towards_a_colour_shifted_domain(tiny_sagan_config):
 
   state = create_state(model, 0, parallel.make_mesh(1))
   before = evaluate(state.params)
-  state, critic_metrics, _ = _train(model, state, steps=150, n_critic=2, target_fn=target, key=jax.random.PRNGKey(3))
+  # 150 steps in chunks of 25. The generator and critic chase each other, so G1's mean colour
+  # oscillates around Y's (gap 0.05-0.16 from step 100 on, measured): the colour criterion uses the
+  # mean gap over the last three chunks rather than one snapshot.
+  key, gaps = jax.random.PRNGKey(3), []
+  for _ in range(6):
+    key, k = jax.random.split(key)
+    state, critic_metrics, _ = _train(model, state, steps=25, n_critic=2, target_fn=target, key=k)
+    gaps.append(evaluate(state.params)["colour_gap_translated"])
   after = evaluate(state.params)
-  print("colour shift, before:", before, "after 150 steps:", after)
-  # Measured: PCL 0.86 → 0.21; colour gap of G1(X) to Y 0.08 against 0.24 for X; the critic's
-  # Wasserstein estimate W(Y, G1(X)) rises from ~0 (critic loss falls) as it learns to separate them.
+  print("colour shift, before:", before, "after 150 steps:", after, "colour gaps every 25 steps:", gaps)
+  # Measured: PCL 0.86 → 0.21; mean colour gap of G1(X) to Y over steps 100-150 0.07 against 0.24
+  # for X; the critic's Wasserstein estimate W(Y, G1(X)) rises from ~0 (critic loss falls) as it
+  # learns to separate them.
   assert after["pcl"] < 0.5 * before["pcl"], (before, after)
-  assert after["colour_gap_translated"] < 0.5 * after["colour_gap_source"], after
+  assert np.mean(gaps[-3:]) < 0.5 * after["colour_gap_source"], (gaps, after)
   assert after["wasserstein_translated"] > before["wasserstein_translated"] + 0.1, (before, after)
   assert float(critic_metrics["critic/D1/wasserstein"]) > 0

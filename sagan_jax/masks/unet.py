@@ -18,7 +18,7 @@ class DoubleConv(nn.Module):
     for _ in range(2):
       x = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype)(x)
       # Group norm, not batch norm: the prediction for one crop never depends on its batch.
-      x = nn.relu(nn.GroupNorm(num_groups=min(8, self.features), dtype=self.dtype)(x))
+      x = nn.relu(nn.GroupNorm(num_groups=min(8, self.features), use_fast_variance=False, dtype=self.dtype)(x))
     return x
 
 

@@ -40,7 +40,8 @@ class PatchCritic(nn.Module):
 
   def _norm(self):
     if self.norm == "layer":
-      return nn.LayerNorm(reduction_axes=(-3, -2, -1), feature_axes=-1, dtype=self.dtype)
+      # Two-pass variance, as the generator's instance norm (see models/generator.py).
+      return nn.LayerNorm(reduction_axes=(-3, -2, -1), feature_axes=-1, use_fast_variance=False, dtype=self.dtype)
     if self.norm == "instance":
-      return nn.InstanceNorm(dtype=self.dtype)
+      return nn.InstanceNorm(use_fast_variance=False, dtype=self.dtype)
     return lambda x: x

@@ -13,8 +13,12 @@ def reflect_pad(x, pad: int):
 
 
 def instance_norm(dtype) -> nn.Module:
-  # CycleGAN's InstanceNorm2d(affine=False): no learned scale/bias; the convolutions carry a bias.
-  return nn.InstanceNorm(use_scale=False, use_bias=False, dtype=dtype)
+  # CycleGAN's InstanceNorm2d(affine=False, eps=1e-5): no learned scale/bias; the convolutions carry
+  # a bias. Two-pass variance, E[(x - mean)²]: flax's default E[x²] - mean² cancels catastrophically
+  # on a nearly constant feature map (common on small maps of flat image regions), and the 1/σ that
+  # follows amplifies that rounding into gradients that differ by percents between reduction orders
+  # (1 device against 8; tests/test_sagan.py).
+  return nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False, use_fast_variance=False, dtype=dtype)
 
 
 class ResidualBlock(nn.Module):
