@@ -182,6 +182,10 @@ def test_results_table_in_the_papers_prid_layout():
   assert "| Method | PRID-CamA R-1 | PRID-CamA R-5 | PRID-CamA R-10 | PRID-CamA mAP | PRID-CamB R-1 |" in text
   assert "| SA-GAN [M=10] | 10.0 | 20.0 | 30.0 | 5.0 | 30.0 | 40.0 | 50.0 | 15.0 |" in text
   assert "flip-averaged" in text and "L2" not in text
+  # Row labels carry the M a run actually used (the M sweep overrides num_codes of "sagan").
+  label = lambda variant, codes: results.method_name({"variant": variant, "settings": {"num_codes": codes}})
+  assert [label("sagan", 4), label("sagan_m10", 10), label("ws", 1), label("wd", 3), label("original", 0)] == [
+      "SA-GAN [M=4]", "SA-GAN [M=10]", "SA-GAN (WS)", "SA-GAN (WD) [M=3]", "Original"]
 
 
 def test_train_py_rejects_an_unknown_config_key():

@@ -12,6 +12,17 @@ COLUMNS = ("R-1", "R-5", "R-10", "mAP")
 PRID_VIEWS = {"a2b": "PRID-CamA", "b2a": "PRID-CamB"}  # Table III: CamA = cam_a queries, cam_b gallery
 
 
+def method_name(result: Mapping) -> str:
+  """The row label: the variant's name in the paper, with the actual M when a run overrides it."""
+  variant, codes = result["variant"], result["settings"].get("num_codes")
+  if codes is None:  # written before num_codes was recorded: the variant's own M
+    codes = {"original": 0, "sagan_m10": 10}.get(variant, 1)
+  if variant in ("sagan", "sagan_m10"):
+    return f"SA-GAN [M={codes}]"
+  name = VARIANT_NAMES.get(variant, variant)
+  return name if codes in (0, 1) else f"{name} [M={codes}]"
+
+
 def table_rows(result: Mapping) -> dict[str, dict[str, float]]:
   """One result (`evaluate` stage output) → {column group: {R-1, ..., mAP}}."""
   if result["protocol"] == "prid2011":
@@ -27,7 +38,7 @@ def markdown(results: Sequence[Mapping], title: str) -> str:
   for r in results:
     rows = table_rows(r)
     cells = [f"{rows[g][c]:.1f}" for g in groups for c in COLUMNS]
-    lines.append(f"| {VARIANT_NAMES.get(r['variant'], r['variant'])} | " + " | ".join(cells) + " |")
+    lines.append(f"| {method_name(r)} | " + " | ".join(cells) + " |")
   settings = results[0]["settings"]
   lines += ["", f"Features: pool5{', L2-normalised' if settings['normalize_features'] else ''}"
                 f"{', flip-averaged' if settings['flip_average'] else ''}; Euclidean distance; AP: "
@@ -38,7 +49,7 @@ def markdown(results: Sequence[Mapping], title: str) -> str:
 def write(workdir: str, result: Mapping) -> None:
   """``results.json`` and ``results.md`` of one run (written to temporary names, then renamed)."""
   for name, text in (("results.json", json.dumps(result, indent=1)),
-                     ("results.md", markdown([result], f"{result['experiment']}: {VARIANT_NAMES.get(result['variant'], result['variant'])}"))):
+                     ("results.md", markdown([result], f"{result['experiment']}: {method_name(result)}"))):
     path = os.path.join(workdir, name)
     with open(path + ".tmp", "w") as f:
       f.write(text)

@@ -442,7 +442,7 @@ def evaluate(run: Run, rank_vis: int = 0) -> dict:
   }
   if run.is_main:
     results.write(run.workdir, result)
-    print(results.markdown([result], f"{c.experiment}: {config_lib.VARIANT_NAMES[c.variant]}"))
+    print(results.markdown([result], f"{c.experiment}: {results.method_name(result)}"))
   return result
 
 
