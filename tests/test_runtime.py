@@ -1,4 +1,10 @@
-"""The host-allocator settings: argument checks, the user's environment wins, and the effect."""
+"""The host-allocator settings: argument checks, applied on glibc, the user's environment wins.
+
+The effect is a speed figure, measured by bench/bench_warp.py (``--host_allocator tuned|default``).
+Minor page faults per step were tried as a timing-free trace of it and vary too much between
+process starts to assert on (one malloc arena: 0-10,300 per warp step tuned, 10,400-11,000 by
+default).
+"""
 
 import os
 import subprocess
@@ -10,32 +16,13 @@ from sagan_jax import runtime
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Minor page faults per jitted warp forward+backward step (image-sized 4 MiB buffers), in a fresh
-# process so the allocator starts from glibc's defaults.
-_FAULTS = """
-import resource, sys
-import jax, jax.numpy as jnp
-from sagan_jax import geometry, runtime
-print(runtime.configure_host_allocator() if sys.argv[1] == "tuned" else "default")
-images = jnp.ones((8, 256, 128, 4))
-params = jnp.full((8, 8), 0.05)
-loss = lambda i, p: jnp.sum(jnp.square(geometry.warp(i, geometry.homography_from_params(p))))
-step = jax.jit(jax.grad(loss, argnums=(0, 1)))
-for _ in range(3):
-  jax.block_until_ready(step(images, params))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
-  jax.block_until_ready(step(images, params))
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
-"""
 
-
-def _faults_per_step(mode: str, **env) -> tuple[str, float]:
+def _applied_in_fresh_process(**env) -> str:
+  """What configure_host_allocator returns in a new process (malloc starts from its defaults)."""
   environ = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-  environ.update(PYTHONPATH=_ROOT, XLA_FLAGS="", JAX_PLATFORMS="cpu", **env)
-  out = subprocess.run([sys.executable, "-c", _FAULTS, mode], env=environ, capture_output=True, text=True, check=True)
-  applied, faults = out.stdout.split()
-  return applied, float(faults)
+  environ.update(PYTHONPATH=_ROOT, **env)
+  code = "from sagan_jax import runtime; print(runtime.configure_host_allocator())"
+  return subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def test_arguments_are_checked():
@@ -46,15 +33,7 @@ def test_arguments_are_checked():
 
 
 @pytest.mark.skipif(runtime._glibc() is None, reason="mallopt is glibc's; elsewhere the function is a no-op")
-def test_tuned_allocator_keeps_freed_memory_mapped_between_steps():
-  # One malloc arena, so the count does not depend on which of XLA's threads frees what. Measured
-  # on the development machine: ~1,100 faults per step tuned against ~10,500 by default (a step
-  # touches ~8,000 pages). The time per step halves (bench/bench_warp.py); faults are its
-  # deterministic trace.
-  applied, tuned = _faults_per_step("tuned", MALLOC_ARENA_MAX="1")
-  _, default = _faults_per_step("default", MALLOC_ARENA_MAX="1")
-  assert applied == "True"
-  assert tuned < 0.25 * default, (tuned, default)
-  # A user's own MALLOC_* environment is left alone.
-  applied, _ = _faults_per_step("tuned", MALLOC_TOP_PAD_=str(1 << 20))
-  assert applied == "False"
+def test_settings_apply_on_glibc_and_leave_the_users_environment_alone():
+  assert _applied_in_fresh_process() == "True"
+  assert _applied_in_fresh_process(MALLOC_TOP_PAD_=str(1 << 20)) == "False"
+  assert _applied_in_fresh_process(MALLOC_MMAP_THRESHOLD_=str(1 << 20)) == "False"
