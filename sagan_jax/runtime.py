@@ -6,7 +6,7 @@ when the step ends. With glibc's default malloc settings, image-sized buffers ar
 ``munmap`` calls, TLB shoot-downs across XLA's threads and fresh page faults. Measured on a 2-core
 CPU (``bench/bench_warp.py``, 8×256×128×4): the warp's forward+backward pass takes 25 ms with the
 defaults and 11 ms with the settings below. The gain is not guaranteed on every process start:
-page-fault counts per step vary from near zero to the default's, and 1 of 15 measured benchmark
+page-fault counts per step vary from near zero to the default's, and 2 of 15 measured benchmark
 runs had a share of slow repeats.
 
 `configure_host_allocator` fixes glibc's mmap threshold at its maximum and keeps a pad of freed
