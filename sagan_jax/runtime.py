@@ -10,10 +10,10 @@ page-fault counts per step vary from near zero to the default's, and 2 of 15 mea
 runs had a share of slow repeats.
 
 `configure_host_allocator` fixes glibc's mmap threshold at its maximum and keeps a pad of freed
-memory at the top of the heap. It is called by ``train.py``, ``evaluate.py`` and the benchmarks,
-which own their processes; the library never calls it on import, because malloc settings belong
-to the whole process. Costs: up to ``top_pad_mb`` of freed memory stays resident per malloc
-arena. Accelerator runs are unaffected apart from host-side buffers.
+memory at the top of the heap. It is called by ``train.py``, ``evaluate.py``, the mask CLI and
+the benchmarks, which own their processes; the library never calls it on import, because malloc
+settings belong to the whole process. Costs: up to ``top_pad_mb`` of freed memory stays resident
+per malloc arena. Accelerator runs are unaffected apart from host-side buffers.
 """
 
 from __future__ import annotations
