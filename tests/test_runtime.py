@@ -1,9 +1,8 @@
 """The host-allocator settings: argument checks, applied on glibc, the user's environment wins.
 
 The effect is a speed figure, measured by bench/bench_warp.py (``--host_allocator tuned|default``).
-Minor page faults per step were tried as a timing-free trace of it and vary too much between
-process starts to assert on (one malloc arena: 0-10,300 per warp step tuned, 10,400-11,000 by
-default).
+Minor page faults per step (``resource.getrusage``) were tried as a timing-free trace of it and
+vary too much between process starts to assert on: some tuned starts fault as often as the default.
 """
 
 import os

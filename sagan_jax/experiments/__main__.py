@@ -21,6 +21,7 @@ import sys
 import numpy as np
 from PIL import Image, ImageDraw
 
+from sagan_jax import fileio
 from sagan_jax.experiments import results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -54,12 +55,6 @@ def _share_gan(from_workdir: str, to_workdir: str) -> None:
     shutil.copytree(source, target)
 
 
-def _write(path: str, text: str) -> None:
-  with open(path + ".tmp", "w") as f:
-    f.write(text)
-  os.replace(path + ".tmp", path)
-
-
 def ablation(config_file, workdir, overrides, variants=TABLE3):
   rows = []
   for variant in variants:
@@ -68,8 +63,8 @@ def ablation(config_file, workdir, overrides, variants=TABLE3):
       _share_gan(os.path.join(workdir, "sagan"), run_dir)
     rows.append(_run(config_file, variant, run_dir, overrides))
   text = results.markdown(rows, f"{rows[0]['experiment']}: ablation (Table III layout)")
-  _write(os.path.join(workdir, "ablation.md"), text)
-  _write(os.path.join(workdir, "ablation.json"), json.dumps(rows, indent=1))
+  fileio.write_text_atomic(os.path.join(workdir, "ablation.md"), text)
+  fileio.write_text_atomic(os.path.join(workdir, "ablation.json"), json.dumps(rows, indent=1))
   print(text)
 
 
@@ -110,7 +105,7 @@ def msweep(config_file, workdir, overrides, codes=M_VALUES):
   r1 = {}
   for m, row in zip(codes, rows):
     r1[m] = {group: cells["R-1"] for group, cells in results.table_rows(row).items()}
-  _write(os.path.join(workdir, "msweep.json"), json.dumps({"R-1": r1}, indent=1))
+  fileio.write_text_atomic(os.path.join(workdir, "msweep.json"), json.dumps({"R-1": r1}, indent=1))
   first_group = next(iter(r1[codes[0]]))
   line_plot(list(codes), [r1[m][first_group] for m in codes], os.path.join(workdir, "msweep.png"), "M",
             f"R-1 (%) {first_group}")

@@ -6,6 +6,7 @@ import json
 import os
 from typing import Mapping, Sequence
 
+from sagan_jax import fileio
 from sagan_jax.experiments.config import VARIANT_NAMES
 
 COLUMNS = ("R-1", "R-5", "R-10", "mAP")
@@ -50,7 +51,4 @@ def write(workdir: str, result: Mapping) -> None:
   """``results.json`` and ``results.md`` of one run (written to temporary names, then renamed)."""
   for name, text in (("results.json", json.dumps(result, indent=1)),
                      ("results.md", markdown([result], f"{result['experiment']}: {method_name(result)}"))):
-    path = os.path.join(workdir, name)
-    with open(path + ".tmp", "w") as f:
-      f.write(text)
-    os.replace(path + ".tmp", path)
+    fileio.write_text_atomic(os.path.join(workdir, name), text)

@@ -33,7 +33,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from sagan_jax import checkpoint, parallel, progress
+from sagan_jax import checkpoint, fileio, parallel, progress
 from sagan_jax.data import builders, pipeline
 from sagan_jax.experiments import config as config_lib
 from sagan_jax.experiments import results, samples, translated
@@ -156,9 +156,7 @@ def claim_workdir(config: ml_collections.ConfigDict, workdir: str, allow_config_
       return
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-      json.dump(current, f, indent=1, sort_keys=True)
-    os.replace(path + ".tmp", path)
+    fileio.write_text_atomic(path, json.dumps(current, indent=1, sort_keys=True))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from sagan_jax import fileio
+
 LABELS = "labels.json"
 
 
@@ -34,9 +36,7 @@ def write_image(root: str, name: str, rgb: np.ndarray, mask: np.ndarray) -> None
 def write_labels(root: str, names: Sequence[str], person_ids, camera_ids, meta: dict) -> None:
   labels = {"names": list(names), "person_id": [int(p) for p in person_ids],
             "camera_id": [int(c) for c in camera_ids], "meta": meta}
-  with open(os.path.join(root, LABELS + ".tmp"), "w") as f:
-    json.dump(labels, f)
-  os.replace(os.path.join(root, LABELS + ".tmp"), os.path.join(root, LABELS))
+  fileio.write_text_atomic(os.path.join(root, LABELS), json.dumps(labels))
 
 
 def is_complete(root: str) -> bool:
