@@ -45,7 +45,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.variant = "sagan"
   c.seed = 0
   c.stages = ",".join(STAGES)  # a subset runs only those stages: --config.stages=ide,evaluate
-  c.distributed = False  # jax.distributed.initialize() before anything else (multi-host)
+  # Multi-host (one process per host, all running the same command on a shared workdir).
+  # enabled=True calls jax.distributed.initialize() before anything else. With the three fields
+  # below left unset, JAX detects the cluster itself (TPU pods, SLURM, Open MPI, Kubernetes, or the
+  # JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables); set all
+  # three to start processes by hand (e.g. two processes on one machine).
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.enabled = False
+  c.distributed.coordinator_address = ""  # "host:port" of process 0; "" = auto-detect
+  c.distributed.num_processes = 0  # 0 = auto-detect
+  c.distributed.process_id = -1  # -1 = auto-detect
 
   c.data = ml_collections.ConfigDict()
   c.data.source = ml_collections.ConfigDict({"name": "market1501", "manual_dir": ""})

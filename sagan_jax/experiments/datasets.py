@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from sagan_jax import parallel
 from sagan_jax.data import builders, prid, synthetic
 
 MARKET_LIKE = ("market1501", "dukemtmc_reid")
@@ -63,7 +64,7 @@ class Datasets:
     """Generates the synthetic benchmark when the config uses one (once: its metadata file marks it complete)."""
     if self.synthetic_dir:
       spec = synthetic.BenchmarkSpec(**self.config.data.synthetic_spec.to_dict())
-      synthetic.generate(self.synthetic_dir, spec)
+      parallel.process_0_first("synthetic benchmark", lambda: synthetic.generate(self.synthetic_dir, spec))
 
   @property
   def with_masks(self) -> bool:
@@ -82,8 +83,9 @@ class Datasets:
       data_dir = self.data_dir
       if self.names["source"] == self.names["target"]:  # two datasets with one builder name (synthetic)
         data_dir = os.path.join(data_dir, role)
-      self._builders[role] = builders.prepare(self.names[role], self.manual_dirs[role], data_dir,
-                                              with_masks=self.with_masks)
+      self._builders[role] = parallel.process_0_first(
+          f"prepare {role}", lambda: builders.prepare(self.names[role], self.manual_dirs[role], data_dir,
+                                                      with_masks=self.with_masks))
     return self._builders[role]
 
   def source_train(self):

@@ -46,7 +46,7 @@ CONFIG_FILE = "config.json"
 PREEMPTED_EXIT = 143  # 128 + SIGTERM, as a shell reports a process ended by it
 # Fields that change how a run is driven or reported, not what it computes: a workdir may be
 # resumed with other values.
-_FREE_FIELDS = ("stages", "distributed", "data.num_threads", "data.data_dir", "sagan_train.log_every",
+_FREE_FIELDS = ("stages", "distributed", "distributed.", "data.num_threads", "data.data_dir", "sagan_train.log_every",
                 "sagan_train.sample_every", "sagan_train.checkpoint_every", "ide.log_every", "ide.checkpoint_every",
                 "eval.", "translate.batch_size")
 
@@ -98,6 +98,17 @@ class Run:
     self.datasets = Datasets(config)
     self.is_main = jax.process_index() == 0
     self.tensorboard = os.path.join(self.workdir, "tensorboard")
+
+  def preempted(self) -> bool:
+    """Whether SIGTERM reached this process or, on several hosts, any process (polled after every step).
+
+    Every process gets the same answer at the same step, so all of them save the same checkpoint
+    (a collective) and exit together even when the scheduler signals only some hosts.
+    """
+    if jax.process_count() == 1:
+      return self.sigterm.raised
+    flags = multihost_utils.process_allgather(np.int32(self.sigterm.raised))
+    return bool(np.any(flags))
 
   def path(self, *parts: str) -> str:
     return os.path.join(self.workdir, *parts)
@@ -181,7 +192,7 @@ def stage_masks(run: Run) -> None:
   _, record = training.train(mask_config, sources.training_source(mask_config), run.path("masks", "unet"),
                              run.mesh, log_dir=run.tensorboard)
   # Inference: each process masks its share of the images on its own devices.
-  local_mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), (parallel.DATA_AXIS,))
+  local_mesh = parallel.local_mesh()
   model, params, _ = training.load(run.path("masks", "unet"), local_mesh)
   predict = training.make_predict_fn(model, local_mesh)
   batch = max(local_mesh.size, 32 - 32 % local_mesh.size)
@@ -190,7 +201,7 @@ def stage_masks(run: Run) -> None:
     counts = infer.infer(lambda rgb: predict(params, rgb), manual, infer.default_out_dir(manual),
                          run.image_size, batch, shard=(jax.process_index(), jax.process_count()))
     logging.info("masks for %s (%s): %s (U-Net held-out IoU %.3f)", role, manual, counts, record["heldout_iou"])
-  multihost_utils.sync_global_devices("masks written")
+  parallel.barrier("masks written")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -244,16 +255,16 @@ def stage_sagan(run: Run) -> None:
         for _ in range(c.sagan.n_critic):
           state, critic_metrics = critic_step(state, _gan_batch(next(xs), next(ys), run.mesh))
         state, metrics = generator_step(state, _gan_batch(next(xs), next(ys), run.mesh))
-        checkpointing = step % t.checkpoint_every == 0 or step == t.steps or run.sigterm.raised
-        if step % t.log_every == 0 or checkpointing:
-          metrics = jax.device_get({**critic_metrics, **metrics})
-          progress.check_finite("SA-GAN", step, metrics)
-          bar.update(step, metrics)
-          run.log_metrics("sagan", step, metrics)
+        checkpointing = step % t.checkpoint_every == 0 or step == t.steps
+        logged = step % t.log_every == 0 or checkpointing
+        if logged:
+          _report(run, "sagan", bar, step, {**critic_metrics, **metrics})
         if run.is_main and (step % t.sample_every == 0 or step == t.steps):
-          picture = samples.grid(model, _local(state.params), sample_x, sample_y, sample_key)
+          picture = samples.grid(model, parallel.local_copy(state.params), sample_x, sample_y, sample_key)
           samples.save(picture, run.path("sagan", "samples", f"step_{step:07d}.png"))
-        if run.sigterm.raised:
+        if run.preempted():  # polled last: a SIGTERM that came during this step is honoured at its end
+          if not logged:
+            _report(run, "sagan", bar, step, {**critic_metrics, **metrics})
           ckpt.save(step, state, {"complete": False}, force=True)
           ckpt.wait()
           raise Preempted("sagan", step)
@@ -262,9 +273,12 @@ def stage_sagan(run: Run) -> None:
     ckpt.wait()
 
 
-def _local(tree):
-  """This process's copy of a replicated pytree (usable by single-process jit, even on multi-host)."""
-  return jax.tree_util.tree_map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
+def _report(run: Run, stage: str, bar: progress.Progress, step: int, metrics: dict) -> None:
+  """Fetches a step's metrics, stops on a non-finite one, shows and logs them."""
+  metrics = jax.device_get(metrics)
+  progress.check_finite({"sagan": "SA-GAN", "ide": "IDE"}[stage], step, metrics)
+  bar.update(step, metrics)
+  run.log_metrics(stage, step, metrics)
 
 
 def load_sagan_params(run: Run):
@@ -288,7 +302,7 @@ def stage_translate(run: Run) -> None:
     return
   c = run.config
   model, params = load_sagan_params(run)
-  params = _local(params)
+  params = parallel.local_copy(params)
   x_source, x_idx = run.datasets.source_train()
   # Labels without decoding: a process decodes only the batches it translates and has not written yet.
   labels = builders.read_labels(run.datasets.builder("source"), "train")
@@ -316,10 +330,11 @@ def stage_translate(run: Run) -> None:
           for m in range(num_codes):
             translated.write_image(root, translated.image_name(begin + i, m), adapted[i, m], masks[i, m])
       bar.update(k + 1)
-  multihost_utils.sync_global_devices("translation written")
+  parallel.barrier("translation written")
   if run.is_main:
     translated.write_labels(root, names, pids, cams, {"num_codes": num_codes, "source_images": count,
                                                       "variant": c.variant})
+  parallel.barrier("translation labels written")  # the IDE stage of every process reads them next
 
 
 # --------------------------------------------------------------------------------------------------
@@ -371,13 +386,13 @@ def stage_ide(run: Run) -> None:
         labels = np.searchsorted(classes, local["person_id"]).astype(np.int32)
         batch = pipeline.to_global_batch({"image": local["image"], "label": labels}, run.mesh)
         state, metrics = train_step(state, batch["image"], batch["label"])
-        checkpointing = step % run.config.ide.checkpoint_every == 0 or step == total or run.sigterm.raised
-        if step % run.config.ide.log_every == 0 or checkpointing:
-          metrics = jax.device_get(metrics)
-          progress.check_finite("IDE", step, metrics)
-          bar.update(step, metrics)
-          run.log_metrics("ide", step, metrics)
-        if run.sigterm.raised:
+        checkpointing = step % run.config.ide.checkpoint_every == 0 or step == total
+        logged = step % run.config.ide.log_every == 0 or checkpointing
+        if logged:
+          _report(run, "ide", bar, step, metrics)
+        if run.preempted():
+          if not logged:
+            _report(run, "ide", bar, step, metrics)
           ckpt.save(step, state, {"complete": False, "num_classes": len(classes)}, force=True)
           ckpt.wait()
           raise Preempted("ide", step)
@@ -413,13 +428,16 @@ def evaluate(run: Run, rank_vis: int = 0) -> dict:
   """Ranks the target protocol with the workdir's IDE; writes results.json/.md (process 0); returns them."""
   c = run.config
   model, state, cfg = load_ide(run)
-  feature_fn = ide.make_feature_fn(model, run.mesh, c.eval.normalize_features, c.eval.flip_average)
+  # Each process extracts its share of the batches on its own devices; the features are then gathered.
+  local_mesh = parallel.local_mesh()
+  feature_fn = ide.make_feature_fn(model, local_mesh, c.eval.normalize_features, c.eval.flip_average)
+  state = parallel.local_copy(state)
   builder = run.datasets.builder("target")
-  batch = c.eval.batch_size - c.eval.batch_size % run.mesh.size or run.mesh.size
+  batch = c.eval.batch_size - c.eval.batch_size % local_mesh.size or local_mesh.size
 
   def features(split):
-    return ide.extract(feature_fn, state, pipeline.eval_batches(builder.as_data_source(split), batch_size=batch,
-                                                                image_size=cfg.image_size, masks="unused"))
+    return ide.extract_split(feature_fn, state, builder.as_data_source(split), batch_size=batch,
+                             image_size=cfg.image_size)
 
   if run.datasets.target_is_prid():
     tables = ide.prid_tables(features("cam_a"), features("cam_b"), c.eval.ap_mode)
@@ -455,8 +473,8 @@ STAGE_FUNCTIONS = {"masks": stage_masks, "sagan": stage_sagan, "translate": stag
 @contextlib.contextmanager
 def started(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False, create: bool = True):
   """Checks and claims the workdir, installs the SIGTERM handler; yields the `Run`."""
-  if config.distributed:
-    jax.distributed.initialize()
+  d = config.distributed
+  parallel.initialize_distributed(d.enabled, d.coordinator_address, d.num_processes, d.process_id)
   claim_workdir(config, workdir, allow_config_change, create)
   with _SigtermFlag() as sigterm:
     yield Run(config, workdir, sigterm)

@@ -98,8 +98,10 @@ def make_train_step(model: UNet, optimizer, mesh, dice_weight: float):
 def make_predict_fn(model: UNet, mesh):
   """``predict(params, rgb[B, H, W, 3]) → foreground probability [B, H, W]``, jit over the mesh."""
   rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-  return jax.jit(lambda params, rgb: jax.nn.sigmoid(model.apply({"params": params}, rgb))[..., 0],
-                 in_shardings=(rep, data), out_shardings=data)
+  jitted = jax.jit(lambda params, rgb: jax.nn.sigmoid(model.apply({"params": params}, rgb))[..., 0],
+                   in_shardings=(rep, data), out_shardings=data)
+  # Host images are placed explicitly: jit refuses numpy inputs with a sharding in multi-process runs.
+  return lambda params, rgb: jitted(params, jax.device_put(rgb, data))
 
 
 def split_holdout(num_examples: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -147,8 +149,10 @@ def train(config, source, workdir: str, mesh=None, log_dir: str | None = None) -
           bar.update(step, metrics)
         if step % config.checkpoint_every == 0 and step < config.steps:
           ckpt.save(step, state, {"complete": False})
-      predict = make_predict_fn(model, mesh)
-      held_iou = evaluate_iou(predict, state.params, source, held_idx, tuple(config.image_size), config.batch_size)
+      # Every process scores all held-out masks on its own devices (the same number on each).
+      predict = make_predict_fn(model, parallel.local_mesh())
+      held_iou = evaluate_iou(predict, parallel.local_copy(state.params), source, held_idx,
+                              tuple(config.image_size), config.batch_size)
       bar.log(f"held-out IoU {held_iou:.3f} on {len(held_idx)} masks")
     record = {"complete": True, "heldout_iou": held_iou, "num_heldout": int(len(held_idx)),
               "num_train": int(len(train_idx)), "config": config.to_dict()}

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from sagan_jax import parallel
-from sagan_jax.data import prid
+from sagan_jax.data import pipeline, prid
 from sagan_jax.reid import metrics
 from sagan_jax.reid.resnet import IDE, imagenet_normalize
 
@@ -126,7 +126,9 @@ def make_feature_fn(model: IDE, mesh: jax.sharding.Mesh, normalize: bool, flip_a
     return f
 
   rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-  return jax.jit(features, in_shardings=(rep, rep, data), out_shardings=data)
+  jitted = jax.jit(features, in_shardings=(rep, rep, data), out_shardings=data)
+  # Host images are placed explicitly: jit refuses numpy inputs with a sharding in multi-process runs.
+  return lambda params, batch_stats, images: jitted(params, batch_stats, jax.device_put(images, data))
 
 
 def extract(feature_fn, state: IDEState, batches: Iterable[tuple[dict[str, np.ndarray], int]]):
@@ -139,6 +141,38 @@ def extract(feature_fn, state: IDEState, batches: Iterable[tuple[dict[str, np.nd
     cams.append(batch["camera_id"][:valid])
   features = np.concatenate([np.asarray(f)[:valid] for f, valid in feats])
   return features, np.concatenate(pids), np.concatenate(cams)
+
+
+def extract_split(feature_fn, state: IDEState, source, *, batch_size: int, image_size) -> tuple[np.ndarray, ...]:
+  """`extract` over a whole split, shared by the processes of a multi-host run; every process gets it all.
+
+  ``feature_fn`` must run on this process's devices (`make_feature_fn` over a mesh of
+  ``jax.local_devices()``, ``state`` a local copy). Process ``p`` of ``P`` computes batches
+  ``p, p + P, ...``; the pieces are then gathered, so the result equals a single process's.
+  """
+  n, num_procs, me = len(source), jax.process_count(), jax.process_index()
+  starts = list(range(0, n, batch_size))
+  rows = lambda proc: [np.arange(s, min(s + batch_size, n)) for s in starts[proc::num_procs]]
+  mine = np.concatenate(rows(me) or [np.zeros(0, np.int64)])
+  batches = pipeline.eval_batches(source, batch_size=batch_size, image_size=image_size, indices=mine, masks="unused")
+  features, pids, cams = extract(feature_fn, state, batches) if len(mine) else (None, None, None)
+  if num_procs == 1:
+    return features, pids, cams
+  from jax.experimental import multihost_utils  # noqa: PLC0415
+
+  if features is None:  # more processes than batches: this one contributes nothing
+    dim = jax.eval_shape(lambda: feature_fn(state.params, state.batch_stats,
+                                            np.zeros((batch_size, *image_size, 3), np.float32))).shape[-1]
+    features, pids, cams = np.zeros((0, dim), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32)
+  padded_rows = -(-len(starts) // num_procs) * batch_size  # the most rows any process holds
+  pad = lambda a: np.concatenate([a, np.zeros((padded_rows - len(a), *a.shape[1:]), a.dtype)])
+  gathered = multihost_utils.process_allgather((pad(features), pad(pids), pad(cams)), tiled=False)
+  out = [np.empty((n, *np.shape(g)[2:]), np.asarray(g).dtype) for g in gathered]
+  for proc in range(num_procs):
+    index = np.concatenate(rows(proc) or [np.zeros(0, np.int64)])
+    for o, g in zip(out, gathered):
+      o[index] = np.asarray(g)[proc, :len(index)]
+  return tuple(out)
 
 
 def rank_table(query, gallery, ap_mode: str = "step", ranks=(1, 5, 10, 20)) -> dict[str, float]:
