@@ -1,8 +1,19 @@
-"""The host-allocator switch every benchmark shares (see sagan_jax/runtime.py)."""
+"""What every benchmark shares: the host-allocator switch, XLA's FLOP count, the device's matmul rate.
+
+MFU (model FLOPs utilisation) is stated against the rate this device *measures* for a large
+square matmul in the compute dtype (`matmul_rate`), not a datasheet peak, so a figure means
+"share of what this chip does on its best-case kernel" and is comparable across machines.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
 
 from sagan_jax import runtime
 
@@ -20,3 +31,42 @@ def apply(args: argparse.Namespace) -> str:
   if args.host_allocator == "tuned":
     return "host allocator tuned" if runtime.configure_host_allocator() else "host allocator tuning unavailable here"
   return "default host allocator"
+
+
+def flops(compiled) -> float:
+  """FLOPs of one call of a compiled executable, from XLA's cost analysis (NaN when it gives none)."""
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+
+@functools.cache
+def matmul_rate(dtype: str) -> float:
+  """FLOP/s of a square matmul on the first device in ``dtype`` (float32 accumulation for bfloat16).
+
+  8192² on accelerators, 2048² on CPU (large enough to reach the BLAS/GEMM plateau there); the
+  best of 5 timed calls after a warm-up.
+  """
+  device = jax.devices()[0]
+  n = 2048 if device.platform == "cpu" else 8192
+  a = jax.device_put(jnp.ones((n, n), dtype), device)
+  f = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
+  f(a, a).block_until_ready()
+  best = float("inf")
+  for _ in range(5):
+    start = time.perf_counter()
+    f(a, a).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * n**3 / best
+
+
+def device_line() -> str:
+  d = jax.devices()[0]
+  cpu = f" on {platform.processor() or platform.machine()}" if d.platform == "cpu" else ""
+  return f"{d.platform} ({d.device_kind}{cpu}) × {len(jax.devices())}; jax {jax.__version__}"
+
+
+def mfu(flop_per_second: float, dtype: str) -> str:
+  """``flop_per_second`` as a share of the device's measured ``dtype`` matmul rate, e.g. '41.2 %'."""
+  return f"{100 * flop_per_second / matmul_rate(dtype):.1f} %"

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np  # noqa: E402
 
-import _host  # noqa: E402
+import _common  # noqa: E402
 from sagan_jax.reid import metrics  # noqa: E402
 
 
@@ -55,9 +55,9 @@ def main():
   parser.add_argument("--gallery", type=int, default=15913)
   parser.add_argument("--dim", type=int, default=2048)
   parser.add_argument("--repeats", type=int, default=3)
-  _host.add_flag(parser)
+  _common.add_flag(parser)
   args = parser.parse_args()
-  allocator = _host.apply(args)
+  allocator = _common.apply(args)
   qf, gf, q_pids, g_pids, q_cams, g_cams = market_like(args.queries, args.gallery, args.dim)
   t_dist, distmat = timed(lambda: metrics.squared_euclidean(qf, gf), args.repeats)
   t_step, (cmc, mean_ap) = timed(lambda: metrics.evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams), args.repeats)

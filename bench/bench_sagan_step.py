@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-import _host  # noqa: E402
+import _common  # noqa: E402
 from sagan_jax import parallel  # noqa: E402
 from sagan_jax.sagan import SAGAN, apply_tiny_scale, make_steps, sagan_config  # noqa: E402
 from sagan_jax.sagan.steps import create_state  # noqa: E402
@@ -34,13 +34,6 @@ def configure(scale: str, dtype: str):
   return apply_tiny_scale(c) if scale == "cpu" else c
 
 
-def _flops(compiled) -> float:
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else {}
-  return float(cost.get("flops", float("nan"))) if cost else float("nan")
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--scale", choices=["cpu", "paper"], default="cpu")
@@ -48,9 +41,9 @@ def main() -> None:
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
   parser.add_argument("--iterations", type=int, default=5)
   parser.add_argument("--n_critic", type=int, default=None, help="critic updates per iteration (default: the config's, 5)")
-  _host.add_flag(parser)
+  _common.add_flag(parser)
   args = parser.parse_args()
-  allocator = _host.apply(args)
+  allocator = _common.apply(args)
 
   c = configure(args.scale, args.dtype)
   n_critic = c.n_critic if args.n_critic is None else args.n_critic
@@ -73,7 +66,7 @@ def main() -> None:
   critic_compiled = critic_step.lower(state, batch).compile()
   generator_compiled = generator_step.lower(state, batch).compile()
   compile_s = time.perf_counter() - start
-  critic_flops, generator_flops = _flops(critic_compiled), _flops(generator_compiled)
+  critic_flops, generator_flops = _common.flops(critic_compiled), _common.flops(generator_compiled)
 
   # Run the executables compiled above: calling the jitted functions would compile them again
   # (ahead-of-time compilation does not fill the jit cache).
@@ -91,12 +84,11 @@ def main() -> None:
   jax.block_until_ready(metrics)
   seconds = (time.perf_counter() - start) / args.iterations
 
-  device = jax.devices()[0]
   iteration_flops = n_critic * critic_flops + generator_flops
+  achieved = iteration_flops / seconds
   print(f"SA-GAN iteration ({n_critic} critic + 1 generator update, both directions), {args.scale} scale: "
         f"{h}×{w}, batch {args.batch}, {args.dtype}, {c.generator_blocks} residual blocks")
-  print(f"device: {device.platform} ({device.device_kind}) × {len(jax.devices())}; jax {jax.__version__}; {allocator}; "
-        f"mean of {args.iterations} iterations after a warm-up")
+  print(f"device: {_common.device_line()}; {allocator}; mean of {args.iterations} iterations after a warm-up")
   print()
   print("| metric | value |")
   print("|---|---|")
@@ -105,7 +97,9 @@ def main() -> None:
   print(f"| compile time (both steps), s | {compile_s:.1f} |")
   print(f"| critic step GFLOPs (XLA cost analysis) | {critic_flops / 1e9:.2f} |")
   print(f"| generator step GFLOPs | {generator_flops / 1e9:.2f} |")
-  print(f"| iteration TFLOP/s achieved | {iteration_flops / seconds / 1e12:.4f} |")
+  print(f"| iteration TFLOP/s achieved | {achieved / 1e12:.4f} |")
+  print(f"| {args.dtype} matmul TFLOP/s measured on this device | {_common.matmul_rate(args.dtype) / 1e12:.4f} |")
+  print(f"| MFU (achieved / measured matmul rate) | {_common.mfu(achieved, args.dtype)} |")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-import _host  # noqa: E402
+import _common  # noqa: E402
 from sagan_jax import geometry  # noqa: E402
 
 
@@ -94,9 +94,9 @@ def main() -> None:
   parser.add_argument("--channels", type=int, default=4)
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
   parser.add_argument("--repeats", type=int, default=50)
-  _host.add_flag(parser)
+  _common.add_flag(parser)
   args = parser.parse_args()
-  allocator = _host.apply(args)
+  allocator = _common.apply(args)
 
   dtype = jnp.dtype(args.dtype)
   images = jax.random.uniform(jax.random.key(0), (args.batch, args.height, args.width, args.channels)).astype(dtype)

@@ -1,0 +1,177 @@
+"""Times the IDE ResNet-50 training step (forward, backward, SGD update) at 256×128.
+
+One row per (batch, dtype): seconds per step, images/s, compile time, FLOPs per step from XLA's
+cost analysis, achieved TFLOP/s and MFU against the device's measured matmul rate in that dtype.
+With ``--torch`` (needs torch and torchvision importable) a row for torchvision's ``resnet50``
+training step on the same input, as a PyTorch user would write it (NCHW float32, SGD momentum,
+``torch.get_num_threads()`` threads).
+
+Usage:
+  python bench/bench_ide_step.py                            # batch 8 and 128, float32 and bfloat16
+  python bench/bench_ide_step.py --batches 8 --dtypes float32 --steps 5 --torch --forward
+  Options: --classes 751 (Market-1501's training ids) --height 256 --width 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+import _common  # noqa: E402
+from sagan_jax import parallel  # noqa: E402
+from sagan_jax.reid import ide  # noqa: E402
+
+
+def _median_seconds(fn, steps: int) -> float:
+  samples = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    fn()
+    samples.append(time.perf_counter() - start)
+  return statistics.median(samples)
+
+
+def jax_row(batch: int, dtype: str, steps: int, classes: int, size: tuple[int, int]) -> dict:
+  cfg = ide.ide_config()
+  cfg.dtype, cfg.image_size = dtype, size
+  mesh = parallel.make_mesh()
+  parallel.check_batch_divisible(batch, mesh)
+  model = ide.make_model(cfg, classes)
+  optimizer = ide.make_optimizer(cfg, steps_per_epoch=100)
+  state = ide.create_state(model, optimizer, size, 0, mesh)
+  rng = np.random.default_rng(0)
+  images = jax.device_put(rng.uniform(-1, 1, (batch, *size, 3)).astype(np.float32), parallel.batch_sharded(mesh))
+  labels = jax.device_put(rng.integers(0, classes, batch).astype(np.int32), parallel.batch_sharded(mesh))
+  step = ide.make_train_step(model, optimizer, mesh)
+  start = time.perf_counter()
+  compiled = step.lower(state, images, labels).compile()
+  compile_s = time.perf_counter() - start
+  holder = {"state": state}
+
+  def one():
+    holder["state"], metrics = compiled(holder["state"], images, labels)
+    jax.block_until_ready(metrics)
+
+  one()  # warm-up
+  seconds = _median_seconds(one, steps)
+  flop = _common.flops(compiled)
+  return {"impl": "sagan_jax (Flax, XLA)", "batch": batch, "dtype": dtype, "seconds": seconds, "compile": compile_s,
+          "flop": flop, "mfu": _common.mfu(flop / seconds, dtype)}
+
+
+def jax_forward_row(batch: int, dtype: str, steps: int, classes: int, size: tuple[int, int]) -> dict:
+  """The training step's forward pass alone (train-mode batch norm, loss), to split forward from backward."""
+  cfg = ide.ide_config()
+  cfg.dtype, cfg.image_size = dtype, size
+  model = ide.make_model(cfg, classes)
+  mesh = parallel.make_mesh()
+  state = ide.create_state(model, ide.make_optimizer(cfg, 100), size, 0, mesh)
+  rng = np.random.default_rng(0)
+  images = rng.uniform(-1, 1, (batch, *size, 3)).astype(np.float32)
+  labels = rng.integers(0, classes, batch).astype(np.int32)
+
+  def forward(params, batch_stats, images, labels):
+    (logits, _), _ = model.apply({"params": params, "batch_stats": batch_stats}, ide.imagenet_normalize(images),
+                                 train=True, mutable=["batch_stats"])
+    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
+
+  compiled = jax.jit(forward).lower(state.params, state.batch_stats, images, labels).compile()
+  one = lambda: jax.block_until_ready(compiled(state.params, state.batch_stats, images, labels))
+  one()
+  seconds = _median_seconds(one, steps)
+  flop = _common.flops(compiled)
+  return {"impl": "sagan_jax, forward only", "batch": batch, "dtype": dtype, "seconds": seconds, "compile": float("nan"),
+          "flop": flop, "mfu": _common.mfu(flop / seconds, dtype)}
+
+
+def torch_row(batch: int, steps: int, classes: int, size: tuple[int, int], forward_only: bool = False) -> dict | None:
+  try:
+    import torch  # noqa: PLC0415
+    import torchvision  # noqa: PLC0415
+  except ImportError:
+    return None
+  model = torchvision.models.resnet50(num_classes=classes)
+  model.train()
+  optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+  gen = torch.Generator().manual_seed(0)
+  images = torch.rand((batch, 3, *size), generator=gen) * 2 - 1
+  labels = torch.randint(0, classes, (batch,), generator=gen)
+  loss_fn = torch.nn.CrossEntropyLoss()
+
+  def one():
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(model(images), labels)
+    loss.backward()
+    optimizer.step()
+
+  def forward():
+    with torch.no_grad():
+      loss_fn(model(images), labels)
+
+  fn = forward if forward_only else one
+  fn()
+  seconds = _median_seconds(fn, steps)
+  what = ", forward only" if forward_only else ""
+  return {"impl": f"torchvision resnet50{what}, torch {torch.__version__} ({torch.get_num_threads()} threads)",
+          "batch": batch, "dtype": "float32", "seconds": seconds, "compile": float("nan"), "flop": float("nan"),
+          "mfu": ""}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--batches", default="8,128")
+  parser.add_argument("--dtypes", default="float32,bfloat16")
+  parser.add_argument("--steps", type=int, default=3, help="timed steps per row (median), after one warm-up step")
+  parser.add_argument("--classes", type=int, default=751)
+  parser.add_argument("--height", type=int, default=256)
+  parser.add_argument("--width", type=int, default=128)
+  parser.add_argument("--torch", action="store_true", help="add torchvision's step (float32) for comparison")
+  parser.add_argument("--forward", action="store_true", help="add rows timing the forward pass alone")
+  _common.add_flag(parser)
+  args = parser.parse_args()
+  allocator = _common.apply(args)
+  size = (args.height, args.width)
+  batches = [int(b) for b in args.batches.split(",")]
+  rows = []
+  for batch in batches:
+    for dtype in filter(None, args.dtypes.split(",")):  # --dtypes= (empty): the torch rows only
+      rows.append(jax_row(batch, dtype, args.steps, args.classes, size))
+      print(f"  measured: batch {batch}, {dtype}: {rows[-1]['seconds']:.3f} s/step", file=sys.stderr)
+      if args.forward:
+        rows.append(jax_forward_row(batch, dtype, args.steps, args.classes, size))
+    if args.torch:
+      for forward_only in (False, True) if args.forward else (False,):
+        row = torch_row(batch, args.steps, args.classes, size, forward_only)
+        if row is None:
+          print("  torch/torchvision not importable: no torch row", file=sys.stderr)
+          break
+        rows.append(row)
+  print(f"IDE ResNet-50 train step, {size[0]}×{size[1]}, {args.classes} classes, median of {args.steps} steps "
+        f"after a warm-up")
+  print(f"device: {_common.device_line()}; {allocator}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+  print()
+  print("| implementation | batch | dtype | s/step | img/s | compile s | GFLOP/step | TFLOP/s | MFU |")
+  print("|---|---|---|---|---|---|---|---|---|")
+  for r in rows:
+    tflops = r["flop"] / r["seconds"] / 1e12
+    compile_s = "" if np.isnan(r["compile"]) else f"{r['compile']:.1f}"
+    gflop = "" if np.isnan(r["flop"]) else f"{r['flop'] / 1e9:.0f}"
+    tflop_s = "" if np.isnan(tflops) else f"{tflops:.3f}"
+    print(f"| {r['impl']} | {r['batch']} | {r['dtype']} | {r['seconds']:.3f} | {r['batch'] / r['seconds']:.2f} | "
+          f"{compile_s} | {gflop} | {tflop_s} | {r['mfu']} |")
+  for dtype in sorted({r["dtype"] for r in rows}):
+    print(f"\n{dtype} matmul rate measured on this device: {_common.matmul_rate(dtype) / 1e12:.3f} TFLOP/s")
+
+
+if __name__ == "__main__":
+  main()
