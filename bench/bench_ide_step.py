@@ -9,6 +9,7 @@ training step on the same input, as a PyTorch user would write it (NCHW float32,
 Usage:
   python bench/bench_ide_step.py                            # batch 8 and 128, float32 and bfloat16
   python bench/bench_ide_step.py --batches 8 --dtypes float32 --steps 5 --torch --forward
+  python bench/bench_ide_step.py --batches 8 --dtypes float32 --gradient_impl xla,matmul
   Options: --classes 751 (Market-1501's training ids) --height 256 --width 128
 """
 
@@ -41,9 +42,9 @@ def _median_seconds(fn, steps: int) -> float:
   return statistics.median(samples)
 
 
-def jax_row(batch: int, dtype: str, steps: int, classes: int, size: tuple[int, int]) -> dict:
+def jax_row(batch: int, dtype: str, steps: int, classes: int, size: tuple[int, int], gradient_impl: str) -> dict:
   cfg = ide.ide_config()
-  cfg.dtype, cfg.image_size = dtype, size
+  cfg.dtype, cfg.image_size, cfg.gradient_impl = dtype, size, gradient_impl
   mesh = parallel.make_mesh()
   parallel.check_batch_divisible(batch, mesh)
   model = ide.make_model(cfg, classes)
@@ -65,7 +66,7 @@ def jax_row(batch: int, dtype: str, steps: int, classes: int, size: tuple[int, i
   one()  # warm-up
   seconds = _median_seconds(one, steps)
   flop = _common.flops(compiled)
-  return {"impl": "sagan_jax (Flax, XLA)", "batch": batch, "dtype": dtype, "seconds": seconds, "compile": compile_s,
+  return {"impl": f"sagan_jax, gradients {gradient_impl}", "batch": batch, "dtype": dtype, "seconds": seconds, "compile": compile_s,
           "flop": flop, "mfu": _common.mfu(flop / seconds, dtype)}
 
 
@@ -137,6 +138,8 @@ def main() -> None:
   parser.add_argument("--width", type=int, default=128)
   parser.add_argument("--torch", action="store_true", help="add torchvision's step (float32) for comparison")
   parser.add_argument("--forward", action="store_true", help="add rows timing the forward pass alone")
+  parser.add_argument("--gradient_impl", default="auto",
+                      help="comma list of ide.gradient_impl values to time: auto, matmul, xla")
   _common.add_flag(parser)
   args = parser.parse_args()
   allocator = _common.apply(args)
@@ -145,8 +148,9 @@ def main() -> None:
   rows = []
   for batch in batches:
     for dtype in filter(None, args.dtypes.split(",")):  # --dtypes= (empty): the torch rows only
-      rows.append(jax_row(batch, dtype, args.steps, args.classes, size))
-      print(f"  measured: batch {batch}, {dtype}: {rows[-1]['seconds']:.3f} s/step", file=sys.stderr)
+      for gradient_impl in args.gradient_impl.split(","):
+        rows.append(jax_row(batch, dtype, args.steps, args.classes, size, gradient_impl))
+        print(f"  measured: batch {batch}, {dtype}, {gradient_impl}: {rows[-1]['seconds']:.3f} s/step", file=sys.stderr)
       if args.forward:
         rows.append(jax_forward_row(batch, dtype, args.steps, args.classes, size))
     if args.torch:

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from sagan_jax import parallel
@@ -176,18 +177,35 @@ def test_prid_tables_protocol_on_ideal_features():
   assert tables["a2b"]["splits"][0]["R-1"] == pytest.approx(98.0)
 
 
-def test_bfloat16_compute_tracks_float32_features():
-  """Same parameters, bfloat16 compute: pool5 features within a few percent, nearest neighbours kept."""
+def test_bfloat16_compute_tracks_float32_features_and_gradients():
+  """Same parameters, bfloat16 compute (the stated tolerance): pool5 features within 2 % and nearest
+  neighbours kept; the training loss within 1 % and its whole gradient within 10 % (relative norms;
+  measured 5.8 %, and 5.0 % with XLA's own convolution gradients: batch norm's backward amplifies
+  bfloat16's rounding of the activations either way)."""
   config = ide.ide_config()
   config.stage_sizes, config.width = (1, 1, 1, 1), 16
   f32 = ide.make_model(config, num_classes=10)
   config.dtype = "bfloat16"
   bf16 = ide.make_model(config, num_classes=10)
   x = jax.random.uniform(jax.random.key(1), (16, 64, 32, 3), minval=-1, maxval=1)
+  labels = jnp.arange(16) % 10
   variables = f32.init(jax.random.key(0), x, train=False)
-  _, a = f32.apply(variables, x, train=False)
-  _, b = bf16.apply(variables, x, train=False)
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+
+  def run(model):
+    def loss(params):
+      (logits, _), _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+      return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
+
+    @jax.jit
+    def features_loss_gradient(variables):
+      value, grads = jax.value_and_grad(loss)(variables["params"])
+      return model.apply(variables, x, train=False)[1], value, jnp.concatenate([g.ravel() for g in jax.tree.leaves(grads)])
+
+    return [np.asarray(v, np.float64) for v in features_loss_gradient(variables)]
+
+  (a, loss32, grad32), (b, loss16, grad16) = run(f32), run(bf16)
+  assert abs(loss16 - loss32) < 0.01 * loss32
+  assert np.linalg.norm(grad16 - grad32) / np.linalg.norm(grad32) < 0.1
   assert np.linalg.norm(b - a) / np.linalg.norm(a) < 0.02
   d32 = ((a[:, None] - a[None]) ** 2).sum(-1) + np.eye(16) * 1e9
   d16 = ((b[:, None] - b[None]) ** 2).sum(-1) + np.eye(16) * 1e9

@@ -1,7 +1,7 @@
 """ResNet-50 with torchvision's parameter layout, and the IDE head (Section IV-B of the paper).
 
 Module and parameter names mirror torchvision's ``resnet50`` state dict so ImageNet weights map
-one to one (`sagan_jax.reid.convert_torchvision`): ``conv1``, ``bn1``, ``layer{1..4}_{i}`` for
+one to one (`sagan_jax.reid.opsert_torchvision`): ``conv1``, ``bn1``, ``layer{1..4}_{i}`` for
 torchvision's ``layer{1..4}.{i}`` with ``conv1..3``/``bn1..3`` and ``downsample_conv``/
 ``downsample_bn`` for ``downsample.0``/``downsample.1``. Torch's conventions are kept where they
 change numbers: explicit symmetric padding (not "SAME"), the stride on the 3×3 convolution
@@ -20,8 +20,38 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
+
+from sagan_jax.reid import ops
 
 RESNET50_STAGES = (3, 4, 6, 3)
+GRADIENT_IMPLS = ("auto", "matmul", "xla")
+
+
+def _resolve(gradient_impl: str) -> str:
+  if gradient_impl not in GRADIENT_IMPLS:
+    raise ValueError(f"gradient_impl must be one of {GRADIENT_IMPLS}, got {gradient_impl!r}")
+  if gradient_impl == "auto":
+    return "matmul" if jax.default_backend() == "cpu" else "xla"
+  return gradient_impl
+
+
+def conv_function(gradient_impl: str):
+  """The convolution the ResNet runs: the same function, its gradients as products or as XLA emits them.
+
+  ``"matmul"`` is :func:`sagan_jax.reid.ops.conv` (im2col products; on CPU the ResNet-50 step takes
+  1.5 s at batch 8 against 2.8 s with XLA's gradient convolutions, ``bench/bench_ide_step.py``);
+  ``"xla"`` is ``lax.conv_general_dilated``; ``"auto"`` is the first on CPU and the second elsewhere,
+  where cuDNN and the TPU compiler have fast convolution gradients of their own.
+  """
+  return ops.conv if _resolve(gradient_impl) == "matmul" else lax.conv_general_dilated
+
+
+def max_pool_3x3(x: jax.Array, gradient_impl: str) -> jax.Array:
+  """The stem's 3×3, stride-2, padding-1 max pool; its gradient as :func:`conv_function` chooses."""
+  if _resolve(gradient_impl) == "matmul":
+    return ops.max_pool(x, 3, 2, 1)
+  return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 
 
 def _batch_norm(train: bool, dtype, name: str) -> nn.BatchNorm:
@@ -33,11 +63,13 @@ class Bottleneck(nn.Module):
   stride: int
   downsample: bool
   dtype: jnp.dtype = jnp.float32
+  gradient_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool):
     conv = lambda f, k, s, p, name: nn.Conv(f, (k, k), (s, s), padding=((p, p), (p, p)), use_bias=False,
-                                            dtype=self.dtype, name=name)
+                                            dtype=self.dtype, name=name,
+                                            conv_general_dilated=conv_function(self.gradient_impl))
     y = nn.relu(_batch_norm(train, self.dtype, "bn1")(conv(self.features, 1, 1, 0, "conv1")(x)))
     y = nn.relu(_batch_norm(train, self.dtype, "bn2")(conv(self.features, 3, self.stride, 1, "conv2")(y)))
     y = _batch_norm(train, self.dtype, "bn3")(conv(4 * self.features, 1, 1, 0, "conv3")(y))
@@ -50,22 +82,27 @@ class ResNet(nn.Module):
   """Bottleneck ResNet returning the pooled feature (``pool5``: 2048-d for ResNet-50).
 
   ``stage_sizes``/``width`` default to ResNet-50; smaller values give CPU-sized models for tests.
+  ``gradient_impl`` picks how the convolution and max-pool gradients are computed
+  (:func:`conv_function`); the function and the parameters are the same either way.
   """
 
   stage_sizes: Sequence[int] = RESNET50_STAGES
   width: int = 64
   dtype: jnp.dtype = jnp.float32
+  gradient_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = x.astype(self.dtype)
-    x = nn.Conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False, dtype=self.dtype, name="conv1")(x)
+    x = nn.Conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False, dtype=self.dtype, name="conv1",
+                conv_general_dilated=conv_function(self.gradient_impl))(x)
     x = nn.relu(_batch_norm(train, self.dtype, "bn1")(x))
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    x = max_pool_3x3(x, self.gradient_impl)
     for stage, blocks in enumerate(self.stage_sizes):
       for i in range(blocks):
         stride = 2 if stage > 0 and i == 0 else 1
         x = Bottleneck(self.width * 2**stage, stride, downsample=i == 0, dtype=self.dtype,
+                       gradient_impl=self.gradient_impl,
                        name=f"layer{stage + 1}_{i}")(x, train)
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2))  # pool5, float32 whatever the compute dtype
 
@@ -77,10 +114,11 @@ class IDE(nn.Module):
   stage_sizes: Sequence[int] = RESNET50_STAGES
   width: int = 64
   dtype: jnp.dtype = jnp.float32
+  gradient_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    features = ResNet(self.stage_sizes, self.width, self.dtype, name="backbone")(x, train)
+    features = ResNet(self.stage_sizes, self.width, self.dtype, self.gradient_impl, name="backbone")(x, train)
     # torchvision's default init for a new nn.Linear is replaced by IDE's small normal init.
     logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.001), name="classifier")(features)
     return logits, features

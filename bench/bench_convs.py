@@ -1,0 +1,140 @@
+"""Where the IDE step's time goes: ResNet-50's convolutions one by one, forward and both gradients.
+
+For every distinct convolution of a torchvision ResNet-50 (v1.5: stride on the 3×3) at the given
+batch and input size, times three jitted functions after compilation (median of ``--repeats``):
+the forward ``lax.conv_general_dilated``, its input gradient and its filter gradient (each a
+``jax.vjp`` of the forward, whose unused forward XLA removes). Each row is multiplied by how often
+that shape occurs in the network, and the table ends with the totals, so the three columns say
+where the training step's convolution time goes.
+
+With ``--impl=both`` each is also timed through ``sagan_jax.reid.ops.conv`` (the "ours" columns:
+products for 1×1 forwards and for every gradient, what the ResNet uses on CPU) and both gradients
+are checked against XLA's to 1e-4 relative.
+
+Usage: python bench/bench_convs.py [--batch 8] [--height 256 --width 128] [--repeats 5] [--impl xla|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import _common  # noqa: E402
+
+Conv = collections.namedtuple("Conv", "height width cin cout kernel stride")
+
+
+def resnet50_convs(batch_h: int, batch_w: int) -> collections.Counter:
+  """Counter of Conv(input h, input w, cin, cout, kernel, stride) over torchvision's ResNet-50."""
+  convs = collections.Counter()
+  h, w = batch_h, batch_w
+  convs[Conv(h, w, 3, 64, 7, 2)] += 1
+  h, w = -(-h // 4), -(-w // 4)  # conv1 stride 2, then the stride-2 max pool
+  cin = 64
+  for stage, blocks in enumerate((3, 4, 6, 3)):
+    width = 64 * 2**stage
+    for block in range(blocks):
+      stride = 2 if stage > 0 and block == 0 else 1
+      convs[Conv(h, w, cin, width, 1, 1)] += 1
+      convs[Conv(h, w, width, width, 3, stride)] += 1
+      if block == 0:
+        convs[Conv(h, w, cin, 4 * width, 1, stride)] += 1
+      h, w = -(-h // stride), -(-w // stride)
+      convs[Conv(h, w, width, 4 * width, 1, 1)] += 1
+      cin = 4 * width
+  return convs
+
+
+def _median(fn, args, repeats):
+  jax.block_until_ready(fn(*args))
+  samples = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    samples.append(time.perf_counter() - start)
+  return statistics.median(samples)
+
+
+def time_conv(c: Conv, batch: int, repeats: int, impls: tuple[str, ...]):
+  from sagan_jax.reid import ops  # noqa: PLC0415
+
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((batch, c.height, c.width, c.cin)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((c.kernel, c.kernel, c.cin, c.cout)) * 0.05, jnp.float32)
+  pad = ((c.kernel // 2, c.kernel // 2),) * 2
+  out_shape = jax.eval_shape(lambda x, w: ops.xla_conv(x, w, (c.stride, c.stride), pad), x, w).shape
+  dy = jnp.asarray(rng.standard_normal(out_shape), jnp.float32)
+  out = {}
+  for impl in impls:
+    fn = ops.xla_conv if impl == "xla" else ops.conv
+    forward = lambda x, w, fn=fn: fn(x, w, (c.stride, c.stride), pad)
+    grad_x = jax.jit(lambda x, w, dy: jax.vjp(lambda x: forward(x, w), x)[1](dy)[0])
+    grad_w = jax.jit(lambda x, w, dy: jax.vjp(lambda w: forward(x, w), w)[1](dy)[0])
+    out[impl] = {
+        "fwd": _median(jax.jit(forward), (x, w), repeats),
+        "dx": _median(grad_x, (x, w, dy), repeats) if c.cin != 3 else 0.0,  # the image needs no gradient
+        "dw": _median(grad_w, (x, w, dy), repeats),
+        "values": (grad_x(x, w, dy) if c.cin != 3 else None, grad_w(x, w, dy)),
+    }
+  if len(impls) == 2:
+    for name, ours, ref in zip(("dx", "dw"), out["matmul"]["values"], out["xla"]["values"]):
+      if ref is None:
+        continue
+      err = float(jnp.abs(ours - ref).max() / jnp.abs(ref).max())
+      if err > 1e-4:
+        raise AssertionError(f"{c}: the matmul {name} differs from XLA's by {err:.2e} of its largest entry")
+  return out
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--batch", type=int, default=8)
+  parser.add_argument("--height", type=int, default=256)
+  parser.add_argument("--width", type=int, default=128)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--impl", choices=("xla", "both"), default="both")
+  _common.add_flag(parser)
+  args = parser.parse_args()
+  allocator = _common.apply(args)
+  impls = ("xla",) if args.impl == "xla" else ("xla", "matmul")
+  convs = resnet50_convs(args.height, args.width)
+  print(f"ResNet-50 convolutions, batch {args.batch}, {args.height}×{args.width}, float32, ms per call "
+        f"(median of {args.repeats}); {allocator}")
+  print(f"device: {_common.device_line()}")
+  print()
+  header = "| input h×w | cin→cout | k/s | ×n | fwd xla | dx xla | dw xla |"
+  if len(impls) == 2:
+    header += " fwd ours | dx ours | dw ours |"
+  print(header)
+  print("|" + "---|" * (header.count("|") - 1))
+  totals = collections.Counter()
+  for c, n in sorted(convs.items(), key=lambda item: (-item[0].height, item[0].cin, item[0].kernel)):
+    t = time_conv(c, args.batch, args.repeats, impls)
+    row = (f"| {c.height}×{c.width} | {c.cin}→{c.cout} | {c.kernel}/{c.stride} | {n} | {1e3 * t['xla']['fwd']:.1f} | "
+           f"{1e3 * t['xla']['dx']:.1f} | {1e3 * t['xla']['dw']:.1f} |")
+    for impl in impls:
+      for part in ("fwd", "dx", "dw"):
+        totals[impl, part] += n * t[impl][part]
+    if len(impls) == 2:
+      row += f" {1e3 * t['matmul']['fwd']:.1f} | {1e3 * t['matmul']['dx']:.1f} | {1e3 * t['matmul']['dw']:.1f} |"
+    print(row, flush=True)
+  row = (f"| **total × n** | | | | {1e3 * totals['xla', 'fwd']:.0f} | {1e3 * totals['xla', 'dx']:.0f} | "
+         f"{1e3 * totals['xla', 'dw']:.0f} |")
+  if len(impls) == 2:
+    row += (f" {1e3 * totals['matmul', 'fwd']:.0f} | {1e3 * totals['matmul', 'dx']:.0f} | "
+            f"{1e3 * totals['matmul', 'dw']:.0f} |")
+  print(row)
+
+
+if __name__ == "__main__":
+  main()

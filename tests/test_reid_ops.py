@@ -1,0 +1,146 @@
+"""sagan_jax.reid.ops: convolution and max-pool gradients equal to XLA's, in the ResNet too."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sagan_jax.reid import ops
+
+# (height, width, cin, cout, kernel, stride, padding): ResNet-50's kinds, odd sizes that leave
+# input rows unread by a strided window, and asymmetric padding.
+CASES = [
+    (9, 7, 3, 4, 1, 1, ((0, 0), (0, 0))),
+    (9, 7, 3, 4, 1, 2, ((0, 0), (0, 0))),
+    (8, 6, 3, 5, 3, 1, ((1, 1), (1, 1))),
+    (9, 7, 2, 3, 3, 2, ((1, 1), (1, 1))),
+    (11, 10, 3, 4, 7, 2, ((3, 3), (3, 3))),
+    (8, 7, 2, 3, 3, 2, ((0, 2), (1, 0))),
+]
+
+
+def _grads(fn, x, w, dy, strides, padding):
+  y, vjp = jax.vjp(lambda x, w: fn(x, w, strides, padding), x, w)
+  return (y, *vjp(dy))
+
+
+@pytest.mark.parametrize("h,w_,cin,cout,k,s,padding", CASES)
+def test_forward_and_gradients_match_xla(h, w_, cin, cout, k, s, padding):
+  rng = np.random.default_rng(k * 10 + s)
+  x = jnp.asarray(rng.standard_normal((2, h, w_, cin)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((k, k, cin, cout)), jnp.float32)
+  y_ref = ops.xla_conv(x, w, (s, s), padding)
+  dy = jnp.asarray(rng.standard_normal(y_ref.shape), jnp.float32)
+  ours = _grads(ops.conv, x, w, dy, (s, s), padding)
+  ref = _grads(ops.xla_conv, x, w, dy, (s, s), padding)
+  for name, a, b in zip(("y", "dx", "dw"), ours, ref):
+    assert a.shape == b.shape, name
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()), err_msg=name)
+
+
+def test_gradient_agrees_with_a_numpy_brute_force():
+  """Independent of XLA: dx and dw from the definition y[n,h,w,o] = Σ x[n, s·h+i−p, s·w+j−p, c]·w[i,j,c,o]."""
+  rng = np.random.default_rng(3)
+  x = rng.standard_normal((1, 5, 4, 2))
+  w = rng.standard_normal((3, 3, 2, 2))
+  s, p = 2, 1
+  out_h, out_w = (5 + 2 * p - 3) // s + 1, (4 + 2 * p - 3) // s + 1
+  dy = rng.standard_normal((1, out_h, out_w, 2))
+  dx, dw = np.zeros_like(x), np.zeros_like(w)
+  for a in range(out_h):
+    for b in range(out_w):
+      for i in range(3):
+        for j in range(3):
+          r, c = s * a + i - p, s * b + j - p
+          if 0 <= r < 5 and 0 <= c < 4:
+            dw[i, j] += np.outer(x[0, r, c], dy[0, a, b])
+            dx[0, r, c] += w[i, j] @ dy[0, a, b]
+  _, got_dx, got_dw = _grads(ops.conv, jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32),
+                             jnp.asarray(dy, jnp.float32), (s, s), ((p, p), (p, p)))
+  np.testing.assert_allclose(got_dx, dx, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got_dw, dw, rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_gradients_stay_within_its_rounding_of_float32():
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.standard_normal((4, 16, 8, 16)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((3, 3, 16, 16)) * 0.1, jnp.float32)
+  pads = ((1, 1), (1, 1))
+  y = ops.xla_conv(x, w, (2, 2), pads)
+  dy = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
+  _, dx32, dw32 = _grads(ops.conv, x, w, dy, (2, 2), pads)
+  _, dx16, dw16 = _grads(ops.conv, x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), dy.astype(jnp.bfloat16),
+                         (2, 2), pads)
+  assert dx16.dtype == dw16.dtype == jnp.bfloat16
+  # Inputs rounded to 8 bits of mantissa (relative 2^-9 each), accumulated in float32: the error is a
+  # few 2^-9 of the typical entry, far below what accumulating 2·8·4·16 products in bfloat16 would give.
+  for a, b in ((dx16, dx32), (dw16, dw32)):
+    rel = float(jnp.linalg.norm(a.astype(jnp.float32) - b) / jnp.linalg.norm(b))
+    assert rel < 4 * 2.0**-9, rel
+
+
+def test_flax_conv_with_it_has_the_same_parameters_and_output():
+  x = jnp.asarray(np.random.default_rng(2).standard_normal((2, 9, 7, 3)), jnp.float32)
+  make = lambda **kw: nn.Conv(4, (3, 3), (2, 2), padding=((1, 1), (1, 1)), use_bias=False, **kw)
+  params = make().init(jax.random.key(0), x)
+  ours = make(conv_general_dilated=ops.conv)
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(0), x)) == jax.tree.map(jnp.shape, params)
+  np.testing.assert_allclose(ours.apply(params, x), make().apply(params, x), rtol=1e-6, atol=1e-6)
+  g_ours = jax.grad(lambda p: jnp.sum(ours.apply(p, x) ** 2))(params)
+  g_ref = jax.grad(lambda p: jnp.sum(make().apply(p, x) ** 2))(params)
+  np.testing.assert_allclose(g_ours["params"]["kernel"], g_ref["params"]["kernel"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"rhs_dilation": (2, 2)}, "dilation"),
+    ({"feature_group_count": 3}, "feature group"),
+    ({"dimension_numbers": ("NCHW", "OIHW", "NCHW")}, "NHWC"),
+])
+def test_unsupported_arguments_are_refused(kwargs, match):
+  x, w = jnp.zeros((1, 4, 4, 3)), jnp.zeros((3, 3, 3, 3))
+  with pytest.raises(ValueError, match=match):
+    ops.conv(x, w, (1, 1), ((1, 1), (1, 1)), **kwargs)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_max_pool_gradient_matches_select_and_scatter(ties):
+  """Same routing as XLA's select_and_scatter, ties included (values drawn from {0, 1, 2})."""
+  rng = np.random.default_rng(5)
+  shape = (2, 9, 8, 3)
+  x = rng.integers(0, 3, shape) if ties else rng.standard_normal(shape)
+  x = jnp.asarray(x, jnp.float32)
+  ref_fn = lambda x: nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+  ours_fn = lambda x: ops.max_pool(x, 3, 2, 1)
+  y_ref, vjp_ref = jax.vjp(ref_fn, x)
+  y, vjp = jax.vjp(ours_fn, x)
+  np.testing.assert_array_equal(y, y_ref)
+  dy = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
+  np.testing.assert_allclose(vjp(dy)[0], vjp_ref(dy)[0], rtol=1e-6, atol=1e-6)
+  # Each output's gradient lands on exactly one input: the totals agree.
+  np.testing.assert_allclose(float(vjp(dy)[0].sum()), float(dy.sum()), rtol=1e-5)
+
+
+def test_resnet_gradients_are_the_same_with_either_implementation():
+  from sagan_jax.reid.resnet import IDE  # noqa: PLC0415
+
+  rng = np.random.default_rng(6)
+  x = jnp.asarray(rng.uniform(-1, 1, (4, 32, 16, 3)), jnp.float32)
+  labels = jnp.asarray([0, 1, 2, 1])
+  make = lambda impl: IDE(num_classes=3, stage_sizes=(1, 1, 1, 1), width=8, gradient_impl=impl)
+  variables = make("xla").init(jax.random.key(0), x)
+
+  def loss(params, impl):
+    (logits, _), _ = make(impl).apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+    return jnp.mean(-jax.nn.log_softmax(logits)[jnp.arange(4), labels])
+
+  grad = jax.jit(jax.grad(loss), static_argnums=1)
+  ref, ours = grad(variables["params"], "xla"), grad(variables["params"], "matmul")
+  ours, ref = jax.tree_util.tree_leaves_with_path(ours), jax.tree_util.tree_leaves_with_path(ref)
+  assert [p for p, _ in ours] == [p for p, _ in ref] and len(ours) > 20
+  # float32 rounding differs (other summation orders), amplified where batch norm's backward
+  # subtracts nearly equal sums: agreement to 1e-4 of each leaf's largest entry.
+  for (path, a), (_, b) in zip(ours, ref):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * float(jnp.abs(b).max()),
+                               err_msg=jax.tree_util.keystr(path))
+
