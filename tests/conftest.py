@@ -1,15 +1,32 @@
-"""Test setup: 8 simulated CPU devices, so sharded code runs everywhere the tests run.
+"""Test setup: 8 simulated CPU devices, so sharded code runs everywhere the tests run, and one
+compilation cache for the whole session.
 
 The flag must be in the environment before jax is first imported; conftest.py is imported by
 pytest before any test module.
+
+Many tests build the same tiny networks and steps afresh (new closures, so jit's in-memory cache
+misses) and the multi-process test starts processes that compile them again. A persistent
+compilation cache in a temporary directory, made for this session and deleted after it, lets each
+identical program compile once: tests/test_experiments.py went from 4 min 30 s to 3 min. The
+variables go to the environment, so train.py subprocesses share it. A cache directory the user
+set already is kept.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 _FLAG = "--xla_force_host_platform_device_count=8"
 if _FLAG not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _cache_dir = tempfile.mkdtemp(prefix="sagan_jax_test_xla_cache_")
+  atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache_dir
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import pytest  # noqa: E402  (after the XLA flag, which must precede any jax import)
 
