@@ -61,7 +61,9 @@ if [[ "$platform" == cpu ]]; then
 fi
 run "Evaluation, Market-1501 size" $PY bench/bench_evaluation.py --repeats "$eval_repeats"
 if [[ "$platform" == cpu ]]; then
-  run "IDE ResNet-50 step" $PY bench/bench_ide_step.py --batches 8 --dtypes float32 --steps "$steps"
+  run "IDE ResNet-50 step" $PY bench/bench_ide_step.py --batches 8 --dtypes float32 --steps "$steps" \
+    --gradient_impl xla,matmul
+  run "ResNet-50 convolutions one by one" $PY bench/bench_convs.py --repeats "$steps"
   run "SA-GAN iteration, CPU scale" $PY bench/bench_sagan_step.py --scale cpu --iterations "$iterations"
 else
   batches=8,128; [[ "${QUICK:-0}" == 1 ]] && batches=8

@@ -7,7 +7,7 @@ pytest before any test module.
 Many tests build the same tiny networks and steps afresh (new closures, so jit's in-memory cache
 misses) and the multi-process test starts processes that compile them again. A persistent
 compilation cache in a temporary directory, made for this session and deleted after it, lets each
-identical program compile once: tests/test_experiments.py went from 4 min 30 s to 3 min. The
+identical program compile once: tests/test_experiments.py went from about 4 min 20 s to 3 min. The
 variables go to the environment, so train.py subprocesses share it. A cache directory the user
 set already is kept.
 """

@@ -3,15 +3,16 @@
 XLA's CPU backend runs a forward convolution through Eigen's tuned kernels, but it lowers the two
 gradients to convolutions of unusual shapes: the filter gradient is a convolution whose "window"
 is the whole feature map, and the input gradient of a strided convolution dilates its input. Those
-take a slow path (``bench/bench_convs.py`` times every ResNet-50 convolution both ways). Written
-as matrix products they run at the machine's GEMM rate:
+take a slow path. Written as matrix products, ResNet-50's gradients at batch 8, 256×128 take 0.68
+instead of 1.70 s on the 2-core development CPU (``bench/bench_convs.py`` times every convolution
+both ways):
 
 * filter gradient: ``dw = patches(x)ᵀ · dy``, with ``patches`` the k·k shifted, strided views of
   the padded input laid side by side (im2col);
 * input gradient: ``z = dy · wᵀ`` gives, for every output position, its contribution to each of the
   k·k input positions it read; adding those back at their offsets (col2im, one ``lax.pad`` with
-  interior padding per tap, which XLA fuses into one loop) gives ``dx``. A 1×1 convolution needs
-  neither step: both gradients are single products.
+  interior padding per tap, which XLA fuses into one loop) gives ``dx``. A stride-1 1×1
+  convolution needs neither step: both gradients are single products.
 
 The forward pass of a 1×1 convolution is the same single product (XLA-CPU's own is up to 2.3×
 slower); the others are ``lax.conv_general_dilated`` unchanged. Parameters are exactly those of

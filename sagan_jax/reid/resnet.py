@@ -40,7 +40,7 @@ def conv_function(gradient_impl: str):
   """The convolution the ResNet runs: the same function, its gradients as products or as XLA emits them.
 
   ``"matmul"`` is :func:`sagan_jax.reid.ops.conv` (im2col products; on CPU the ResNet-50 step takes
-  1.5 s at batch 8 against 2.8 s with XLA's gradient convolutions, ``bench/bench_ide_step.py``);
+  1.41 s at batch 8 against 2.62 s with XLA's gradient convolutions, ``bench/bench_ide_step.py``);
   ``"xla"`` is ``lax.conv_general_dilated``; ``"auto"`` is the first on CPU and the second elsewhere,
   where cuDNN and the TPU compiler have fast convolution gradients of their own.
   """
