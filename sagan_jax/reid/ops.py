@@ -100,15 +100,8 @@ def matmul_conv(x, w, strides, pads):
     xs = x if sh == sw == 1 else x[:, ::sh, ::sw]
     return _matmul(xs.reshape(-1, cin), w2).astype(x.dtype).reshape(n, out_h, out_w, cout)
   x_padded = jnp.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0)))
-  row_bytes = n * out_w * kh * kw * cin * jnp.dtype(x.dtype).itemsize
-  chunks = -(-out_h // max(1, _CHUNK_BYTES // row_bytes))
-  rows = -(-out_h // chunks)
-  bands = []
-  for r0 in range(0, out_h, rows):
-    r1 = min(out_h, r0 + rows)
-    taps = _taps(x_padded[:, sh * r0:sh * (r1 - 1) + kh], kh, kw, strides, r1 - r0, out_w)
-    patches = taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
-    bands.append(_matmul(patches.reshape(-1, kh * kw * cin), w2).astype(x.dtype).reshape(n, r1 - r0, out_w, cout))
+  bands = [_matmul(patches, w2).astype(x.dtype).reshape(n, r1 - r0, out_w, cout)
+           for r0, r1, patches in _patch_bands(x_padded, kh, kw, strides, out_h, out_w)]
   return bands[0] if len(bands) == 1 else jnp.concatenate(bands, axis=1)
 
 
@@ -126,6 +119,34 @@ def _matmul(a, b, contract=(1, 0)):
   return lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((), ())), preferred_element_type=jnp.float32)
 
 
+def _patch_bands(x_padded, kh, kw, strides, out_h, out_w):
+  """Yields (r0, r1, im2col patches of output rows r0:r1 as an (n·rows·out_w, kh·kw·cin) matrix).
+
+  Each band's patches stay under _CHUNK_BYTES.
+  """
+  n, _, _, cin = x_padded.shape
+  row_bytes = n * out_w * kh * kw * cin * jnp.dtype(x_padded.dtype).itemsize
+  rows = -(-out_h // -(-out_h // max(1, _CHUNK_BYTES // row_bytes)))  # equal bands, each ≤ the budget
+  for r0 in range(0, out_h, rows):
+    r1 = min(out_h, r0 + rows)
+    taps = _taps(x_padded[:, strides[0] * r0:strides[0] * (r1 - 1) + kh], kh, kw, strides, r1 - r0, out_w)
+    patches = taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
+    yield r0, r1, patches.reshape(-1, kh * kw * cin)
+
+
+def _col2im(parts, kw, strides, padded_hw):
+  """Σ over taps (i, j) of parts[t] (n, out_h, out_w, c) placed at x_padded[:, i + s·h, j + s·w]."""
+  (sh, sw), (hp, wp) = strides, padded_hw
+  total = None
+  for t, part in enumerate(parts):
+    i, j = divmod(t, kw)
+    _, out_h, out_w, _ = part.shape
+    spread = lax.pad(part, jnp.zeros((), part.dtype), ((0, 0, 0), (i, hp - i - sh * (out_h - 1) - 1, sh - 1),
+                                                       (j, wp - j - sw * (out_w - 1) - 1, sw - 1), (0, 0, 0)))
+    total = spread if total is None else total + spread
+  return total
+
+
 def _conv_bwd(strides, pads, residuals, dy):
   x, w = residuals
   kh, kw, cin, cout = w.shape
@@ -140,30 +161,14 @@ def _conv_bwd(strides, pads, residuals, dy):
     dw = _matmul(x.reshape(-1, cin), dy2, (0, 0))
   else:
     x_padded = jnp.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0)))
-    row_bytes = n * out_w * kh * kw * cin * jnp.dtype(x.dtype).itemsize
-    chunks = -(-out_h // max(1, _CHUNK_BYTES // row_bytes))
-    rows = -(-out_h // chunks)
-    dw = None
-    for r0 in range(0, out_h, rows):
-      r1 = min(out_h, r0 + rows)
-      band = x_padded[:, sh * r0:sh * (r1 - 1) + kh]
-      taps = _taps(band, kh, kw, strides, r1 - r0, out_w)
-      patches = taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
-      part = _matmul(patches.reshape(-1, kh * kw * cin), dy[:, r0:r1].reshape(-1, cout), (0, 0))
-      dw = part if dw is None else dw + part
+    dw = sum(_matmul(patches, dy[:, r0:r1].reshape(-1, cout), (0, 0))
+             for r0, r1, patches in _patch_bands(x_padded, kh, kw, strides, out_h, out_w))
   dw = dw.reshape(kh, kw, cin, cout).astype(w.dtype)
 
   # Input gradient: dy · wᵀ, then each tap's share added back at its offset (col2im).
   # z and the col2im sum stay float32 whatever the compute dtype; dx is rounded once at the end.
   z = _matmul(dy2, w.reshape(kh * kw * cin, cout), (1, 1)).reshape(n, out_h, out_w, kh * kw, cin)
-  hp, wp = h + ph0 + ph1, wd + pw0 + pw1
-  zero = jnp.zeros((), z.dtype)
-  dx_padded = None
-  for t in range(kh * kw):
-    i, j = divmod(t, kw)
-    spread = lax.pad(z[:, :, :, t, :], zero, ((0, 0, 0), (i, hp - i - sh * (out_h - 1) - 1, sh - 1),
-                                               (j, wp - j - sw * (out_w - 1) - 1, sw - 1), (0, 0, 0)))
-    dx_padded = spread if dx_padded is None else dx_padded + spread
+  dx_padded = _col2im([z[:, :, :, t, :] for t in range(kh * kw)], kw, strides, (h + ph0 + ph1, wd + pw0 + pw1))
   dx = dx_padded[:, ph0:ph0 + h, pw0:pw0 + wd, :].astype(x.dtype)
   return dx, dw
 
@@ -202,17 +207,14 @@ def _max_pool_bwd(window, stride, padding, residuals, dy):
   _, out_h, out_w, _ = y.shape
   p = padding
   x_padded = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), constant_values=-jnp.inf)
-  hp, wp = h + 2 * p, wd + 2 * p
   zero = jnp.zeros((), dy.dtype)
   claimed = jnp.zeros(y.shape, bool)
-  dx_padded = None
-  for t, tap in enumerate(_taps(x_padded, window, window, (stride, stride), out_h, out_w)):
-    i, j = divmod(t, window)
+  routed = []
+  for tap in _taps(x_padded, window, window, (stride, stride), out_h, out_w):
     hit = (tap == y) & ~claimed
     claimed = claimed | hit
-    spread = lax.pad(jnp.where(hit, dy, zero), zero, ((0, 0, 0), (i, hp - i - stride * (out_h - 1) - 1, stride - 1),
-                                                     (j, wp - j - stride * (out_w - 1) - 1, stride - 1), (0, 0, 0)))
-    dx_padded = spread if dx_padded is None else dx_padded + spread
+    routed.append(jnp.where(hit, dy, zero))
+  dx_padded = _col2im(routed, window, (stride, stride), (h + 2 * p, wd + 2 * p))
   return (dx_padded[:, p:p + h, p:p + wd, :],)
 
 
