@@ -11,7 +11,12 @@ With ``--impl=both`` each is also timed through ``sagan_jax.reid.ops.conv`` (the
 products for 1×1 forwards and for every gradient, what the ResNet uses on CPU) and both gradients
 are checked against XLA's to 1e-4 relative.
 
+The table ends with the stem's 3×3/2 max pool: XLA's gradient (``select_and_scatter``) against
+``sagan_jax.reid.ops.max_pool``'s. ``--band_mib`` sets the im2col band budget of ``ops`` (default
+8 MiB; ``--band_mib 1024`` builds each layer's patches whole, which shows what the bands save).
+
 Usage: python bench/bench_convs.py [--batch 8] [--height 256 --width 128] [--repeats 5] [--impl xla|both]
+       [--band_mib 8]
 """
 
 from __future__ import annotations
@@ -103,10 +108,14 @@ def main() -> None:
   parser.add_argument("--width", type=int, default=128)
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--impl", choices=("xla", "both"), default="both")
+  parser.add_argument("--band_mib", type=float, default=8.0, help="im2col band budget of sagan_jax.reid.ops")
   _common.add_flag(parser)
   args = parser.parse_args()
   allocator = _common.apply(args)
   impls = ("xla",) if args.impl == "xla" else ("xla", "matmul")
+  from sagan_jax.reid import ops  # noqa: PLC0415
+
+  ops._CHUNK_BYTES = int(args.band_mib * 2**20)  # read at trace time
   convs = resnet50_convs(args.height, args.width)
   print(f"ResNet-50 convolutions, batch {args.batch}, {args.height}×{args.width}, float32, ms per call "
         f"(median of {args.repeats}); {allocator}")
@@ -134,6 +143,23 @@ def main() -> None:
     row += (f" {1e3 * totals['matmul', 'fwd']:.0f} | {1e3 * totals['matmul', 'dx']:.0f} | "
             f"{1e3 * totals['matmul', 'dw']:.0f} |")
   print(row)
+  print()
+  print(max_pool_line(args.batch, args.height, args.width, args.repeats))
+
+
+def max_pool_line(batch: int, height: int, width: int, repeats: int) -> str:
+  """The stem's max pool (after conv1: height/2 × width/2 × 64), gradient only, XLA's and ours."""
+  import flax.linen as nn  # noqa: PLC0415
+
+  from sagan_jax.reid import ops  # noqa: PLC0415
+
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((batch, height // 2, width // 2, 64)), jnp.float32)
+  pools = {"xla": lambda x: nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))),
+           "ours": lambda x: ops.max_pool(x, 3, 2, 1)}
+  dy = jnp.ones(jax.eval_shape(pools["xla"], x).shape, jnp.float32)
+  ms = {name: 1e3 * _median(jax.jit(lambda x, dy, f=f: jax.vjp(f, x)[1](dy)[0]), (x, dy), repeats)
+        for name, f in pools.items()}
+  return f"stem max pool 3×3/2 gradient, input {x.shape}: xla {ms['xla']:.1f} ms, ours {ms['ours']:.1f} ms"
 
 
 if __name__ == "__main__":

@@ -34,8 +34,10 @@ from jax import lax
 _NHWC = ("NHWC", "HWIO", "NHWC")
 # The im2col patches of the filter gradient are built a band of output rows at a time, each band at
 # most this size: glibc hands out buffers above its 32 MiB mmap ceiling as fresh pages on every step,
-# and faulting those in cost more than the product itself (46 against 16 ms for ResNet-50's first
-# 3×3 convolution at batch 8). Bands split output rows, never the batch, which the mesh shards.
+# and faulting those in cost more than the product itself (filter gradients of ResNet-50's first 3×3
+# convolution at batch 8: 46 ms with whole patches, 19 ms in bands; the 7×7 stem's 55 against 25 ms;
+# `bench/bench_convs.py --band_mib 1024` against the default). Bands split output rows, never the
+# batch, which the mesh shards.
 _CHUNK_BYTES = 8 << 20
 
 
@@ -179,8 +181,8 @@ _conv.defvjp(_conv_fwd, _conv_bwd)
 def max_pool(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
   """``flax.linen.max_pool`` (square window, -inf padding) with a gradient of fused compares and adds.
 
-  XLA-CPU's own gradient (``select_and_scatter``) takes 75 ms for ResNet-50's stem pool at batch 8,
-  256×128; this one routes each output's gradient to the first maximum of its window in row-major
+  XLA-CPU's own gradient (``select_and_scatter``) takes 78 ms for ResNet-50's stem pool at batch 8,
+  256×128, this one 15 ms (``bench/bench_convs.py``, last line). It routes each output's gradient to the first maximum of its window in row-major
   order, as ``select_and_scatter`` and torch's ``max_pool2d`` do, with k² compares and one col2im.
   """
   return _max_pool(x, window, stride, padding)
