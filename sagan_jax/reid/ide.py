@@ -41,7 +41,7 @@ def ide_config() -> ml_collections.ConfigDict:
   c.momentum = 0.9  # paper
   c.weight_decay = 5e-4  # our choice: the standard IDE value (the paper gives none)
   c.flip = True  # paper: random horizontal flips
-  c.pretrained = ""  # a converted torchvision ResNet-50 (`python -m sagan_jax.reid.opsert_torchvision`)
+  c.pretrained = ""  # a converted torchvision ResNet-50 (`python -m sagan_jax.reid.convert_torchvision`)
   # Features for retrieval: pool5, optionally L2-normalised and averaged with the flipped image's
   # (both logged with every result).
   c.normalize_features = False
@@ -91,7 +91,7 @@ def _checked_like(reference, loaded, what: str):
   got_shapes = jax.tree_util.tree_map(np.shape, loaded)
   if ref_shapes != got_shapes:
     raise ValueError(f"pretrained backbone {what} do not match the configured ResNet (stage_sizes/width); "
-                     "convert a torchvision ResNet-50 with `python -m sagan_jax.reid.opsert_torchvision`")
+                     "convert a torchvision ResNet-50 with `python -m sagan_jax.reid.convert_torchvision`")
   return jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), loaded)
 
 

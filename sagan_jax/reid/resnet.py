@@ -1,7 +1,7 @@
 """ResNet-50 with torchvision's parameter layout, and the IDE head (Section IV-B of the paper).
 
 Module and parameter names mirror torchvision's ``resnet50`` state dict so ImageNet weights map
-one to one (`sagan_jax.reid.opsert_torchvision`): ``conv1``, ``bn1``, ``layer{1..4}_{i}`` for
+one to one (`sagan_jax.reid.convert_torchvision`): ``conv1``, ``bn1``, ``layer{1..4}_{i}`` for
 torchvision's ``layer{1..4}.{i}`` with ``conv1..3``/``bn1..3`` and ``downsample_conv``/
 ``downsample_bn`` for ``downsample.0``/``downsample.1``. Torch's conventions are kept where they
 change numbers: explicit symmetric padding (not "SAME"), the stride on the 3×3 convolution
