@@ -111,6 +111,25 @@ def test_resnet50_state_dict_maps_onto_every_parameter():
     convert_torchvision.convert_state_dict(sd)
 
 
+def test_converted_backbone_loads_into_the_ide_state_and_a_mismatch_names_the_converter(tmp_path):
+  """save → load → create_state puts the converted weights in place; another width is refused."""
+  stages = (1, 1, 1, 1)
+  variables = convert_torchvision.convert_state_dict(torchvision_state_dict(stages, 8, np.random.default_rng(4)), stages)
+  convert_torchvision.save(variables, str(tmp_path / "backbone"))
+  loaded = convert_torchvision.load(str(tmp_path / "backbone"))
+  config = ide.ide_config()
+  config.image_size, config.stage_sizes, config.width = (32, 16), stages, 8
+  model, optimizer = ide.make_model(config, num_classes=3), ide.make_optimizer(config, steps_per_epoch=10)
+  state = ide.create_state(model, optimizer, config.image_size, 0, parallel.make_mesh(1), pretrained_backbone=loaded)
+  kernel = np.asarray(state.params["backbone"]["layer1_0"]["conv2"]["kernel"])
+  np.testing.assert_array_equal(kernel, variables["params"]["layer1_0"]["conv2"]["kernel"])
+  np.testing.assert_array_equal(np.asarray(state.batch_stats["backbone"]["bn1"]["var"]), variables["batch_stats"]["bn1"]["var"])
+  config.width = 16
+  with pytest.raises(ValueError, match=r"python -m sagan_jax\.reid\.convert_torchvision"):
+    ide.create_state(ide.make_model(config, 3), optimizer, config.image_size, 0, parallel.make_mesh(1),
+                     pretrained_backbone=loaded)
+
+
 LEARN = synthetic.BenchmarkSpec(height=64, width=32, train_ids=40, test_ids=40, num_cameras=3, images_per_camera=3,
                                 distractors=10, junk=4, seed=11)
 
