@@ -25,12 +25,22 @@ def _grads(fn, x, w, dy, strides, padding):
   return (y, *vjp(dy))
 
 
-@pytest.mark.parametrize("h,w_,cin,cout,k,s,padding", CASES)
-def test_forward_and_gradients_match_xla(h, w_, cin, cout, k, s, padding):
+# A stride-1 1×1 filter gradient is one product, with no patches to band.
+BANDED = [(*case, bands) for case in CASES for bands in ("whole", "unrolled", "loop", "loop_of_two_rows")
+          if bands == "whole" or case[4:6] != (1, 1)]
+
+
+@pytest.mark.parametrize("h,w_,cin,cout,k,s,padding,bands", BANDED)
+def test_forward_and_gradients_match_xla(h, w_, cin, cout, k, s, padding, bands, monkeypatch):
+  """Also with the filter gradient's patches built in bands: one row each, written out or in a loop."""
   rng = np.random.default_rng(k * 10 + s)
   x = jnp.asarray(rng.standard_normal((2, h, w_, cin)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((k, k, cin, cout)), jnp.float32)
   y_ref = ops.xla_conv(x, w, (s, s), padding)
+  row_bytes = 2 * y_ref.shape[2] * k * k * cin * 4
+  if bands != "whole":
+    monkeypatch.setattr(ops, "_CHUNK_BYTES", 2 * row_bytes if bands == "loop_of_two_rows" else 1)
+    monkeypatch.setattr(ops, "_MAX_UNROLLED_BANDS", 10**6 if bands == "unrolled" else 0)
   dy = jnp.asarray(rng.standard_normal(y_ref.shape), jnp.float32)
   ours = _grads(ops.conv, x, w, dy, (s, s), padding)
   ref = _grads(ops.xla_conv, x, w, dy, (s, s), padding)
