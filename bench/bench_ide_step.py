@@ -1,15 +1,22 @@
 """Times the IDE ResNet-50 training step (forward, backward, SGD update) at 256×128.
 
 One row per (batch, dtype): seconds per step, images/s, compile time, FLOPs per step from XLA's
-cost analysis, achieved TFLOP/s and MFU against the device's measured matmul rate in that dtype.
+cost analysis (of the step with XLA's convolution gradients, the model's arithmetic, for every
+row), achieved TFLOP/s and MFU against the device's measured matmul rate in that dtype.
 With ``--torch`` (needs torch and torchvision importable) a row for torchvision's ``resnet50``
 training step on the same input, as a PyTorch user would write it (NCHW float32, SGD momentum,
 ``torch.get_num_threads()`` threads).
+
+The rows of one batch size are built first and their steps then timed in turn (round-robin), so a
+slow stretch of a shared machine slows every row alike and the ratios between rows hold;
+``--sequential`` times each row alone right after building it, keeping one model in memory at a
+time (batch 128 takes about 15 GB of temporaries per model).
 
 Usage:
   python bench/bench_ide_step.py                            # batch 8 and 128, float32 and bfloat16
   python bench/bench_ide_step.py --batches 8 --dtypes float32 --steps 5 --torch --forward
   python bench/bench_ide_step.py --batches 8 --dtypes float32 --gradient_impl xla,matmul
+  python bench/bench_ide_step.py --batches 128 --sequential --torch
   Options: --classes 751 (Market-1501's training ids) --height 256 --width 128
 """
 
@@ -33,16 +40,27 @@ from sagan_jax import parallel  # noqa: E402
 from sagan_jax.reid import ide  # noqa: E402
 
 
-def _median_seconds(fn, steps: int) -> float:
-  samples = []
+def _time_rows(rows: list[dict], steps: int) -> None:
+  """Sets each row's ``seconds``: the median of ``steps`` calls, taken round-robin across ``rows``.
+
+  Taking the rows' steps in turn makes a slow stretch of the machine (this 2-core VM's matmul rate
+  was measured anywhere from 0.14 to 0.19 TFLOP/s on one day) cost every row alike, so the rows'
+  ratios hold even when their absolute figures drift.
+  """
+  samples = [[] for _ in rows]
   for _ in range(steps):
-    start = time.perf_counter()
-    fn()
-    samples.append(time.perf_counter() - start)
-  return statistics.median(samples)
+    for row, row_samples in zip(rows, samples):
+      start = time.perf_counter()
+      row["step"]()
+      row_samples.append(time.perf_counter() - start)
+  for row, row_samples in zip(rows, samples):
+    row["seconds"] = statistics.median(row_samples)
+    row["spread"] = (min(row_samples), max(row_samples))
+    row["mfu"] = "" if np.isnan(row["flop"]) else _common.mfu(row["flop"] / row["seconds"], row["dtype"])
+    del row["step"]  # frees the row's state before the next group is built
 
 
-def jax_row(batch: int, dtype: str, steps: int, classes: int, size: tuple[int, int], gradient_impl: str) -> dict:
+def jax_row(batch: int, dtype: str, classes: int, size: tuple[int, int], gradient_impl: str) -> dict:
   cfg = ide.ide_config()
   cfg.dtype, cfg.image_size, cfg.gradient_impl = dtype, size, gradient_impl
   mesh = parallel.make_mesh()
@@ -64,13 +82,24 @@ def jax_row(batch: int, dtype: str, steps: int, classes: int, size: tuple[int, i
     jax.block_until_ready(metrics)
 
   one()  # warm-up
-  seconds = _median_seconds(one, steps)
-  flop = _common.flops(compiled)
-  return {"impl": f"sagan_jax, gradients {gradient_impl}", "batch": batch, "dtype": dtype, "seconds": seconds, "compile": compile_s,
-          "flop": flop, "mfu": _common.mfu(flop / seconds, dtype)}
+  return {"impl": f"sagan_jax, gradients {gradient_impl}", "batch": batch, "dtype": dtype, "step": one,
+          "compile": compile_s, "flop": _model_flops(cfg, classes, optimizer, mesh, state, images, labels)}
 
 
-def jax_forward_row(batch: int, dtype: str, steps: int, classes: int, size: tuple[int, int]) -> dict:
+def _model_flops(cfg, classes, optimizer, mesh, state, images, labels) -> float:
+  """The step's FLOPs as XLA's own convolution gradients express it, whatever ``gradient_impl`` runs.
+
+  That is the model's arithmetic, the same for every row: our im2col products do the same
+  multiply-adds, but XLA's cost analysis counts a loop's body once, which would understate a step
+  whose filter gradients loop over bands. Taken from the lowered step, so nothing more is compiled.
+  """
+  reference = cfg.copy_and_resolve_references()
+  reference.gradient_impl = "xla"
+  model = ide.make_model(reference, classes)
+  return _common.flops(ide.make_train_step(model, optimizer, mesh).lower(state, images, labels))
+
+
+def jax_forward_row(batch: int, dtype: str, classes: int, size: tuple[int, int]) -> dict:
   """The training step's forward pass alone (train-mode batch norm, loss), to split forward from backward."""
   cfg = ide.ide_config()
   cfg.dtype, cfg.image_size = dtype, size
@@ -89,13 +118,11 @@ def jax_forward_row(batch: int, dtype: str, steps: int, classes: int, size: tupl
   compiled = jax.jit(forward).lower(state.params, state.batch_stats, images, labels).compile()
   one = lambda: jax.block_until_ready(compiled(state.params, state.batch_stats, images, labels))
   one()
-  seconds = _median_seconds(one, steps)
-  flop = _common.flops(compiled)
-  return {"impl": "sagan_jax, forward only", "batch": batch, "dtype": dtype, "seconds": seconds, "compile": float("nan"),
-          "flop": flop, "mfu": _common.mfu(flop / seconds, dtype)}
+  return {"impl": "sagan_jax, forward only", "batch": batch, "dtype": dtype, "step": one, "compile": float("nan"),
+          "flop": _common.flops(compiled)}
 
 
-def torch_row(batch: int, steps: int, classes: int, size: tuple[int, int], forward_only: bool = False) -> dict | None:
+def torch_row(batch: int, classes: int, size: tuple[int, int], forward_only: bool = False) -> dict | None:
   try:
     import torch  # noqa: PLC0415
     import torchvision  # noqa: PLC0415
@@ -121,11 +148,9 @@ def torch_row(batch: int, steps: int, classes: int, size: tuple[int, int], forwa
 
   fn = forward if forward_only else one
   fn()
-  seconds = _median_seconds(fn, steps)
   what = ", forward only" if forward_only else ""
   return {"impl": f"torchvision resnet50{what}, torch {torch.__version__} ({torch.get_num_threads()} threads)",
-          "batch": batch, "dtype": "float32", "seconds": seconds, "compile": float("nan"), "flop": float("nan"),
-          "mfu": ""}
+          "batch": batch, "dtype": "float32", "step": fn, "compile": float("nan"), "flop": float("nan")}
 
 
 def main() -> None:
@@ -140,6 +165,9 @@ def main() -> None:
   parser.add_argument("--forward", action="store_true", help="add rows timing the forward pass alone")
   parser.add_argument("--gradient_impl", default="auto",
                       help="comma list of ide.gradient_impl values to time: auto, matmul, xla")
+  parser.add_argument("--sequential", action="store_true",
+                      help="time each row alone right after building it (one model in memory at a time, for "
+                      "batch 128 on a small host) instead of round-robin across the batch size's rows")
   _common.add_flag(parser)
   args = parser.parse_args()
   allocator = _common.apply(args)
@@ -147,31 +175,44 @@ def main() -> None:
   batches = [int(b) for b in args.batches.split(",")]
   rows = []
   for batch in batches:
+    group = []  # one batch size's rows, timed round-robin unless --sequential
+
+    def add(row, group=group):
+      if args.sequential:
+        _time_rows([row], args.steps)
+      group.append(row)
+
     for dtype in filter(None, args.dtypes.split(",")):  # --dtypes= (empty): the torch rows only
       for gradient_impl in args.gradient_impl.split(","):
-        rows.append(jax_row(batch, dtype, args.steps, args.classes, size, gradient_impl))
-        print(f"  measured: batch {batch}, {dtype}, {gradient_impl}: {rows[-1]['seconds']:.3f} s/step", file=sys.stderr)
+        add(jax_row(batch, dtype, args.classes, size, gradient_impl))
       if args.forward:
-        rows.append(jax_forward_row(batch, dtype, args.steps, args.classes, size))
+        add(jax_forward_row(batch, dtype, args.classes, size))
     if args.torch:
       for forward_only in (False, True) if args.forward else (False,):
-        row = torch_row(batch, args.steps, args.classes, size, forward_only)
+        row = torch_row(batch, args.classes, size, forward_only)
         if row is None:
           print("  torch/torchvision not importable: no torch row", file=sys.stderr)
           break
-        rows.append(row)
+        add(row)
+    if not args.sequential:
+      _time_rows(group, args.steps)
+    for row in group:
+      print(f"  measured: batch {batch}, {row['impl']}, {row['dtype']}: {row['seconds']:.3f} s/step", file=sys.stderr)
+    rows += group
+  order = "each row alone" if args.sequential else "round-robin across each batch size's rows"
   print(f"IDE ResNet-50 train step, {size[0]}×{size[1]}, {args.classes} classes, median of {args.steps} steps "
-        f"after a warm-up")
+        f"after a warm-up, taken {order}")
   print(f"device: {_common.device_line()}; {allocator}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
   print()
-  print("| implementation | batch | dtype | s/step | img/s | compile s | GFLOP/step | TFLOP/s | MFU |")
-  print("|---|---|---|---|---|---|---|---|---|")
+  print("| implementation | batch | dtype | s/step | min–max s | img/s | compile s | GFLOP/step | TFLOP/s | MFU |")
+  print("|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
     tflops = r["flop"] / r["seconds"] / 1e12
     compile_s = "" if np.isnan(r["compile"]) else f"{r['compile']:.1f}"
     gflop = "" if np.isnan(r["flop"]) else f"{r['flop'] / 1e9:.0f}"
     tflop_s = "" if np.isnan(tflops) else f"{tflops:.3f}"
-    print(f"| {r['impl']} | {r['batch']} | {r['dtype']} | {r['seconds']:.3f} | {r['batch'] / r['seconds']:.2f} | "
+    spread = f"{r['spread'][0]:.3f}–{r['spread'][1]:.3f}"
+    print(f"| {r['impl']} | {r['batch']} | {r['dtype']} | {r['seconds']:.3f} | {spread} | {r['batch'] / r['seconds']:.2f} | "
           f"{compile_s} | {gflop} | {tflop_s} | {r['mfu']} |")
   for dtype in sorted({r["dtype"] for r in rows}):
     print(f"\n{dtype} matmul rate measured on this device: {_common.matmul_rate(dtype) / 1e12:.3f} TFLOP/s")
