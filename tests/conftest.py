@@ -8,8 +8,9 @@ Many tests build the same tiny networks and steps afresh (new closures, so jit's
 misses) and the multi-process test starts processes that compile them again. A persistent
 compilation cache in a temporary directory, made for this session and deleted after it, lets each
 identical program compile once: tests/test_experiments.py went from about 4 min 20 s to 3 min. The
-variables go to the environment, so train.py subprocesses share it. A cache directory the user
-set already is kept.
+variables go to the environment, so train.py subprocesses share it, and so do pytest-xdist's workers
+(`-n 2`, the README's test command): the controlling process imports this file before it starts them,
+and only it, which made the directory, removes it. A cache directory the user set already is kept.
 """
 
 import atexit
