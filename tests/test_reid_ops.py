@@ -25,6 +25,11 @@ def _grads(fn, x, w, dy, strides, padding):
   return (y, *vjp(dy))
 
 
+def matmul_gradients(x, w, strides, padding):
+  """The product-gradient convolution itself, whatever layer shapes ``ops.conv`` would hand to XLA."""
+  return ops._conv(x, w, tuple(strides), tuple(tuple(p) for p in padding))
+
+
 # A stride-1 1×1 filter gradient is one product, with no patches to band.
 BANDED = [(*case, bands) for case in CASES for bands in ("whole", "unrolled", "loop", "loop_of_two_rows")
           if bands == "whole" or case[4:6] != (1, 1)]
@@ -42,7 +47,7 @@ def test_forward_and_gradients_match_xla(h, w_, cin, cout, k, s, padding, bands,
     monkeypatch.setattr(ops, "_CHUNK_BYTES", 2 * row_bytes if bands == "loop_of_two_rows" else 1)
     monkeypatch.setattr(ops, "_MAX_UNROLLED_BANDS", 10**6 if bands == "unrolled" else 0)
   dy = jnp.asarray(rng.standard_normal(y_ref.shape), jnp.float32)
-  ours = _grads(ops.conv, x, w, dy, (s, s), padding)
+  ours = _grads(matmul_gradients, x, w, dy, (s, s), padding)
   ref = _grads(ops.xla_conv, x, w, dy, (s, s), padding)
   for name, a, b in zip(("y", "dx", "dw"), ours, ref):
     assert a.shape == b.shape, name
@@ -66,10 +71,59 @@ def test_gradient_agrees_with_a_numpy_brute_force():
           if 0 <= r < 5 and 0 <= c < 4:
             dw[i, j] += np.outer(x[0, r, c], dy[0, a, b])
             dx[0, r, c] += w[i, j] @ dy[0, a, b]
-  _, got_dx, got_dw = _grads(ops.conv, jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32),
+  _, got_dx, got_dw = _grads(matmul_gradients, jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32),
                              jnp.asarray(dy, jnp.float32), (s, s), ((p, p), (p, p)))
   np.testing.assert_allclose(got_dx, dx, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(got_dw, dw, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cin,cout,k,products", [
+    (3, 4, 1, True), (4, 4, 3, True),  # k·k·cin/cout = 0.75, and 9: the limit
+    (3, 16, 7, False), (16, 3, 7, False), (8, 1, 4, False),  # 9.2, 261, 128: XLA's gradients
+])
+def test_narrow_output_layers_keep_xla_gradients(cin, cout, k, products):
+  """``conv`` uses the product gradients up to _MAX_EXPANSION and XLA's above; both give XLA's numbers."""
+  rng = np.random.default_rng(cin * 100 + cout)
+  x = jnp.asarray(rng.standard_normal((2, 12, 10, cin)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((k, k, cin, cout)), jnp.float32)
+  padding = ((k // 2, (k - 1) // 2),) * 2
+  jaxpr = str(jax.make_jaxpr(lambda x, w: ops.conv(x, w, (1, 1), padding))(x, w))
+  assert ("custom_vjp_call" in jaxpr) == products
+  y = ops.xla_conv(x, w, (1, 1), padding)
+  dy = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
+  for a, b in zip(_grads(ops.conv, x, w, dy, (1, 1), padding), _grads(ops.xla_conv, x, w, dy, (1, 1), padding)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
+
+
+@pytest.mark.parametrize("padding", ["VALID", "SAME"])
+def test_string_padding_is_lax_padding(padding):
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.standard_normal((2, 9, 8, 4)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((3, 3, 4, 6)), jnp.float32)
+  y = ops.xla_conv(x, w, (2, 2), padding)
+  assert y.shape == ((2, 4, 3, 6) if padding == "VALID" else (2, 5, 4, 6))
+  dy = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
+  for a, b in zip(_grads(ops.conv, x, w, dy, (2, 2), padding), _grads(ops.xla_conv, x, w, dy, (2, 2), padding)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
+
+
+@pytest.mark.parametrize("cin,cout,k,s", [(4, 8, 4, 2), (6, 6, 3, 1), (3, 5, 1, 2)])
+def test_gradient_of_the_input_gradient_matches_xla(cin, cout, k, s):
+  """WGAN-GP differentiates a critic's input gradient again: d/dw ‖∂(Σ r·conv(x, w))/∂x‖² as XLA's."""
+  rng = np.random.default_rng(k * 10 + s)
+  x = jnp.asarray(rng.standard_normal((2, 10, 8, cin)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((k, k, cin, cout)), jnp.float32)
+  padding = ((k // 2, (k - 1) // 2),) * 2
+  r = jnp.asarray(rng.standard_normal(ops.xla_conv(x, w, (s, s), padding).shape), jnp.float32)
+
+  def penalty(fn, x, w):
+    dx = jax.grad(lambda x: jnp.sum(r * jnp.tanh(fn(x, w, (s, s), padding))))(x)
+    return jnp.sum(dx**2)
+
+  ours = jax.grad(lambda x, w: penalty(matmul_gradients, x, w), argnums=(0, 1))(x, w)
+  ref = jax.grad(lambda x, w: penalty(ops.xla_conv, x, w), argnums=(0, 1))(x, w)
+  for a, b in zip(ours, ref):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
 
 
 def test_bfloat16_gradients_stay_within_its_rounding_of_float32():

@@ -21,7 +21,8 @@ import optax
 from sagan_jax import parallel
 from sagan_jax.data import pipeline, prid
 from sagan_jax.reid import metrics
-from sagan_jax.reid.resnet import GRADIENT_IMPLS, IDE, imagenet_normalize
+from sagan_jax.reid.ops import GRADIENT_IMPLS
+from sagan_jax.reid.resnet import IDE, imagenet_normalize
 
 
 def ide_config() -> ml_collections.ConfigDict:

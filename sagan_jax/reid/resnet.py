@@ -20,36 +20,13 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from sagan_jax.reid import ops
 
 RESNET50_STAGES = (3, 4, 6, 3)
-GRADIENT_IMPLS = ("auto", "matmul", "xla")
-
-
-def _resolve(gradient_impl: str) -> str:
-  if gradient_impl not in GRADIENT_IMPLS:
-    raise ValueError(f"gradient_impl must be one of {GRADIENT_IMPLS}, got {gradient_impl!r}")
-  if gradient_impl == "auto":
-    return "matmul" if jax.default_backend() == "cpu" else "xla"
-  return gradient_impl
-
-
-def conv_function(gradient_impl: str):
-  """The convolution the ResNet runs: the same function, its gradients as products or as XLA emits them.
-
-  ``"matmul"`` is :func:`sagan_jax.reid.ops.conv` (im2col products; on CPU the ResNet-50 step takes
-  1.41 s at batch 8 against 2.62 s with XLA's gradient convolutions, ``bench/bench_ide_step.py``);
-  ``"xla"`` is ``lax.conv_general_dilated``; ``"auto"`` is the first on CPU and the second elsewhere,
-  where cuDNN and the TPU compiler have fast convolution gradients of their own.
-  """
-  return ops.conv if _resolve(gradient_impl) == "matmul" else lax.conv_general_dilated
-
-
 def max_pool_3x3(x: jax.Array, gradient_impl: str) -> jax.Array:
-  """The stem's 3×3, stride-2, padding-1 max pool; its gradient as :func:`conv_function` chooses."""
-  if _resolve(gradient_impl) == "matmul":
+  """The stem's 3×3, stride-2, padding-1 max pool; its gradient as ``ops.conv_function`` chooses."""
+  if ops.resolve_gradient_impl(gradient_impl) == "matmul":
     return ops.max_pool(x, 3, 2, 1)
   return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 
@@ -69,7 +46,7 @@ class Bottleneck(nn.Module):
   def __call__(self, x, train: bool):
     conv = lambda f, k, s, p, name: nn.Conv(f, (k, k), (s, s), padding=((p, p), (p, p)), use_bias=False,
                                             dtype=self.dtype, name=name,
-                                            conv_general_dilated=conv_function(self.gradient_impl))
+                                            conv_general_dilated=ops.conv_function(self.gradient_impl))
     y = nn.relu(_batch_norm(train, self.dtype, "bn1")(conv(self.features, 1, 1, 0, "conv1")(x)))
     y = nn.relu(_batch_norm(train, self.dtype, "bn2")(conv(self.features, 3, self.stride, 1, "conv2")(y)))
     y = _batch_norm(train, self.dtype, "bn3")(conv(4 * self.features, 1, 1, 0, "conv3")(y))
@@ -83,7 +60,7 @@ class ResNet(nn.Module):
 
   ``stage_sizes``/``width`` default to ResNet-50; smaller values give CPU-sized models for tests.
   ``gradient_impl`` picks how the convolution and max-pool gradients are computed
-  (:func:`conv_function`); the function and the parameters are the same either way.
+  (``sagan_jax.reid.ops.conv_function``); the function and the parameters are the same either way.
   """
 
   stage_sizes: Sequence[int] = RESNET50_STAGES
@@ -95,7 +72,7 @@ class ResNet(nn.Module):
   def __call__(self, x, train: bool = False):
     x = x.astype(self.dtype)
     x = nn.Conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False, dtype=self.dtype, name="conv1",
-                conv_general_dilated=conv_function(self.gradient_impl))(x)
+                conv_general_dilated=ops.conv_function(self.gradient_impl))(x)
     x = nn.relu(_batch_norm(train, self.dtype, "bn1")(x))
     x = max_pool_3x3(x, self.gradient_impl)
     for stage, blocks in enumerate(self.stage_sizes):
