@@ -177,6 +177,45 @@ def test_sharded_steps_match_the_single_device_steps_and_compile_once(tiny_sagan
     assert moved > 0, name
 
 
+def test_critic_and_sianet_gradients_are_the_same_with_either_gradient_impl(tiny_sagan_config):
+  """Product gradients (sagan_jax.reid.ops) and XLA's agree, WGAN-GP's second derivative included.
+
+  The tiny config has layers on both sides of ops.conv's limit (the critics' one-channel output
+  keeps XLA's gradients). The generator objective's first-order gradients are the layer-level
+  tests of tests/test_reid_ops.py; compiling it twice more would add 35 s to the suite.
+  """
+  c = tiny_sagan_config()
+  models = {}
+  for impl in ("xla", "matmul"):
+    c.gradient_impl = impl
+    models[impl] = SAGAN(c)
+  params = models["xla"].init_params(jax.random.PRNGKey(0))
+  batch, key = _batch(jax.random.PRNGKey(1), 4, toy_people), jax.random.PRNGKey(2)
+
+  def gradients(model):
+    group = lambda names: {n: params[n] for n in names}
+    critic = jax.grad(model.critic_loss, has_aux=True)(group(model.critic_names), params, batch, key)[0]
+    x, y = batch["x"], batch["y"]  # eq. 6's six image sets; any images do to compare gradients
+    images = {"x": x, "y": y, "x_s": x[::-1], "x_adp": -x, "y_s": y[::-1], "y_adp": -y}
+    sianet = jax.grad(model.sianet_loss, has_aux=True)(group(model.sianet_names), images)[0]
+    return {**critic, **sianet}
+
+  # Product gradients are dots and pads: fewer convolutions in the differentiated program.
+  convs = {impl: str(jax.make_jaxpr(lambda m=m: gradients(m))()).count("conv_general_dilated[") for impl, m in models.items()}
+  assert convs["matmul"] < convs["xla"], convs
+  ours = jax.tree_util.tree_leaves_with_path(jax.jit(lambda: gradients(models["matmul"]))())
+  ref = jax.tree_util.tree_leaves_with_path(jax.jit(lambda: gradients(models["xla"]))())
+  assert [p for p, _ in ours] == [p for p, _ in ref] and len(ours) > 20
+  # float32 rounding differs (other summation orders), amplified by the normalisation layers'
+  # backward: agreement to 1e-4 of the network's largest gradient entry. (Per leaf is no scale: the
+  # bias of a layer followed by instance norm has a zero gradient, and both give rounding noise.)
+  scale = {}
+  for path, b in ref:
+    scale[path[0].key] = max(scale.get(path[0].key, 0.0), float(jnp.abs(b).max()))
+  for (path, a), (_, b) in zip(ours, ref):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * scale[path[0].key], err_msg=jax.tree_util.keystr(path))
+
+
 def test_bfloat16_steps_run_with_float32_parameters(tiny_sagan_config):
   # WS: the convolutional networks are what bfloat16 changes (the warp's bfloat16 path is covered in
   # test_geometry.py), at half the compile time of the full model.

@@ -45,10 +45,11 @@ from sagan_jax.sagan import steps as sagan_steps
 CONFIG_FILE = "config.json"
 PREEMPTED_EXIT = 143  # 128 + SIGTERM, as a shell reports a process ended by it
 # Fields that change how a run is driven or reported, not what it computes: a workdir may be
-# resumed with other values.
+# resumed with other values. The gradient implementations compute the same function (they differ
+# in float32 rounding only), so a run started on a CPU may go on with XLA's gradients on a GPU.
 _FREE_FIELDS = ("stages", "distributed", "distributed.", "data.num_threads", "data.data_dir", "sagan_train.log_every",
                 "sagan_train.sample_every", "sagan_train.checkpoint_every", "ide.log_every", "ide.checkpoint_every",
-                "eval.", "translate.batch_size")
+                "eval.", "translate.batch_size", "sagan.gradient_impl", "ide.gradient_impl")
 
 
 class WorkdirMismatchError(ValueError):

@@ -7,6 +7,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from sagan_jax.reid import ops
+
 
 def reflect_pad(x, pad: int):
   return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
@@ -24,12 +26,14 @@ def instance_norm(dtype) -> nn.Module:
 class ResidualBlock(nn.Module):
   features: int
   dtype: Any = jnp.float32
+  gradient_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x):
-    y = nn.Conv(self.features, (3, 3), padding="VALID", dtype=self.dtype)(reflect_pad(x, 1))
+    conv = ops.conv_function(self.gradient_impl)
+    y = nn.Conv(self.features, (3, 3), padding="VALID", dtype=self.dtype, conv_general_dilated=conv)(reflect_pad(x, 1))
     y = nn.relu(instance_norm(self.dtype)(y))
-    y = nn.Conv(self.features, (3, 3), padding="VALID", dtype=self.dtype)(reflect_pad(y, 1))
+    y = nn.Conv(self.features, (3, 3), padding="VALID", dtype=self.dtype, conv_general_dilated=conv)(reflect_pad(y, 1))
     return x + instance_norm(self.dtype)(y)
 
 
@@ -38,13 +42,16 @@ class ResnetGenerator(nn.Module):
 
   Input ``[B, H, W, C_in]`` (RGB in [-1, 1] plus the human mask, C_in = 4 in SA-GAN), output
   ``[B, H, W, 3]`` RGB in [-1, 1]. H and W must be divisible by 4. Parameters are float32; ``dtype``
-  is the compute dtype (e.g. bfloat16), and the output is returned in float32.
+  is the compute dtype (e.g. bfloat16), and the output is returned in float32. ``gradient_impl``
+  picks how the convolutions' gradients are computed (``sagan_jax.reid.ops.conv_function``); the
+  transposed convolutions keep XLA's.
   """
 
   features: int = 64  # CycleGAN's ngf
   num_blocks: int = 9  # CycleGAN's resnet_9blocks, used for 256-pixel images
   out_channels: int = 3
   dtype: Any = jnp.float32
+  gradient_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x):
@@ -52,16 +59,18 @@ class ResnetGenerator(nn.Module):
       raise ValueError(f"the generator downsamples twice: image height and width must be divisible by 4, got {x.shape[1:3]}")
     x = x.astype(self.dtype)
     f = self.features
-    x = nn.Conv(f, (7, 7), padding="VALID", dtype=self.dtype)(reflect_pad(x, 3))
+    conv = ops.conv_function(self.gradient_impl)
+    x = nn.Conv(f, (7, 7), padding="VALID", dtype=self.dtype, conv_general_dilated=conv)(reflect_pad(x, 3))
     x = nn.relu(instance_norm(self.dtype)(x))
     for mult in (2, 4):
-      x = nn.Conv(f * mult, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), dtype=self.dtype)(x)
+      x = nn.Conv(f * mult, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), dtype=self.dtype,
+                  conv_general_dilated=conv)(x)
       x = nn.relu(instance_norm(self.dtype)(x))
     for _ in range(self.num_blocks):
-      x = ResidualBlock(f * 4, dtype=self.dtype)(x)
+      x = ResidualBlock(f * 4, dtype=self.dtype, gradient_impl=self.gradient_impl)(x)
     for mult in (2, 1):
       # Output exactly twice the input size, as PyTorch's ConvTranspose2d(3, 2, padding=1, output_padding=1).
       x = nn.ConvTranspose(f * mult, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype)(x)
       x = nn.relu(instance_norm(self.dtype)(x))
-    x = nn.Conv(self.out_channels, (7, 7), padding="VALID", dtype=self.dtype)(reflect_pad(x, 3))
+    x = nn.Conv(self.out_channels, (7, 7), padding="VALID", dtype=self.dtype, conv_general_dilated=conv)(reflect_pad(x, 3))
     return jnp.tanh(x).astype(jnp.float32)

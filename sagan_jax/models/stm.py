@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from sagan_jax import geometry
+from sagan_jax.reid import ops
 
 TRANSFORMS = ("homography", "affine", "tps")
 
@@ -70,6 +71,7 @@ class SpatialTransformer(nn.Module):
   A stride-2 conv stack with leaky ReLUs, global average pooling, one hidden dense layer and a
   zero-initialised output layer (identity at initialisation). Parameters are float32; the output
   is float32 whatever the compute ``dtype``, because the warp needs precise coordinates.
+  ``gradient_impl``: see ``sagan_jax.reid.ops.conv_function``.
   """
 
   transform: str = "homography"
@@ -78,6 +80,7 @@ class SpatialTransformer(nn.Module):
   hidden: int = 128
   tps_control_hw: tuple[int, int] = (5, 3)
   dtype: Any = jnp.float32
+  gradient_impl: str = "auto"
 
   @nn.compact
   def __call__(self, images, z):
@@ -85,7 +88,8 @@ class SpatialTransformer(nn.Module):
     codes = jnp.broadcast_to(z[:, None, None, :].astype(images.dtype), (b, h, w, z.shape[-1]))
     x = jnp.concatenate([images, codes], axis=-1).astype(self.dtype)
     for i in range(self.num_layers):
-      x = nn.Conv(self.features * min(2**i, 8), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), dtype=self.dtype)(x)
+      x = nn.Conv(self.features * min(2**i, 8), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), dtype=self.dtype,
+                  conv_general_dilated=ops.conv_function(self.gradient_impl))(x)
       x = nn.leaky_relu(x, 0.2)
     x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
     x = nn.leaky_relu(nn.Dense(self.hidden)(x), 0.2)

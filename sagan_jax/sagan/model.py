@@ -21,6 +21,7 @@ import optax
 from sagan_jax import losses
 from sagan_jax.models import PatchCritic, ResnetGenerator, SiaNet, SpatialCritic, SpatialTransformer
 from sagan_jax.models import stm as stm_lib
+from sagan_jax.reid.ops import GRADIENT_IMPLS
 
 Params = dict[str, Any]
 
@@ -71,19 +72,22 @@ class SAGAN:
       raise ValueError(f"sagan.lipschitz must be 'gradient_penalty' or 'weight_clipping', got {c.lipschitz!r}")
     if c.identity_loss not in ("mask", "mapping", "none"):
       raise ValueError(f"sagan.identity_loss must be 'mask', 'mapping' or 'none', got {c.identity_loss!r}")
+    if c.gradient_impl not in GRADIENT_IMPLS:
+      raise ValueError(f"sagan.gradient_impl must be one of {GRADIENT_IMPLS}, got {c.gradient_impl!r}")
     if not (c.spatial or c.pixel):
       raise ValueError("sagan.spatial and sagan.pixel are both off: nothing would adapt the images")
     dtype = jnp.dtype(c.dtype)
     self.transform = c.transform
     self.tps_control_hw = tuple(c.tps_control_hw)
     self.num_transform_params = stm_lib.num_params(c.transform, self.tps_control_hw)
-    self.generator = ResnetGenerator(c.generator_features, c.generator_blocks, dtype=dtype)
-    self.critic = PatchCritic(c.critic_features, c.critic_layers, c.critic_norm, dtype=dtype)
+    impl = c.gradient_impl
+    self.generator = ResnetGenerator(c.generator_features, c.generator_blocks, dtype=dtype, gradient_impl=impl)
+    self.critic = PatchCritic(c.critic_features, c.critic_layers, c.critic_norm, dtype=dtype, gradient_impl=impl)
     self.stm = SpatialTransformer(
-        c.transform, c.stm_features, c.stm_layers, c.stm_hidden, self.tps_control_hw, dtype=dtype
+        c.transform, c.stm_features, c.stm_layers, c.stm_hidden, self.tps_control_hw, dtype=dtype, gradient_impl=impl
     )
     self.spatial_critic = SpatialCritic(c.spatial_critic_hidden, c.spatial_critic_layers, dtype=dtype)
-    self.sianet = SiaNet(tuple(c.sianet_widths), c.sianet_embed_dim, dtype=dtype)
+    self.sianet = SiaNet(tuple(c.sianet_widths), c.sianet_embed_dim, dtype=dtype, gradient_impl=impl)
 
   # Two models of equal configs are interchangeable: compiled steps (`make_steps`, `translate`,
   # which take the model as a static argument) are reused across instances.
