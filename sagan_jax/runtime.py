@@ -14,6 +14,13 @@ memory at the top of the heap. It is called by ``train.py``, ``evaluate.py``, th
 the benchmarks, which own their processes; the library never calls it on import, because malloc
 settings belong to the whole process. Costs: up to ``top_pad_mb`` of freed memory stays resident
 per malloc arena. Accelerator runs are unaffected apart from host-side buffers.
+
+`jit_init` compiles programs that run once per process, the networks' parameter initialisation,
+without XLA:CPU's backend optimisations: those programs are random-number generation (the forward
+pass ``init`` traces is dead code to XLA), and optimising their hundred-odd fusions cost more
+than running them ever does. Measured on the 2-core CPU: SA-GAN's tiny generator's init compiles
+in 0.8 s instead of 7.4 s, the U-Net's in 1.8 s instead of 8.7 s, ResNet-50's in 6.4 s instead of
+10.3 s.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ import ctypes
 import ctypes.util
 import functools
 import os
+from collections.abc import Callable
+
+import jax
 
 # mallopt parameter numbers from glibc's <malloc.h>.
 _M_TOP_PAD = -2
@@ -74,3 +84,32 @@ def configure_host_allocator(top_pad_mb: int = 256, mmap_threshold_mb: int = _MA
     return False
   ok = libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold_mb << 20) == 1
   return libc.mallopt(_M_TOP_PAD, top_pad_mb << 20) == 1 and ok
+
+
+# At optimisation level 0 the floating-point parts of the initialisers (the normal and truncated
+# normal transforms of the random bits) round differently from the optimised program's in the
+# last bit for a few percent of entries (measured: 1,262 of 32,843 generator parameters, at most
+# 3.2e-7 relative); the random bits themselves are integer arithmetic and unchanged.
+_RUN_ONCE_CPU_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def jit_init(fn: Callable, **jit_kwargs) -> Callable:
+  """``jax.jit(fn, **jit_kwargs)`` for a program run once per process, such as a module's ``init``.
+
+  On CPU it is compiled with XLA's backend optimisation level 0, several times faster to compile
+  (see the module docstring); elsewhere, and when called inside another transformation
+  (``jax.eval_shape``, an outer ``jit``: compiler options belong to the outermost program), it is
+  plain ``jax.jit``. Every process of a multi-process run compiles it alike, so they initialise
+  identical parameters.
+  """
+  plain = jax.jit(fn, **jit_kwargs)
+  if jax.default_backend() != "cpu":
+    return plain
+  fast = jax.jit(fn, compiler_options=_RUN_ONCE_CPU_OPTIONS, **jit_kwargs)
+
+  @functools.wraps(fn)
+  def call(*args, **kwargs):
+    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((args, kwargs)))
+    return (plain if traced else fast)(*args, **kwargs)
+
+  return call

@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from sagan_jax import checkpoint, parallel, progress
+from sagan_jax import checkpoint, parallel, progress, runtime
 from sagan_jax.data import pipeline
 from sagan_jax.masks.unet import UNet
 
@@ -75,7 +75,7 @@ def make_optimizer(config) -> optax.GradientTransformation:
 
 
 def create_state(model: UNet, optimizer, config, mesh) -> MaskState:
-  params = jax.jit(model.init)(jax.random.key(config.seed), jnp.zeros((1, *config.image_size, 3)))["params"]
+  params = runtime.jit_init(model.init)(jax.random.key(config.seed), jnp.zeros((1, *config.image_size, 3)))["params"]
   state = MaskState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
   return jax.device_put(state, parallel.replicated(mesh))
 

@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from sagan_jax import parallel
+from sagan_jax import parallel, runtime
 from sagan_jax.data import pipeline, prid
 from sagan_jax.reid import metrics
 from sagan_jax.reid.ops import GRADIENT_IMPLS
@@ -77,7 +77,7 @@ def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> o
 
 def create_state(model: IDE, optimizer: optax.GradientTransformation, image_size, seed: int,
                  mesh: jax.sharding.Mesh, pretrained_backbone: dict | None = None) -> IDEState:
-  variables = jax.jit(functools.partial(model.init, train=False))(
+  variables = runtime.jit_init(functools.partial(model.init, train=False))(
       jax.random.key(seed), jnp.zeros((1, *image_size, 3), jnp.float32))
   params, batch_stats = variables["params"], variables["batch_stats"]
   if pretrained_backbone is not None:
