@@ -1,5 +1,6 @@
 """train.py's stages end to end on a tiny synthetic benchmark: outputs, resume, SIGTERM, refusals, variants."""
 
+import copy
 import json
 import os
 import pathlib
@@ -262,45 +263,51 @@ def _assert_logged_once(one_dir, two_dir, stage):
 
 
 def test_two_processes_train_as_one_and_only_process_0_writes(end_to_end, bench, tmp_path):
-  """Multi-host on one machine, against the one-process run of the same config (8 devices).
+  """Multi-host on one machine, every stage, against one-process runs of the same config (8 devices).
 
   Training is compared over its first steps: reduction order differs between 8 devices in one
   process and 2 × 2 devices over gloo, and both tiny models amplify such differences within steps
   (measured: IDE losses agree to 2e-7 for 4 steps, then drift ×10 per step, as this from-scratch
   tiny ResNet at lr 0.05 is in an unstable regime; SA-GAN's first Adam updates are ±lr, so a
-  flipped sign moves a GAN apart, see test_sagan.py). The IDE runs on the one-process run's
-  translated set, so both see the same images; evaluation, which is deterministic, must give the
-  same table as a one-process evaluation of the same checkpoint.
+  flipped sign moves a GAN apart, see test_sagan.py). SA-GAN is compared with the end-to-end
+  run; the IDE with a one-process IDE trained here on the two-process run's translated set, so
+  both see the same images; evaluation, which is deterministic, must give the same table as a
+  one-process evaluation of the same checkpoint. One launch runs all stages: each launch of two
+  processes costs two interpreter starts and two compilations of every program.
   """
-  one_dir = pathlib.Path(end_to_end[1])
+  one_dir, two_dir = pathlib.Path(end_to_end[1]), tmp_path / "two"
+  outs = _two_processes(two_dir, bench, tmp_path)
+  assert "| Method |" in outs[0] and "| Method |" not in outs[1]  # the table is printed by process 0 only
+
   # 1. SA-GAN and translation.
-  gan_dir = tmp_path / "gan"
-  _two_processes(gan_dir, bench, tmp_path, "--config.stages=sagan,translate")
-  _assert_logged_once(one_dir, gan_dir, "sagan")
-  assert sorted(os.listdir(gan_dir / "sagan" / "samples")) == sorted(os.listdir(one_dir / "sagan" / "samples"))
-  a, b = read_metrics(one_dir / "sagan" / "metrics.jsonl"), read_metrics(gan_dir / "sagan" / "metrics.jsonl")
+  _assert_logged_once(one_dir, two_dir, "sagan")
+  assert sorted(os.listdir(two_dir / "sagan" / "samples")) == sorted(os.listdir(one_dir / "sagan" / "samples"))
+  a, b = read_metrics(one_dir / "sagan" / "metrics.jsonl"), read_metrics(two_dir / "sagan" / "metrics.jsonl")
   for step, rtol in ((1, 1e-5), (2, 1e-3)):  # step 1: the same global batch and state (measured 4e-7)
     for key in a[step]:
       np.testing.assert_allclose(b[step][key], a[step][key], rtol=rtol, atol=1e-6, err_msg=f"{key} at step {step}")
   # Every source image translated once, M = 3 times, by one process or the other.
-  with open(gan_dir / "translated" / "labels.json") as f, open(one_dir / "translated" / "labels.json") as g:
+  with open(two_dir / "translated" / "labels.json") as f, open(one_dir / "translated" / "labels.json") as g:
     assert json.load(f) == json.load(g)
-  assert sorted(os.listdir(gan_dir / "translated")) == sorted(os.listdir(one_dir / "translated"))
+  assert sorted(os.listdir(two_dir / "translated")) == sorted(os.listdir(one_dir / "translated"))
 
-  # 2. IDE and evaluation on the one-process run's translated images.
-  ide_dir = tmp_path / "ide"
-  shutil.copytree(one_dir, ide_dir, ignore=shutil.ignore_patterns("ide", "results.*", "tensorboard"))
-  outs = _two_processes(ide_dir, bench, tmp_path, "--config.stages=ide,evaluate")
-  assert "| Method |" in outs[0] and "| Method |" not in outs[1]  # the table is printed by process 0 only
-  _assert_logged_once(one_dir, ide_dir, "ide")
-  a, b = read_metrics(one_dir / "ide" / "metrics.jsonl"), read_metrics(ide_dir / "ide" / "metrics.jsonl")
+  # 2. IDE: a one-process IDE on the two-process run's translated images (programs compiled by the
+  # end-to-end run, so this costs its few steps).
+  _assert_logged_once(one_dir, two_dir, "ide")
+  ref_dir = tmp_path / "ide_one_process"
+  shutil.copytree(two_dir, ref_dir, ignore=shutil.ignore_patterns("ide", "results.*", "tensorboard"))
+  config = copy.deepcopy(end_to_end[0])
+  config.stages = "ide"
+  stages.train(config, str(ref_dir))
+  a, b = read_metrics(ref_dir / "ide" / "metrics.jsonl"), read_metrics(two_dir / "ide" / "metrics.jsonl")
   for step in range(1, 5):
     for key in a[step]:
       np.testing.assert_allclose(b[step][key], a[step][key], rtol=1e-5, atol=1e-6, err_msg=f"IDE {key} at step {step}")
-  with open(ide_dir / "results.json") as f:
+
+  # 3. Evaluation of the two-process checkpoint, by two processes and by this one.
+  with open(two_dir / "results.json") as f:
     two_process = json.load(f)["tables"]["query_gallery"]
-  config = end_to_end[0]
-  with stages.started(config, str(ide_dir), create=False) as run:  # this process alone, 8 devices
+  with stages.started(end_to_end[0], str(two_dir), create=False) as run:  # this process alone, 8 devices
     one_process = stages.evaluate(run)["tables"]["query_gallery"]
   assert two_process["num_queries"] == one_process["num_queries"] > 0
   for key in ("R-1", "R-5", "R-10", "R-20", "mAP"):
