@@ -7,16 +7,22 @@ the forward ``lax.conv_general_dilated``, its input gradient and its filter grad
 that shape occurs in the network, and the table ends with the totals, so the three columns say
 where the training step's convolution time goes.
 
-With ``--impl=both`` each is also timed through ``sagan_jax.reid.ops.conv`` (the "ours" columns:
-products for 1×1 forwards and for every gradient, what the ResNet uses on CPU) and both gradients
-are checked against XLA's to 1e-4 relative.
+With ``--impl=both`` each is also timed with the product gradients of ``sagan_jax.reid.ops`` (the
+"ours" columns: products for 1×1 forwards and for every gradient) and both gradients are checked
+against XLA's to 1e-4 relative. The last column says which gradients ``ops.conv`` picks for the
+shape: products, or XLA's for narrow-output layers (``k·k·cin > ops._MAX_EXPANSION·cout``), so
+the rows above that limit show what products would have cost there.
+
+``--net sagan_synthetic`` times SA-GAN's convolutions at ``configs/synthetic.py``'s scale instead
+(generators, critics, spatial transformers and SiaNet of both directions, read off the networks'
+programs; the generators' transposed convolutions are left out: they keep XLA's gradients).
 
 The table ends with the stem's 3×3/2 max pool: XLA's gradient (``select_and_scatter``) against
 ``sagan_jax.reid.ops.max_pool``'s. ``--band_mib`` sets the im2col band budget of ``ops`` (default
 8 MiB; ``--band_mib 1024`` builds each layer's patches whole, which shows what the bands save).
 
 Usage: python bench/bench_convs.py [--batch 8] [--height 256 --width 128] [--repeats 5] [--impl xla|both]
-       [--band_mib 8]
+       [--band_mib 8] [--net resnet50|sagan_synthetic]
 """
 
 from __future__ import annotations
@@ -36,14 +42,18 @@ import numpy as np  # noqa: E402
 
 import _common  # noqa: E402
 
-Conv = collections.namedtuple("Conv", "height width cin cout kernel stride")
+_ROOT = os.path.join(os.path.dirname(__file__), "..")
+
+# pad: rows/columns of zeros on each side (None: kernel // 2); input_grad: whether the layer's
+# input needs a gradient (not for ResNet's stem, whose input is the image).
+Conv = collections.namedtuple("Conv", "height width cin cout kernel stride pad input_grad", defaults=(None, True))
 
 
 def resnet50_convs(batch_h: int, batch_w: int) -> collections.Counter:
   """Counter of Conv(input h, input w, cin, cout, kernel, stride) over torchvision's ResNet-50."""
   convs = collections.Counter()
   h, w = batch_h, batch_w
-  convs[Conv(h, w, 3, 64, 7, 2)] += 1
+  convs[Conv(h, w, 3, 64, 7, 2, input_grad=False)] += 1
   h, w = -(-h // 4), -(-w // 4)  # conv1 stride 2, then the stride-2 max pool
   cin = 64
   for stage, blocks in enumerate((3, 4, 6, 3)):
@@ -57,6 +67,38 @@ def resnet50_convs(batch_h: int, batch_w: int) -> collections.Counter:
       h, w = -(-h // stride), -(-w // stride)
       convs[Conv(h, w, width, 4 * width, 1, 1)] += 1
       cin = 4 * width
+  return convs
+
+
+def sagan_synthetic_convs(batch: int) -> collections.Counter:
+  """Counter of SA-GAN's convolutions at configs/synthetic.py's scale, read off the networks' jaxprs."""
+  import importlib.util  # noqa: PLC0415
+
+  from sagan_jax.sagan import SAGAN  # noqa: PLC0415
+
+  spec = importlib.util.spec_from_file_location("synthetic_config", os.path.join(_ROOT, "configs", "synthetic.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config().sagan
+  c.gradient_impl = "xla"  # plain convolutions in the jaxpr
+  model = SAGAN(c)
+  h, w = c.image_size
+  image4, z = jnp.zeros((batch, h, w, 4)), jnp.zeros((batch, c.z_dim))
+  networks = {"G": (model.generator, (image4,)), "S": (model.stm, (image4, z)), "D": (model.critic, (image4,)),
+              "SiaNet": (model.sianet, (image4[..., :3],))}
+  copies = {"G": 2 if c.pixel else 0, "S": 2 if c.spatial else 0, "D": 2, "SiaNet": 1 if c.siamese else 0}
+  convs = collections.Counter()
+  for name, (net, args) in networks.items():
+    if not copies[name]:
+      continue
+    params = jax.eval_shape(net.init, jax.random.PRNGKey(0), *args)
+    for eqn in jax.make_jaxpr(net.apply)(params, *args).jaxpr.eqns:
+      if eqn.primitive.name != "conv_general_dilated" or any(d != 1 for d in eqn.params["lhs_dilation"]):
+        continue  # transposed convolutions keep XLA's gradients
+      x, k = (v.aval.shape for v in eqn.invars[:2])
+      (top, bottom), (left, right) = eqn.params["padding"]
+      assert top == bottom == left == right and k[0] == k[1], eqn
+      convs[Conv(x[1], x[2], x[3], k[3], k[0], eqn.params["window_strides"][0], top)] += copies[name]
   return convs
 
 
@@ -76,20 +118,21 @@ def time_conv(c: Conv, batch: int, repeats: int, impls: tuple[str, ...]):
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((batch, c.height, c.width, c.cin)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((c.kernel, c.kernel, c.cin, c.cout)) * 0.05, jnp.float32)
-  pad = ((c.kernel // 2, c.kernel // 2),) * 2
+  p = c.kernel // 2 if c.pad is None else c.pad
+  pad = ((p, p),) * 2
   out_shape = jax.eval_shape(lambda x, w: ops.xla_conv(x, w, (c.stride, c.stride), pad), x, w).shape
   dy = jnp.asarray(rng.standard_normal(out_shape), jnp.float32)
   out = {}
   for impl in impls:
-    fn = ops.xla_conv if impl == "xla" else ops.conv
+    fn = ops.xla_conv if impl == "xla" else ops._conv  # products whatever ops.conv would pick
     forward = lambda x, w, fn=fn: fn(x, w, (c.stride, c.stride), pad)
     grad_x = jax.jit(lambda x, w, dy: jax.vjp(lambda x: forward(x, w), x)[1](dy)[0])
     grad_w = jax.jit(lambda x, w, dy: jax.vjp(lambda w: forward(x, w), w)[1](dy)[0])
     out[impl] = {
         "fwd": _median(jax.jit(forward), (x, w), repeats),
-        "dx": _median(grad_x, (x, w, dy), repeats) if c.cin != 3 else 0.0,  # the image needs no gradient
+        "dx": _median(grad_x, (x, w, dy), repeats) if c.input_grad else 0.0,
         "dw": _median(grad_w, (x, w, dy), repeats),
-        "values": (grad_x(x, w, dy) if c.cin != 3 else None, grad_w(x, w, dy)),
+        "values": (grad_x(x, w, dy) if c.input_grad else None, grad_w(x, w, dy)),
     }
   if len(impls) == 2:
     for name, ours, ref in zip(("dx", "dw"), out["matmul"]["values"], out["xla"]["values"]):
@@ -109,6 +152,7 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--impl", choices=("xla", "both"), default="both")
   parser.add_argument("--band_mib", type=float, default=8.0, help="im2col band budget of sagan_jax.reid.ops")
+  parser.add_argument("--net", choices=("resnet50", "sagan_synthetic"), default="resnet50")
   _common.add_flag(parser)
   args = parser.parse_args()
   allocator = _common.apply(args)
@@ -116,14 +160,18 @@ def main() -> None:
   from sagan_jax.reid import ops  # noqa: PLC0415
 
   ops._CHUNK_BYTES = int(args.band_mib * 2**20)  # read at trace time
-  convs = resnet50_convs(args.height, args.width)
-  print(f"ResNet-50 convolutions, batch {args.batch}, {args.height}×{args.width}, float32, ms per call "
-        f"(median of {args.repeats}); {allocator}")
+  if args.net == "resnet50":
+    convs = resnet50_convs(args.height, args.width)
+    what = f"ResNet-50 convolutions, batch {args.batch}, {args.height}×{args.width}"
+  else:
+    convs = sagan_synthetic_convs(args.batch)
+    what = f"SA-GAN convolutions at configs/synthetic.py's scale (both directions), batch {args.batch}"
+  print(f"{what}, float32, ms per call (median of {args.repeats}); {allocator}")
   print(f"device: {_common.device_line()}")
   print()
   header = "| input h×w | cin→cout | k/s | ×n | fwd xla | dx xla | dw xla |"
   if len(impls) == 2:
-    header += " fwd ours | dx ours | dw ours |"
+    header += " fwd ours | dx ours | dw ours | ops.conv |"
   print(header)
   print("|" + "---|" * (header.count("|") - 1))
   totals = collections.Counter()
@@ -135,16 +183,19 @@ def main() -> None:
       for part in ("fwd", "dx", "dw"):
         totals[impl, part] += n * t[impl][part]
     if len(impls) == 2:
-      row += f" {1e3 * t['matmul']['fwd']:.1f} | {1e3 * t['matmul']['dx']:.1f} | {1e3 * t['matmul']['dw']:.1f} |"
+      picks = "xla" if c.kernel**2 * c.cin > ops._MAX_EXPANSION * c.cout else "products"
+      row += (f" {1e3 * t['matmul']['fwd']:.1f} | {1e3 * t['matmul']['dx']:.1f} | {1e3 * t['matmul']['dw']:.1f} "
+              f"| {picks} |")
     print(row, flush=True)
   row = (f"| **total × n** | | | | {1e3 * totals['xla', 'fwd']:.0f} | {1e3 * totals['xla', 'dx']:.0f} | "
          f"{1e3 * totals['xla', 'dw']:.0f} |")
   if len(impls) == 2:
     row += (f" {1e3 * totals['matmul', 'fwd']:.0f} | {1e3 * totals['matmul', 'dx']:.0f} | "
             f"{1e3 * totals['matmul', 'dw']:.0f} |")
-  print(row)
-  print()
-  print(max_pool_line(args.batch, args.height, args.width, args.repeats))
+  print(row + (" |" if len(impls) == 2 else ""))
+  if args.net == "resnet50":
+    print()
+    print(max_pool_line(args.batch, args.height, args.width, args.repeats))
 
 
 def max_pool_line(batch: int, height: int, width: int, repeats: int) -> str:

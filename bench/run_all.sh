@@ -64,7 +64,9 @@ if [[ "$platform" == cpu ]]; then
   run "IDE ResNet-50 step" $PY bench/bench_ide_step.py --batches 8 --dtypes float32 --steps "$steps" \
     --gradient_impl xla,matmul
   run "ResNet-50 convolutions one by one" $PY bench/bench_convs.py --repeats "$steps"
-  run "SA-GAN iteration, CPU scale" $PY bench/bench_sagan_step.py --scale cpu --iterations "$iterations"
+  run "SA-GAN convolutions one by one, synthetic scale" $PY bench/bench_convs.py --net sagan_synthetic --repeats "$steps"
+  run "SA-GAN iteration, CPU scale" $PY bench/bench_sagan_step.py --scale cpu --iterations "$iterations" \
+    --gradient_impl xla,matmul
 else
   batches=8,128; [[ "${QUICK:-0}" == 1 ]] && batches=8
   run "IDE ResNet-50 step" $PY bench/bench_ide_step.py --batches "$batches" --dtypes float32,bfloat16 --steps "$steps"

@@ -46,12 +46,12 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 # batch, which the mesh shards.
 _CHUNK_BYTES = 8 << 20
 _MAX_UNROLLED_BANDS = 8
-# Convolutions with k·k·cin > _MAX_EXPANSION·cout keep XLA's gradients. Measured per layer at batch
-# 8 (forward + both gradients, ms, XLA's → ours): SA-GAN's 7×7 generator output layer, 16→3 on
-# 70×38 (ratio 261), 6.1 → 67.7; its 7×7 input layer, 4→16 (12.3), 5.2 → 11.2; the critic's 4×4
-# 128→1 output (2048), 0.49 → 0.57; the synthetic IDE's 7×7 stem, 3→16 at batch 32 (9.2), filter
-# gradient 2.7 → 5.1. Every layer with ratio ≤ 9 that was measured (all of ResNet-50's and the rest
-# of SA-GAN's) was as fast or faster with ours.
+# Convolutions with k·k·cin > _MAX_EXPANSION·cout keep XLA's gradients. Per layer at batch 8
+# (forward + input gradient + filter gradient, ms, XLA's → products; `python bench/bench_convs.py
+# --net sagan_synthetic`): SA-GAN's 7×7 generator output layer, 16→3 on 70×38 (ratio 261),
+# 9.4 → 34.2; its 7×7 input layer, 4→16 (12.3), 8.1 → 13.4; the critic's 4×4 128→1 output
+# (2048), 0.6 → 0.9. ResNet-50's layers (largest ratio 9) and SA-GAN's other layers were as fast
+# or faster with products (`--net resnet50`, `--net sagan_synthetic`).
 _MAX_EXPANSION = 9
 
 GRADIENT_IMPLS = ("auto", "matmul", "xla")
