@@ -7,7 +7,7 @@ the forward ``lax.conv_general_dilated``, its input gradient and its filter grad
 that shape occurs in the network, and the table ends with the totals, so the three columns say
 where the training step's convolution time goes.
 
-With ``--impl=both`` each is also timed with the product gradients of ``sagan_jax.reid.ops`` (the
+With ``--impl=both`` each is also timed with the product gradients of ``sagan_jax.ops`` (the
 "ours" columns: products for 1×1 forwards and for every gradient) and both gradients are checked
 against XLA's to 1e-4 relative. The last column says which gradients ``ops.conv`` picks for the
 shape: products, or XLA's for narrow-output layers (``k·k·cin > ops._MAX_EXPANSION·cout``), so
@@ -18,7 +18,7 @@ the rows above that limit show what products would have cost there.
 programs; the generators' transposed convolutions are left out: they keep XLA's gradients).
 
 The table ends with the stem's 3×3/2 max pool: XLA's gradient (``select_and_scatter``) against
-``sagan_jax.reid.ops.max_pool``'s. ``--band_mib`` sets the im2col band budget of ``ops`` (default
+``sagan_jax.ops.max_pool``'s. ``--band_mib`` sets the im2col band budget of ``ops`` (default
 8 MiB; ``--band_mib 1024`` builds each layer's patches whole, which shows what the bands save).
 
 Usage: python bench/bench_convs.py [--batch 8] [--height 256 --width 128] [--repeats 5] [--impl xla|both]
@@ -113,7 +113,7 @@ def _median(fn, args, repeats):
 
 
 def time_conv(c: Conv, batch: int, repeats: int, impls: tuple[str, ...]):
-  from sagan_jax.reid import ops  # noqa: PLC0415
+  from sagan_jax import ops  # noqa: PLC0415
 
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((batch, c.height, c.width, c.cin)), jnp.float32)
@@ -151,13 +151,13 @@ def main() -> None:
   parser.add_argument("--width", type=int, default=128)
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--impl", choices=("xla", "both"), default="both")
-  parser.add_argument("--band_mib", type=float, default=8.0, help="im2col band budget of sagan_jax.reid.ops")
+  parser.add_argument("--band_mib", type=float, default=8.0, help="im2col band budget of sagan_jax.ops")
   parser.add_argument("--net", choices=("resnet50", "sagan_synthetic"), default="resnet50")
   _common.add_flag(parser)
   args = parser.parse_args()
   allocator = _common.apply(args)
   impls = ("xla",) if args.impl == "xla" else ("xla", "matmul")
-  from sagan_jax.reid import ops  # noqa: PLC0415
+  from sagan_jax import ops  # noqa: PLC0415
 
   ops._CHUNK_BYTES = int(args.band_mib * 2**20)  # read at trace time
   if args.net == "resnet50":
@@ -202,7 +202,7 @@ def max_pool_line(batch: int, height: int, width: int, repeats: int) -> str:
   """The stem's max pool (after conv1: height/2 × width/2 × 64), gradient only, XLA's and ours."""
   import flax.linen as nn  # noqa: PLC0415
 
-  from sagan_jax.reid import ops  # noqa: PLC0415
+  from sagan_jax import ops  # noqa: PLC0415
 
   x = jnp.asarray(np.random.default_rng(0).standard_normal((batch, height // 2, width // 2, 64)), jnp.float32)
   pools = {"xla": lambda x: nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))),

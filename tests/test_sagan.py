@@ -178,11 +178,11 @@ def test_sharded_steps_match_the_single_device_steps_and_compile_once(tiny_sagan
 
 
 def test_critic_and_sianet_gradients_are_the_same_with_either_gradient_impl(tiny_sagan_config):
-  """Product gradients (sagan_jax.reid.ops) and XLA's agree, WGAN-GP's second derivative included.
+  """Product gradients (sagan_jax.ops) and XLA's agree, WGAN-GP's second derivative included.
 
   The tiny config has layers on both sides of ops.conv's limit (the critics' one-channel output
   keeps XLA's gradients). The generator objective's first-order gradients are the layer-level
-  tests of tests/test_reid_ops.py; compiling it twice more would add 35 s to the suite.
+  tests of tests/test_ops.py; compiling it twice more would add 35 s to the suite.
   """
   c = tiny_sagan_config()
   models = {}

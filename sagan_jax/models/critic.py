@@ -7,7 +7,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from sagan_jax.reid import ops
+from sagan_jax import ops
 
 NORMS = ("layer", "instance", "none")
 
@@ -19,7 +19,7 @@ class PatchCritic(nn.Module):
   so the hidden layers use layer norm by default (as WGAN-GP recommends), instance norm or none.
   Returns one score per patch, ``[B, h, w]`` in float32; the critic's value of an image is the mean.
   ``gradient_impl`` picks how the convolutions' gradients are computed
-  (``sagan_jax.reid.ops.conv_function``); WGAN-GP differentiates those gradients again.
+  (``sagan_jax.ops.conv_function``); WGAN-GP differentiates those gradients again.
   """
 
   features: int = 64  # pix2pix's ndf

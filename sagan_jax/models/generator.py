@@ -7,7 +7,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from sagan_jax.reid import ops
+from sagan_jax import ops
 
 
 def reflect_pad(x, pad: int):
@@ -43,7 +43,7 @@ class ResnetGenerator(nn.Module):
   Input ``[B, H, W, C_in]`` (RGB in [-1, 1] plus the human mask, C_in = 4 in SA-GAN), output
   ``[B, H, W, 3]`` RGB in [-1, 1]. H and W must be divisible by 4. Parameters are float32; ``dtype``
   is the compute dtype (e.g. bfloat16), and the output is returned in float32. ``gradient_impl``
-  picks how the convolutions' gradients are computed (``sagan_jax.reid.ops.conv_function``); the
+  picks how the convolutions' gradients are computed (``sagan_jax.ops.conv_function``); the
   transposed convolutions keep XLA's.
   """
 

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from sagan_jax.reid import ops
+from sagan_jax import ops
 
 
 class SiaNet(nn.Module):
@@ -15,7 +15,7 @@ class SiaNet(nn.Module):
 
   Returns L2-normalised embeddings ``[B, embed_dim]`` in float32, so pair distances lie in [0, 2]
   and the contrastive margin (2, SPGAN's value) pushes negative pairs towards opposite directions.
-  ``gradient_impl``: see ``sagan_jax.reid.ops.conv_function``.
+  ``gradient_impl``: see ``sagan_jax.ops.conv_function``.
   """
 
   widths: Sequence[int] = (64, 128, 256, 512)  # SPGAN's feature maps

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from sagan_jax import geometry
-from sagan_jax.reid import ops
+from sagan_jax import ops
 
 TRANSFORMS = ("homography", "affine", "tps")
 
@@ -71,7 +71,7 @@ class SpatialTransformer(nn.Module):
   A stride-2 conv stack with leaky ReLUs, global average pooling, one hidden dense layer and a
   zero-initialised output layer (identity at initialisation). Parameters are float32; the output
   is float32 whatever the compute ``dtype``, because the warp needs precise coordinates.
-  ``gradient_impl``: see ``sagan_jax.reid.ops.conv_function``.
+  ``gradient_impl``: see ``sagan_jax.ops.conv_function``.
   """
 
   transform: str = "homography"

@@ -21,7 +21,7 @@ import optax
 from sagan_jax import parallel, runtime
 from sagan_jax.data import pipeline, prid
 from sagan_jax.reid import metrics
-from sagan_jax.reid.ops import GRADIENT_IMPLS
+from sagan_jax.ops import GRADIENT_IMPLS
 from sagan_jax.reid.resnet import IDE, imagenet_normalize
 
 
@@ -32,7 +32,7 @@ def ide_config() -> ml_collections.ConfigDict:
   c.width = 64
   c.dtype = "float32"  # compute dtype ("float32" or "bfloat16"); parameters stay float32
   # How convolution and max-pool gradients are computed: "matmul" (im2col products and fused
-  # compares, sagan_jax.reid.ops), "xla" (XLA's own) or "auto" (matmul on CPU, where the ResNet-50
+  # compares, sagan_jax.ops), "xla" (XLA's own) or "auto" (matmul on CPU, where the ResNet-50
   # step is 1.9× faster, XLA elsewhere). The model's function and parameters are the same.
   c.gradient_impl = "auto"
   c.batch_size = 128  # paper

@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sagan_jax.reid import ops
+from sagan_jax import ops
 
 RESNET50_STAGES = (3, 4, 6, 3)
 def max_pool_3x3(x: jax.Array, gradient_impl: str) -> jax.Array:
@@ -60,7 +60,7 @@ class ResNet(nn.Module):
 
   ``stage_sizes``/``width`` default to ResNet-50; smaller values give CPU-sized models for tests.
   ``gradient_impl`` picks how the convolution and max-pool gradients are computed
-  (``sagan_jax.reid.ops.conv_function``); the function and the parameters are the same either way.
+  (``sagan_jax.ops.conv_function``); the function and the parameters are the same either way.
   """
 
   stage_sizes: Sequence[int] = RESNET50_STAGES

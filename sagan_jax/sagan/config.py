@@ -19,7 +19,7 @@ def sagan_config() -> ml_collections.ConfigDict:
   # Images (height, width). Re-ID crops are 256×128 (Section IV-B); the GAN works at the same size.
   c.image_size = (256, 128)
   c.dtype = "float32"  # compute dtype of every network ("float32" or "bfloat16"); parameters stay float32
-  # How the networks' convolution gradients are computed: "matmul" (products, sagan_jax.reid.ops),
+  # How the networks' convolution gradients are computed: "matmul" (products, sagan_jax.ops),
   # "xla" (XLA's own) or "auto" (matmul on CPU, where an iteration of the synthetic config is about
   # 15 % faster, bench/bench_sagan_step.py; XLA elsewhere). The networks' functions and parameters
   # are the same either way.

@@ -21,7 +21,7 @@ import optax
 from sagan_jax import losses, runtime
 from sagan_jax.models import PatchCritic, ResnetGenerator, SiaNet, SpatialCritic, SpatialTransformer
 from sagan_jax.models import stm as stm_lib
-from sagan_jax.reid.ops import GRADIENT_IMPLS
+from sagan_jax.ops import GRADIENT_IMPLS
 
 Params = dict[str, Any]
 

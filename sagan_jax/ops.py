@@ -97,11 +97,11 @@ def conv(x: jax.Array, w: jax.Array, window_strides: Sequence[int], padding, lhs
   """``lax.conv_general_dilated`` for NHWC/HWIO, with matrix-product gradients where they pay (see above)."""
   del precision  # float32 products are exact-rounded on CPU; the forward keeps XLA's default
   if dimension_numbers is not None and not _is_nhwc(dimension_numbers):
-    raise ValueError(f"sagan_jax.reid.ops.conv supports NHWC input and HWIO kernels only, got {dimension_numbers}")
+    raise ValueError(f"sagan_jax.ops.conv supports NHWC input and HWIO kernels only, got {dimension_numbers}")
   if any(d != 1 for d in (lhs_dilation or (1, 1))) or any(d != 1 for d in (rhs_dilation or (1, 1))):
-    raise ValueError("sagan_jax.reid.ops.conv does not support dilation; use lax.conv_general_dilated")
+    raise ValueError("sagan_jax.ops.conv does not support dilation; use lax.conv_general_dilated")
   if feature_group_count != 1 or preferred_element_type is not None:
-    raise ValueError("sagan_jax.reid.ops.conv supports one feature group and the input dtype only")
+    raise ValueError("sagan_jax.ops.conv supports one feature group and the input dtype only")
   strides = tuple(int(s) for s in window_strides)
   if isinstance(padding, str):
     padding = lax.padtype_to_pads(x.shape[1:3], w.shape[:2], strides, padding)

@@ -1,4 +1,4 @@
-"""sagan_jax.reid.ops: convolution and max-pool gradients equal to XLA's, in the ResNet too."""
+"""sagan_jax.ops: convolution and max-pool gradients equal to XLA's, in the ResNet too."""
 
 import flax.linen as nn
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sagan_jax.reid import ops
+from sagan_jax import ops
 
 # (height, width, cin, cout, kernel, stride, padding): ResNet-50's kinds, odd sizes that leave
 # input rows unread by a strided window, and asymmetric padding.
