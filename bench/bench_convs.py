@@ -15,7 +15,9 @@ the rows above that limit show what products would have cost there.
 
 ``--net sagan_synthetic`` times SA-GAN's convolutions at ``configs/synthetic.py``'s scale instead
 (generators, critics, spatial transformers and SiaNet of both directions, read off the networks'
-programs; the generators' transposed convolutions are left out: they keep XLA's gradients).
+programs). Its rows marked ᵀ are the generators' transposed convolutions: XLA's ``lax.conv_transpose``
+against ``ops.conv_transpose`` (one undilated convolution and a depth-to-space), the form the
+generators run when their gradients are products.
 
 The table ends with the stem's 3×3/2 max pool: XLA's gradient (``select_and_scatter``) against
 ``sagan_jax.ops.max_pool``'s. ``--band_mib`` sets the im2col band budget of ``ops`` (default
@@ -39,14 +41,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from jax import lax  # noqa: E402
 
 import _common  # noqa: E402
 
 _ROOT = os.path.join(os.path.dirname(__file__), "..")
 
-# pad: rows/columns of zeros on each side (None: kernel // 2); input_grad: whether the layer's
-# input needs a gradient (not for ResNet's stem, whose input is the image).
-Conv = collections.namedtuple("Conv", "height width cin cout kernel stride pad input_grad", defaults=(None, True))
+# pad: rows/columns of zeros on each side (None: kernel // 2), or for a transposed convolution the
+# ((top, bottom), (left, right)) padding of its dilated input; input_grad: whether the layer's input
+# needs a gradient (not for ResNet's stem, whose input is the image); transpose: a transposed
+# convolution whose input is dilated by the stride (lax.conv_transpose).
+Conv = collections.namedtuple("Conv", "height width cin cout kernel stride pad input_grad transpose",
+                              defaults=(None, True, False))
 
 
 def resnet50_convs(batch_h: int, batch_w: int) -> collections.Counter:
@@ -93,9 +99,14 @@ def sagan_synthetic_convs(batch: int) -> collections.Counter:
       continue
     params = jax.eval_shape(net.init, jax.random.PRNGKey(0), *args)
     for eqn in jax.make_jaxpr(net.apply)(params, *args).jaxpr.eqns:
-      if eqn.primitive.name != "conv_general_dilated" or any(d != 1 for d in eqn.params["lhs_dilation"]):
-        continue  # transposed convolutions keep XLA's gradients
+      if eqn.primitive.name != "conv_general_dilated":
+        continue
       x, k = (v.aval.shape for v in eqn.invars[:2])
+      dilation = eqn.params["lhs_dilation"]
+      if any(d != 1 for d in dilation):
+        assert dilation[0] == dilation[1] and k[0] == k[1], eqn
+        convs[Conv(x[1], x[2], x[3], k[3], k[0], dilation[0], tuple(eqn.params["padding"]), transpose=True)] += copies[name]
+        continue
       (top, bottom), (left, right) = eqn.params["padding"]
       assert top == bottom == left == right and k[0] == k[1], eqn
       convs[Conv(x[1], x[2], x[3], k[3], k[0], eqn.params["window_strides"][0], top)] += copies[name]
@@ -118,14 +129,19 @@ def time_conv(c: Conv, batch: int, repeats: int, impls: tuple[str, ...]):
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((batch, c.height, c.width, c.cin)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((c.kernel, c.kernel, c.cin, c.cout)) * 0.05, jnp.float32)
-  p = c.kernel // 2 if c.pad is None else c.pad
-  pad = ((p, p),) * 2
-  out_shape = jax.eval_shape(lambda x, w: ops.xla_conv(x, w, (c.stride, c.stride), pad), x, w).shape
+  if c.transpose:
+    pad = c.pad
+    fns = {"xla": lambda x, w, s, p: lax.conv_transpose(x, w, s, p, dimension_numbers=("NHWC", "HWIO", "NHWC")),
+           "matmul": ops.conv_transpose}
+  else:
+    p = c.kernel // 2 if c.pad is None else c.pad
+    pad = ((p, p),) * 2
+    fns = {"xla": ops.xla_conv, "matmul": ops._conv}  # products whatever ops.conv would pick
+  out_shape = jax.eval_shape(lambda x, w: fns["xla"](x, w, (c.stride, c.stride), pad), x, w).shape
   dy = jnp.asarray(rng.standard_normal(out_shape), jnp.float32)
   out = {}
   for impl in impls:
-    fn = ops.xla_conv if impl == "xla" else ops._conv  # products whatever ops.conv would pick
-    forward = lambda x, w, fn=fn: fn(x, w, (c.stride, c.stride), pad)
+    forward = lambda x, w, fn=fns[impl]: fn(x, w, (c.stride, c.stride), pad)
     grad_x = jax.jit(lambda x, w, dy: jax.vjp(lambda x: forward(x, w), x)[1](dy)[0])
     grad_w = jax.jit(lambda x, w, dy: jax.vjp(lambda w: forward(x, w), w)[1](dy)[0])
     out[impl] = {
@@ -177,13 +193,16 @@ def main() -> None:
   totals = collections.Counter()
   for c, n in sorted(convs.items(), key=lambda item: (-item[0].height, item[0].cin, item[0].kernel)):
     t = time_conv(c, args.batch, args.repeats, impls)
-    row = (f"| {c.height}×{c.width} | {c.cin}→{c.cout} | {c.kernel}/{c.stride} | {n} | {1e3 * t['xla']['fwd']:.1f} | "
+    row = (f"| {c.height}×{c.width} | {c.cin}→{c.cout} | {c.kernel}/{c.stride}{'ᵀ' if c.transpose else ''} | {n} | "
+           f"{1e3 * t['xla']['fwd']:.1f} | "
            f"{1e3 * t['xla']['dx']:.1f} | {1e3 * t['xla']['dw']:.1f} |")
     for impl in impls:
       for part in ("fwd", "dx", "dw"):
         totals[impl, part] += n * t[impl][part]
     if len(impls) == 2:
       picks = "xla" if c.kernel**2 * c.cin > ops._MAX_EXPANSION * c.cout else "products"
+      if c.transpose:
+        picks = "sub-pixel"  # ops.conv_transpose: one undilated ops.conv
       row += (f" {1e3 * t['matmul']['fwd']:.1f} | {1e3 * t['matmul']['dx']:.1f} | {1e3 * t['matmul']['dw']:.1f} "
               f"| {picks} |")
     print(row, flush=True)

@@ -1,4 +1,4 @@
-"""Convolution and max pooling with gradients XLA-CPU runs fast: matrix products and fused adds.
+"""Convolutions, transposed ones too, and max pooling with gradients XLA-CPU runs fast: matrix products.
 
 XLA's CPU backend runs a forward convolution through Eigen's tuned kernels, but it lowers the two
 gradients to convolutions of unusual shapes: the filter gradient is a convolution whose "window"
@@ -26,6 +26,9 @@ contracts over few channels into a buffer many times the size of ``dy`` (and im2
 as large), while XLA's own convolutions of such narrow layers are fast. The layers concerned are
 narrow-output ones such as SA-GAN's 7×7 generator ends and its critics' one-channel output layer;
 none of ResNet-50's (its largest ratio is 9, a 3×3 convolution with ``cin = cout``).
+
+:func:`conv_transpose` computes ``lax.conv_transpose`` without dilating its input, one stride-1
+convolution and a depth-to-space, so that neither it nor its gradients take that slow path.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
@@ -77,6 +81,69 @@ def conv_function(gradient_impl: str):
   """
   return conv if resolve_gradient_impl(gradient_impl) == "matmul" else lax.conv_general_dilated
 
+
+
+def conv_transpose(x: jax.Array, w: jax.Array, strides: Sequence[int], padding, convolution=None) -> jax.Array:
+  """``lax.conv_transpose`` (NHWC, HWIO, ``transpose_kernel=False``) without dilating its input.
+
+  XLA computes a transposed convolution as a convolution of the input dilated by the stride, and
+  on CPU its gradients take the slow path of dilated convolutions (module docstring): 12 ms for
+  forward and backward of SA-GAN's 3×3 stride-2 upsampling layers at the synthetic scale, which
+  read mostly inserted zeros. Each output phase ``(r_h, r_w)`` (the output pixels ``s·i + r``)
+  reads only a fixed subset of the kernel's taps at fixed offsets of the undilated input, so the
+  whole layer is one stride-1 convolution of the input with ``s_h·s_w·cout`` output channels
+  (unused taps zero) followed by a depth-to-space: 2–3 ms for the same layers
+  (``bench/bench_convs.py --net sagan_synthetic``). Same function and kernel layout; ``padding``
+  as ``lax.conv_transpose``'s ("SAME", "VALID" or explicit pairs of the dilated convolution).
+  ``convolution`` runs the stride-1 convolution (default :func:`conv`, whose gradients are products).
+  """
+  convolution = convolution or conv
+  if x.ndim != 4 or w.ndim != 4 or x.shape[-1] != w.shape[2]:
+    raise ValueError(f"conv_transpose needs NHWC input and an HWIO kernel with matching channels, got {x.shape} and {w.shape}")
+  n, h, wd, _ = x.shape
+  kh, kw, cin, cout = w.shape
+  strides = tuple(int(s) for s in strides)
+  if isinstance(padding, str):
+    pads = [_conv_transpose_pads(k, s, padding) for k, s in zip((kh, kw), strides)]
+  else:
+    pads = [(int(lo), int(hi)) for lo, hi in padding]
+  tables, crops = [], []
+  for k, s, (lo, hi), size in zip((kh, kw), strides, pads, (h, wd)):
+    out = (size - 1) * s + 1 + lo + hi - k + 1  # lax's output size along this axis
+    if out < 1:
+      raise ValueError(f"conv_transpose: input {x.shape[1:3]}, kernel {(kh, kw)} and padding {pads} give no output")
+    # out[s·i + r] = Σ w[t]·x[i + d] over the taps t with (r + t - lo) = s·d: offsets d of phase r.
+    taps = [(r, t, (r + t - lo) // s) for r in range(s) for t in range(k) if (r + t - lo) % s == 0]
+    d_min, d_max = min(d for *_, d in taps), max(d for *_, d in taps)
+    table = np.full((d_max - d_min + 1, s), k)  # index k: the zero tap appended below
+    for r, t, d in taps:
+      table[d - d_min, r] = t
+    per_phase = -(-out // s)
+    tables.append(table)
+    crops.append((out, -d_min, per_phase - 1 + d_max - (size - 1)))  # lax.pad crops where negative
+  w_ext = jnp.pad(w, ((0, 1), (0, 1), (0, 0), (0, 0)))
+  (th, tw), (sh, sw) = tables, strides
+  kernel = w_ext[th[:, None, :, None], tw[None, :, None, :]]  # [Lh, Lw, sh, sw, cin, cout]
+  kernel = jnp.transpose(kernel, (0, 1, 4, 2, 3, 5)).reshape(th.shape[0], tw.shape[0], cin, sh * sw * cout)
+  (out_h, pad_top, pad_bottom), (out_w, pad_left, pad_right) = crops
+  x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pad_top, pad_bottom, 0), (pad_left, pad_right, 0), (0, 0, 0)))
+  y = convolution(x, kernel.astype(x.dtype), (1, 1), ((0, 0), (0, 0)), dimension_numbers=_NHWC)
+  _, mh, mw, _ = y.shape
+  y = y.reshape(n, mh, mw, sh, sw, cout).transpose(0, 1, 3, 2, 4, 5).reshape(n, mh * sh, mw * sw, cout)
+  return y[:, :out_h, :out_w]
+
+
+def _conv_transpose_pads(k: int, s: int, padding: str) -> tuple[int, int]:
+  """The padding of the dilated input for a string ``padding``, as ``lax.conv_transpose`` computes it."""
+  if padding == "SAME":
+    length = k + s - 2
+    before = k - 1 if s > k - 1 else -(-length // 2)
+  elif padding == "VALID":
+    length = k + s - 2 + max(k - s, 0)
+    before = k - 1
+  else:
+    raise ValueError(f"conv_transpose padding must be 'SAME', 'VALID' or (low, high) pairs, got {padding!r}")
+  return before, length - before
 
 def xla_conv(x: jax.Array, w: jax.Array, strides: Sequence[int], padding) -> jax.Array:
   """``lax.conv_general_dilated`` in NHWC/HWIO (the reference :func:`conv` is checked against)."""

@@ -27,6 +27,25 @@ def test_generator_shapes_and_range():
     g.apply(params, jnp.zeros((1, 30, 16, 4)))
 
 
+def test_generator_is_the_same_function_with_either_gradient_impl():
+  """With products the upsampling layers run as undilated convolutions (ops.conv_transpose):
+  same parameter tree and initial values, same outputs and gradients up to float32 rounding."""
+  x = _images()
+  nets = {impl: ResnetGenerator(features=8, num_blocks=1, gradient_impl=impl) for impl in ("xla", "matmul")}
+  params = {impl: g.init(jax.random.key(1), x) for impl, g in nets.items()}
+  assert jax.tree.structure(params["xla"]) == jax.tree.structure(params["matmul"])
+  assert {k for k in params["xla"]["params"] if k.startswith("ConvTranspose")} == {"ConvTranspose_0", "ConvTranspose_1"}
+  for a, b in zip(jax.tree.leaves(params["xla"]), jax.tree.leaves(params["matmul"])):
+    np.testing.assert_array_equal(a, b)
+  loss = lambda impl: jax.jit(jax.value_and_grad(lambda p: jnp.sum(nets[impl].apply(p, x) ** 2)))(params["xla"])
+  (value_xla, grads_xla), (value_ours, grads_ours) = loss("xla"), loss("matmul")
+  np.testing.assert_allclose(value_ours, value_xla, rtol=1e-5)
+  scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads_xla))
+  for a, b in zip(jax.tree.leaves(grads_ours), jax.tree.leaves(grads_xla)):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * scale)
+  forward = lambda impl: str(jax.make_jaxpr(lambda p: nets[impl].apply(p, x))(params["xla"]))
+  assert "lhs_dilation=(2, 2)" in forward("xla") and "lhs_dilation=(2, 2)" not in forward("matmul")
+
 def test_generator_bfloat16_compute_keeps_float32_params():
   params = ResnetGenerator(features=8, num_blocks=1).init(jax.random.key(1), _images())
   out = ResnetGenerator(features=8, num_blocks=1, dtype=jnp.bfloat16).apply(params, _images())

@@ -1,10 +1,13 @@
-"""sagan_jax.ops: convolution and max-pool gradients equal to XLA's, in the ResNet too."""
+"""sagan_jax.ops: convolution, transposed convolution and max-pool gradients equal to XLA's, in the ResNet too."""
+
+import re
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
 
 from sagan_jax import ops
 
@@ -166,6 +169,67 @@ def test_unsupported_arguments_are_refused(kwargs, match):
   with pytest.raises(ValueError, match=match):
     ops.conv(x, w, (1, 1), ((1, 1), (1, 1)), **kwargs)
 
+
+
+def _lax_conv_transpose(x, w, strides, padding):
+  return lax.conv_transpose(x, w, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize("h,w_,k,strides,padding", [
+    (5, 4, 3, (2, 2), "SAME"),  # the generators' upsampling layers
+    (5, 4, 3, (2, 2), "VALID"),
+    (6, 3, 4, (2, 2), "SAME"),  # even kernel: phases with equal tap counts
+    (5, 5, 3, (1, 1), "SAME"),  # stride 1: an ordinary convolution with a flipped reading
+    (4, 5, 5, (3, 2), "SAME"),  # unequal strides, kernel wider than the stride
+    (4, 5, 2, (3, 3), "VALID"),  # stride above the kernel: phases with no tap at all (zeros)
+    (4, 4, 3, (2, 2), ((1, 2), (0, 1))),  # explicit padding of the dilated input
+    (4, 4, 3, (2, 2), ((4, 0), (-1, 3))),  # padding beyond the kernel, and cropping
+])
+def test_conv_transpose_matches_lax_forward_and_gradients(h, w_, k, strides, padding):
+  rng = np.random.default_rng(h * 100 + k)
+  x = jnp.asarray(rng.standard_normal((2, h, w_, 3)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((k, k, 3, 4)), jnp.float32)
+  y_ref = _lax_conv_transpose(x, w, strides, padding)
+  dy = jnp.asarray(rng.standard_normal(y_ref.shape), jnp.float32)
+  for convolution in (ops.conv, lax.conv_general_dilated):
+    ours = _grads(lambda x, w, s, p: ops.conv_transpose(x, w, s, p, convolution), x, w, dy, strides, padding)
+    ref = _grads(_lax_conv_transpose, x, w, dy, strides, padding)
+    for name, a, b in zip(("y", "dx", "dw"), ours, ref):
+      assert a.shape == b.shape, name
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()), err_msg=name)
+  # No dilated convolution anywhere in the program, gradients included (XLA-CPU's slow path).
+  dilated = lambda fn: re.search(r"lhs_dilation=\((?!1, 1\))", str(jax.make_jaxpr(
+      lambda x, w: _grads(fn, x, w, dy, strides, padding))(x, w))) is not None
+  assert dilated(_lax_conv_transpose) == (strides != (1, 1)) and not dilated(ops.conv_transpose)
+
+
+def test_conv_transpose_agrees_with_a_numpy_brute_force():
+  """Independent of lax: y[s·i + t − p] += x[i]·w[t] (per axis), with the dilated input's padding p."""
+  rng = np.random.default_rng(5)
+  x, w = rng.standard_normal((1, 3, 2, 2)), rng.standard_normal((3, 3, 2, 2))
+  s, (lo, hi) = 2, (2, 1)  # "SAME" for k = 3, s = 2
+  out_h, out_w = (3 - 1) * s + 1 + lo + hi - 3 + 1, (2 - 1) * s + 1 + lo + hi - 3 + 1
+  y = np.zeros((1, out_h, out_w, 2))
+  for i in range(3):
+    for j in range(2):
+      for a in range(3):
+        for b in range(3):
+          # Dilated input position s·i + lo is read by output o through tap t when o + t = s·i + lo.
+          r, c = s * i + lo - a, s * j + lo - b
+          if 0 <= r < out_h and 0 <= c < out_w:
+            y[0, r, c] += x[0, i, j] @ w[a, b]
+  got = ops.conv_transpose(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32), (s, s), "SAME")
+  np.testing.assert_allclose(got, y, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_transpose_refuses_what_it_cannot_compute():
+  x = jnp.zeros((1, 4, 4, 3))
+  with pytest.raises(ValueError, match="padding must be"):
+    ops.conv_transpose(x, jnp.zeros((3, 3, 3, 2)), (2, 2), "CIRCULAR")
+  with pytest.raises(ValueError, match="matching channels"):
+    ops.conv_transpose(x, jnp.zeros((3, 3, 2, 2)), (2, 2), "SAME")
+  with pytest.raises(ValueError, match="give no output"):
+    ops.conv_transpose(jnp.zeros((1, 1, 1, 3)), jnp.zeros((3, 3, 3, 2)), (1, 1), ((0, 0), (0, 0)))
 
 @pytest.mark.parametrize("ties", [False, True])
 def test_max_pool_gradient_matches_select_and_scatter(ties):
