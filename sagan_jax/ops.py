@@ -51,10 +51,10 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 _CHUNK_BYTES = 8 << 20
 _MAX_UNROLLED_BANDS = 8
 # Convolutions with k·k·cin > _MAX_EXPANSION·cout keep XLA's gradients. Per layer at batch 8
-# (forward + input gradient + filter gradient, ms, XLA's → products; `python bench/bench_convs.py
-# --net sagan_synthetic`): SA-GAN's 7×7 generator output layer, 16→3 on 70×38 (ratio 261),
-# 9.4 → 34.2; its 7×7 input layer, 4→16 (12.3), 8.1 → 13.4; the critic's 4×4 128→1 output
-# (2048), 0.6 → 0.9. ResNet-50's layers (largest ratio 9) and SA-GAN's other layers were as fast
+# (forward + input gradient + filter gradient, ms, XLA's → products, two runs; `python
+# bench/bench_convs.py --net sagan_synthetic`): SA-GAN's 7×7 generator output layer, 16→3 on 70×38
+# (ratio 261), 9.4 → 34.2 and 14.8 → 70.3; its 7×7 input layer, 4→16 (12.3), 8.1 → 13.4 and
+# 10.1 → 7.8 (a wash); the critic's 4×4 128→1 output (2048), 0.6 → 0.9 and 0.4 → 0.5. ResNet-50's layers (largest ratio 9) and SA-GAN's other layers were as fast
 # or faster with products (`--net resnet50`, `--net sagan_synthetic`).
 _MAX_EXPANSION = 9
 
@@ -75,7 +75,8 @@ def conv_function(gradient_impl: str):
 
   ``"matmul"`` is :func:`conv` (on CPU the ResNet-50 step takes 1.41 s at batch 8 against 2.62 s with
   XLA's gradient convolutions, ``bench/bench_ide_step.py``; an SA-GAN iteration of the synthetic
-  config 0.80 against 0.93 s, ``bench/bench_sagan_step.py``); ``"xla"`` is
+  config 0.46 against 0.65 s with :func:`conv_transpose` in the generators,
+  ``bench/bench_sagan_step.py``); ``"xla"`` is
   ``lax.conv_general_dilated``; ``"auto"`` is the first on CPU and the second elsewhere, where cuDNN
   and the TPU compiler have fast convolution gradients of their own.
   """

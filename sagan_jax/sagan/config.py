@@ -19,10 +19,11 @@ def sagan_config() -> ml_collections.ConfigDict:
   # Images (height, width). Re-ID crops are 256×128 (Section IV-B); the GAN works at the same size.
   c.image_size = (256, 128)
   c.dtype = "float32"  # compute dtype of every network ("float32" or "bfloat16"); parameters stay float32
-  # How the networks' convolution gradients are computed: "matmul" (products, sagan_jax.ops),
-  # "xla" (XLA's own) or "auto" (matmul on CPU, where an iteration of the synthetic config is about
-  # 15 % faster, bench/bench_sagan_step.py; XLA elsewhere). The networks' functions and parameters
-  # are the same either way.
+  # How the networks' convolution gradients are computed: "matmul" (products, sagan_jax.ops, and
+  # the generators' transposed convolutions as undilated ones), "xla" (XLA's own) or "auto" (matmul
+  # on CPU, where an iteration of the synthetic config takes 0.46 instead of 0.65 s,
+  # bench/bench_sagan_step.py; XLA elsewhere). The networks' functions and parameters are the same
+  # either way.
   c.gradient_impl = "auto"
 
   # Generators G1/G2: CycleGAN's ResNet generator (paper: "CycleGAN-like"; CycleGAN's defaults).
