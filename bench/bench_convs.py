@@ -200,9 +200,10 @@ def main() -> None:
       for part in ("fwd", "dx", "dw"):
         totals[impl, part] += n * t[impl][part]
     if len(impls) == 2:
-      picks = "xla" if c.kernel**2 * c.cin > ops._MAX_EXPANSION * c.cout else "products"
       if c.transpose:
         picks = "sub-pixel"  # ops.conv_transpose: one undilated ops.conv
+      else:
+        picks = "xla" if c.kernel**2 * c.cin > ops._MAX_EXPANSION * c.cout else "products"
       row += (f" {1e3 * t['matmul']['fwd']:.1f} | {1e3 * t['matmul']['dx']:.1f} | {1e3 * t['matmul']['dw']:.1f} "
               f"| {picks} |")
     print(row, flush=True)
