@@ -105,7 +105,8 @@ def sagan_synthetic_convs(batch: int) -> collections.Counter:
       dilation = eqn.params["lhs_dilation"]
       if any(d != 1 for d in dilation):
         assert dilation[0] == dilation[1] and k[0] == k[1], eqn
-        convs[Conv(x[1], x[2], x[3], k[3], k[0], dilation[0], tuple(eqn.params["padding"]), transpose=True)] += copies[name]
+        pads = tuple(eqn.params["padding"])
+        convs[Conv(x[1], x[2], x[3], k[3], k[0], dilation[0], pads, transpose=True)] += copies[name]
         continue
       (top, bottom), (left, right) = eqn.params["padding"]
       assert top == bottom == left == right and k[0] == k[1], eqn

@@ -54,8 +54,9 @@ _MAX_UNROLLED_BANDS = 8
 # (forward + input gradient + filter gradient, ms, XLA's → products, two runs; `python
 # bench/bench_convs.py --net sagan_synthetic`): SA-GAN's 7×7 generator output layer, 16→3 on 70×38
 # (ratio 261), 9.4 → 34.2 and 14.8 → 70.3; its 7×7 input layer, 4→16 (12.3), 8.1 → 13.4 and
-# 10.1 → 7.8 (a wash); the critic's 4×4 128→1 output (2048), 0.6 → 0.9 and 0.4 → 0.5. ResNet-50's layers (largest ratio 9) and SA-GAN's other layers were as fast
-# or faster with products (`--net resnet50`, `--net sagan_synthetic`).
+# 10.1 → 7.8 (a wash); the critic's 4×4 128→1 output (2048), 0.6 → 0.9 and 0.4 → 0.5.
+# ResNet-50's layers (largest ratio 9) and SA-GAN's other layers were as fast or faster with
+# products (`--net resnet50`, `--net sagan_synthetic`).
 _MAX_EXPANSION = 9
 
 GRADIENT_IMPLS = ("auto", "matmul", "xla")
@@ -100,7 +101,8 @@ def conv_transpose(x: jax.Array, w: jax.Array, strides: Sequence[int], padding, 
   """
   convolution = convolution or conv
   if x.ndim != 4 or w.ndim != 4 or x.shape[-1] != w.shape[2]:
-    raise ValueError(f"conv_transpose needs NHWC input and an HWIO kernel with matching channels, got {x.shape} and {w.shape}")
+    raise ValueError("conv_transpose needs NHWC input and an HWIO kernel with matching channels, "
+                     f"got {x.shape} and {w.shape}")
   n, h, wd, _ = x.shape
   kh, kw, cin, cout = w.shape
   strides = tuple(int(s) for s in strides)

@@ -31,7 +31,7 @@ class UNet(nn.Module):
   Its gradients are XLA's on every backend. ``sagan_jax.ops``'s product gradients, which speed up
   the ResNet and SA-GAN's networks on CPU, were tried here and gave nothing: 8.38 against 8.35 s per
   training step of the default config on the 2-core development CPU (batch 16, 256×128, steps
-  timed in turn, 2026-11-24). Its stride-1 3×3 convolutions are the kind XLA-CPU already runs well.
+  timed in turn by a one-off script, 2026-11-24). Its stride-1 3×3 convolutions are the kind XLA-CPU already runs well.
   """
 
   features: Sequence[int] = (32, 64, 128, 256)

@@ -54,8 +54,8 @@ class ConvTranspose(nn.ConvTranspose):
              and self.kernel_dilation in (None, 1, (1, 1)) and self.preferred_element_type is None)
     if ops.resolve_gradient_impl(self.gradient_impl) != "matmul" or not plain:
       return super().__call__(inputs)
-    kernel_size = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
-    strides = (1, 1) if self.strides is None else (self.strides,) * 2 if isinstance(self.strides, int) else tuple(self.strides)
+    as_pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
+    kernel_size, strides = as_pair(self.kernel_size), as_pair(self.strides or 1)
     kernel = self.param("kernel", self.kernel_init, kernel_size + (inputs.shape[-1], self.features), self.param_dtype)
     bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
     inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
