@@ -59,7 +59,7 @@ run "Warp" $PY bench/bench_warp.py --repeats "$repeats"
 if [[ "$platform" == cpu ]]; then
   run "Warp, bfloat16" $PY bench/bench_warp.py --repeats "$repeats" --dtype bfloat16
 fi
-run "Evaluation, Market-1501 size" $PY bench/bench_evaluation.py --repeats "$eval_repeats"
+run "Evaluation, Market-1501 size" $PY bench/bench_evaluation.py --repeats "$eval_repeats" --backend numpy,jax
 if [[ "$platform" == cpu ]]; then
   run "IDE ResNet-50 step" $PY bench/bench_ide_step.py --batches 8 --dtypes float32 --steps "$steps" \
     --gradient_impl xla,matmul

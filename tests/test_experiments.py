@@ -159,6 +159,14 @@ def test_each_variant_builds_the_networks_of_its_row():
     config_lib.apply_variant(config_lib.base_config(), "sagan_m5")
 
 
+def test_evaluation_choices_are_checked_before_any_stage_runs():
+  for field, value in (("ap_mode", "interpolated"), ("backend", "cuda")):
+    c = config_lib.base_config()
+    c.eval[field] = value
+    with pytest.raises(ValueError, match=f"config.eval.{field}={value!r}"):
+      config_lib.stages_of(c)
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(bench, tmp_path):
   config = tiny_config(bench, "original")
   config.ide.update(learning_rate=1e12, lr_decay_epochs=(), epochs=4, checkpoint_every=1)

@@ -94,6 +94,72 @@ def test_agrees_with_brute_force_reference(seed):
   assert details["num_queries"] + details["num_skipped"] == num_q
 
 
+def random_labels(rng, num_q, num_g):
+  """Junk boxes (-1), distractors (0), and query ids missing from the gallery (skipped queries)."""
+  return rng.integers(1, 22, num_q), rng.integers(-1, 20, num_g), rng.integers(1, 5, num_q), rng.integers(1, 5, num_g)
+
+
+def test_good_match_indices_against_a_per_query_scan():
+  rng = np.random.default_rng(0)
+  q_pids, g_pids, q_cams, g_cams = random_labels(rng, 40, 250)
+  good = metrics.good_match_indices(q_pids, g_pids, q_cams, g_cams)
+  expected = [np.flatnonzero((g_pids == q_pids[i]) & (g_cams != q_cams[i])) for i in range(40)]
+  most = max(len(e) for e in expected)
+  assert good.shape == (40, 1 << (most - 1).bit_length()) and good.shape[1] >= most
+  for row, e in zip(good, expected):
+    np.testing.assert_array_equal(row[:len(e)], e)
+    assert np.all(row[len(e):] == -1)
+  assert metrics.good_match_indices(q_pids, g_pids[:0], q_cams, g_cams[:0]).shape == (40, 0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_jax_backend_gives_the_numpy_scores_with_ties_and_in_blocks(seed):
+  rng = np.random.default_rng(seed)
+  num_q, num_g = 45, 300
+  q_pids, g_pids, q_cams, g_cams = labels = random_labels(rng, num_q, num_g)
+  # Small integer features: every distance is an integer that float32 holds exactly whatever the
+  # order of the sums, so both backends see the same distances, with many exact ties.
+  qf = rng.integers(-2, 3, (num_q, 5)).astype(np.float32)
+  gf = rng.integers(-2, 3, (num_g, 5)).astype(np.float32)
+  distmat = metrics.squared_euclidean(qf, gf)
+  assert len(np.unique(distmat)) < 100  # 13,500 distances, so ties are the rule
+  ref_cmc, ref_step, ref_trap = brute_force(distmat, *labels, 20)
+  for mode, ref_ap in (("step", ref_step), ("trapezoid", ref_trap)):
+    cmc, ap, details = metrics.evaluate_rank(distmat, *labels, max_rank=20, ap_mode=mode, return_details=True)
+    assert details["num_skipped"] > 0
+    for block_size in (None, 7):  # one block; seven, the last one padded
+      got_cmc, got_ap, got = metrics.evaluate_features(qf, gf, *labels, max_rank=20, ap_mode=mode, return_details=True,
+                                                       backend="jax", block_size=block_size)
+      np.testing.assert_array_equal(got_cmc, cmc)
+      np.testing.assert_allclose(got_cmc, ref_cmc, atol=1e-12)
+      assert got_ap == ap == pytest.approx(ref_ap, abs=1e-12)
+      assert (got["num_queries"], got["num_skipped"]) == (details["num_queries"], details["num_skipped"])
+      np.testing.assert_array_equal(got["ap"], details["ap"])
+      np.testing.assert_array_equal(got["first_rank"], details["first_rank"])
+
+
+def test_backends_agree_on_float_features_and_reject_bad_input():
+  rng = np.random.default_rng(3)
+  labels = random_labels(rng, 30, 200)
+  qf, gf = rng.standard_normal((30, 64)).astype(np.float32), rng.standard_normal((200, 64)).astype(np.float32)
+  numpy_cmc, numpy_ap = metrics.evaluate_features(qf, gf, *labels, backend="numpy")
+  jax_cmc, jax_ap = metrics.evaluate_features(qf, gf, *labels, backend="jax")
+  np.testing.assert_array_equal(jax_cmc, numpy_cmc)
+  assert jax_ap == pytest.approx(numpy_ap, abs=1e-12)
+  bad = gf.copy()
+  bad[5, 3] = np.nan
+  with pytest.raises(ValueError, match="non-finite"):
+    metrics.evaluate_features(qf, bad, *labels, backend="jax")
+  with pytest.raises(ValueError, match="backend='cuda'"):
+    metrics.evaluate_features(qf, gf, *labels, backend="cuda")
+  with pytest.raises(ValueError, match="block_size=0"):
+    metrics.evaluate_features(qf, gf, *labels, backend="jax", block_size=0)
+  with pytest.raises(ValueError, match="same D"):
+    metrics.evaluate_features(qf, gf[:, :32], *labels, backend="jax")
+  with pytest.raises(ValueError, match="labels"):
+    metrics.evaluate_features(qf, gf[:100], *labels, backend="jax")
+
+
 def test_squared_euclidean_matches_direct_computation():
   rng = np.random.default_rng(0)
   q, g = rng.standard_normal((7, 16)), rng.standard_normal((9, 16))

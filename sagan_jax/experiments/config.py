@@ -10,6 +10,7 @@ from __future__ import annotations
 import ml_collections
 
 from sagan_jax.masks.training import mask_config
+from sagan_jax.reid import metrics
 from sagan_jax.reid.ide import ide_config
 from sagan_jax.sagan import config as sagan_config_lib
 
@@ -93,6 +94,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.ap_mode = "step"  # "step" (torchreid/fast-reid) or "trapezoid" (official Market-1501 code)
   c.eval.normalize_features = False  # our choice: raw pool5 Euclidean, as IDE reports; logged with results
   c.eval.flip_average = False
+  # Where distances and ranks are computed: "numpy" (host BLAS), "jax" (the first local device), or
+  # "auto" (jax on an accelerator, numpy on a CPU, where it is faster). Same scores either way.
+  c.eval.backend = "auto"
   return c
 
 
@@ -116,8 +120,13 @@ MASK_SOURCES = ("data", "unet", "none")
 
 
 def stages_of(c) -> tuple[str, ...]:
+  """The stages to run; also checks the choice fields a late stage would otherwise reject hours in."""
   if c.data.masks not in MASK_SOURCES:
     raise ValueError(f"config.data.masks={c.data.masks!r}: expected one of {MASK_SOURCES}")
+  if c.eval.ap_mode not in metrics.AP_MODES:
+    raise ValueError(f"config.eval.ap_mode={c.eval.ap_mode!r}: expected one of {metrics.AP_MODES}")
+  if c.eval.backend not in metrics.BACKENDS:
+    raise ValueError(f"config.eval.backend={c.eval.backend!r}: expected one of {metrics.BACKENDS}")
   stages = tuple(s.strip() for s in c.stages.split(",") if s.strip())
   unknown = [s for s in stages if s not in STAGES]
   if unknown:

@@ -441,11 +441,11 @@ def evaluate(run: Run, rank_vis: int = 0) -> dict:
                              image_size=cfg.image_size)
 
   if run.datasets.target_is_prid():
-    tables = ide.prid_tables(features("cam_a"), features("cam_b"), c.eval.ap_mode)
+    tables = ide.prid_tables(features("cam_a"), features("cam_b"), c.eval.ap_mode, c.eval.backend)
     protocol = "prid2011"
   else:
     query, gallery = features("query"), features("gallery")
-    tables = {"query_gallery": ide.rank_table(query, gallery, c.eval.ap_mode)}
+    tables = {"query_gallery": ide.rank_table(query, gallery, c.eval.ap_mode, backend=c.eval.backend)}
     protocol = "query_gallery"
     if rank_vis and run.is_main:
       from sagan_jax.experiments import rankvis  # noqa: PLC0415

@@ -182,11 +182,14 @@ def extract_split(feature_fn, state: IDEState, source, *, batch_size: int, image
   return tuple(out)
 
 
-def rank_table(query, gallery, ap_mode: str = "step", ranks=(1, 5, 10, 20)) -> dict[str, float]:
-  """R-k and mAP (in %) of query/gallery ``(features, pids, camids)`` triples, by Euclidean distance."""
-  distmat = metrics.squared_euclidean(query[0], gallery[0])
-  cmc, mean_ap, details = metrics.evaluate_rank(distmat, query[1], gallery[1], query[2], gallery[2],
-                                                max_rank=max(ranks), ap_mode=ap_mode, return_details=True)
+def rank_table(query, gallery, ap_mode: str = "step", ranks=(1, 5, 10, 20), backend: str = "auto") -> dict[str, float]:
+  """R-k and mAP (in %) of query/gallery ``(features, pids, camids)`` triples, by Euclidean distance.
+
+  ``backend``: where distances and ranks are computed (`metrics.evaluate_features`).
+  """
+  cmc, mean_ap, details = metrics.evaluate_features(query[0], gallery[0], query[1], gallery[1], query[2], gallery[2],
+                                                    max_rank=max(ranks), ap_mode=ap_mode, return_details=True,
+                                                    backend=backend)
   table = {f"R-{k}": 100.0 * float(cmc[k - 1]) for k in ranks}
   table["mAP"] = 100.0 * mean_ap
   table["num_queries"] = details["num_queries"]
@@ -194,7 +197,7 @@ def rank_table(query, gallery, ap_mode: str = "step", ranks=(1, 5, 10, 20)) -> d
   return table
 
 
-def prid_tables(cam_a, cam_b, ap_mode: str = "step") -> dict[str, Any]:
+def prid_tables(cam_a, cam_b, ap_mode: str = "step", backend: str = "auto") -> dict[str, Any]:
   """PRID2011 single-shot: the 10 seeded splits in both directions, per split and averaged.
 
   ``cam_a``/``cam_b``: ``(features, pids, camids)`` of every image of each camera, in the order of
@@ -207,7 +210,8 @@ def prid_tables(cam_a, cam_b, ap_mode: str = "step") -> dict[str, Any]:
     for split in range(prid.NUM_SPLITS):
       idx = prid.protocol(cam_a[1], cam_b[1], split, direction)
       take = lambda triple, rows: tuple(np.asarray(t)[rows] for t in triple)
-      per_split.append(rank_table(take(query_set, idx["query"]), take(gallery_set, idx["gallery"]), ap_mode))
+      per_split.append(rank_table(take(query_set, idx["query"]), take(gallery_set, idx["gallery"]), ap_mode,
+                                  backend=backend))
     keys = [k for k in per_split[0] if not k.startswith("num_")]
     out[direction] = {"mean": {k: float(np.mean([t[k] for t in per_split])) for k in keys}, "splits": per_split}
   return out
