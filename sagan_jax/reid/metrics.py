@@ -29,7 +29,7 @@ by gallery index.
 
 `evaluate_features(query, gallery, ...)` starts from features instead: squared Euclidean distances,
 then the same scores. Its ``backend="jax"`` computes distances and good-match ranks on JAX's
-default device (a GPU or TPU), a block of queries at a time, counting for every good match the
+first local device (a GPU or TPU), a block of queries at a time, counting for every good match the
 valid items ahead of it (a compare-and-sum over the gallery that fuses into one reduction); only
 the ranks come back to the host, where `evaluate_rank`'s scoring turns them into CMC and mAP. On a
 CPU that compare-and-sum is slower than the NumPy path above (BENCHMARKS.md, section 2), so
