@@ -96,7 +96,7 @@ def main():
         f"{flops / 1e9:.0f} GFLOP of distances, median of {args.repeats}; {allocator}")
   print(f"Generated features (not a model): R-1 {cmc[0]:.3f}, mAP {mean_ap:.3f} (step), {ap_trap:.3f} (trapezoid)")
   print("| backend | distance matrix | distance + CMC + mAP (step AP) | with trapezoid AP |\n|---|---|---|---|")
-  ms = lambda t: "" if np.isnan(t) else f"{t * 1e3:.0f} ms"
+  ms = lambda t: "" if np.isnan(t) else f"{t * 1e3:.{1 if t < 0.1 else 0}f} ms"
   for name, dist, total_step, total_trap in rows:
     print(f"| {name} | {dist} | {ms(total_step)} | {ms(total_trap)} |")
   reference = next(iter(scores.values()))

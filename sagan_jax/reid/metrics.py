@@ -38,7 +38,7 @@ CPU that compare-and-sum is slower than the NumPy path above (BENCHMARKS.md, sec
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -106,50 +106,44 @@ def evaluate_rank(distmat: np.ndarray, q_pids, g_pids, q_camids, g_camids, max_r
   q_pids, g_pids, q_camids, g_camids = _check_labels(num_q, num_g, q_pids, g_pids, q_camids, g_camids, "distmat")
   if not np.all(np.isfinite(distmat)):
     raise ValueError("distmat has non-finite entries (NaN/Inf features?); fix the features before evaluating")
+  good = good_match_indices(q_pids, g_pids, q_camids, g_camids)
+  counts = np.sum(good >= 0, axis=1)
+  ranks = np.zeros(good.shape, np.int64)
   not_junk_box = g_pids != -1
-  ranks_per_query: list[np.ndarray | None] = []
-  for i in range(num_q):
-    same_id = g_pids == q_pids[i]
-    same_cam = g_camids == q_camids[i]
-    good = np.flatnonzero(same_id & ~same_cam)
-    if good.size == 0:
-      ranks_per_query.append(None)
-      continue
-    valid = not_junk_box & ~(same_id & same_cam)
-    ranks_per_query.append(positive_ranks(distmat[i], good, valid))
-  return _scores(ranks_per_query, max_rank, ap_mode, return_details)
+  for i in np.flatnonzero(counts):
+    valid = not_junk_box & ~((g_pids == q_pids[i]) & (g_camids == q_camids[i]))
+    ranks[i, :counts[i]] = positive_ranks(distmat[i], good[i, :counts[i]], valid)
+  return _scores(ranks, counts, max_rank, ap_mode, return_details)
 
 
-def _scores(ranks_per_query: Sequence[np.ndarray | None], max_rank: int, ap_mode: str, return_details: bool):
-  """`evaluate_rank`'s result from each query's ascending good-match ranks (``None``: no good match)."""
-  cmc = np.zeros(max_rank, np.float64)
-  aps, first_ranks = [], []
-  skipped = 0
-  for ranks in ranks_per_query:
-    if ranks is None:
-      skipped += 1
-      continue
-    hits = np.arange(1, len(ranks) + 1)
-    precision = hits / (ranks + 1)
-    if ap_mode == "step":
-      aps.append(precision.mean())
-    else:
-      before = np.where(ranks > 0, (hits - 1) / np.maximum(ranks, 1), 1.0)
-      aps.append(((before + precision) / 2).mean())
-    first_ranks.append(ranks[0])
-    if ranks[0] < max_rank:
-      cmc[ranks[0]:] += 1
+def _scores(ranks: np.ndarray, counts: np.ndarray, max_rank: int, ap_mode: str, return_details: bool):
+  """`evaluate_rank`'s result from every query's good-match ranks, all queries at once.
+
+  ``ranks`` [Q, K]: row i holds query i's ``counts[i]`` good-match ranks (0-based, ascending) in its
+  first entries; what follows is ignored. A query with ``counts[i] == 0`` has no good match.
+  """
+  scored = counts > 0
+  skipped = int(np.sum(~scored))
   if skipped:
     logging.warning("evaluate_rank: %d of %d queries have no good match in the gallery and were skipped",
-                    skipped, len(ranks_per_query))
-  if not aps:
+                    skipped, len(counts))
+  if not np.any(scored):
     raise ValueError("no query has a good match (same id, other camera) in the gallery: check the query/gallery split")
-  cmc /= len(aps)
+  ranks, counts = ranks[scored].astype(np.float64), counts[scored]
+  hits = np.arange(1, ranks.shape[1] + 1, dtype=np.float64)[None, :]  # the j-th good match is the j-th hit
+  is_hit = hits <= counts[:, None]
+  precision = hits / (ranks + 1)  # precision at each hit
+  if ap_mode == "step":
+    per_hit = precision
+  else:  # trapezoid: the mean of the precision at the hit and just before it (1 before rank 0)
+    per_hit = (np.where(ranks > 0, (hits - 1) / np.maximum(ranks, 1), 1.0) + precision) / 2
+  aps = np.sum(np.where(is_hit, per_hit, 0.0), axis=1) / counts
+  first_ranks = ranks[:, 0].astype(np.int64)
+  cmc = np.cumsum(np.bincount(first_ranks[first_ranks < max_rank], minlength=max_rank)) / len(aps)
   mean_ap = float(np.mean(aps))
   if not return_details:
     return cmc, mean_ap
-  details: dict[str, Any] = {"num_queries": len(aps), "num_skipped": skipped, "ap": np.asarray(aps),
-                             "first_rank": np.asarray(first_ranks)}
+  details: dict[str, Any] = {"num_queries": len(aps), "num_skipped": skipped, "ap": aps, "first_rank": first_ranks}
   return cmc, mean_ap, details
 
 
@@ -191,9 +185,7 @@ def evaluate_features(query: np.ndarray | jax.Array, gallery: np.ndarray | jax.A
   ranks = np.zeros(good.shape, np.int64)
   if good.shape[1]:
     ranks = _device_good_ranks(query, gallery, q_pids, g_pids, q_camids, g_camids, good, block_size)
-  counts = np.sum(good >= 0, axis=1)
-  ranks_per_query = [np.sort(r[:n]) if n else None for r, n in zip(ranks, counts)]
-  return _scores(ranks_per_query, max_rank, ap_mode, return_details)
+  return _scores(ranks, np.sum(good >= 0, axis=1), max_rank, ap_mode, return_details)
 
 
 def good_match_indices(q_pids, g_pids, q_camids, g_camids) -> np.ndarray:
@@ -238,7 +230,7 @@ def _device_good_ranks(query, gallery, q_pids, g_pids, q_camids, g_camids, good:
 
 @jax.jit
 def _block_good_ranks(query, q_pids, q_camids, good, gallery, g_pids, g_camids):
-  """Ranks ``[b, K]`` of the ``good`` gallery items among each query's valid ones; all distances finite."""
+  """Ascending ranks ``[b, K]`` of the ``good`` gallery items among each query's valid ones; all distances finite."""
   products = jnp.matmul(query, gallery.T, precision=jax.lax.Precision.HIGHEST)
   # `squared_euclidean`'s formula, its terms added in the same order.
   distances = (products * -2.0 + jnp.sum(query * query, axis=1)[:, None]) + jnp.sum(gallery * gallery, axis=1)[None, :]
@@ -250,4 +242,6 @@ def _block_good_ranks(query, q_pids, q_camids, good, gallery, g_pids, g_camids):
   ahead = (distances[:, None, :] < good_distances[:, :, None]) | (
       (distances[:, None, :] == good_distances[:, :, None]) & (index[None, None, :] < good[:, :, None]))
   ranks = jnp.sum(ahead & valid[:, None, :], axis=-1, dtype=jnp.int32)
+  # Ascending, padding last: the layout `_scores` reads, so the host only scores.
+  ranks = jnp.sort(jnp.where(good >= 0, ranks, jnp.iinfo(jnp.int32).max), axis=1)
   return ranks, jnp.all(jnp.isfinite(distances))
