@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import glob
+import os
 import platform
+import shutil
+import sys
+import tempfile
 import time
 
 import jax
@@ -31,6 +36,30 @@ def apply(args: argparse.Namespace) -> str:
   if args.host_allocator == "tuned":
     return "host allocator tuned" if runtime.configure_host_allocator() else "host allocator tuning unavailable here"
   return "default host allocator"
+
+
+def add_trace_flag(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument(
+      "--trace", default=None, metavar="FILE.json.gz",
+      help="after timing, profile one more step of the first row and write its perfetto trace to this file "
+           "(python bench/trace_summary.py FILE says where the device time goes)",
+  )
+
+
+def trace(fn, path: str) -> None:
+  """Runs ``fn`` under `jax.profiler.trace` and copies the perfetto trace (gzipped JSON) to ``path``.
+
+  The profiler writes it several folders down (``plugins/profile/<time>/``); one flat file is what a
+  lent machine's output folder can hand back.
+  """
+  with tempfile.TemporaryDirectory(prefix="sagan_jax_trace_") as log_dir:
+    with jax.profiler.trace(log_dir, create_perfetto_trace=True):
+      fn()
+    found = glob.glob(os.path.join(log_dir, "**", "perfetto_trace.json.gz"), recursive=True)
+    if not found:
+      raise RuntimeError(f"jax.profiler.trace wrote no perfetto_trace.json.gz under {log_dir}")
+    shutil.copyfile(found[0], path)
+  print(f"  trace of one step: {path} ({os.path.getsize(path) / 2**20:.1f} MiB)", file=sys.stderr)
 
 
 def flops(compiled) -> float:

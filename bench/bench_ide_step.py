@@ -17,6 +17,7 @@ Usage:
   python bench/bench_ide_step.py --batches 8 --dtypes float32 --steps 5 --torch --forward
   python bench/bench_ide_step.py --batches 8 --dtypes float32 --gradient_impl xla,matmul
   python bench/bench_ide_step.py --batches 128 --sequential --torch
+  python bench/bench_ide_step.py --batches 128 --dtypes bfloat16 --trace ide.json.gz   # then bench/trace_summary.py
   Options: --classes 751 (Market-1501's training ids) --height 256 --width 128
 """
 
@@ -40,8 +41,10 @@ from sagan_jax import parallel  # noqa: E402
 from sagan_jax.reid import ide  # noqa: E402
 
 
-def _time_rows(rows: list[dict], steps: int) -> None:
+def _time_rows(rows: list[dict], steps: int, trace: str | None = None) -> None:
   """Sets each row's ``seconds``: the median of ``steps`` calls, taken round-robin across ``rows``.
+
+  With ``trace``, one more step of the first row is profiled into that file (`_common.trace`).
 
   Taking the rows' steps in turn makes a slow stretch of the machine (this 2-core VM's matmul rate
   was measured anywhere from 0.14 to 0.19 TFLOP/s on one day) cost every row alike, so the rows'
@@ -53,6 +56,8 @@ def _time_rows(rows: list[dict], steps: int) -> None:
       start = time.perf_counter()
       row["step"]()
       row_samples.append(time.perf_counter() - start)
+  if trace:
+    _common.trace(rows[0]["step"], trace)
   for row, row_samples in zip(rows, samples):
     row["seconds"] = statistics.median(row_samples)
     row["spread"] = (min(row_samples), max(row_samples))
@@ -169,17 +174,24 @@ def main() -> None:
                       help="time each row alone right after building it (one model in memory at a time, for "
                       "batch 128 on a small host) instead of round-robin across the batch size's rows")
   _common.add_flag(parser)
+  _common.add_trace_flag(parser)
   args = parser.parse_args()
   allocator = _common.apply(args)
   size = (args.height, args.width)
   batches = [int(b) for b in args.batches.split(",")]
   rows = []
+  pending_trace = [args.trace]  # taken of the first row timed, then cleared
+
+  def time_rows(group):
+    _time_rows(group, args.steps, pending_trace[0])
+    pending_trace[0] = None
+
   for batch in batches:
     group = []  # one batch size's rows, timed round-robin unless --sequential
 
     def add(row, group=group):
       if args.sequential:
-        _time_rows([row], args.steps)
+        time_rows([row])
       group.append(row)
 
     for dtype in filter(None, args.dtypes.split(",")):  # --dtypes= (empty): the torch rows only
@@ -195,7 +207,7 @@ def main() -> None:
           break
         add(row)
     if not args.sequential:
-      _time_rows(group, args.steps)
+      time_rows(group)
     for row in group:
       print(f"  measured: batch {batch}, {row['impl']}, {row['dtype']}: {row['seconds']:.3f} s/step", file=sys.stderr)
     rows += group

@@ -12,6 +12,7 @@ Usage:
   python bench/bench_sagan_step.py --scale paper      # 256×128, batch 8, 9 residual blocks
   python bench/bench_sagan_step.py --scale synthetic --gradient_impl xla,matmul
   Options: --batch N --dtype float32|bfloat16 --iterations N --n_critic N
+           --trace FILE.json.gz (profile one more iteration; bench/trace_summary.py reads it)
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def main() -> None:
   parser.add_argument("--iterations", type=int, default=5)
   parser.add_argument("--n_critic", type=int, default=None, help="critic updates per iteration (default: the config's, 5)")
   _common.add_flag(parser)
+  _common.add_trace_flag(parser)
   args = parser.parse_args()
   allocator = _common.apply(args)
 
@@ -107,6 +109,9 @@ def main() -> None:
         row["generator_s"].append(generator)
 
   n_critic = rows[0]["n_critic"]
+  if args.trace:  # one more iteration of the first row
+    _common.trace(lambda: [timed(step, rows[0]) for step in [rows[0]["critic"]] * n_critic + [rows[0]["generator"]]],
+                  args.trace)
   print(f"SA-GAN iteration ({n_critic} critic + 1 generator update, both directions), {args.scale} scale: "
         f"{h}×{w}, batch {args.batch}, {args.dtype}, {c.generator_blocks} residual blocks")
   print(f"device: {_common.device_line()}; {allocator}; medians over {args.iterations} iterations after a warm-up"

@@ -20,7 +20,8 @@
 # (tests/conftest.py), so on that machine it would test its host CPU, as CI already does; the
 # evaluation script compares its two backends on the device instead. A row that fails or runs out of
 # time is noted in the log and the next one starts; OUT/log.txt has every row's stderr (the IDE
-# script's "measured:" lines survive a timeout there).
+# script's "measured:" lines survive a timeout there). The bfloat16 IDE and SA-GAN target rows each
+# profile one step into OUT/trace_*.json.gz and bench/trace_summary.py tabulates it in the log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-bench_out}
@@ -111,18 +112,30 @@ else
   read -r -a ide_batches <<<"${IDE_BATCHES:-$( ((quick)) && echo 8 || echo "128 8")}"
   read -r -a sagan_batches <<<"${SAGAN_BATCHES:-$( ((quick)) && echo 8 || echo "64 8")}"
   scale=${SAGAN_SCALE:-paper}
-  ide() {
-    run "IDE ResNet-50 step, batch $1" 240 $PY bench/bench_ide_step.py --batches "$1" --dtypes bfloat16,float32 \
-      --steps "$steps"
+  ide() {  # ide BATCH [--trace FILE]
+    local batch=$1
+    shift
+    run "IDE ResNet-50 step, batch $batch" 240 $PY bench/bench_ide_step.py --batches "$batch" \
+      --dtypes bfloat16,float32 --steps "$steps" "$@"
   }
-  sagan() {
-    run "SA-GAN iteration, $scale scale, $1, batch $2" 240 $PY bench/bench_sagan_step.py --scale "$scale" --dtype "$1" \
-      --batch "$2" --iterations "$iterations"
+  sagan() {  # sagan DTYPE BATCH [--trace FILE]
+    local dtype=$1 batch=$2
+    shift 2
+    run "SA-GAN iteration, $scale scale, $dtype, batch $batch" 240 $PY bench/bench_sagan_step.py --scale "$scale" \
+      --dtype "$dtype" --batch "$batch" --iterations "$iterations" "$@"
   }
   # What the targets need first: evaluation, the IDE step at the paper's batch, SA-GAN in bfloat16.
+  # The two bfloat16 target rows also profile one step each (OUT/trace_*.json.gz, summarised below),
+  # so that a later session can see where the device time goes without a device.
+  ide_trace="$OUT/trace_ide_b${ide_batches[0]}.json.gz"
+  sagan_trace="$OUT/trace_sagan_b${sagan_batches[0]}.json.gz"
   run "Evaluation, Market-1501 size" 120 $PY bench/bench_evaluation.py --repeats "$eval_repeats" --backend jax,numpy
-  ide "${ide_batches[0]}"
-  for batch in "${sagan_batches[@]}"; do sagan bfloat16 "$batch"; done
+  ide "${ide_batches[0]}" --trace "$ide_trace"
+  sagan bfloat16 "${sagan_batches[0]}" --trace "$sagan_trace"
+  for trace in "$ide_trace" "$sagan_trace"; do
+    [[ -f "$trace" ]] && run "Where the time goes: $(basename "$trace")" 60 $PY bench/trace_summary.py "$trace"
+  done
+  for batch in "${sagan_batches[@]:1}"; do sagan bfloat16 "$batch"; done
   for batch in "${ide_batches[@]:1}"; do ide "$batch"; done
   for batch in "${sagan_batches[@]}"; do sagan float32 "$batch"; done
   run "Warp" 120 $PY bench/bench_warp.py --repeats "$repeats"
