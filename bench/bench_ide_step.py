@@ -180,11 +180,12 @@ def main() -> None:
   size = (args.height, args.width)
   batches = [int(b) for b in args.batches.split(",")]
   rows = []
-  pending_trace = [args.trace]  # taken of the first row timed, then cleared
+  pending_trace = args.trace  # taken of the first row timed, then cleared
 
   def time_rows(group):
-    _time_rows(group, args.steps, pending_trace[0])
-    pending_trace[0] = None
+    nonlocal pending_trace
+    _time_rows(group, args.steps, pending_trace)
+    pending_trace = None
 
   for batch in batches:
     group = []  # one batch size's rows, timed round-robin unless --sequential

@@ -109,9 +109,13 @@ def main() -> None:
         row["generator_s"].append(generator)
 
   n_critic = rows[0]["n_critic"]
-  if args.trace:  # one more iteration of the first row
-    _common.trace(lambda: [timed(step, rows[0]) for step in [rows[0]["critic"]] * n_critic + [rows[0]["generator"]]],
-                  args.trace)
+  if args.trace:
+    def iteration(row=rows[0]):  # one more iteration of the first row
+      for _ in range(n_critic):
+        timed(row["critic"], row)
+      timed(row["generator"], row)
+
+    _common.trace(iteration, args.trace)
   print(f"SA-GAN iteration ({n_critic} critic + 1 generator update, both directions), {args.scale} scale: "
         f"{h}×{w}, batch {args.batch}, {args.dtype}, {c.generator_blocks} residual blocks")
   print(f"device: {_common.device_line()}; {allocator}; medians over {args.iterations} iterations after a warm-up"

@@ -129,6 +129,7 @@ else
   # so that a later session can see where the device time goes without a device.
   ide_trace="$OUT/trace_ide_b${ide_batches[0]}.json.gz"
   sagan_trace="$OUT/trace_sagan_b${sagan_batches[0]}.json.gz"
+  rm -f "$ide_trace" "$sagan_trace"  # a reused OUT: summarise only this run's traces
   run "Evaluation, Market-1501 size" 120 $PY bench/bench_evaluation.py --repeats "$eval_repeats" --backend jax,numpy
   ide "${ide_batches[0]}" --trace "$ide_trace"
   sagan bfloat16 "${sagan_batches[0]}" --trace "$sagan_trace"

@@ -22,9 +22,9 @@ import gzip
 import json
 import re
 
-KINDS = (  # first match wins; matched against the operation's name and the event's name
+KINDS = (  # first match wins; matched against the hlo_op and the event's name (not the program's)
     ("convolution", re.compile(r"conv|fprop|dgrad|wgrad|cudnn", re.I)),
-    ("matrix product", re.compile(r"gemm|nvjet|cublas|matmul|\bdot\b|dot\.|dot_general|ynn", re.I)),
+    ("matrix product", re.compile(r"gemm|nvjet|cublas|matmul|\bdot\b|dot_general|ynn", re.I)),
     ("reduction", re.compile(r"reduce|reduction", re.I)),
     ("copy or transpose", re.compile(r"copy|transpose|memcpy|memset", re.I)),
 )
@@ -87,12 +87,12 @@ def main() -> None:
   by_name, count, kinds = collections.Counter(), collections.Counter(), collections.Counter()
   for e in ops:
     tags = e.get("args") or {}
-    name = tags.get("hlo_op") or e["name"]
-    if tags.get("hlo_module"):  # op names repeat across programs (the critic's and the generator's step)
-      name = f"{name} ({tags['hlo_module']})"
+    op = tags.get("hlo_op") or e["name"]
+    # Op names repeat across programs (the critic's and the generator's step): keep them apart.
+    name = f"{op} ({tags['hlo_module']})" if tags.get("hlo_module") else op
     by_name[name] += e["dur"]
     count[name] += 1
-    kinds[kind(f"{name} {e['name']}")] += e["dur"]
+    kinds[kind(f"{op} {e['name']}")] += e["dur"]
   span = (max(e["ts"] + e["dur"] for e in ops) - min(e["ts"] for e in ops)) / 1e3
   print(f"\nOperations: {taken}; {len(ops)} events, {total / 1e3:.2f} ms summed over a {span:.2f} ms span")
   print(f"\n| operation (top {args.top}) | calls | ms | share |\n|---|---|---|---|")
