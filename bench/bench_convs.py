@@ -11,7 +11,9 @@ With ``--impl=both`` each is also timed with the product gradients of ``sagan_ja
 "ours" columns: products for 1×1 forwards and for every gradient) and both gradients are checked
 against XLA's to 1e-4 relative. The last column says which gradients ``ops.conv`` picks for the
 shape: products, or XLA's for narrow-output layers (``k·k·cin > ops._MAX_EXPANSION·cout``), so
-the rows above that limit show what products would have cost there.
+the rows above that limit show what products would have cost there; "xla dw" where the host has
+AVX-512 and ``ops.conv`` takes XLA's filter gradient for a stride-1 k×k layer (the "dw xla" column
+is then the one its step runs).
 
 ``--net sagan_synthetic`` times SA-GAN's convolutions at ``configs/synthetic.py``'s scale instead
 (generators, critics, spatial transformers and SiaNet of both directions, read off the networks'
@@ -177,6 +179,9 @@ def main() -> None:
   from sagan_jax import ops  # noqa: PLC0415
 
   ops._CHUNK_BYTES = int(args.band_mib * 2**20)  # read at trace time
+  # The "ours" columns time the products for every gradient; the last column says where ops.conv
+  # takes XLA's stride-1 filter gradients instead (AVX-512 hosts, ops._XLA_STRIDE1_FILTER_GRADIENTS).
+  xla_stride1_dw, ops._XLA_STRIDE1_FILTER_GRADIENTS = ops._XLA_STRIDE1_FILTER_GRADIENTS, False
   if args.net == "resnet50":
     convs = resnet50_convs(args.height, args.width)
     what = f"ResNet-50 convolutions, batch {args.batch}, {args.height}×{args.width}"
@@ -184,7 +189,8 @@ def main() -> None:
     convs = sagan_synthetic_convs(args.batch)
     what = f"SA-GAN convolutions at configs/synthetic.py's scale (both directions), batch {args.batch}"
   print(f"{what}, float32, ms per call (median of {args.repeats}); {allocator}")
-  print(f"device: {_common.device_line()}")
+  print(f"device: {_common.device_line()}; ops.conv takes XLA's stride-1 k×k filter gradients here: "
+        f"{'yes (AVX-512)' if xla_stride1_dw else 'no'}")
   print()
   header = "| input h×w | cin→cout | k/s | ×n | fwd xla | dx xla | dw xla |"
   if len(impls) == 2:
@@ -202,9 +208,11 @@ def main() -> None:
         totals[impl, part] += n * t[impl][part]
     if len(impls) == 2:
       if c.transpose:
-        picks = "sub-pixel"  # ops.conv_transpose: one undilated ops.conv
+        picks = "sub-pixel"  # ops.conv_transpose: one undilated, stride-1 ops.conv
       else:
         picks = "xla" if c.kernel**2 * c.cin > ops._MAX_EXPANSION * c.cout else "products"
+      if picks != "xla" and xla_stride1_dw and (c.transpose or (c.stride == 1 and c.kernel > 1)):
+        picks += ", xla dw"
       row += (f" {1e3 * t['matmul']['fwd']:.1f} | {1e3 * t['matmul']['dx']:.1f} | {1e3 * t['matmul']['dw']:.1f} "
               f"| {picks} |")
     print(row, flush=True)

@@ -14,6 +14,10 @@ both ways):
   interior padding per tap, which XLA fuses into one loop) gives ``dx``. A stride-1 1×1
   convolution needs neither step: both gradients are single products.
 
+On a CPU with AVX-512, XLA-CPU's own filter gradient of a stride-1 k×k convolution is the faster
+one, and :func:`conv` takes it there (``_XLA_STRIDE1_FILTER_GRADIENTS``; ResNet-50's step 4–9 %
+faster on a Zen 4); on AVX2 it is twice as slow as the product, which those hosts keep.
+
 The forward pass of a 1×1 convolution is the same single product (XLA-CPU's own is up to 2.3×
 slower); the others are ``lax.conv_general_dilated`` unchanged. Parameters are exactly those of
 ``flax.linen.Conv``: :func:`conv` has ``lax.conv_general_dilated``'s signature and is given to
@@ -58,6 +62,38 @@ _MAX_UNROLLED_BANDS = 8
 # ResNet-50's layers (largest ratio 9) and SA-GAN's other layers were as fast or faster with
 # products (`--net resnet50`, `--net sagan_synthetic`).
 _MAX_EXPANSION = 9
+
+
+def _cpu_flags(cpuinfo: str) -> frozenset[str]:
+  """The feature flags of the first processor listed in a Linux ``/proc/cpuinfo`` text."""
+  for line in cpuinfo.splitlines():
+    key, _, value = line.partition(":")
+    if key.strip() == "flags":
+      return frozenset(value.split())
+  return frozenset()
+
+
+def _host_has_avx512() -> bool:
+  """Whether this host's CPU has AVX-512 (Linux; False where ``/proc/cpuinfo`` cannot be read)."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+      return "avx512f" in _cpu_flags(f.read())
+  except OSError:
+    return False
+
+
+# Filter gradients of stride-1 k×k convolutions (k > 1) are XLA's own where the CPU has AVX-512,
+# and products elsewhere. XLA-CPU's filter-gradient convolution is a fast kernel there and a slow
+# one on AVX2. Per layer at batch 8, filter gradient only, ms, XLA's against the banded im2col
+# product (`python bench/bench_convs.py`):
+# * Zen 4 (AVX-512, 2026-12-01): 12.8/18.0 at 64×32×64, 7.3/9.5 at 32×16×128, 6.4/8.1 at
+#   16×8×256, 7.0/7.4 at 8×4×512;
+# * an AVX2 EPYC (2026-11-24): 36.3 against 17.6 at 64×32×64.
+# ResNet-50's step at batch 8 on the Zen 4: 1.14 → 1.09 s in float32, 1.12 → 1.03 s in bfloat16
+# (BENCHMARKS.md §3). Strided layers keep products everywhere: on the Zen 4 XLA's filter gradient
+# is ahead for one of ResNet-50's four and behind for two, and taking them too gained nothing.
+# Only XLA's CPU backend is concerned; elsewhere "auto" picks XLA's gradients for every layer.
+_XLA_STRIDE1_FILTER_GRADIENTS = _host_has_avx512()
 
 GRADIENT_IMPLS = ("auto", "matmul", "xla")
 
@@ -299,6 +335,8 @@ def _conv_bwd(strides, pads, residuals, dy):
   # Filter gradient: im2col(x)ᵀ · dy, a band of output rows at a time (see _CHUNK_BYTES).
   if kh == kw == 1 and sh == sw == 1 and not any(pads[0] + pads[1]):
     dw = _matmul(x.reshape(-1, cin), dy2, (0, 0))
+  elif _XLA_STRIDE1_FILTER_GRADIENTS and sh == sw == 1 and kh * kw > 1 and jax.default_backend() == "cpu":
+    dw = jax.linear_transpose(lambda w: xla_conv(x, w, strides, pads), w)(dy)[0]  # XLA's filter gradient
   else:
     dw = _filter_gradient(jnp.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0))), dy, kh, kw, strides)
   dw = dw.reshape(kh, kw, cin, cout).astype(w.dtype)

@@ -40,7 +40,12 @@ BANDED = [(*case, bands) for case in CASES for bands in ("whole", "unrolled", "l
 
 @pytest.mark.parametrize("h,w_,cin,cout,k,s,padding,bands", BANDED)
 def test_forward_and_gradients_match_xla(h, w_, cin, cout, k, s, padding, bands, monkeypatch):
-  """Also with the filter gradient's patches built in bands: one row each, written out or in a loop."""
+  """Also with the filter gradient's patches built in bands: one row each, written out or in a loop.
+
+  The filter gradient is the product one here whatever the host (an AVX-512 host takes XLA's for
+  stride-1 k×k layers: `test_stride1_filter_gradients_follow_the_host_rule`).
+  """
+  monkeypatch.setattr(ops, "_XLA_STRIDE1_FILTER_GRADIENTS", False)
   rng = np.random.default_rng(k * 10 + s)
   x = jnp.asarray(rng.standard_normal((2, h, w_, cin)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((k, k, cin, cout)), jnp.float32)
@@ -80,6 +85,36 @@ def test_gradient_agrees_with_a_numpy_brute_force():
   np.testing.assert_allclose(got_dw, dw, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("xla_stride1_dw", [False, True])
+@pytest.mark.parametrize("k,s", [(3, 1), (7, 1), (3, 2), (1, 1)])
+def test_stride1_filter_gradients_follow_the_host_rule(k, s, xla_stride1_dw, monkeypatch):
+  """Either rule gives XLA's gradients; XLA's filter gradient runs only for stride-1 k×k layers with the rule on.
+
+  The gradient program's convolution count says which ran: the forward one, plus XLA's filter
+  gradient where the rule takes it (the input gradient is a product and col2im either way).
+  """
+  monkeypatch.setattr(ops, "_XLA_STRIDE1_FILTER_GRADIENTS", xla_stride1_dw)
+  rng = np.random.default_rng(k * 10 + s)
+  x = jnp.asarray(rng.standard_normal((2, 9, 8, 4)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((k, k, 4, 5)), jnp.float32)
+  padding = ((k // 2, k // 2),) * 2
+  y = ops.xla_conv(x, w, (s, s), padding)
+  dy = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
+  for a, b in zip(_grads(matmul_gradients, x, w, dy, (s, s), padding), _grads(ops.xla_conv, x, w, dy, (s, s), padding)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
+  jaxpr = str(jax.make_jaxpr(lambda x, w: _grads(matmul_gradients, x, w, dy, (s, s), padding))(x, w))
+  forward = 0 if k == 1 else 1  # a 1×1 forward is a product
+  assert jaxpr.count("conv_general_dilated[") == forward + (xla_stride1_dw and s == 1 and k > 1)
+
+
+def test_cpu_flags_are_read_from_the_first_processor():
+  cpuinfo = ("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma avx512f avx512bw\n\n"
+             "processor\t: 1\nflags\t\t: fpu\n")
+  assert ops._cpu_flags(cpuinfo) == {"fpu", "sse2", "avx2", "fma", "avx512f", "avx512bw"}
+  assert "avx512f" not in ops._cpu_flags("processor\t: 0\nflags\t: fpu sse2 avx2 fma avx512_bf16\n")
+  assert ops._cpu_flags("Processor\t: ARMv8\nFeatures\t: fp asimd\n") == frozenset()
+
+
 @pytest.mark.parametrize("cin,cout,k,products", [
     (3, 4, 1, True), (4, 4, 3, True),  # k·k·cin/cout = 0.75, and 9: the limit
     (3, 16, 7, False), (16, 3, 7, False), (8, 1, 4, False),  # 9.2, 261, 128: XLA's gradients
@@ -110,9 +145,11 @@ def test_string_padding_is_lax_padding(padding):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
 
 
-@pytest.mark.parametrize("cin,cout,k,s", [(4, 8, 4, 2), (6, 6, 3, 1), (3, 5, 1, 2)])
-def test_gradient_of_the_input_gradient_matches_xla(cin, cout, k, s):
+@pytest.mark.parametrize("cin,cout,k,s,xla_stride1_dw", [
+    (4, 8, 4, 2, False), (6, 6, 3, 1, False), (6, 6, 3, 1, True), (3, 5, 1, 2, False)])
+def test_gradient_of_the_input_gradient_matches_xla(cin, cout, k, s, xla_stride1_dw, monkeypatch):
   """WGAN-GP differentiates a critic's input gradient again: d/dw ‖∂(Σ r·conv(x, w))/∂x‖² as XLA's."""
+  monkeypatch.setattr(ops, "_XLA_STRIDE1_FILTER_GRADIENTS", xla_stride1_dw)
   rng = np.random.default_rng(k * 10 + s)
   x = jnp.asarray(rng.standard_normal((2, 10, 8, cin)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((k, k, cin, cout)), jnp.float32)
