@@ -91,7 +91,8 @@ def _host_has_avx512() -> bool:
 # * an AVX2 EPYC (2026-11-24): 36.3 against 17.6 at 64×32×64.
 # ResNet-50's step at batch 8 on the Zen 4: 1.14 → 1.09 s in float32, 1.12 → 1.03 s in bfloat16
 # (BENCHMARKS.md §3). Strided layers keep products everywhere: on the Zen 4 XLA's filter gradient
-# is ahead for one of ResNet-50's four and behind for two, and taking them too gained nothing.
+# is ahead for two of ResNet-50's four, behind for one and level for the stem, and taking them too
+# gained nothing in the step.
 # Only XLA's CPU backend is concerned; elsewhere "auto" picks XLA's gradients for every layer.
 _XLA_STRIDE1_FILTER_GRADIENTS = _host_has_avx512()
 

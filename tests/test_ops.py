@@ -166,19 +166,23 @@ def test_gradient_of_the_input_gradient_matches_xla(cin, cout, k, s, xla_stride1
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
 
 
-def test_bfloat16_gradients_stay_within_its_rounding_of_float32():
+@pytest.mark.parametrize("s,xla_stride1_dw", [(2, False), (1, False), (1, True)])
+def test_bfloat16_gradients_stay_within_its_rounding_of_float32(s, xla_stride1_dw, monkeypatch):
+  """Products and XLA's stride-1 filter gradient (the AVX-512 rule) alike."""
+  monkeypatch.setattr(ops, "_XLA_STRIDE1_FILTER_GRADIENTS", xla_stride1_dw)
   rng = np.random.default_rng(1)
   x = jnp.asarray(rng.standard_normal((4, 16, 8, 16)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((3, 3, 16, 16)) * 0.1, jnp.float32)
   pads = ((1, 1), (1, 1))
-  y = ops.xla_conv(x, w, (2, 2), pads)
+  y = ops.xla_conv(x, w, (s, s), pads)
   dy = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
-  _, dx32, dw32 = _grads(ops.conv, x, w, dy, (2, 2), pads)
+  _, dx32, dw32 = _grads(ops.conv, x, w, dy, (s, s), pads)
   _, dx16, dw16 = _grads(ops.conv, x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), dy.astype(jnp.bfloat16),
-                         (2, 2), pads)
+                         (s, s), pads)
   assert dx16.dtype == dw16.dtype == jnp.bfloat16
   # Inputs rounded to 8 bits of mantissa (relative 2^-9 each), accumulated in float32: the error is a
-  # few 2^-9 of the typical entry, far below what accumulating 2·8·4·16 products in bfloat16 would give.
+  # few 2^-9 of the typical entry, far below what accumulating the filter gradient's n·h·w terms (128
+  # at stride 2, 512 at stride 1) in bfloat16 would give.
   for a, b in ((dx16, dx32), (dw16, dw32)):
     rel = float(jnp.linalg.norm(a.astype(jnp.float32) - b) / jnp.linalg.norm(b))
     assert rel < 4 * 2.0**-9, rel
