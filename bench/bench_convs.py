@@ -12,8 +12,8 @@ With ``--impl=both`` each is also timed with the product gradients of ``sagan_ja
 against XLA's to 1e-4 relative. The last column says which gradients ``ops.conv`` picks for the
 shape: products, or XLA's for narrow-output layers (``k·k·cin > ops._MAX_EXPANSION·cout``), so
 the rows above that limit show what products would have cost there; "xla dw" where the host has
-AVX-512 and ``ops.conv`` takes XLA's filter gradient for a stride-1 k×k layer (the "dw xla" column
-is then the one its step runs).
+AVX-512, the batch is at most ``ops._XLA_FILTER_GRADIENT_MAX_BATCH`` and ``ops.conv`` takes XLA's
+filter gradient for a stride-1 k×k layer (the "dw xla" column is then the one its step runs).
 
 ``--net sagan_synthetic`` times SA-GAN's convolutions at ``configs/synthetic.py``'s scale instead
 (generators, critics, spatial transformers and SiaNet of both directions, read off the networks'
@@ -181,7 +181,8 @@ def main() -> None:
   ops._CHUNK_BYTES = int(args.band_mib * 2**20)  # read at trace time
   # The "ours" columns time the products for every gradient; the last column says where ops.conv
   # takes XLA's stride-1 filter gradients instead (AVX-512 hosts, ops._XLA_STRIDE1_FILTER_GRADIENTS).
-  xla_stride1_dw, ops._XLA_STRIDE1_FILTER_GRADIENTS = ops._XLA_STRIDE1_FILTER_GRADIENTS, False
+  xla_stride1_dw = ops._XLA_STRIDE1_FILTER_GRADIENTS and args.batch <= ops._XLA_FILTER_GRADIENT_MAX_BATCH
+  ops._XLA_STRIDE1_FILTER_GRADIENTS = False
   if args.net == "resnet50":
     convs = resnet50_convs(args.height, args.width)
     what = f"ResNet-50 convolutions, batch {args.batch}, {args.height}×{args.width}"
@@ -190,7 +191,7 @@ def main() -> None:
     what = f"SA-GAN convolutions at configs/synthetic.py's scale (both directions), batch {args.batch}"
   print(f"{what}, float32, ms per call (median of {args.repeats}); {allocator}")
   print(f"device: {_common.device_line()}; ops.conv takes XLA's stride-1 k×k filter gradients here: "
-        f"{'yes (AVX-512)' if xla_stride1_dw else 'no'}")
+        f"{'yes (AVX-512, batch ≤ ' + str(ops._XLA_FILTER_GRADIENT_MAX_BATCH) + ')' if xla_stride1_dw else 'no'}")
   print()
   header = "| input h×w | cin→cout | k/s | ×n | fwd xla | dx xla | dw xla |"
   if len(impls) == 2:

@@ -15,8 +15,9 @@ both ways):
   convolution needs neither step: both gradients are single products.
 
 On a CPU with AVX-512, XLA-CPU's own filter gradient of a stride-1 k×k convolution is the faster
-one, and :func:`conv` takes it there (``_XLA_STRIDE1_FILTER_GRADIENTS``; ResNet-50's step 4–9 %
-faster on a Zen 4); on AVX2 it is twice as slow as the product, which those hosts keep.
+one up to batch 32, and :func:`conv` takes it there (``_XLA_STRIDE1_FILTER_GRADIENTS``; ResNet-50's
+step at batch 8 4–9 % faster on a Zen 4); at larger batches, and on AVX2 at any batch, it is up to
+several times slower than the product, which those keep.
 
 The forward pass of a 1×1 convolution is the same single product (XLA-CPU's own is up to 2.3×
 slower); the others are ``lax.conv_general_dilated`` unchanged. Parameters are exactly those of
@@ -95,6 +96,13 @@ def _host_has_avx512() -> bool:
 # gained nothing in the step.
 # Only XLA's CPU backend is concerned; elsewhere "auto" picks XLA's gradients for every layer.
 _XLA_STRIDE1_FILTER_GRADIENTS = _host_has_avx512()
+# ... and only up to this batch: XLA's filter gradient slows down more than the products do as the
+# batch grows. Zen 4, ResNet-50's four stride-1 3×3 shapes (64×32×64 … 8×4×512), ms, products →
+# XLA's (one-off script, tuned allocator): batch 8 17.3→13.9, 12.2→9.6, 10.6→7.6, 8.2→9.3;
+# batch 16 26.9→27.1, 34.4→16.2, 20.3→14.4, 19.8→14.2; batch 32 101→57, 34.4→34.3, 34.5→27.7,
+# 32.6→27.6; batch 64 101→221, 74→191, 69→68, 82→68; batch 128 275→649, 204→966, 169→225,
+# 167→194. The step at batch 128 took 24.1 s with products and 27.7 s with XLA's.
+_XLA_FILTER_GRADIENT_MAX_BATCH = 32
 
 GRADIENT_IMPLS = ("auto", "matmul", "xla")
 
@@ -336,7 +344,8 @@ def _conv_bwd(strides, pads, residuals, dy):
   # Filter gradient: im2col(x)ᵀ · dy, a band of output rows at a time (see _CHUNK_BYTES).
   if kh == kw == 1 and sh == sw == 1 and not any(pads[0] + pads[1]):
     dw = _matmul(x.reshape(-1, cin), dy2, (0, 0))
-  elif _XLA_STRIDE1_FILTER_GRADIENTS and sh == sw == 1 and kh * kw > 1 and jax.default_backend() == "cpu":
+  elif (_XLA_STRIDE1_FILTER_GRADIENTS and sh == sw == 1 and kh * kw > 1 and n <= _XLA_FILTER_GRADIENT_MAX_BATCH
+        and jax.default_backend() == "cpu"):
     dw = jax.linear_transpose(lambda w: xla_conv(x, w, strides, pads), w)(dy)[0]  # XLA's filter gradient
   else:
     dw = _filter_gradient(jnp.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0))), dy, kh, kw, strides)

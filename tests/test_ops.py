@@ -85,15 +85,17 @@ def test_gradient_agrees_with_a_numpy_brute_force():
   np.testing.assert_allclose(got_dw, dw, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("xla_stride1_dw", [False, True])
+@pytest.mark.parametrize("xla_stride1_dw,max_batch", [(False, 32), (True, 32), (True, 1)])
 @pytest.mark.parametrize("k,s", [(3, 1), (7, 1), (3, 2), (1, 1)])
-def test_stride1_filter_gradients_follow_the_host_rule(k, s, xla_stride1_dw, monkeypatch):
-  """Either rule gives XLA's gradients; XLA's filter gradient runs only for stride-1 k×k layers with the rule on.
+def test_stride1_filter_gradients_follow_the_host_rule(k, s, xla_stride1_dw, max_batch, monkeypatch):
+  """Either rule gives XLA's gradients; XLA's filter gradient runs only for stride-1 k×k layers with the
+  rule on, and only up to its batch limit (batch 2 here).
 
   The gradient program's convolution count says which ran: the forward one, plus XLA's filter
   gradient where the rule takes it (the input gradient is a product and col2im either way).
   """
   monkeypatch.setattr(ops, "_XLA_STRIDE1_FILTER_GRADIENTS", xla_stride1_dw)
+  monkeypatch.setattr(ops, "_XLA_FILTER_GRADIENT_MAX_BATCH", max_batch)
   rng = np.random.default_rng(k * 10 + s)
   x = jnp.asarray(rng.standard_normal((2, 9, 8, 4)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((k, k, 4, 5)), jnp.float32)
@@ -104,7 +106,7 @@ def test_stride1_filter_gradients_follow_the_host_rule(k, s, xla_stride1_dw, mon
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
   jaxpr = str(jax.make_jaxpr(lambda x, w: _grads(matmul_gradients, x, w, dy, (s, s), padding))(x, w))
   forward = 0 if k == 1 else 1  # a 1×1 forward is a product
-  assert jaxpr.count("conv_general_dilated[") == forward + (xla_stride1_dw and s == 1 and k > 1)
+  assert jaxpr.count("conv_general_dilated[") == forward + (xla_stride1_dw and s == 1 and k > 1 and max_batch >= 2)
 
 
 def test_cpu_flags_are_read_from_the_first_processor():
