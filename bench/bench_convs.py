@@ -12,8 +12,8 @@ With ``--impl=both`` each is also timed with the product gradients of ``sagan_ja
 against XLA's to 1e-4 relative. The last column says which gradients ``ops.conv`` picks for the
 shape: products, or XLA's for narrow-output layers (``k·k·cin > ops._MAX_EXPANSION·cout``), so
 the rows above that limit show what products would have cost there; "xla dw" where the host has
-AVX-512, the batch is at most ``ops._XLA_FILTER_GRADIENT_MAX_BATCH`` and ``ops.conv`` takes XLA's
-filter gradient for a stride-1 k×k layer (the "dw xla" column is then the one its step runs).
+AVX-512 and ``ops.conv`` takes XLA's filter gradient for a stride-1 k×k layer at this batch
+(``ops.takes_xla_filter_gradient``; the "dw xla" column is then the one its step runs).
 
 ``--net sagan_synthetic`` times SA-GAN's convolutions at ``configs/synthetic.py``'s scale instead
 (generators, critics, spatial transformers and SiaNet of both directions, read off the networks'
@@ -139,7 +139,8 @@ def time_conv(c: Conv, batch: int, repeats: int, impls: tuple[str, ...]):
   else:
     p = c.kernel // 2 if c.pad is None else c.pad
     pad = ((p, p),) * 2
-    fns = {"xla": ops.xla_conv, "matmul": ops._conv}  # products whatever ops.conv would pick
+    # Products whatever ops.conv would pick, XLA's filter gradient included.
+    fns = {"xla": ops.xla_conv, "matmul": lambda x, w, s, p: ops._conv(x, w, s, p, False)}
   out_shape = jax.eval_shape(lambda x, w: fns["xla"](x, w, (c.stride, c.stride), pad), x, w).shape
   dy = jnp.asarray(rng.standard_normal(out_shape), jnp.float32)
   out = {}
@@ -179,10 +180,6 @@ def main() -> None:
   from sagan_jax import ops  # noqa: PLC0415
 
   ops._CHUNK_BYTES = int(args.band_mib * 2**20)  # read at trace time
-  # The "ours" columns time the products for every gradient; the last column says where ops.conv
-  # takes XLA's stride-1 filter gradients instead (AVX-512 hosts, ops._XLA_STRIDE1_FILTER_GRADIENTS).
-  xla_stride1_dw = ops._XLA_STRIDE1_FILTER_GRADIENTS and args.batch <= ops._XLA_FILTER_GRADIENT_MAX_BATCH
-  ops._XLA_STRIDE1_FILTER_GRADIENTS = False
   if args.net == "resnet50":
     convs = resnet50_convs(args.height, args.width)
     what = f"ResNet-50 convolutions, batch {args.batch}, {args.height}×{args.width}"
@@ -190,8 +187,9 @@ def main() -> None:
     convs = sagan_synthetic_convs(args.batch)
     what = f"SA-GAN convolutions at configs/synthetic.py's scale (both directions), batch {args.batch}"
   print(f"{what}, float32, ms per call (median of {args.repeats}); {allocator}")
-  print(f"device: {_common.device_line()}; ops.conv takes XLA's stride-1 k×k filter gradients here: "
-        f"{'yes (AVX-512, batch ≤ ' + str(ops._XLA_FILTER_GRADIENT_MAX_BATCH) + ')' if xla_stride1_dw else 'no'}")
+  takes = ops.takes_xla_filter_gradient(args.batch, (3, 3), (1, 1))
+  print(f"device: {_common.device_line()}; ops.conv takes XLA's stride-1 k×k filter gradients at this batch: "
+        f"{'yes' if takes else 'no'}")
   print()
   header = "| input h×w | cin→cout | k/s | ×n | fwd xla | dx xla | dw xla |"
   if len(impls) == 2:
@@ -212,7 +210,9 @@ def main() -> None:
         picks = "sub-pixel"  # ops.conv_transpose: one undilated, stride-1 ops.conv
       else:
         picks = "xla" if c.kernel**2 * c.cin > ops._MAX_EXPANSION * c.cout else "products"
-      if picks != "xla" and xla_stride1_dw and (c.transpose or (c.stride == 1 and c.kernel > 1)):
+      # A transposed layer's sub-pixel convolution is a stride-1 k×k one (k > 1 for its 3×3 kernels).
+      if picks != "xla" and ops.takes_xla_filter_gradient(args.batch, (c.kernel,) * 2, (1, 1) if c.transpose else
+                                                          (c.stride,) * 2):
         picks += ", xla dw"
       row += (f" {1e3 * t['matmul']['fwd']:.1f} | {1e3 * t['matmul']['dx']:.1f} | {1e3 * t['matmul']['dw']:.1f} "
               f"| {picks} |")

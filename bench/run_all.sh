@@ -100,12 +100,12 @@ if [[ "$rows" == cpu ]]; then
   run "Warp, bfloat16" 900 $PY bench/bench_warp.py --repeats "$repeats" --dtype bfloat16
   run "Evaluation, Market-1501 size" 900 $PY bench/bench_evaluation.py --repeats "$eval_repeats" --backend numpy,jax
   run "IDE ResNet-50 step" 1800 $PY bench/bench_ide_step.py --batches 8 --dtypes float32,bfloat16 --steps "$steps" \
-    --gradient_impl xla,matmul
+    --gradient_impl xla,matmul,auto
   run "ResNet-50 convolutions one by one" 900 $PY bench/bench_convs.py --repeats "$steps"
   run "SA-GAN convolutions one by one, synthetic scale" 900 $PY bench/bench_convs.py --net sagan_synthetic \
     --repeats "$steps"
   run "SA-GAN iteration, CPU scale" 900 $PY bench/bench_sagan_step.py --scale cpu --iterations "$iterations" \
-    --gradient_impl xla,matmul
+    --gradient_impl xla,matmul,auto
   run "Input pipeline" 900 $PY bench/bench_pipeline.py
   run "Scaling over simulated CPU devices" 1800 $PY bench/bench_scaling.py
 else

@@ -15,9 +15,10 @@ both ways):
   convolution needs neither step: both gradients are single products.
 
 On a CPU with AVX-512, XLA-CPU's own filter gradient of a stride-1 k×k convolution is the faster
-one up to batch 32, and :func:`conv` takes it there (``_XLA_STRIDE1_FILTER_GRADIENTS``; ResNet-50's
-step at batch 8 4–9 % faster on a Zen 4); at larger batches, and on AVX2 at any batch, it is up to
-several times slower than the product, which those keep.
+one up to batch 32, and :func:`conv` takes it there unless told not to (``xla_filter_gradients``;
+``gradient_impl="auto"`` on CPU; ResNet-50's step at batch 8 2–10 % faster on a Zen 4); at larger
+batches, and on AVX2 at any batch, it is up to several times slower than the product, which those
+keep, as does ``gradient_impl="matmul"`` everywhere.
 
 The forward pass of a 1×1 convolution is the same single product (XLA-CPU's own is up to 2.3×
 slower); the others are ``lax.conv_general_dilated`` unchanged. Parameters are exactly those of
@@ -84,25 +85,21 @@ def _host_has_avx512() -> bool:
 
 
 # Filter gradients of stride-1 k×k convolutions (k > 1) are XLA's own where the CPU has AVX-512,
-# and products elsewhere. XLA-CPU's filter-gradient convolution is a fast kernel there and a slow
-# one on AVX2. Per layer at batch 8, filter gradient only, ms, XLA's against the banded im2col
-# product (`python bench/bench_convs.py`):
-# * Zen 4 (AVX-512, 2026-12-01): 12.8/18.0 at 64×32×64, 7.3/9.5 at 32×16×128, 6.4/8.1 at
-#   16×8×256, 7.0/7.4 at 8×4×512;
-# * an AVX2 EPYC (2026-11-24): 36.3 against 17.6 at 64×32×64.
-# ResNet-50's step at batch 8 on the Zen 4: 1.14 → 1.09 s in float32, 1.12 → 1.03 s in bfloat16
-# (BENCHMARKS.md §3). Strided layers keep products everywhere: on the Zen 4 XLA's filter gradient
-# is ahead for two of ResNet-50's four, behind for one and level for the stem, and taking them too
-# gained nothing in the step.
-# Only XLA's CPU backend is concerned; elsewhere "auto" picks XLA's gradients for every layer.
+# up to a batch of _XLA_FILTER_GRADIENT_MAX_BATCH, and products elsewhere. XLA-CPU's
+# filter-gradient convolution is the faster one on a Zen 4 at small batches, and up to several
+# times slower on AVX2 and at larger batches; strided layers are mixed, and taking them too gained
+# nothing in the step. Per layer: `python bench/bench_convs.py --batch N` (its "dw xla" and
+# "dw ours" columns); the step: `python bench/bench_ide_step.py --gradient_impl auto,matmul`
+# ("matmul" keeps the products). BENCHMARKS.md §3 has both. XLA's CPU backend only: elsewhere
+# "auto" takes XLA's gradients for every layer.
 _XLA_STRIDE1_FILTER_GRADIENTS = _host_has_avx512()
-# ... and only up to this batch: XLA's filter gradient slows down more than the products do as the
-# batch grows. Zen 4, ResNet-50's four stride-1 3×3 shapes (64×32×64 … 8×4×512), ms, products →
-# XLA's (one-off script, tuned allocator): batch 8 17.3→13.9, 12.2→9.6, 10.6→7.6, 8.2→9.3;
-# batch 16 26.9→27.1, 34.4→16.2, 20.3→14.4, 19.8→14.2; batch 32 101→57, 34.4→34.3, 34.5→27.7,
-# 32.6→27.6; batch 64 101→221, 74→191, 69→68, 82→68; batch 128 275→649, 204→966, 169→225,
-# 167→194. The step at batch 128 took 24.1 s with products and 27.7 s with XLA's.
 _XLA_FILTER_GRADIENT_MAX_BATCH = 32
+
+
+def takes_xla_filter_gradient(batch: int, kernel: Sequence[int], strides: Sequence[int]) -> bool:
+  """Whether :func:`conv` (``xla_filter_gradients=True``) takes XLA's filter gradient for this layer here."""
+  return (_XLA_STRIDE1_FILTER_GRADIENTS and tuple(strides) == (1, 1) and kernel[0] * kernel[1] > 1
+          and batch <= _XLA_FILTER_GRADIENT_MAX_BATCH and jax.default_backend() == "cpu")
 
 GRADIENT_IMPLS = ("auto", "matmul", "xla")
 
@@ -119,14 +116,17 @@ def resolve_gradient_impl(gradient_impl: str) -> str:
 def conv_function(gradient_impl: str):
   """The convolution a network runs: the same function, its gradients as products or as XLA emits them.
 
-  ``"matmul"`` is :func:`conv` (on CPU the ResNet-50 step takes 1.41 s at batch 8 against 2.62 s with
-  XLA's gradient convolutions, ``bench/bench_ide_step.py``; an SA-GAN iteration of the synthetic
-  config 0.46 against 0.65 s with :func:`conv_transpose` in the generators,
-  ``bench/bench_sagan_step.py``); ``"xla"`` is
-  ``lax.conv_general_dilated``; ``"auto"`` is the first on CPU and the second elsewhere, where cuDNN
-  and the TPU compiler have fast convolution gradients of their own.
+  ``"matmul"`` is :func:`conv` with products for every gradient (on an AVX2 CPU the ResNet-50 step
+  takes 1.41 s at batch 8 against 2.62 s with XLA's gradient convolutions,
+  ``bench/bench_ide_step.py``; an SA-GAN iteration of the synthetic config 0.46 against 0.65 s with
+  :func:`conv_transpose` in the generators, ``bench/bench_sagan_step.py``); ``"xla"`` is
+  ``lax.conv_general_dilated``; ``"auto"`` is :func:`conv` as it stands on CPU (products, and XLA's
+  stride-1 filter gradients where `takes_xla_filter_gradient` says so) and ``"xla"`` elsewhere,
+  where cuDNN and the TPU compiler have fast convolution gradients of their own.
   """
-  return conv if resolve_gradient_impl(gradient_impl) == "matmul" else lax.conv_general_dilated
+  if resolve_gradient_impl(gradient_impl) != "matmul":
+    return lax.conv_general_dilated
+  return conv if gradient_impl == "auto" else functools.partial(conv, xla_filter_gradients=False)
 
 
 
@@ -208,8 +208,12 @@ def _is_nhwc(dimension_numbers) -> bool:
 
 def conv(x: jax.Array, w: jax.Array, window_strides: Sequence[int], padding, lhs_dilation=None,
          rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1, precision=None,
-         preferred_element_type=None) -> jax.Array:
-  """``lax.conv_general_dilated`` for NHWC/HWIO, with matrix-product gradients where they pay (see above)."""
+         preferred_element_type=None, *, xla_filter_gradients: bool = True) -> jax.Array:
+  """``lax.conv_general_dilated`` for NHWC/HWIO, with matrix-product gradients where they pay (see above).
+
+  ``xla_filter_gradients=False`` keeps the products for the filter gradient on an AVX-512 host too
+  (see `takes_xla_filter_gradient`).
+  """
   del precision  # float32 products are exact-rounded on CPU; the forward keeps XLA's default
   if dimension_numbers is not None and not _is_nhwc(dimension_numbers):
     raise ValueError(f"sagan_jax.ops.conv supports NHWC input and HWIO kernels only, got {dimension_numbers}")
@@ -224,7 +228,8 @@ def conv(x: jax.Array, w: jax.Array, window_strides: Sequence[int], padding, lhs
   kh, kw, cin, cout = w.shape
   if kh * kw * cin > _MAX_EXPANSION * cout:
     return xla_conv(x, w, strides, pads)
-  return _conv(x, w, strides, pads)
+  xla_dw = xla_filter_gradients and takes_xla_filter_gradient(x.shape[0], (kh, kw), strides)
+  return _conv(x, w, strides, pads, xla_dw)
 
 
 def _forward(x, w, strides, pads):
@@ -236,12 +241,13 @@ def _forward(x, w, strides, pads):
   return matmul_conv(x, w, strides, pads) if kh == kw == 1 else xla_conv(x, w, strides, pads)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv(x, w, strides, pads):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(x, w, strides, pads, xla_dw):
+  """The convolution with product gradients; ``xla_dw``: its filter gradient is XLA's instead."""
   return _forward(x, w, strides, pads)
 
 
-def _conv_fwd(x, w, strides, pads):
+def _conv_fwd(x, w, strides, pads, xla_dw):
   return _forward(x, w, strides, pads), (x, w)
 
 
@@ -332,7 +338,7 @@ def _col2im(parts, kw, strides, padded_hw):
   return total
 
 
-def _conv_bwd(strides, pads, residuals, dy):
+def _conv_bwd(strides, pads, xla_dw, residuals, dy):
   x, w = residuals
   kh, kw, cin, cout = w.shape
   n, h, wd, _ = x.shape
@@ -344,8 +350,7 @@ def _conv_bwd(strides, pads, residuals, dy):
   # Filter gradient: im2col(x)ᵀ · dy, a band of output rows at a time (see _CHUNK_BYTES).
   if kh == kw == 1 and sh == sw == 1 and not any(pads[0] + pads[1]):
     dw = _matmul(x.reshape(-1, cin), dy2, (0, 0))
-  elif (_XLA_STRIDE1_FILTER_GRADIENTS and sh == sw == 1 and kh * kw > 1 and n <= _XLA_FILTER_GRADIENT_MAX_BATCH
-        and jax.default_backend() == "cpu"):
+  elif xla_dw:
     dw = jax.linear_transpose(lambda w: xla_conv(x, w, strides, pads), w)(dy)[0]  # XLA's filter gradient
   else:
     dw = _filter_gradient(jnp.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0))), dy, kh, kw, strides)

@@ -1,5 +1,6 @@
 """sagan_jax.ops: convolution, transposed convolution and max-pool gradients equal to XLA's, in the ResNet too."""
 
+import functools
 import re
 
 import flax.linen as nn
@@ -28,9 +29,12 @@ def _grads(fn, x, w, dy, strides, padding):
   return (y, *vjp(dy))
 
 
-def matmul_gradients(x, w, strides, padding):
-  """The product-gradient convolution itself, whatever layer shapes ``ops.conv`` would hand to XLA."""
-  return ops._conv(x, w, tuple(strides), tuple(tuple(p) for p in padding))
+def matmul_gradients(x, w, strides, padding, xla_dw=False):
+  """The product-gradient convolution itself, whatever layer shapes ``ops.conv`` would hand to XLA.
+
+  ``xla_dw``: with XLA's filter gradient, as ``ops.conv`` takes it for stride-1 layers on AVX-512 hosts.
+  """
+  return ops._conv(x, w, tuple(strides), tuple(tuple(p) for p in padding), xla_dw)
 
 
 # A stride-1 1×1 filter gradient is one product, with no patches to band.
@@ -40,12 +44,7 @@ BANDED = [(*case, bands) for case in CASES for bands in ("whole", "unrolled", "l
 
 @pytest.mark.parametrize("h,w_,cin,cout,k,s,padding,bands", BANDED)
 def test_forward_and_gradients_match_xla(h, w_, cin, cout, k, s, padding, bands, monkeypatch):
-  """Also with the filter gradient's patches built in bands: one row each, written out or in a loop.
-
-  The filter gradient is the product one here whatever the host (an AVX-512 host takes XLA's for
-  stride-1 k×k layers: `test_stride1_filter_gradients_follow_the_host_rule`).
-  """
-  monkeypatch.setattr(ops, "_XLA_STRIDE1_FILTER_GRADIENTS", False)
+  """Also with the filter gradient's patches built in bands: one row each, written out or in a loop."""
   rng = np.random.default_rng(k * 10 + s)
   x = jnp.asarray(rng.standard_normal((2, h, w_, cin)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((k, k, cin, cout)), jnp.float32)
@@ -85,28 +84,40 @@ def test_gradient_agrees_with_a_numpy_brute_force():
   np.testing.assert_allclose(got_dw, dw, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("xla_stride1_dw,max_batch", [(False, 32), (True, 32), (True, 1)])
+@pytest.mark.parametrize("host_rule,max_batch,asked", [
+    (False, 32, True), (True, 32, True), (True, 1, True), (True, 32, False)])
 @pytest.mark.parametrize("k,s", [(3, 1), (7, 1), (3, 2), (1, 1)])
-def test_stride1_filter_gradients_follow_the_host_rule(k, s, xla_stride1_dw, max_batch, monkeypatch):
-  """Either rule gives XLA's gradients; XLA's filter gradient runs only for stride-1 k×k layers with the
-  rule on, and only up to its batch limit (batch 2 here).
+def test_stride1_filter_gradients_follow_the_host_rule(k, s, host_rule, max_batch, asked, monkeypatch):
+  """Every setting gives XLA's gradients; XLA's filter gradient runs only for stride-1 k×k layers on a
+  host with the rule, up to its batch limit (batch 2 here), and when ``conv`` is not told otherwise.
 
   The gradient program's convolution count says which ran: the forward one, plus XLA's filter
   gradient where the rule takes it (the input gradient is a product and col2im either way).
   """
-  monkeypatch.setattr(ops, "_XLA_STRIDE1_FILTER_GRADIENTS", xla_stride1_dw)
+  monkeypatch.setattr(ops, "_XLA_STRIDE1_FILTER_GRADIENTS", host_rule)
   monkeypatch.setattr(ops, "_XLA_FILTER_GRADIENT_MAX_BATCH", max_batch)
+  conv = functools.partial(ops.conv, xla_filter_gradients=asked)
   rng = np.random.default_rng(k * 10 + s)
   x = jnp.asarray(rng.standard_normal((2, 9, 8, 4)), jnp.float32)
-  w = jnp.asarray(rng.standard_normal((k, k, 4, 5)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((k, k, 4, 24)), jnp.float32)  # k·k·cin ≤ 9·cout: products
   padding = ((k // 2, k // 2),) * 2
   y = ops.xla_conv(x, w, (s, s), padding)
   dy = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
-  for a, b in zip(_grads(matmul_gradients, x, w, dy, (s, s), padding), _grads(ops.xla_conv, x, w, dy, (s, s), padding)):
+  for a, b in zip(_grads(conv, x, w, dy, (s, s), padding), _grads(ops.xla_conv, x, w, dy, (s, s), padding)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
-  jaxpr = str(jax.make_jaxpr(lambda x, w: _grads(matmul_gradients, x, w, dy, (s, s), padding))(x, w))
+  jaxpr = str(jax.make_jaxpr(lambda x, w: _grads(conv, x, w, dy, (s, s), padding))(x, w))
   forward = 0 if k == 1 else 1  # a 1×1 forward is a product
-  assert jaxpr.count("conv_general_dilated[") == forward + (xla_stride1_dw and s == 1 and k > 1 and max_batch >= 2)
+  takes_xla = host_rule and asked and s == 1 and k > 1 and max_batch >= 2
+  assert jaxpr.count("conv_general_dilated[") == forward + takes_xla
+
+
+def test_gradient_impl_matmul_keeps_the_products_and_auto_follows_the_host(monkeypatch):
+  monkeypatch.setattr(ops, "_XLA_STRIDE1_FILTER_GRADIENTS", True)
+  x, w = jnp.ones((2, 6, 5, 3)), jnp.ones((3, 3, 3, 4))
+  count = lambda impl: str(jax.make_jaxpr(jax.grad(
+      lambda w: jnp.sum(ops.conv_function(impl)(x, w, (1, 1), ((1, 1), (1, 1)))), argnums=0))(w)).count(
+          "conv_general_dilated[")
+  assert (count("matmul"), count("auto")) == (1, 2)  # the forward; the forward and XLA's filter gradient
 
 
 def test_cpu_flags_are_read_from_the_first_processor():
@@ -147,11 +158,10 @@ def test_string_padding_is_lax_padding(padding):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
 
 
-@pytest.mark.parametrize("cin,cout,k,s,xla_stride1_dw", [
+@pytest.mark.parametrize("cin,cout,k,s,xla_dw", [
     (4, 8, 4, 2, False), (6, 6, 3, 1, False), (6, 6, 3, 1, True), (3, 5, 1, 2, False)])
-def test_gradient_of_the_input_gradient_matches_xla(cin, cout, k, s, xla_stride1_dw, monkeypatch):
+def test_gradient_of_the_input_gradient_matches_xla(cin, cout, k, s, xla_dw):
   """WGAN-GP differentiates a critic's input gradient again: d/dw ‖∂(Σ r·conv(x, w))/∂x‖² as XLA's."""
-  monkeypatch.setattr(ops, "_XLA_STRIDE1_FILTER_GRADIENTS", xla_stride1_dw)
   rng = np.random.default_rng(k * 10 + s)
   x = jnp.asarray(rng.standard_normal((2, 10, 8, cin)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((k, k, cin, cout)), jnp.float32)
@@ -162,24 +172,25 @@ def test_gradient_of_the_input_gradient_matches_xla(cin, cout, k, s, xla_stride1
     dx = jax.grad(lambda x: jnp.sum(r * jnp.tanh(fn(x, w, (s, s), padding))))(x)
     return jnp.sum(dx**2)
 
-  ours = jax.grad(lambda x, w: penalty(matmul_gradients, x, w), argnums=(0, 1))(x, w)
+  ours_fn = functools.partial(matmul_gradients, xla_dw=xla_dw)
+  ours = jax.grad(lambda x, w: penalty(ours_fn, x, w), argnums=(0, 1))(x, w)
   ref = jax.grad(lambda x, w: penalty(ops.xla_conv, x, w), argnums=(0, 1))(x, w)
   for a, b in zip(ours, ref):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
 
 
-@pytest.mark.parametrize("s,xla_stride1_dw", [(2, False), (1, False), (1, True)])
-def test_bfloat16_gradients_stay_within_its_rounding_of_float32(s, xla_stride1_dw, monkeypatch):
+@pytest.mark.parametrize("s,xla_dw", [(2, False), (1, False), (1, True)])
+def test_bfloat16_gradients_stay_within_its_rounding_of_float32(s, xla_dw):
   """Products and XLA's stride-1 filter gradient (the AVX-512 rule) alike."""
-  monkeypatch.setattr(ops, "_XLA_STRIDE1_FILTER_GRADIENTS", xla_stride1_dw)
+  conv = functools.partial(matmul_gradients, xla_dw=xla_dw)
   rng = np.random.default_rng(1)
   x = jnp.asarray(rng.standard_normal((4, 16, 8, 16)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((3, 3, 16, 16)) * 0.1, jnp.float32)
   pads = ((1, 1), (1, 1))
   y = ops.xla_conv(x, w, (s, s), pads)
   dy = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
-  _, dx32, dw32 = _grads(ops.conv, x, w, dy, (s, s), pads)
-  _, dx16, dw16 = _grads(ops.conv, x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), dy.astype(jnp.bfloat16),
+  _, dx32, dw32 = _grads(conv, x, w, dy, (s, s), pads)
+  _, dx16, dw16 = _grads(conv, x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), dy.astype(jnp.bfloat16),
                          (s, s), pads)
   assert dx16.dtype == dw16.dtype == jnp.bfloat16
   # Inputs rounded to 8 bits of mantissa (relative 2^-9 each), accumulated in float32: the error is a

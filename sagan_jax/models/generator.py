@@ -60,7 +60,7 @@ class ConvTranspose(nn.ConvTranspose):
     bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
     inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
     padding = nn.linear.canonicalize_padding(self.padding, 2)
-    y = ops.conv_transpose(inputs, kernel, strides, padding)
+    y = ops.conv_transpose(inputs, kernel, strides, padding, ops.conv_function(self.gradient_impl))
     return y if bias is None else y + bias
 
 
