@@ -1,19 +1,32 @@
 """Process-level settings for the host (CPU) side of a run.
 
-XLA's CPU runtime allocates a fresh buffer for every intermediate array of every step and frees it
-when the step ends. With glibc's default malloc settings, image-sized buffers are mapped with
-``mmap`` and unmapped on ``free`` (or trimmed off the heap), so every step pays for ``mmap`` /
-``munmap`` calls, TLB shoot-downs across XLA's threads and fresh page faults. Measured on a 2-core
-CPU (``bench/bench_warp.py``, 8×256×128×4): the warp's forward+backward pass takes 25 ms with the
-defaults and 11 ms with the settings below. The gain is not guaranteed on every process start:
-page-fault counts per step vary from near zero to the default's, and 2 of 15 measured benchmark
-runs had a share of slow repeats.
+XLA's CPU runtime allocates the buffers of every step when the step starts and frees them when it
+ends: the step's temporaries as one block (762 MB for the IDE ResNet-50 step at batch 8, 256×128)
+and its outputs one by one. With glibc's default malloc settings every block above the mmap
+threshold (at most 32 MiB) is mapped with ``mmap`` and unmapped on ``free``, so every step pays
+for fresh page faults on all of that memory (the kernel zeroes each page on first touch) and for
+``munmap`` calls and TLB shoot-downs across XLA's threads. The same happens to any large block
+that one of XLA's worker threads allocates, whatever the settings, because a thread's malloc arena
+grows in heaps of at most 64 MiB and maps anything larger; by default XLA runs a CPU program on such
+a thread (asynchronous dispatch). Measured on a 2-core CPU, the IDE step at batch 8 took 195,000
+minor page faults and 0.36 s of system time per step.
 
-`configure_host_allocator` fixes glibc's mmap threshold at its maximum and keeps a pad of freed
-memory at the top of the heap. It is called by ``train.py``, ``evaluate.py``, the mask CLI and
-the benchmarks, which own their processes; the library never calls it on import, because malloc
-settings belong to the whole process. Costs: up to ``top_pad_mb`` of freed memory stays resident
-per malloc arena. Accelerator runs are unaffected apart from host-side buffers.
+`configure_host_allocator` therefore does two things:
+
+* glibc: ``mmap`` allocation off (``M_MMAP_MAX`` 0), the top of the heap never returned to the
+  system (``M_TRIM_THRESHOLD`` -1), and the heap grown in steps of ``top_pad_mb``
+  (``M_TOP_PAD``). After the first steps the heap holds the largest step's buffers and every later
+  step reuses them without a page fault;
+* JAX: CPU programs run on the thread that calls them (``jax_cpu_enable_async_dispatch`` off),
+  so that their buffers come from that heap. A single-device CPU step then no longer overlaps with
+  the Python that follows it, which costs nothing measurable here: the host does both anyway.
+
+It is called by ``train.py``, ``evaluate.py``, the mask CLI and the benchmarks, which own their
+processes; the library never calls it on import, because malloc settings belong to the whole
+process. Costs: the process's resident memory stays at its peak for the rest of its life (memory
+freed inside the heap is reused, never given back), and it can rise above that when a small
+allocation lands in a freed step's block and the next step's block has to go after it (measured:
+a few extra blocks of a small program over its first calls). Accelerator programs run as before.
 
 `jit_init` compiles programs that run once per process, the networks' parameter initialisation,
 without XLA:CPU's backend optimisations: those programs are random-number generation (the forward
@@ -34,10 +47,11 @@ from collections.abc import Callable
 import jax
 
 # mallopt parameter numbers from glibc's <malloc.h>.
+_M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
-_M_MMAP_THRESHOLD = -3
-# glibc refuses mmap thresholds above HEAP_MAX_SIZE / 2, which is 32 MiB on 64-bit systems.
-_MAX_MMAP_THRESHOLD_MB = 32
+_M_MMAP_MAX = -4
+# The variables through which a user sets malloc up before start-up; any of them wins.
+_USER_MALLOC_VARIABLES = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_TRIM_THRESHOLD_")
 
 
 @functools.cache
@@ -54,36 +68,45 @@ def _glibc() -> ctypes.CDLL | None:
   return libc
 
 
-def configure_host_allocator(top_pad_mb: int = 256, mmap_threshold_mb: int = _MAX_MMAP_THRESHOLD_MB) -> bool:
-  """Keeps freed host memory mapped between XLA steps (glibc only); returns whether it applied.
+def _user_sets_malloc() -> bool:
+  return (any(name in os.environ for name in _USER_MALLOC_VARIABLES)
+          or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""))
 
-  Sets glibc's ``M_MMAP_THRESHOLD`` (allocations below it come from the heap instead of fresh
-  ``mmap`` calls; setting it also stops glibc from adjusting it dynamically) and ``M_TOP_PAD``
-  (extra memory requested whenever the heap grows and kept when it shrinks). Both must be set:
-  a pad alone, set before the dynamic threshold has grown, leaves every image-sized buffer on
-  ``mmap``. Call it before the first computation: applied after a jitted step had already run, it
-  measured no gain. Environment variables ``MALLOC_TOP_PAD_`` / ``MALLOC_MMAP_THRESHOLD_`` set by the user
-  win: they are applied by glibc at start-up and this function leaves them alone.
+
+def configure_host_allocator(top_pad_mb: int = 256) -> bool:
+  """Keeps the memory of XLA's CPU steps mapped from one step to the next (glibc only); returns whether it applied.
+
+  Sets glibc's ``M_MMAP_MAX`` to 0, ``M_TRIM_THRESHOLD`` to -1 (no trimming) and ``M_TOP_PAD``, and
+  turns JAX's asynchronous CPU dispatch off (see the module docstring). All three are needed: with
+  ``mmap`` allowed, a block above 32 MiB is mapped afresh on every step; with trimming, the freed
+  block at the top of the heap is given back and faulted in again; with asynchronous dispatch, the
+  block is allocated by a worker thread, whose arena maps it whatever the settings. Call it first
+  thing, before the first computation: JAX reads the dispatch setting when it creates its CPU
+  client. Environment variables for malloc that the user sets (``MALLOC_MMAP_MAX_``,
+  ``MALLOC_TOP_PAD_``, ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``, or ``glibc.malloc``
+  tunables in ``GLIBC_TUNABLES``) win: glibc applies them at start-up, and this function then
+  changes nothing, dispatch included.
 
   Args:
-    top_pad_mb: memory kept at the top of the heap, MiB.
-    mmap_threshold_mb: allocations at or above this size still use ``mmap``, MiB (at most 32).
+    top_pad_mb: how much more memory than asked for the heap takes from the system each time it
+      grows, MiB.
 
   Returns:
     True when the settings were applied, False on a C library without ``mallopt`` or when the
-    user's environment already sets them.
+    user's environment sets malloc up.
   """
-  if not 0 < mmap_threshold_mb <= _MAX_MMAP_THRESHOLD_MB:
-    raise ValueError(f"mmap_threshold_mb must be in (0, {_MAX_MMAP_THRESHOLD_MB}], got {mmap_threshold_mb}")
   if top_pad_mb < 0:
     raise ValueError(f"top_pad_mb must be >= 0, got {top_pad_mb}")
-  if "MALLOC_TOP_PAD_" in os.environ or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+  if _user_sets_malloc():
     return False
   libc = _glibc()
   if libc is None:
     return False
-  ok = libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold_mb << 20) == 1
-  return libc.mallopt(_M_TOP_PAD, top_pad_mb << 20) == 1 and ok
+  settings = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1), (_M_TOP_PAD, top_pad_mb << 20))
+  applied = all([libc.mallopt(param, value) == 1 for param, value in settings])  # noqa: C419  (set every one)
+  if applied:
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
+  return applied
 
 
 # At optimisation level 0 the floating-point parts of the initialisers (the normal and truncated
