@@ -80,9 +80,10 @@ def configure_host_allocator(top_pad_mb: int = 256) -> bool:
 
   Sets glibc's ``M_MMAP_MAX`` to 0, ``M_TRIM_THRESHOLD`` to -1 (no trimming) and ``M_TOP_PAD``, and
   turns JAX's asynchronous CPU dispatch off (see the module docstring). All three are needed: with
-  ``mmap`` allowed, a block above 32 MiB is mapped afresh on every step; with trimming, the freed
-  block at the top of the heap is given back and faulted in again; with asynchronous dispatch, the
-  block is allocated by a worker thread, whose arena maps it whatever the settings. Call it first
+  ``mmap`` allowed, a block above 32 MiB that the heap's free space cannot hold is mapped afresh on
+  every step; with trimming, the freed block at the top of the heap is given back and faulted in
+  again; with asynchronous dispatch, the block is allocated by a worker thread, whose arena maps it
+  whatever the settings. Call it first
   thing, before the first computation: JAX reads the dispatch setting when it creates its CPU
   client. Environment variables for malloc that the user sets (``MALLOC_MMAP_MAX_``,
   ``MALLOC_TOP_PAD_``, ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``, or ``glibc.malloc``
