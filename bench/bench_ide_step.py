@@ -2,7 +2,9 @@
 
 One row per (batch, dtype): seconds per step, images/s, compile time, FLOPs per step from XLA's
 cost analysis (of the step with XLA's convolution gradients, the model's arithmetic, for every
-row), achieved TFLOP/s and MFU against the device's measured matmul rate in that dtype.
+row), achieved TFLOP/s and MFU against the device's measured matmul rate in that dtype, and the
+medians of the process's minor page faults and system CPU seconds per step (``getrusage`` around
+each timed step: what ``--host_allocator tuned|default`` changes).
 With ``--torch`` (needs torch and torchvision importable) a row for torchvision's ``resnet50``
 training step on the same input, as a PyTorch user would write it (NCHW float32, SGD momentum,
 ``torch.get_num_threads()`` threads).
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import time
@@ -51,15 +54,21 @@ def _time_rows(rows: list[dict], steps: int, trace: str | None = None) -> None:
   ratios hold even when their absolute figures drift.
   """
   samples = [[] for _ in rows]
+  faults, system = [[] for _ in rows], [[] for _ in rows]  # minor page faults and system CPU seconds
   for _ in range(steps):
-    for row, row_samples in zip(rows, samples):
+    for i, (row, row_samples) in enumerate(zip(rows, samples)):
+      before = resource.getrusage(resource.RUSAGE_SELF)
       start = time.perf_counter()
       row["step"]()
       row_samples.append(time.perf_counter() - start)
+      after = resource.getrusage(resource.RUSAGE_SELF)
+      faults[i].append(after.ru_minflt - before.ru_minflt)
+      system[i].append(after.ru_stime - before.ru_stime)
   if trace:
     _common.trace(rows[0]["step"], trace)
-  for row, row_samples in zip(rows, samples):
+  for row, row_samples, row_faults, row_system in zip(rows, samples, faults, system):
     row["seconds"] = statistics.median(row_samples)
+    row["faults"], row["system"] = statistics.median(row_faults), statistics.median(row_system)
     row["spread"] = (min(row_samples), max(row_samples))
     row["mfu"] = "" if np.isnan(row["flop"]) else _common.mfu(row["flop"] / row["seconds"], row["dtype"])
     del row["step"]  # frees the row's state before the next group is built
@@ -217,8 +226,9 @@ def main() -> None:
         f"after a warm-up, taken {order}")
   print(f"device: {_common.device_line()}; {allocator}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
   print()
-  print("| implementation | batch | dtype | s/step | min–max s | img/s | compile s | GFLOP/step | TFLOP/s | MFU |")
-  print("|---|---|---|---|---|---|---|---|---|---|")
+  print("| implementation | batch | dtype | s/step | min–max s | img/s | compile s | GFLOP/step | TFLOP/s | MFU "
+        "| page faults/step | system s/step |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
     tflops = r["flop"] / r["seconds"] / 1e12
     compile_s = "" if np.isnan(r["compile"]) else f"{r['compile']:.1f}"
@@ -226,7 +236,7 @@ def main() -> None:
     tflop_s = "" if np.isnan(tflops) else f"{tflops:.3f}"
     spread = f"{r['spread'][0]:.3f}–{r['spread'][1]:.3f}"
     print(f"| {r['impl']} | {r['batch']} | {r['dtype']} | {r['seconds']:.3f} | {spread} | {r['batch'] / r['seconds']:.2f} | "
-          f"{compile_s} | {gflop} | {tflop_s} | {r['mfu']} |")
+          f"{compile_s} | {gflop} | {tflop_s} | {r['mfu']} | {r['faults']:.0f} | {r['system']:.3f} |")
   for dtype in sorted({r["dtype"] for r in rows}):
     print(f"\n{dtype} matmul rate measured on this device: {_common.matmul_rate(dtype) / 1e12:.3f} TFLOP/s")
 

@@ -49,11 +49,12 @@ from jax import lax
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 # The im2col patches of the filter gradient are built a band of output rows at a time, each band at
-# most this size: glibc hands out buffers above its 32 MiB mmap ceiling as fresh pages on every step,
-# and faulting those in cost more than the product itself (filter gradients of ResNet-50's first 3×3
-# convolution at batch 8: 46 ms with whole patches, 19 ms in bands; the 7×7 stem's 55 against 25 ms;
-# `bench/bench_convs.py --band_mib 1024` against the default). Bands split output rows, never the
-# batch, which the mesh shards.
+# most this size, so the patches' memory stays bounded at any batch. Bands split output rows, never
+# the batch, which the mesh shards. They were first a speed fix: with glibc's old settings the step's
+# memory was freshly mapped every step and whole patches cost more to fault in than the product
+# (ResNet-50's first 3×3 filter gradient at batch 8: 46 ms whole, 19 ms in bands). With
+# runtime.configure_host_allocator as it is now, whole patches are no slower (`bench/bench_convs.py
+# --band_mib 1024` against the default; BENCHMARKS.md §3).
 _CHUNK_BYTES = 8 << 20
 _MAX_UNROLLED_BANDS = 8
 # Convolutions with k·k·cin > _MAX_EXPANSION·cout keep XLA's gradients. Per layer at batch 8
