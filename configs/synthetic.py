@@ -37,6 +37,7 @@ def get_config(arg=None):
   c.sagan_train.log_every = 25
   c.sagan_train.sample_every = 100
   c.sagan_train.checkpoint_every = 100
+  c.sagan_train.fidelity_every = 100
 
   c.ide.image_size = (64, 32)
   c.ide.stage_sizes, c.ide.width = (1, 1, 1, 1), 16  # a small ResNet trained from scratch

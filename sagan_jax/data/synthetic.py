@@ -28,6 +28,13 @@ The two domains share the renderer and differ like two camera networks:
     individual casts, and its backgrounds come from another palette.
 Identities are disjoint between domains and between train and test, as in real cross-dataset
 re-ID. Everything is deterministic in ``seed``.
+
+Paired ground truth (``DIR/paired/``): for ``paired_images`` source training images, spread evenly
+over the split and listed in ``benchmark.json``, the same rendering (person, pose, background,
+lighting) warped whole by ``H_view`` with the edge pixels repeated (what an ideal S1 does with
+border padding) and passed through the target colour pipeline, without sensor noise. Each is an
+RGBA PNG whose alpha is the warped person mask. No split reads that folder: it only scores
+translations (`sagan_jax.fidelity`).
 """
 
 from __future__ import annotations
@@ -240,9 +247,40 @@ def _pixel_coefficients(h_norm: np.ndarray, size_hw: tuple[int, int]) -> tuple[f
   return tuple(hp.reshape(-1)[:8])
 
 
+def target_colours(image: np.ndarray) -> np.ndarray:
+  """The target camera network's colour pipeline on float RGB in [0, 255]: channel mixing, then gamma."""
+  return 255.0 * (np.clip(image / 255.0, 0, 1) @ np.asarray(TARGET_COLOUR_MATRIX).T) ** TARGET_GAMMA
+
+
+def warp_border(image: np.ndarray, h_norm: np.ndarray) -> np.ndarray:
+  """Bilinear warp of float ``image[H, W, C]`` by an output → input normalised homography, edges repeated.
+
+  The numpy twin of ``geometry.warp(..., padding="border")`` (same coordinate convention), so the
+  paired ground truth is exactly what S1 would produce with the true homography.
+  """
+  h, w = image.shape[:2]
+  ys, xs = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
+  points = np.stack([xs, ys, np.ones_like(xs)], -1) @ np.asarray(h_norm, np.float64).T
+  u = np.clip((points[..., 0] / points[..., 2] + 1) * (w - 1) / 2, 0, w - 1)
+  v = np.clip((points[..., 1] / points[..., 2] + 1) * (h - 1) / 2, 0, h - 1)
+  u0, v0 = np.minimum(np.floor(u).astype(int), w - 2), np.minimum(np.floor(v).astype(int), h - 2)
+  fu, fv = (u - u0)[..., None], (v - v0)[..., None]
+  return ((1 - fv) * ((1 - fu) * image[v0, u0] + fu * image[v0, u0 + 1])
+          + fv * ((1 - fu) * image[v0 + 1, u0] + fu * image[v0 + 1, u0 + 1]))
+
+
+def _downsample(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+  return np.asarray(Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).resize(size_hw[::-1], Image.BOX))
+
+
 def render_image(person: Identity, camera: Camera, domain: str, rng: np.random.Generator, size_hw: tuple[int, int],
-                 h_view: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """(uint8 RGB [H, W, 3], uint8 mask [H, W] in {0, 255}) of one image of ``person`` by ``camera``."""
+                 h_view: np.ndarray, paired: bool = False):
+  """(uint8 RGB [H, W, 3], uint8 mask [H, W] in {0, 255}) of one image of ``person`` by ``camera``.
+
+  With ``paired`` (source images only) also the uint8 RGBA ground truth of its translation to the
+  target domain (module docstring); it draws nothing from ``rng``, so the benchmark is the same
+  with or without it.
+  """
   big = (size_hw[0] * SUPERSAMPLE, size_hw[1] * SUPERSAMPLE)
   person_layer = Image.fromarray(render_person(person, rng, big), "RGBA")
   if domain == "target":
@@ -251,12 +289,20 @@ def render_image(person: Identity, camera: Camera, domain: str, rng: np.random.G
   alpha = rgba[..., 3:] / 255.0
   image = rgba[..., :3] * alpha + render_background(camera, rng, big) * (1 - alpha)
   image = image * camera.gain * rng.uniform(0.9, 1.1)
+  truth = None
+  if paired:
+    if domain != "source":
+      raise ValueError("paired ground truth is rendered for source images only")
+    warped = warp_border(np.concatenate([image, alpha * 255.0], -1), h_view)
+    truth_rgb = _downsample(target_colours(warped[..., :3]), size_hw)
+    truth_mask = (_downsample(warped[..., 3], size_hw) >= 128).astype(np.uint8) * 255
+    truth = np.concatenate([truth_rgb, truth_mask[..., None]], -1)
   if domain == "target":
-    image = 255.0 * (np.clip(image / 255.0, 0, 1) @ np.asarray(TARGET_COLOUR_MATRIX).T) ** TARGET_GAMMA
-  small = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).resize(size_hw[::-1], Image.BOX)
-  image = np.asarray(small).astype(np.float32) + rng.normal(0, 4, (*size_hw, 3))
-  mask = np.asarray(Image.fromarray((alpha[..., 0] * 255).astype(np.uint8)).resize(size_hw[::-1], Image.BOX)) >= 128
-  return np.clip(image, 0, 255).astype(np.uint8), mask.astype(np.uint8) * 255
+    image = target_colours(image)
+  image = _downsample(image, size_hw).astype(np.float32) + rng.normal(0, 4, (*size_hw, 3))
+  mask = _downsample(alpha[..., 0] * 255, size_hw) >= 128
+  out = np.clip(image, 0, 255).astype(np.uint8), mask.astype(np.uint8) * 255
+  return out + (truth,) if paired else out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,6 +317,7 @@ class BenchmarkSpec:
   junk: int = 20  # gallery images of pid -1 (bad boxes: crops of background)
   tilt: float = DEFAULT_TILT
   seed: int = 0
+  paired_images: int = 256  # (at most) source training images given a paired ground-truth translation (paired/)
 
 
 def _write(root: str, folder: str, name: str, image: np.ndarray, mask: np.ndarray) -> None:
@@ -278,8 +325,21 @@ def _write(root: str, folder: str, name: str, image: np.ndarray, mask: np.ndarra
   Image.fromarray(mask, "L").save(os.path.join(root, layouts.MASKS_ROOT, layouts.MARKET_ROOT, folder, name[:-4] + ".png"))
 
 
-def write_domain(root: str, domain: str, spec: BenchmarkSpec) -> dict:
-  """Writes one domain as a Market-1501-layout manual directory; returns its counts."""
+PAIRED_DIR = "paired"
+
+
+def paired_name(source_name: str) -> str:
+  """The ground-truth file of a source training image: ``paired/<stem>.png`` (RGBA, alpha = mask)."""
+  return os.path.splitext(source_name)[0] + ".png"
+
+
+def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | None = None) -> dict:
+  """Writes one domain as a Market-1501-layout manual directory; returns its counts.
+
+  With ``paired_dir`` (the source domain), also writes the paired ground truth of
+  ``spec.paired_images`` training images spread evenly over the split, and returns their names
+  under ``"paired"``.
+  """
   rng = np.random.default_rng([spec.seed, DOMAINS.index(domain)])
   size = (spec.height, spec.width)
   h_view = view_homography(spec.tilt)
@@ -289,6 +349,7 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec) -> dict:
   cameras = [random_camera(rng, domain) for _ in range(spec.num_cameras)]
   counts = {"bounding_box_train": 0, "query": 0, "bounding_box_test": 0}
   frame = 0
+  truths = {}  # training image name → paired ground truth, before the subset is chosen
 
   def name(pid: int, camera: int) -> str:
     nonlocal frame
@@ -301,13 +362,18 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec) -> dict:
     seen_by = sorted(rng.choice(spec.num_cameras, size=int(rng.integers(2, spec.num_cameras + 1)), replace=False))
     for camera in seen_by:
       for k in range(spec.images_per_camera):
-        image, mask = render_image(person, cameras[camera], domain, rng, size, h_view)
-        if pid <= spec.train_ids:
+        train = pid <= spec.train_ids
+        paired = train and paired_dir is not None
+        image, mask, *truth = render_image(person, cameras[camera], domain, rng, size, h_view, paired=paired)
+        if train:
           folder = "bounding_box_train"
         else:  # Market-style: one query per test identity and camera, the rest in the gallery
           folder = "query" if k == 0 else "bounding_box_test"
-        _write(root, folder, name(pid, camera), image, mask)
+        file_name = name(pid, camera)
+        _write(root, folder, file_name, image, mask)
         counts[folder] += 1
+        if paired:
+          truths[file_name] = truth[0]
   for _ in range(spec.distractors):
     camera = int(rng.integers(spec.num_cameras))
     image, mask = render_image(random_identity(rng), cameras[camera], domain, rng, size, h_view)
@@ -320,6 +386,14 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec) -> dict:
     image = np.asarray(background.resize(size[::-1], Image.BOX))
     _write(root, "bounding_box_test", name(-1, camera), image, np.zeros(size, np.uint8))
     counts["bounding_box_test"] += 1
+  if paired_dir is not None:
+    names = list(truths)  # a benchmark with fewer training images pairs them all
+    picks = np.unique(np.linspace(0, len(names) - 1, min(spec.paired_images, len(names))).round().astype(int))
+    chosen = [names[i] for i in picks]
+    os.makedirs(paired_dir, exist_ok=True)
+    for n in chosen:
+      Image.fromarray(truths[n], "RGBA").save(os.path.join(paired_dir, paired_name(n)))
+    counts["paired"] = chosen
   return counts
 
 
@@ -336,10 +410,13 @@ def generate(out: str, spec: BenchmarkSpec = BenchmarkSpec(), overwrite: bool = 
     if meta["spec"] != dataclasses.asdict(spec):
       raise ValueError(f"{out!r} holds a synthetic benchmark with another spec {meta['spec']}; choose another --out or pass --overwrite")
     return meta
-  for domain in DOMAINS:
-    shutil.rmtree(os.path.join(out, domain), ignore_errors=True)
+  for folder in DOMAINS + (PAIRED_DIR,):
+    shutil.rmtree(os.path.join(out, folder), ignore_errors=True)
   os.makedirs(out, exist_ok=True)
-  counts = {domain: write_domain(os.path.join(out, domain), domain, spec) for domain in DOMAINS}
+  counts = {domain: write_domain(os.path.join(out, domain), domain, spec,
+                                 paired_dir=os.path.join(out, PAIRED_DIR) if domain == "source" else None)
+            for domain in DOMAINS}
+  paired = counts["source"].pop("paired")
   meta = {
       "spec": dataclasses.asdict(spec),
       "layout": "Market-1501 (builder market1501, config masked) under source/ and target/",
@@ -349,6 +426,14 @@ def generate(out: str, spec: BenchmarkSpec = BenchmarkSpec(), overwrite: bool = 
       "target_colour_matrix": TARGET_COLOUR_MATRIX,
       "target_gamma": TARGET_GAMMA,
       "counts": counts,
+      "paired": {
+          "dir": PAIRED_DIR,
+          "source_split": "bounding_box_train",
+          "images": paired,
+          "doc": ("for each listed source training image, paired/<stem>.png (RGBA, alpha = person mask) is its ideal "
+                  "translation: the same rendering warped whole by view_homography (edges repeated) in the target "
+                  "colours, without noise; no split reads it"),
+      },
   }
   with open(meta_path + ".tmp", "w") as f:
     json.dump(meta, f, indent=1)

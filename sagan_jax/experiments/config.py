@@ -81,6 +81,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.sagan_train.log_every = 50
   c.sagan_train.sample_every = 1000  # Fig. 4-style PNG grid in WORKDIR/sagan/samples
   c.sagan_train.checkpoint_every = 1000
+  # Fidelity scores against the synthetic benchmark's paired ground truth (sagan_jax/fidelity.py);
+  # ignored for datasets without one. Each scoring translates 256 images with 4 spatial codes.
+  c.sagan_train.fidelity_every = 1000
 
   c.translate = ml_collections.ConfigDict()
   c.translate.batch_size = 32

@@ -10,6 +10,8 @@ from sagan_jax import fileio
 from sagan_jax.experiments.config import VARIANT_NAMES
 
 COLUMNS = ("R-1", "R-5", "R-10", "mAP")
+# Translation fidelity against the synthetic benchmark's ground truth (sagan_jax/fidelity.py).
+FIDELITY_COLUMNS = ("pixel_error", "viewpoint_error", "code_diversity")
 PRID_VIEWS = {"a2b": "PRID-CamA", "b2a": "PRID-CamB"}  # Table III: CamA = cam_a queries, cam_b gallery
 
 
@@ -34,16 +36,21 @@ def table_rows(result: Mapping) -> dict[str, dict[str, float]]:
 def markdown(results: Sequence[Mapping], title: str) -> str:
   """A Markdown table with one row per result (method) in the paper's layout."""
   groups = list(table_rows(results[0]))
-  head = "| Method | " + " | ".join(f"{g} {c}" if len(groups) > 1 else c for g in groups for c in COLUMNS) + " |"
-  lines = [f"### {title}", "", head, "|" + "---|" * (1 + len(groups) * len(COLUMNS))]
+  fidelity = [c for c in FIDELITY_COLUMNS if any(c in r.get("fidelity", {}) for r in results)]
+  titles = [f"{g} {c}" if len(groups) > 1 else c for g in groups for c in COLUMNS] + fidelity
+  lines = [f"### {title}", "", "| Method | " + " | ".join(titles) + " |", "|" + "---|" * (1 + len(titles))]
   for r in results:
     rows = table_rows(r)
     cells = [f"{rows[g][c]:.1f}" for g in groups for c in COLUMNS]
+    cells += [f"{r['fidelity'][c]:.3f}" if c in r.get("fidelity", {}) else "–" for c in fidelity]
     lines.append(f"| {method_name(r)} | " + " | ".join(cells) + " |")
   settings = results[0]["settings"]
   lines += ["", f"Features: pool5{', L2-normalised' if settings['normalize_features'] else ''}"
                 f"{', flip-averaged' if settings['flip_average'] else ''}; Euclidean distance; AP: "
                 f"{settings['ap_mode']}; CMC and mAP in %."]
+  if fidelity:
+    lines.append("Fidelity of the X→Y translation against the paired ground truth: pixel_error and viewpoint_error are "
+                 "1 for no translation and 0 for an exact one; code_diversity is the corner spread between spatial codes.")
   return "\n".join(lines) + "\n"
 
 

@@ -36,20 +36,22 @@ from jax.experimental import multihost_utils
 from sagan_jax import checkpoint, fileio, parallel, progress
 from sagan_jax.data import builders, pipeline
 from sagan_jax.experiments import config as config_lib
-from sagan_jax.experiments import results, samples, translated
+from sagan_jax.experiments import paired, results, samples, translated
 from sagan_jax.experiments.datasets import Datasets
 from sagan_jax.reid import convert_torchvision, ide
 from sagan_jax.sagan import SAGAN, make_steps
 from sagan_jax.sagan import steps as sagan_steps
 
 CONFIG_FILE = "config.json"
+FIDELITY_FILE = "fidelity.json"  # under sagan/: the final fidelity scores, when the benchmark has ground truth
 PREEMPTED_EXIT = 143  # 128 + SIGTERM, as a shell reports a process ended by it
 # Fields that change how a run is driven or reported, not what it computes: a workdir may be
 # resumed with other values. The gradient implementations compute the same function (they differ
 # in float32 rounding only), so a run started on a CPU may go on with XLA's gradients on a GPU.
 _FREE_FIELDS = ("stages", "distributed", "distributed.", "data.num_threads", "data.data_dir", "sagan_train.log_every",
-                "sagan_train.sample_every", "sagan_train.checkpoint_every", "ide.log_every", "ide.checkpoint_every",
-                "eval.", "translate.batch_size", "sagan.gradient_impl", "ide.gradient_impl")
+                "sagan_train.sample_every", "sagan_train.checkpoint_every", "sagan_train.fidelity_every",
+                "ide.log_every", "ide.checkpoint_every", "eval.", "translate.batch_size", "sagan.gradient_impl",
+                "ide.gradient_impl")
 
 
 class WorkdirMismatchError(ValueError):
@@ -214,14 +216,31 @@ def _gan_batch(x: dict, y: dict, mesh) -> dict[str, jax.Array]:
   return {"x": x[..., :3], "x_mask": x[..., 3:], "y": y[..., :3], "y_mask": y[..., 3:]}
 
 
-def _sample_batches(run: Run, count: int = 4):
-  """Fixed images for the progress pictures: the first source and target training images, unflipped."""
+def _sample_batches(run: Run, paired_set, count: int = 4):
+  """Fixed images for the progress pictures, unflipped: the first paired source images with their
+  ground truth when the benchmark has them, else the first source training images; target images."""
   size = run.image_size
   x_source, x_idx = run.datasets.source_train()
   y_source, y_idx = run.datasets.target_adaptation()
   first = lambda src, idx, n: next(pipeline.eval_batches(src, batch_size=n, image_size=size, indices=idx,
                                                          masks=run.datasets.mask_mode))[0]["image"]
-  return first(x_source, x_idx, count), first(y_source, y_idx, 2 * count)
+  targets = first(y_source, y_idx, 2 * count)
+  if paired_set is not None:
+    return paired_set.source[:count], targets, paired_set.truth[:count]
+  return first(x_source, x_idx, count), targets, None
+
+
+def _paired_set(run: Run):
+  """The benchmark's paired ground truth at the GAN's size, or None (real datasets, older benchmarks)."""
+  d = run.datasets
+  if not d.synthetic_dir or run.config.variant == "original":
+    return None
+  d.ensure_synthetic()
+  if not paired.available(d.synthetic_dir):
+    logging.warning("%s has no paired ground truth (made by an older version): no fidelity scores; "
+                    "regenerate it with python -m sagan_jax.data.synthetic --out DIR --overwrite", d.synthetic_dir)
+    return None
+  return paired.load(d.synthetic_dir, run.image_size)
 
 
 def sagan_model(config) -> SAGAN:
@@ -248,20 +267,36 @@ def stage_sagan(run: Run) -> None:
     xs = make(x_source, x_idx, c.seed).iterate(start * per_step)
     ys = make(y_source, y_idx, c.seed + 1).iterate(start * per_step)
     critic_step, generator_step = make_steps(model, run.mesh)
-    sample_x, sample_y = _sample_batches(run) if run.is_main else (None, None)
-    sample_key = jax.random.key(c.seed + 2)
+    paired_set = _paired_set(run) if run.is_main else None
+    sample_x, sample_y, sample_truth = _sample_batches(run, paired_set) if run.is_main else (None, None, None)
+    sample_key, fidelity_key = jax.random.key(c.seed + 2), jax.random.key(c.seed + 4)
+
+    def fidelity_scores():
+      if paired_set is None:
+        return {}
+      return paired.measure(model, parallel.local_copy(state.params), paired_set, fidelity_key)
+
     os.makedirs(run.path("sagan"), exist_ok=True)
     with progress.Progress("sagan", t.steps, start, t.batch_size * per_step, run.tensorboard) as bar:
+      if start == 0 and paired_set is not None:  # the untrained translator's scores, for comparison
+        scores = fidelity_scores()
+        bar.update(0, scores)
+        run.log_metrics("sagan", 0, scores)
       for step in range(start + 1, t.steps + 1):
         for _ in range(c.sagan.n_critic):
           state, critic_metrics = critic_step(state, _gan_batch(next(xs), next(ys), run.mesh))
         state, metrics = generator_step(state, _gan_batch(next(xs), next(ys), run.mesh))
         checkpointing = step % t.checkpoint_every == 0 or step == t.steps
-        logged = step % t.log_every == 0 or checkpointing
+        scored = step % t.fidelity_every == 0 or step == t.steps
+        logged = step % t.log_every == 0 or checkpointing or scored
         if logged:
-          _report(run, "sagan", bar, step, {**critic_metrics, **metrics})
+          scores = fidelity_scores() if scored else {}
+          _report(run, "sagan", bar, step, {**critic_metrics, **metrics, **scores})
+          if step == t.steps and scores and run.is_main:
+            fileio.write_text_atomic(run.path("sagan", FIDELITY_FILE), json.dumps(paired.as_result(scores), indent=1))
         if run.is_main and (step % t.sample_every == 0 or step == t.steps):
-          picture = samples.grid(model, parallel.local_copy(state.params), sample_x, sample_y, sample_key)
+          picture = samples.grid(model, parallel.local_copy(state.params), sample_x, sample_y, sample_key,
+                                 truth=sample_truth)
           samples.save(picture, run.path("sagan", "samples", f"step_{step:07d}.png"))
         if run.preempted():  # polled last: a SIGTERM that came during this step is honoured at its end
           if not logged:
@@ -457,6 +492,10 @@ def evaluate(run: Run, rank_vis: int = 0) -> dict:
       "settings": {"normalize_features": c.eval.normalize_features, "flip_average": c.eval.flip_average,
                    "ap_mode": c.eval.ap_mode, "num_codes": c.sagan.num_codes if c.variant != "original" else 0},
   }
+  fidelity_path = run.path("sagan", FIDELITY_FILE)
+  if c.variant != "original" and os.path.isfile(fidelity_path):
+    with open(fidelity_path) as f:
+      result["fidelity"] = json.load(f)
   if run.is_main:
     results.write(run.workdir, result)
     print(results.markdown([result], f"{c.experiment}: {results.method_name(result)}"))

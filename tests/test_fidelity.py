@@ -1,0 +1,67 @@
+"""Fidelity scores on hand-made cases: exact translators score 0, no translation scores 1."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sagan_jax import fidelity, geometry
+
+
+def _translation(dx, dy=0.0):
+  return jnp.asarray([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]], jnp.float32)
+
+
+def test_viewpoint_error_is_zero_for_the_truth_one_for_the_identity_and_linear_in_a_translation():
+  truth = _translation(0.2)
+  assert float(fidelity.viewpoint_error(truth, truth)) == pytest.approx(0.0, abs=1e-7)
+  assert float(fidelity.viewpoint_error(jnp.eye(3), truth)) == pytest.approx(1.0, abs=1e-6)
+  # Every corner moves by 0.2 under the truth and by 0.05 under a quarter of it: 0.15 / 0.2.
+  assert float(fidelity.viewpoint_error(_translation(0.05), truth)) == pytest.approx(0.75, abs=1e-6)
+  # The opposite shift lands 0.4 from the truth: worse than not warping.
+  assert float(fidelity.viewpoint_error(_translation(-0.2), truth)) == pytest.approx(2.0, abs=1e-6)
+
+
+def test_viewpoint_error_of_a_projective_truth_by_hand():
+  # The synthetic benchmark's kind of homography: a vertical keystone.
+  truth = jnp.asarray([[1.0, 0, 0], [0, 1.0, 0], [0, -0.3, 1.0]], jnp.float32)
+  corners = np.array(fidelity.CORNERS)
+  w = 1 - 0.3 * corners[:, 1]  # -0.3·y + 1
+  moved = corners / w[:, None]
+  reference = np.mean(np.linalg.norm(moved - corners, axis=1))
+  np.testing.assert_allclose(np.asarray(fidelity.map_corners(truth)), moved, rtol=1e-6)
+  assert float(fidelity.viewpoint_error(jnp.eye(3), truth)) == pytest.approx(1.0, abs=1e-6)
+  half = jnp.asarray([[1.0, 0, 0], [0, 1.0, 0], [0, -0.15, 1.0]], jnp.float32)
+  w_half = 1 - 0.15 * corners[:, 1]
+  expected = np.mean(np.linalg.norm(corners / w_half[:, None] - moved, axis=1)) / reference
+  assert float(fidelity.viewpoint_error(half, truth)) == pytest.approx(expected, rel=1e-5)
+  assert 0.3 < expected < 0.7
+
+
+def test_viewpoint_error_from_the_sl3_parameters_the_stm_predicts():
+  # The STM predicts sl(3) parameters; exp of the log of the truth is the truth.
+  p = jnp.asarray([[0.0, 0.0, 0.1, 0.0, 0.0, -0.05, 0.0, -0.2]], jnp.float32)
+  truth = geometry.homography_from_params(p)[0]
+  assert float(fidelity.viewpoint_error(geometry.homography_from_params(p), truth)[0]) < 1e-5
+  assert float(fidelity.viewpoint_error(geometry.homography_from_params(jnp.zeros_like(p)), truth)[0]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_pixel_error_is_zero_for_the_truth_one_for_the_source_and_linear_between():
+  rng = np.random.default_rng(0)
+  truth, source = rng.uniform(-1, 1, (2, 3, 8, 4, 3)).astype(np.float32)
+  mask = (rng.uniform(size=(3, 8, 4, 1)) < 0.5).astype(np.float32)
+  assert float(fidelity.pixel_error(truth, truth, source, mask)) == 0.0
+  assert float(fidelity.pixel_error(source, truth, source, mask)) == pytest.approx(1.0, abs=1e-6)
+  halfway = 0.5 * (truth + source)
+  assert float(fidelity.pixel_error(halfway, truth, source, mask)) == pytest.approx(0.5, abs=1e-6)
+  # Pixels outside the mask do not count.
+  spoiled = np.where(mask > 0, truth, truth + 5.0)
+  assert float(fidelity.pixel_error(spoiled, truth, source, mask)) == 0.0
+
+
+def test_code_diversity_is_the_mean_pairwise_corner_distance():
+  same = jnp.stack([jnp.stack([_translation(0.1)] * 3)] * 2)  # [B=2, M=3]
+  assert float(fidelity.code_diversity(same)) == pytest.approx(0.0, abs=1e-7)
+  spread = jnp.stack([jnp.stack([_translation(0.0), _translation(0.3), _translation(0.6)])])
+  # Pairs: 0.3, 0.6, 0.3 → 0.4.
+  assert float(fidelity.code_diversity(spread)) == pytest.approx(0.4, abs=1e-6)
+  assert float(fidelity.code_diversity(spread[:, :1])) == 0.0
