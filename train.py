@@ -1,29 +1,9 @@
-"""Trains an experiment end to end: masks → SA-GAN → translation → IDE → evaluation.
+"""Trains an experiment end to end: ``python train.py --config=configs/synthetic.py --workdir=runs/synthetic``.
 
-  python train.py --config=configs/synthetic.py --workdir=runs/synthetic
-  python train.py --config=configs/market2prid.py:variant=cyclegan --workdir=runs/m2p_cyclegan \
-      --config.data.source.manual_dir=... --config.data.target.manual_dir=...
-
-Rerunning the same command resumes; ``--config.stages=ide,evaluate`` runs a subset.
+The command lives in `sagan_jax.experiments.train_main` (also installed as ``sagan-train``).
 """
 
-from absl import app, flags
-
-from sagan_jax import cli, runtime
-from sagan_jax.experiments import stages
-
-_CONFIG = cli.define_config_file("config", None, "experiment config file (configs/*.py[:variant=...])")
-_WORKDIR = flags.DEFINE_string("workdir", None, "directory of this run's checkpoints, pictures and results")
-_ALLOW = flags.DEFINE_bool("allow_config_change", False, "continue a workdir made by a different config")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  runtime.configure_host_allocator()  # before the first computation; see sagan_jax/runtime.py
-  cli.exit_on_user_error(stages.train, _CONFIG.value, _WORKDIR.value, _ALLOW.value)
-
+from sagan_jax.experiments import train_main
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  train_main.run()

@@ -24,7 +24,8 @@ from PIL import Image, ImageDraw
 from sagan_jax import fileio
 from sagan_jax.experiments import results
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The folder holding this package, so a run's subprocess imports the same sagan_jax from any folder.
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TABLE3 = ("original", "wp", "wd", "ws", "sagan", "sagan_m10")
 M_VALUES = (1, 2, 4, 6, 8, 10)
 
@@ -39,10 +40,11 @@ def _flag(argv, name, default=None):
 
 
 def _run(config_file: str, variant: str, workdir: str, overrides: list[str]) -> dict:
-  command = [sys.executable, os.path.join(ROOT, "train.py"), f"--config={config_file}:variant={variant}",
+  command = [sys.executable, "-m", "sagan_jax.experiments.train_main", f"--config={config_file}:variant={variant}",
              f"--workdir={workdir}", *overrides]
   print("$", " ".join(command), flush=True)
-  subprocess.run(command, check=True)
+  path = os.pathsep.join(filter(None, [_PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))
+  subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": path})
   with open(os.path.join(workdir, "results.json")) as f:
     return json.load(f)
 
