@@ -69,9 +69,23 @@ def test_end_to_end_run_writes_every_output_and_reruns_as_a_no_op(end_to_end):
   assert labels["person_id"][:3] == [labels["person_id"][0]] * 3
   from PIL import Image
   grid = np.asarray(Image.open(os.path.join(workdir, "sagan/samples/step_0000004.png")))
-  assert grid.shape == (4 * 34 + 2, 8 * 18 + 2, 3)  # 4 rows; source, 3 × (S1(x), G1(S1(x))), target
+  # 4 rows of 4× crops (32×16 → 128×64, 8-pixel gaps) under a 14-pixel heading row; 9 columns:
+  # source, 3 × (S1(x), G1(S1(x))), ground truth, target.
+  assert grid.shape == (14 + 4 * (128 + 8) + 8, 9 * (64 + 8) + 8, 3)
   with open(os.path.join(workdir, "results.json")) as f:
     result = json.load(f)
+  # Fidelity against the benchmark's paired ground truth: logged before training and at the end,
+  # and carried into the results.
+  fidelity = result["fidelity"]
+  assert set(fidelity) == {"pixel_error", "viewpoint_error", "code_diversity", "viewpoint_error_per_code"}
+  assert len(fidelity["viewpoint_error_per_code"]) == 4
+  assert fidelity["viewpoint_error"] == pytest.approx(np.mean(fidelity["viewpoint_error_per_code"]))
+  assert all(np.isfinite(v) and v >= 0 for v in (fidelity["pixel_error"], fidelity["viewpoint_error"]))
+  metrics = read_metrics(os.path.join(workdir, "sagan", "metrics.jsonl"))
+  assert metrics[0]["fidelity/viewpoint_error"] == 1.0  # every STM starts at the identity
+  assert metrics[4]["fidelity/pixel_error"] == pytest.approx(fidelity["pixel_error"])
+  with open(os.path.join(workdir, "results.md")) as f:
+    assert "viewpoint_error" in f.read()
   table = result["tables"]["query_gallery"]
   assert 0 <= table["mAP"] <= 100 and table["R-1"] <= table["R-5"] <= table["R-10"]
   assert table["num_queries"] > 0
@@ -115,8 +129,8 @@ def test_preemption_and_crash_resume_with_identical_losses(bench, tmp_path, monk
   monkeypatch.setattr(progress.Progress, "update", original_update)
   stages.train(config, interrupted)  # resumes at 4
   resumed = read_metrics(os.path.join(interrupted, "sagan", "metrics.jsonl"))
-  assert sorted(resumed) == sorted(straight) == list(range(1, 7))
-  for step in range(1, 7):
+  assert sorted(resumed) == sorted(straight) == list(range(0, 7))  # step 0: the untrained fidelity scores
+  for step in range(0, 7):
     assert resumed[step] == straight[step], step  # bit-identical on CPU
 
 

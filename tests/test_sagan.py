@@ -73,6 +73,10 @@ def test_bad_configuration_values_raise(tiny_sagan_config):
     SAGAN(c)
   with pytest.raises(ValueError, match="unknown SA-GAN variant"):
     tiny_sagan_config("cycle")
+  c = tiny_sagan_config()
+  c.critic_mask = "rounded"
+  with pytest.raises(ValueError, match="critic_mask"):
+    SAGAN(c)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -112,6 +116,54 @@ def test_pixel_cycle_loss_is_zero_for_identity_generators_and_an_exact_warp(tiny
   expected = float(jnp.sum(jnp.abs(round_trip - batch["x"]) * inside) / (jnp.sum(inside) * 3))
   assert float(metrics["generator/x/pcl"]) == pytest.approx(expected, rel=1e-4)
   assert expected > 0  # bilinear blur of the sharp toy edges, nothing else
+
+
+def test_residual_generator_starts_as_the_identity_mapping(tiny_sagan_config):
+  c = tiny_sagan_config("ws")
+  c.generator_residual = True
+  model = SAGAN(c)
+  params = model.init_params(jax.random.PRNGKey(0))
+  batch = _batch(jax.random.PRNGKey(1), 4, toy_people)
+  out = model.pixel_adapt(params, "G1", batch["x"], batch["x_mask"])
+  # Exact up to the 0.999 clip of saturated pixels.
+  np.testing.assert_allclose(np.asarray(out), np.clip(np.asarray(batch["x"]), -0.999, 0.999), atol=1e-5)
+  c.generator_residual = False
+  plain = SAGAN(c).pixel_adapt(SAGAN(c).init_params(jax.random.PRNGKey(0)), "G1", batch["x"], batch["x_mask"])
+  assert float(jnp.mean(jnp.abs(plain - batch["x"]))) > 0.1  # CycleGAN's generator starts far from it
+
+
+def test_pcl_reaches_the_spatial_transformers_only_when_configured(tiny_sagan_config):
+  c = tiny_sagan_config("sagan")
+  c.siamese = False
+  batch = _batch(jax.random.PRNGKey(1), 4, toy_people)
+
+  def pcl_gradient(pcl_trains_stm):
+    c.pcl_trains_stm = pcl_trains_stm
+    model = SAGAN(c)
+    params = model.init_params(jax.random.PRNGKey(0))
+    params = _set_stm_output(params, "S1", jnp.array([0.05, 0.02, 0.1, -0.03, 0.04, -0.08, 0.1, 0.2]))
+    gen = {k: params[k] for k in model.generator_names}
+    pcl = lambda g: model.generator_loss(g, params, batch, jax.random.PRNGKey(2))[1][0]["generator/x/pcl"]
+    value, grads = jax.value_and_grad(pcl)(gen)
+    norm = lambda name: float(optax.tree.norm(grads[name]))
+    return float(value), norm("S1"), norm("G1"), norm("G2")
+
+  through = pcl_gradient(True)
+  held = pcl_gradient(False)
+  assert held[0] == pytest.approx(through[0], rel=1e-5)  # the same loss value either way
+  assert through[1] > 0 and held[1] == 0.0  # S1 learns from PCL only when configured to
+  assert held[2] > 0 and held[3] > 0
+
+
+@pytest.mark.parametrize("mode", ["binary", "none"])
+def test_critic_mask_modes_change_only_the_mask_channel(tiny_sagan_config, mode):
+  c = tiny_sagan_config("sagan")
+  c.critic_mask = mode
+  model = SAGAN(c)
+  inputs = jnp.concatenate([jnp.zeros((2, H, W, 3)), jnp.full((2, H, W, 1), 0.7)], -1)
+  seen = model._critic_input(inputs)
+  np.testing.assert_array_equal(np.asarray(seen[..., :3]), 0.0)
+  np.testing.assert_array_equal(np.asarray(seen[..., 3]), 1.0 if mode == "binary" else 0.0)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -235,7 +235,7 @@ def _paired_set(run: Run):
   d = run.datasets
   if not d.synthetic_dir or run.config.variant == "original":
     return None
-  d.ensure_synthetic()
+  # Called by process 0 alone, after the stage read the datasets (which generated the benchmark).
   if not paired.available(d.synthetic_dir):
     logging.warning("%s has no paired ground truth (made by an older version): no fidelity scores; "
                     "regenerate it with python -m sagan_jax.data.synthetic --out DIR --overwrite", d.synthetic_dir)

@@ -77,6 +77,16 @@ class ResnetGenerator(nn.Module):
   features: int = 64  # CycleGAN's ngf
   num_blocks: int = 9  # CycleGAN's resnet_9blocks, used for 256-pixel images
   out_channels: int = 3
+  # Residual output: tanh(atanh(x_rgb) + Δ) with Δ's last layer zero-initialised, so the generator
+  # starts as the identity mapping and learns the change of domain (our choice, not CycleGAN's).
+  residual: bool = False
+  # Width of a per-pixel path (1×1 convolutions on the un-normalised input, zero-initialised output)
+  # added before the tanh; 0 = none. Instance norm removes each image's absolute colours from the
+  # main path, so only this path can learn a camera's colour curve (our choice).
+  pointwise_features: int = 0
+  # "transpose": CycleGAN's stride-2 transposed convolutions; "resize": nearest-neighbour ×2 then a
+  # 3×3 convolution, which cannot paint checkerboard patterns (Odena et al. 2016; our choice).
+  upsample: str = "transpose"
   dtype: Any = jnp.float32
   gradient_impl: str = "auto"
 
@@ -84,6 +94,7 @@ class ResnetGenerator(nn.Module):
   def __call__(self, x):
     if x.shape[1] % 4 or x.shape[2] % 4:
       raise ValueError(f"the generator downsamples twice: image height and width must be divisible by 4, got {x.shape[1:3]}")
+    rgb = x[..., :self.out_channels].astype(jnp.float32)
     x = x.astype(self.dtype)
     f = self.features
     conv = ops.conv_function(self.gradient_impl)
@@ -95,10 +106,25 @@ class ResnetGenerator(nn.Module):
       x = nn.relu(instance_norm(self.dtype)(x))
     for _ in range(self.num_blocks):
       x = ResidualBlock(f * 4, dtype=self.dtype, gradient_impl=self.gradient_impl)(x)
+    if self.upsample not in ("transpose", "resize"):
+      raise ValueError(f"generator upsample must be 'transpose' or 'resize', got {self.upsample!r}")
     for mult in (2, 1):
-      # Output exactly twice the input size, as PyTorch's ConvTranspose2d(3, 2, padding=1, output_padding=1).
-      x = ConvTranspose(f * mult, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype,
-                        gradient_impl=self.gradient_impl)(x)
+      if self.upsample == "resize":
+        x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+        x = nn.Conv(f * mult, (3, 3), padding="VALID", dtype=self.dtype, conv_general_dilated=conv)(reflect_pad(x, 1))
+      else:
+        # Output exactly twice the input size, as PyTorch's ConvTranspose2d(3, 2, padding=1, output_padding=1).
+        x = ConvTranspose(f * mult, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype,
+                          gradient_impl=self.gradient_impl)(x)
       x = nn.relu(instance_norm(self.dtype)(x))
-    x = nn.Conv(self.out_channels, (7, 7), padding="VALID", dtype=self.dtype, conv_general_dilated=conv)(reflect_pad(x, 3))
+    last_init = nn.initializers.zeros if self.residual else nn.linear.default_kernel_init
+    x = nn.Conv(self.out_channels, (7, 7), padding="VALID", dtype=self.dtype, conv_general_dilated=conv,
+                kernel_init=last_init)(reflect_pad(x, 3))
+    if self.pointwise_features:
+      p = nn.Conv(self.pointwise_features, (1, 1), dtype=self.dtype)(rgb.astype(self.dtype))
+      p = nn.Conv(self.pointwise_features, (1, 1), dtype=self.dtype)(nn.leaky_relu(p, 0.2))
+      x = x + nn.Conv(self.out_channels, (1, 1), dtype=self.dtype, kernel_init=nn.initializers.zeros)(nn.leaky_relu(p, 0.2))
+    if self.residual:
+      # 0.999 keeps atanh finite on saturated pixels (|x| = 1 after the [-1, 1] scaling of 0 and 255).
+      return jnp.tanh(jnp.arctanh(jnp.clip(rgb, -0.999, 0.999)) + x.astype(jnp.float32))
     return jnp.tanh(x).astype(jnp.float32)

@@ -30,10 +30,14 @@ def sagan_config() -> ml_collections.ConfigDict:
   # Generators G1/G2: CycleGAN's ResNet generator (paper: "CycleGAN-like"; CycleGAN's defaults).
   c.generator_features = 64
   c.generator_blocks = 9
+  c.generator_residual = False
+  c.generator_pointwise_features = 0
+  c.generator_upsample = "transpose"
   # Critics D1/D2: PatchGAN (CycleGAN's discriminator) as WGAN critics; layer norm (WGAN-GP's advice).
   c.critic_features = 64
   c.critic_layers = 3
   c.critic_norm = "layer"
+  c.critic_mask = "soft"
   # Spatial transformer modules S1/S2. Homography is the paper's choice (Section IV-B).
   c.transform = "homography"  # or "affine", "tps"
   c.tps_control_hw = (5, 3)  # our choice: a 5×3 grid suits 2:1 person crops
@@ -55,6 +59,7 @@ def sagan_config() -> ml_collections.ConfigDict:
   c.lambda_cyc = 10.0  # SPGAN / CycleGAN
   # Our choice: with λ_pcl = 1 the PCL's effective weight λ_cyc·λ_pcl is CycleGAN's cycle weight 10.
   c.lambda_pcl = 1.0
+  c.pcl_trains_stm = True
   c.lambda_idt = 5.0  # SPGAN
   c.lambda_siam = 2.0  # SPGAN
   c.siamese_margin = 2.0  # SPGAN
@@ -66,6 +71,7 @@ def sagan_config() -> ml_collections.ConfigDict:
 
   # Optimisers. Adam(1e-4, 0.5, 0.9) is WGAN-GP's; with weight clipping, RMSProp(5e-5) as WGAN.
   c.learning_rate = 1e-4
+  c.stm_learning_rate = 0.0
   c.adam_b1 = 0.5
   c.adam_b2 = 0.9
   c.clipping_learning_rate = 5e-5

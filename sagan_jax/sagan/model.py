@@ -72,6 +72,8 @@ class SAGAN:
       raise ValueError(f"sagan.lipschitz must be 'gradient_penalty' or 'weight_clipping', got {c.lipschitz!r}")
     if c.identity_loss not in ("mask", "mapping", "none"):
       raise ValueError(f"sagan.identity_loss must be 'mask', 'mapping' or 'none', got {c.identity_loss!r}")
+    if c.critic_mask not in ("soft", "binary", "none"):
+      raise ValueError(f"sagan.critic_mask must be 'soft', 'binary' or 'none', got {c.critic_mask!r}")
     if c.gradient_impl not in GRADIENT_IMPLS:
       raise ValueError(f"sagan.gradient_impl must be one of {GRADIENT_IMPLS}, got {c.gradient_impl!r}")
     if not (c.spatial or c.pixel):
@@ -81,7 +83,10 @@ class SAGAN:
     self.tps_control_hw = tuple(c.tps_control_hw)
     self.num_transform_params = stm_lib.num_params(c.transform, self.tps_control_hw)
     impl = c.gradient_impl
-    self.generator = ResnetGenerator(c.generator_features, c.generator_blocks, dtype=dtype, gradient_impl=impl)
+    self.generator = ResnetGenerator(c.generator_features, c.generator_blocks, residual=c.generator_residual,
+                                     pointwise_features=c.generator_pointwise_features,
+                                     upsample=c.generator_upsample, dtype=dtype,
+                                     gradient_impl=impl)
     self.critic = PatchCritic(c.critic_features, c.critic_layers, c.critic_norm, dtype=dtype, gradient_impl=impl)
     self.stm = SpatialTransformer(
         c.transform, c.stm_features, c.stm_layers, c.stm_hidden, self.tps_control_hw, dtype=dtype, gradient_impl=impl
@@ -148,7 +153,11 @@ class SAGAN:
       critic = optax.chain(optax.rmsprop(c.clipping_learning_rate), losses.clip_params(c.clip_value))
     else:
       critic = adam(c.learning_rate)
-    return {"generator": adam(c.learning_rate), "critic": critic, "sianet": adam(c.sianet_learning_rate)}
+    generator = adam(c.learning_rate)
+    if c.stm_learning_rate and c.stm_learning_rate != c.learning_rate and c.spatial:
+      labels = lambda params: {name: ("stm" if name in ("S1", "S2") else "generator") for name in params}
+      generator = optax.multi_transform({"generator": generator, "stm": adam(c.stm_learning_rate)}, labels)
+    return {"generator": generator, "critic": critic, "sianet": adam(c.sianet_learning_rate)}
 
   # ------------------------------------------------------------------------------------------------
   # Forward paths.
@@ -161,10 +170,15 @@ class SAGAN:
     """The masks the networks see: all ones when the configuration runs mask-free (plain CycleGAN)."""
     return masks if self.config.use_mask else jnp.ones_like(masks)
 
-  def adapt(self, params: Params, d: Direction, images: jax.Array, masks: jax.Array, z: jax.Array) -> Adapted:
-    """Spatial then pixel adaptation of ``images[B, H, W, 3]`` with masks ``[B, H, W, 1]``."""
+  def adapt(self, params: Params, d: Direction, images: jax.Array, masks: jax.Array, z: jax.Array,
+            transform: jax.Array | None = None) -> Adapted:
+    """Spatial then pixel adaptation of ``images[B, H, W, 3]`` with masks ``[B, H, W, 1]``.
+
+    ``transform`` replaces the STM's prediction (the parameters of T) when given.
+    """
     if self.config.spatial:
-      p = self.stm.apply({"params": params[d.stm]}, jnp.concatenate([images, masks], -1), z)
+      p = transform if transform is not None else self.stm.apply(
+          {"params": params[d.stm]}, jnp.concatenate([images, masks], -1), z)
       warped = self.apply_transform(jnp.concatenate([images, masks], -1), p)
       spatial, warped_mask, inside = warped[..., :3], warped[..., 3:4], self.inside(masks, p)
     else:
@@ -194,7 +208,16 @@ class SAGAN:
 
   def _critic_scores(self, params: Params, name: str, inputs: jax.Array) -> jax.Array:
     """Per-image critic values ``[B]``: the mean of the patch scores of RGB + mask ``inputs``."""
-    return jnp.mean(self.critic.apply({"params": params[name]}, inputs), axis=(1, 2))
+    return jnp.mean(self.critic.apply({"params": params[name]}, self._critic_input(inputs)), axis=(1, 2))
+
+  def _critic_input(self, inputs: jax.Array) -> jax.Array:
+    """What D1/D2 see of RGB + mask: the mask as given ("soft"), rounded ("binary") or zeroed ("none")."""
+    mode = self.config.critic_mask
+    if mode == "soft":
+      return inputs
+    mask = inputs[..., 3:]
+    mask = jnp.round(mask) if mode == "binary" else jnp.zeros_like(mask)
+    return jnp.concatenate([inputs[..., :3], jax.lax.stop_gradient(mask)], -1)
 
   # ------------------------------------------------------------------------------------------------
   # Objectives.
@@ -262,7 +285,7 @@ class SAGAN:
         adversarial = adversarial + losses.wgan_generator_loss(
             self.spatial_critic.apply({"params": params[d.spatial_critic]}, a.transform)
         )
-      cycle, cycle_metrics = self._cycle_loss(params, d, source, a, z)
+      cycle, cycle_metrics = self._cycle_loss(params, d, source, source_mask, a, z)
       identity = self._identity_loss(params, d, a, target, target_mask)
       siamese = siamese_terms[src] if siamese_terms is not None else 0.0
       direction_total = losses.generator_objective(
@@ -277,7 +300,8 @@ class SAGAN:
     metrics["generator/loss"] = total
     return total, (metrics, siamese_images)
 
-  def _cycle_loss(self, params: Params, d: Direction, source: jax.Array, a: Adapted, z: jax.Array):
+  def _cycle_loss(self, params: Params, d: Direction, source: jax.Array, source_mask: jax.Array, a: Adapted,
+                  z: jax.Array):
     """Eq. 4 (disentangled: SCL + λ_pcl·PCL), or the entangled loss for WD, or CycleGAN's for WS."""
     c = self.config
     fake = jnp.concatenate([a.adapted, a.mask], -1)
@@ -294,6 +318,10 @@ class SAGAN:
         self._comparable_transform(stm_lib.invert_params(a.transform, self.transform)), self._comparable_transform(t_back)
     )
     # Path 2 (orange): the exact inverse (T_xy)⁻¹ recovers the geometry, G2 the pixels (eq. 2).
+    if not c.pcl_trains_stm:
+      # PCL trains the pixel level only (Section III-C): the same path with T_xy held fixed.
+      a = self.adapt(params, d, source, source_mask, z, transform=jax.lax.stop_gradient(a.transform))
+      fake = jnp.concatenate([a.adapted, a.mask], -1)
     inverse = stm_lib.invert_params(a.transform, self.transform)
     back = self.apply_transform(fake, inverse)
     recovered = self.pixel_adapt(params, d.back_generator, back[..., :3], back[..., 3:4])
