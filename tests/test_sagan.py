@@ -380,6 +380,9 @@ def test_pixel_path_moves_towards_a_colour_shifted_domain(tiny_sagan_config):
   c = tiny_sagan_config("ws")
   c.siamese = False
   c.learning_rate, c.n_critic = 1e-3, 2
+  # CycleGAN's generator, which starts from a random output: what this test's figures measure
+  # (the default residual generator starts at the identity; tests/test_fidelity.py covers it).
+  c.generator_residual, c.generator_pointwise_features = False, 0
   model = SAGAN(c)
   x, x_mask = toy_people(jax.random.PRNGKey(100), 64)
   y, y_mask = target(jax.random.PRNGKey(101), 64)
@@ -434,7 +437,8 @@ def test_paper_scale_networks_and_steps_trace_in_bfloat16():
 
   Only shapes are traced: compiling these steps takes minutes on a CPU. The parameter counts are
   CycleGAN's published ones (resnet_9blocks G 11.378 M, 70×70 PatchGAN D 2.765 M) plus what SA-GAN
-  adds: the human mask's input channel and the critic's affine layer norms. The steps must hand back
+  adds: the human mask's input channel, the generators' per-pixel colour path and the critic's
+  affine layer norms. The steps must hand back
   the state they take, leaf for leaf (shape and dtype), or jit would retrace every update.
   """
   c = sagan_config()
@@ -443,8 +447,10 @@ def test_paper_scale_networks_and_steps_trace_in_bfloat16():
   state = jax.eval_shape(lambda: create_state(model, 0))
   count = lambda tree: sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(tree))
   mask_channel = lambda k, cout: k * k * cout  # one more input channel of the first convolution
+  f = c.generator_pointwise_features  # the per-pixel colour path: 1×1 convs 3 → f → f → 3
+  pointwise = (3 * f + f) + (f * f + f) + (f * 3 + 3)
   for name in ("G1", "G2"):  # CycleGAN's G_A, ngf 64, first layer 7×7 → 64
-    assert count(state.params[name]) == 11_378_179 + mask_channel(7, 64)
+    assert count(state.params[name]) == 11_378_179 + mask_channel(7, 64) + pointwise
   for name in ("D1", "D2"):  # CycleGAN's D_A, ndf 64, first layer 4×4 → 64; layer norms on C128, C256, C512
     assert count(state.params[name]) == 2_764_737 + mask_channel(4, 64) + 2 * (128 + 256 + 512)
   assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(state.params)} == {jnp.dtype(jnp.float32)}
