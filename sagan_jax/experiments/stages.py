@@ -10,7 +10,7 @@ Workdir layout::
 
   config.json                the config that made the workdir (another config is refused)
   masks/unet/                the mask U-Net (masks themselves go to MANUAL_DIR/masks/)
-  sagan/checkpoints/, sagan/samples/step_NNNNNNN.png, sagan/metrics.jsonl
+  sagan/checkpoints/, sagan/samples/step_NNNNNNN.png, sagan/metrics.jsonl, sagan/fidelity.json (synthetic)
   translated/                M adapted images per source image + labels.json
   ide/checkpoints/, ide/metrics.jsonl
   results.json, results.md   the evaluation, in the paper's layout
