@@ -42,7 +42,7 @@ def add_trace_flag(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
       "--trace", default=None, metavar="FILE.json.gz",
       help="after timing, profile one more step of the first row and write its perfetto trace to this file "
-           "(python bench/trace_summary.py FILE says where the device time goes)",
+           "(python bench/trace_summary.py FILE says where the accelerator time goes)",
   )
 
 
@@ -50,7 +50,7 @@ def trace(fn, path: str) -> None:
   """Runs ``fn`` under `jax.profiler.trace` and copies the perfetto trace (gzipped JSON) to ``path``.
 
   The profiler writes it several folders down (``plugins/profile/<time>/``); one flat file is what a
-  lent machine's output folder can hand back.
+  remote machine's output folder can hand back.
   """
   with tempfile.TemporaryDirectory(prefix="sagan_jax_trace_") as log_dir:
     with jax.profiler.trace(log_dir, create_perfetto_trace=True):

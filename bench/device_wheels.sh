@@ -3,7 +3,7 @@
 #
 #   bash bench/device_wheels.sh [DIR]     # DIR defaults to .whl/ (git-ignored); run it where PyPI is reachable
 #
-# The lent H100/H200 image (Python 3.12) already has jax 0.11 with its CUDA plugin, flax, optax,
+# The H100/H200 image we target (Python 3.12) already has jax 0.11 with its CUDA plugin, flax, optax,
 # orbax-checkpoint, numpy, pillow, absl-py, tqdm, protobuf and pytest, but not the rest
 # of requirements.txt. This downloads CPython 3.12 x86-64 wheels of exactly what is missing there,
 # without their dependencies (--no-deps: the image has those). run_all.sh installs DIR's wheels with

@@ -13,7 +13,7 @@
 #
 # On a CPU: the tests of the timed code, then every script (the CPU suite of BENCHMARKS.md). On an
 # accelerator the rows come in the order of what the targets need, each as its own process with its
-# own timeout, because a lease is short (15 minutes of device time, a machine start included):
+# own timeout, so a short GPU run (BUDGET_S) still measures what matters most first:
 # Market-sized evaluation (<= 50 ms), the IDE step at batch 128 (bfloat16 MFU >= 45 %), the
 # paper-scale SA-GAN iteration in bfloat16 at batch 64 and 8 (MFU >= 35 %); then the IDE step at
 # batch 8, SA-GAN in float32, the warp and the input pipeline. The pytest check is left out there: the suite runs on 8 simulated CPU devices
@@ -126,7 +126,7 @@ else
   }
   # What the targets need first: evaluation, the IDE step at the paper's batch, SA-GAN in bfloat16.
   # The two bfloat16 target rows also profile one step each (OUT/trace_*.json.gz, summarised below),
-  # so that a later session can see where the device time goes without a device.
+  # so that where the GPU time goes can be read without another GPU run.
   ide_trace="$OUT/trace_ide_b${ide_batches[0]}.json.gz"
   sagan_trace="$OUT/trace_sagan_b${sagan_batches[0]}.json.gz"
   rm -f "$ide_trace" "$sagan_trace"  # a reused OUT: summarise only this run's traces
