@@ -49,7 +49,7 @@ def operations(events: list[dict], processes: dict, threads: dict) -> tuple[list
     line = lambda e: threads.get((e["pid"], e["tid"]), "")
     xla_ops = [e for e in device if "XLA Ops" in line(e)]
     if xla_ops:
-      return xla_ops, "device timelines named 'XLA Ops'"
+      return xla_ops, "accelerator timelines named 'XLA Ops'"
     streams = [e for e in device if "Stream" in line(e)] or device
     return streams, "device streams"
   return [e for e in events if "hlo_op" in (e.get("args") or {})], "host events tagged with an hlo_op (a CPU run)"
@@ -81,7 +81,7 @@ def main() -> None:
 
   ops, taken = operations(events, processes, threads)
   if not ops:
-    print("\nNo operation events found (no device timelines and no hlo_op tags).")
+    print("\nNo operation events found (no accelerator timelines and no hlo_op tags).")
     return
   total = sum(e["dur"] for e in ops)
   by_name, count, kinds = collections.Counter(), collections.Counter(), collections.Counter()

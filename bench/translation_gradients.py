@@ -27,6 +27,7 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from sagan_jax import checkpoint, losses, parallel  # noqa: E402
+from sagan_jax.data import pipeline  # noqa: E402
 from sagan_jax.experiments import paired, stages  # noqa: E402
 from sagan_jax.experiments.datasets import Datasets  # noqa: E402
 from sagan_jax.sagan import steps as sagan_steps  # noqa: E402
@@ -85,8 +86,6 @@ def main(argv):
   datasets.ensure_synthetic()
   pairs = paired.load(datasets.synthetic_dir, tuple(config.sagan.image_size))
   y_source, y_idx = datasets.target_adaptation()
-  from sagan_jax.data import pipeline  # noqa: PLC0415
-
   targets = next(pipeline.eval_batches(y_source, batch_size=8 * _BATCHES.value, image_size=tuple(config.sagan.image_size),
                                        indices=y_idx, masks=datasets.mask_mode))[0]["image"]
   batches = [(jnp.asarray(pairs.source[8 * k:8 * k + 8, ..., :3]), jnp.asarray(pairs.source[8 * k:8 * k + 8, ..., 3:]),

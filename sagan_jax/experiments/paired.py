@@ -35,7 +35,10 @@ class PairedSet(NamedTuple):
 
 def available(benchmark_dir: str) -> bool:
   meta = os.path.join(benchmark_dir, "benchmark.json")
-  return os.path.isfile(meta) and "paired" in json.load(open(meta))
+  if not os.path.isfile(meta):
+    return False
+  with open(meta) as f:
+    return "paired" in json.load(f)
 
 
 def load(benchmark_dir: str, image_size: tuple[int, int]) -> PairedSet:

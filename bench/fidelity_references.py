@@ -1,0 +1,40 @@
+"""Reference points of `pixel_error` on the synthetic benchmark's paired set: what the true colours
+alone, the true warp alone, and both would score (a table).
+
+    python bench/fidelity_references.py [--benchmark synthetic_benchmark] [--height 64 --width 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import numpy as np  # noqa: E402
+
+from sagan_jax import fidelity  # noqa: E402
+from sagan_jax.data import synthetic  # noqa: E402
+from sagan_jax.experiments import paired  # noqa: E402
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--benchmark", default="synthetic_benchmark", help="a generated benchmark with paired/")
+  parser.add_argument("--height", type=int, default=64)
+  parser.add_argument("--width", type=int, default=32)
+  args = parser.parse_args()
+  pairs = paired.load(args.benchmark, (args.height, args.width))
+  x, truth, mask = pairs.source[..., :3], pairs.truth[..., :3], pairs.truth[..., 3:]
+  to_255, to_unit = (lambda a: (a + 1) * 127.5), (lambda a: a / 127.5 - 1)
+  warped = np.stack([synthetic.warp_border(to_255(image), pairs.h_true) for image in x])
+  rows = {"x itself": x, "true colours, no warp": to_unit(synthetic.target_colours(to_255(x))),
+          "true warp, no colours": to_unit(warped), "true warp, then true colours": to_unit(synthetic.target_colours(warped))}
+  print("| translation | pixel_error |\n|---|---|")
+  for name, image in rows.items():
+    print(f"| {name} | {float(fidelity.pixel_error(image, truth, x, mask)):.3f} |")
+
+
+if __name__ == "__main__":
+  main()
