@@ -28,7 +28,7 @@ def main():
   pairs = paired.load(args.benchmark, (args.height, args.width))
   x, truth, mask = pairs.source[..., :3], pairs.truth[..., :3], pairs.truth[..., 3:]
   to_255, to_unit = (lambda a: (a + 1) * 127.5), (lambda a: a / 127.5 - 1)
-  warped = np.stack([synthetic.warp_border(to_255(image), pairs.h_true) for image in x])
+  warped = np.stack([synthetic.warp_border(to_255(image), h) for image, h in zip(x, pairs.h_true)])
   rows = {"x itself": x, "true colours, no warp": to_unit(synthetic.target_colours(to_255(x))),
           "true warp, no colours": to_unit(warped), "true warp, then true colours": to_unit(synthetic.target_colours(warped))}
   print("| translation | pixel_error |\n|---|---|")

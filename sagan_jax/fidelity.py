@@ -44,13 +44,18 @@ def viewpoint_error(t_xy: jax.Array, h_true: jax.Array) -> jax.Array:
   return corner_viewpoint_error(map_corners(t_xy), map_corners(jnp.asarray(h_true, jnp.float32)))
 
 
-def corner_viewpoint_error(corners: jax.Array, true_corners: jax.Array) -> jax.Array:
-  """`viewpoint_error` from where the learned and the true warps send the corners (``[..., 4, 2]``, ``[4, 2]``).
+def corner_viewpoint_error(corners: jax.Array, true_corners: jax.Array, reference: float | None = None) -> jax.Array:
+  """`viewpoint_error` from where the learned and the true warps send the corners (``[..., 4, 2]``).
 
-  For warps that are no matrix (a thin-plate spline's grid read at the corners).
+  For warps that are no matrix (a thin-plate spline's grid read at the corners). ``true_corners``
+  is ``[4, 2]`` or one per image (``[N, 4, 2]``, broadcast against ``corners``). ``reference``, the
+  distance that scores 1, defaults to the identity's distance to the truth pooled over the images;
+  pass the benchmark's viewpoint change when some truths are the identity (a source camera already
+  at the target's height), so every subset is scored in the same unit.
   """
   identity = jnp.asarray(CORNERS, jnp.float32)
-  reference = jnp.mean(jnp.linalg.norm(true_corners - identity, axis=-1))
+  if reference is None:
+    reference = jnp.mean(jnp.linalg.norm(true_corners - identity, axis=-1))
   return jnp.mean(jnp.linalg.norm(corners - true_corners, axis=-1), axis=-1) / reference
 
 

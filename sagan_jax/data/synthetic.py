@@ -23,6 +23,9 @@ The two domains share the renderer and differ like two camera networks:
     output → input), so ``warp(source_image, H_view)`` renders a source person as the target camera
     would see them: it is the T_xy an ideal S1 should predict. (Defined in normalised coordinates,
     it holds at any image size up to the sub-pixel difference of the corner-centre convention.)
+    With ``source_high_cameras`` = k, the last k source cameras are mounted as high as the target's
+    (their people seen through ``H_view`` too): a source seen from two heights, which the paper
+    adapts as two viewpoint groups (``benchmark.json`` records each camera's height).
   * pixels: the target's colours pass through a channel-mixing matrix and gamma (a strong cast that
     also compresses the red–green axis the source palette relies on), its cameras have stronger
     individual casts, and its backgrounds come from another palette.
@@ -44,6 +47,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 from typing import Sequence
 
 import numpy as np
@@ -274,16 +278,17 @@ def _downsample(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
 
 
 def render_image(person: Identity, camera: Camera, domain: str, rng: np.random.Generator, size_hw: tuple[int, int],
-                 h_view: np.ndarray, paired: bool = False):
+                 h_view: np.ndarray, paired: bool = False, high: bool = False):
   """(uint8 RGB [H, W, 3], uint8 mask [H, W] in {0, 255}) of one image of ``person`` by ``camera``.
 
+  ``high``: a source camera mounted at the target's height (the person seen through ``h_view``).
   With ``paired`` (source images only) also the uint8 RGBA ground truth of its translation to the
-  target domain (module docstring); it draws nothing from ``rng``, so the benchmark is the same
-  with or without it.
+  target domain (module docstring): warped by ``h_view`` from a low camera, unwarped from a high
+  one. It draws nothing from ``rng``, so the benchmark is the same with or without it.
   """
   big = (size_hw[0] * SUPERSAMPLE, size_hw[1] * SUPERSAMPLE)
   person_layer = Image.fromarray(render_person(person, rng, big), "RGBA")
-  if domain == "target":
+  if domain == "target" or high:
     person_layer = person_layer.transform(big[::-1], Image.PERSPECTIVE, _pixel_coefficients(h_view, big), Image.BILINEAR)
   rgba = np.asarray(person_layer).astype(np.float32)
   alpha = rgba[..., 3:] / 255.0
@@ -293,7 +298,8 @@ def render_image(person: Identity, camera: Camera, domain: str, rng: np.random.G
   if paired:
     if domain != "source":
       raise ValueError("paired ground truth is rendered for source images only")
-    warped = warp_border(np.concatenate([image, alpha * 255.0], -1), h_view)
+    rgba = np.concatenate([image, alpha * 255.0], -1)
+    warped = rgba if high else warp_border(rgba, h_view)
     truth_rgb = _downsample(target_colours(warped[..., :3]), size_hw)
     truth_mask = (_downsample(warped[..., 3], size_hw) >= 128).astype(np.uint8) * 255
     truth = np.concatenate([truth_rgb, truth_mask[..., None]], -1)
@@ -318,6 +324,9 @@ class BenchmarkSpec:
   tilt: float = DEFAULT_TILT
   seed: int = 0
   paired_images: int = 256  # (at most) source training images given a paired ground-truth translation (paired/)
+  # Source cameras (the last ones) mounted as high as the target's: the source is then seen from two
+  # heights, the case the paper's viewpoint groups address. 0: every source camera is low.
+  source_high_cameras: int = 0
 
 
 def _write(root: str, folder: str, name: str, image: np.ndarray, mask: np.ndarray) -> None:
@@ -331,6 +340,20 @@ PAIRED_DIR = "paired"
 def paired_name(source_name: str) -> str:
   """The ground-truth file of a source training image: ``paired/<stem>.png`` (RGBA, alpha = mask)."""
   return os.path.splitext(source_name)[0] + ".png"
+
+
+def source_high_cameras(spec: BenchmarkSpec) -> frozenset[int]:
+  """The 1-based ids of the source cameras mounted at the target's height (the last ones)."""
+  if not 0 <= spec.source_high_cameras < spec.num_cameras:
+    raise ValueError(f"source_high_cameras={spec.source_high_cameras}: expected 0..{spec.num_cameras - 1} "
+                     "(at least one source camera stays low)")
+  return frozenset(range(spec.num_cameras - spec.source_high_cameras + 1, spec.num_cameras + 1))
+
+
+def source_viewpoints(spec: BenchmarkSpec) -> dict[str, str]:
+  """Source camera id (as text, JSON's key type) → ``"low"`` or ``"high"``."""
+  high = source_high_cameras(spec)
+  return {str(c): "high" if c in high else "low" for c in range(1, spec.num_cameras + 1)}
 
 
 def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | None = None) -> dict:
@@ -347,6 +370,7 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | 
     os.makedirs(os.path.join(root, layouts.MARKET_ROOT, folder), exist_ok=True)
     os.makedirs(os.path.join(root, layouts.MASKS_ROOT, layouts.MARKET_ROOT, folder), exist_ok=True)
   cameras = [random_camera(rng, domain) for _ in range(spec.num_cameras)]
+  high = source_high_cameras(spec) if domain == "source" else frozenset()
   counts = {"bounding_box_train": 0, "query": 0, "bounding_box_test": 0}
   frame = 0
   truths = {}  # training image name → paired ground truth, before the subset is chosen
@@ -364,7 +388,8 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | 
       for k in range(spec.images_per_camera):
         train = pid <= spec.train_ids
         paired = train and paired_dir is not None
-        image, mask, *truth = render_image(person, cameras[camera], domain, rng, size, h_view, paired=paired)
+        image, mask, *truth = render_image(person, cameras[camera], domain, rng, size, h_view, paired=paired,
+                                           high=camera + 1 in high)
         if train:
           folder = "bounding_box_train"
         else:  # Market-style: one query per test identity and camera, the rest in the gallery
@@ -376,7 +401,7 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | 
           truths[file_name] = truth[0]
   for _ in range(spec.distractors):
     camera = int(rng.integers(spec.num_cameras))
-    image, mask = render_image(random_identity(rng), cameras[camera], domain, rng, size, h_view)
+    image, mask = render_image(random_identity(rng), cameras[camera], domain, rng, size, h_view, high=camera + 1 in high)
     _write(root, "bounding_box_test", name(0, camera), image, mask)
     counts["bounding_box_test"] += 1
   for _ in range(spec.junk):
@@ -397,22 +422,49 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | 
   return counts
 
 
+MARKER = ".sagan_jax_synthetic"  # written first: this folder's benchmark files are ours to replace
+PREPARED_DIR = "tfds"
+
+
+def _is_benchmark_meta(path: str) -> bool:
+  """A ``benchmark.json`` this generator wrote (versions before the marker file)."""
+  try:
+    with open(path) as f:
+      return "spec" in json.load(f)
+  except (OSError, ValueError):
+    return False
+
+
 def generate(out: str, spec: BenchmarkSpec = BenchmarkSpec(), overwrite: bool = False) -> dict:
   """Writes both domains and ``benchmark.json`` under ``out``; returns the metadata.
 
-  The metadata file is written last, so a directory without it is an interrupted run: it is
-  removed and regenerated (or, with files but no metadata and ``overwrite=False``, refused).
+  The metadata file is written last, so a directory without it is an interrupted run, which is
+  regenerated. Only a folder this function made (its marker file) is ever cleared, and then only
+  the folders it writes: a non-empty folder without the marker is refused, naming what is there.
   """
   meta_path = os.path.join(out, "benchmark.json")
-  if os.path.exists(meta_path) and not overwrite:
+  ours = os.path.isfile(os.path.join(out, MARKER)) or _is_benchmark_meta(meta_path)
+  if os.path.exists(meta_path) and not overwrite and ours:
     with open(meta_path) as f:
       meta = json.load(f)
-    if meta["spec"] != dataclasses.asdict(spec):
+    # Fields added since a benchmark was written hold their defaults in it (what it was made with).
+    if {**dataclasses.asdict(BenchmarkSpec()), **meta["spec"]} != dataclasses.asdict(spec):
       raise ValueError(f"{out!r} holds a synthetic benchmark with another spec {meta['spec']}; choose another --out or pass --overwrite")
     return meta
-  for folder in DOMAINS + (PAIRED_DIR,):
-    shutil.rmtree(os.path.join(out, folder), ignore_errors=True)
+  present = sorted(os.listdir(out)) if os.path.isdir(out) else []
+  if present and not ours:
+    shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+    raise ValueError(f"{out!r} is not empty ({shown}) and was not made by this generator: nothing was written or "
+                     "removed; choose an empty or new --out")
   os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, MARKER), "w") as f:
+    f.write("written by python -m sagan_jax.data.synthetic; --overwrite replaces only source/, target/, paired/, tfds/ "
+            "and benchmark.json\n")
+  # The prepared copies (tfds/, where the experiments prepare a synthetic benchmark) go with the images.
+  for folder in DOMAINS + (PAIRED_DIR, PREPARED_DIR):
+    shutil.rmtree(os.path.join(out, folder), ignore_errors=True)
+  if os.path.exists(meta_path):
+    os.remove(meta_path)
   counts = {domain: write_domain(os.path.join(out, domain), domain, spec,
                                  paired_dir=os.path.join(out, PAIRED_DIR) if domain == "source" else None)
             for domain in DOMAINS}
@@ -423,6 +475,8 @@ def generate(out: str, spec: BenchmarkSpec = BenchmarkSpec(), overwrite: bool = 
       "view_homography": view_homography(spec.tilt).tolist(),
       "view_homography_doc": ("target-image → source-frame coordinates, normalised (x first, [-1, 1], ±1 at corner pixel "
                               "centres): the T_xy an ideal S1 predicts"),
+      "source_viewpoints": source_viewpoints(spec),
+      "source_viewpoints_doc": "source camera → height: high cameras see the person through view_homography, as the target",
       "target_colour_matrix": TARGET_COLOUR_MATRIX,
       "target_gamma": TARGET_GAMMA,
       "counts": counts,
@@ -430,9 +484,10 @@ def generate(out: str, spec: BenchmarkSpec = BenchmarkSpec(), overwrite: bool = 
           "dir": PAIRED_DIR,
           "source_split": "bounding_box_train",
           "images": paired,
+          "viewpoints": [source_viewpoints(spec)[str(layouts.MARKET_NAME.match(n).group(2))] for n in paired],
           "doc": ("for each listed source training image, paired/<stem>.png (RGBA, alpha = person mask) is its ideal "
-                  "translation: the same rendering warped whole by view_homography (edges repeated) in the target "
-                  "colours, without noise; no split reads it"),
+                  "translation: the same rendering warped whole by view_homography (edges repeated; unwarped for "
+                  "a high source camera, see viewpoints) in the target colours, without noise; no split reads it"),
       },
   }
   with open(meta_path + ".tmp", "w") as f:
@@ -461,7 +516,11 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--contact_sheet", default=None, help="also write a PNG of example crops of both domains here")
   args = parser.parse_args(argv)
   spec = BenchmarkSpec(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchmarkSpec)})
-  meta = generate(args.out, spec, overwrite=args.overwrite)
+  try:
+    meta = generate(args.out, spec, overwrite=args.overwrite)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   if args.contact_sheet:
     contact_sheet(args.out, args.contact_sheet)
   print(json.dumps(meta["counts"], indent=1))
