@@ -32,6 +32,42 @@ def wgan_generator_loss(fake_scores: jax.Array) -> jax.Array:
   return -jnp.mean(fake_scores)
 
 
+def lsgan_critic_loss(real_scores: jax.Array, fake_scores: jax.Array) -> jax.Array:
+  """CycleGAN's discriminator loss (least squares, real → 1, fake → 0), halved as CycleGAN halves it:
+  ``(E[(D(real) − 1)²] + E[D(fake)²]) / 2`` over every patch score."""
+  return 0.5 * (jnp.mean(jnp.square(real_scores - 1.0)) + jnp.mean(jnp.square(fake_scores)))
+
+
+def lsgan_generator_loss(fake_scores: jax.Array) -> jax.Array:
+  """CycleGAN's generator loss (least squares): ``E[(D(fake) − 1)²]`` over every patch score."""
+  return jnp.mean(jnp.square(fake_scores - 1.0))
+
+
+def query_history_pool(images: jax.Array, count: jax.Array, fakes: jax.Array, key: jax.Array):
+  """CycleGAN's image pool (Shrivastava et al.): what the discriminator sees of a batch of fakes.
+
+  ``images [P, ...]`` holds up to P earlier fakes, ``count`` how many are filled. Each new fake, in
+  batch order: while the pool is not full, it is stored and shown; once full, with probability ½ a
+  random stored fake is shown and replaced by it, else it is shown itself. Returns
+  ``(shown [B, ...], images, count)``; pure, so it runs inside a compiled step.
+  """
+  size = images.shape[0]
+
+  def one(carry, item):
+    pool, filled = carry
+    fake, k = item
+    k_coin, k_pick = jax.random.split(k)
+    full = filled >= size
+    swap = full & (jax.random.uniform(k_coin) > 0.5)
+    slot = jnp.where(full, jax.random.randint(k_pick, (), 0, size), jnp.minimum(filled, size - 1))
+    shown = jnp.where(swap, pool[slot], fake)
+    pool = pool.at[slot].set(jnp.where(full & ~swap, pool[slot], fake))
+    return (pool, jnp.minimum(filled + 1, size)), shown
+
+  (images, count), shown = jax.lax.scan(one, (images, count), (fakes, jax.random.split(key, fakes.shape[0])))
+  return shown, images, count
+
+
 def gradient_penalty(
     critic_fn: Callable[[jax.Array], jax.Array],
     real: jax.Array,

@@ -68,8 +68,9 @@ def apply_transform(
 class SpatialTransformer(nn.Module):
   """Localisation network of an STM: ``(images[B, H, W, C], z[B, Z]) → params[B, P]``.
 
-  A stride-2 conv stack with leaky ReLUs, global average pooling, one hidden dense layer and a
-  zero-initialised output layer (identity at initialisation). Parameters are float32; the output
+  A stride-2 conv stack with leaky ReLUs, a head (``"pool"``: global average pooling; ``"flatten"``:
+  the whole feature map, so the warp can depend on where the person is), one hidden dense layer
+  and a zero-initialised output layer (identity at initialisation). Parameters are float32; the output
   is float32 whatever the compute ``dtype``, because the warp needs precise coordinates.
   ``gradient_impl``: see ``sagan_jax.ops.conv_function``.
   """
@@ -79,6 +80,7 @@ class SpatialTransformer(nn.Module):
   num_layers: int = 4
   hidden: int = 128
   tps_control_hw: tuple[int, int] = (5, 3)
+  head: str = "pool"
   dtype: Any = jnp.float32
   gradient_impl: str = "auto"
 
@@ -91,7 +93,12 @@ class SpatialTransformer(nn.Module):
       x = nn.Conv(self.features * min(2**i, 8), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), dtype=self.dtype,
                   conv_general_dilated=ops.conv_function(self.gradient_impl))(x)
       x = nn.leaky_relu(x, 0.2)
-    x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    if self.head == "pool":
+      x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    elif self.head == "flatten":
+      x = x.astype(jnp.float32).reshape(b, -1)
+    else:
+      raise ValueError(f"STM head must be 'pool' or 'flatten', got {self.head!r}")
     x = nn.leaky_relu(nn.Dense(self.hidden)(x), 0.2)
     out = nn.Dense(
         num_params(self.transform, self.tps_control_hw), kernel_init=nn.initializers.zeros, bias_init=nn.initializers.zeros

@@ -54,6 +54,9 @@ def sagan_config() -> ml_collections.ConfigDict:
   c.stm_features = 32  # localisation network: our choice (the paper does not describe it)
   c.stm_layers = 4
   c.stm_hidden = 128
+  # How the localisation network turns its feature map into the hidden layer: "pool" (global
+  # average) or "flatten" (every position its own weights, as ST-GAN's fully connected layers).
+  c.stm_head = "pool"
   c.z_dim = 8  # spatial code dimension: our choice (the paper does not give it)
   # Our choice: "border" repeats the edge pixels where a warp reads outside the frame. Zero padding
   # paints grey wedges on spatially adapted images only, a give-away for the critics.
@@ -75,11 +78,14 @@ def sagan_config() -> ml_collections.ConfigDict:
   c.lambda_idt = 5.0  # SPGAN
   c.lambda_siam = 2.0  # SPGAN
   c.siamese_margin = 2.0  # SPGAN
+  # The adversarial game: "wgan" (eq. 1, the paper's) or "lsgan" (CycleGAN's least squares).
+  c.gan_loss = "wgan"
   # Lipschitz constraint of the WGAN critics (the paper cites WGAN without saying which).
-  c.lipschitz = "gradient_penalty"  # WGAN-GP; or "weight_clipping" (original WGAN)
+  c.lipschitz = "gradient_penalty"  # WGAN-GP; or "weight_clipping" (original WGAN); "none" (LSGAN)
   c.lambda_gp = 10.0  # WGAN-GP's value
   c.clip_value = 0.01  # original WGAN's value
   c.n_critic = 5  # critic updates per generator update: WGAN's value
+  c.history_pool = 0  # fakes a critic draws from a pool of this many earlier ones; CycleGAN: 50
 
   # Optimisers. Adam(1e-4, 0.5, 0.9) is WGAN-GP's; with weight clipping, RMSProp(5e-5) as WGAN.
   c.learning_rate = 1e-4
@@ -88,6 +94,8 @@ def sagan_config() -> ml_collections.ConfigDict:
   c.adam_b2 = 0.9
   c.clipping_learning_rate = 5e-5
   c.sianet_learning_rate = 1e-4  # our choice (SPGAN trains SiaNet alongside the generators)
+  # "constant", or "linear_decay" (CycleGAN: constant for the first half of the updates, then to 0).
+  c.lr_schedule = "constant"
 
   # Ablation switches (Table III and the baselines of Tables I–II; see `apply_variant`).
   c.spatial = True  # S1/S2, D_T and SCL; False is SA-GAN (WS)
@@ -108,7 +116,10 @@ def apply_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collect
   * ``ws`` — SA-GAN (WS): no spatial-level adaptation (no STMs, no D_T, no SCL); the rest of SA-GAN.
   * ``wp`` — SA-GAN (WP): no pixel-level adaptation; images are the output of S1.
   * ``wd`` — SA-GAN (WD): the ordinary cycle loss ‖G2(S2(G1(S1(x)))) - x‖ instead of eq. 4.
-  * ``cyclegan``: pixel-level only, RGB input, no identity or Siamese loss, CycleGAN's generator.
+  * ``cyclegan``: CycleGAN as published (Zhu et al. 2017): pixel level only, RGB input, its ResNet
+    generator and instance-norm PatchGAN, least-squares loss, a history pool of 50 fakes,
+    Adam(2e-4, 0.5, 0.999) constant for the first half of the updates then decayed linearly to
+    zero, one discriminator update per generator update; no identity or Siamese loss.
   * ``cyclegan_star``: ``cyclegan`` plus CycleGAN's identity mapping loss.
   """
   if variant not in VARIANTS:
@@ -120,8 +131,15 @@ def apply_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collect
   config.siamese = variant not in ("cyclegan", "cyclegan_star")
   config.use_mask = variant not in ("cyclegan", "cyclegan_star")
   config.identity_loss = {"cyclegan": "none", "cyclegan_star": "mapping"}.get(variant, "mask")
-  if variant in ("cyclegan", "cyclegan_star"):  # CycleGAN's own generator, as published
+  cyclegan = variant in ("cyclegan", "cyclegan_star")
+  if cyclegan:  # CycleGAN's own networks and training, as published
     config.generator_residual, config.generator_pointwise_features = False, 0
+    config.generator_upsample = "transpose"
+    config.critic_norm = "instance"
+    config.gan_loss, config.lipschitz, config.n_critic, config.history_pool = "lsgan", "none", 1, 50
+    config.learning_rate, config.adam_b1, config.adam_b2 = 2e-4, 0.5, 0.999
+    config.stm_learning_rate = 0.0
+    config.lr_schedule = "linear_decay"
   return config
 
 

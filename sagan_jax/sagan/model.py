@@ -19,11 +19,21 @@ import ml_collections
 import optax
 
 from sagan_jax import losses, runtime
-from sagan_jax.models import PatchCritic, ResnetGenerator, SiaNet, SpatialCritic, SpatialTransformer
+from sagan_jax.errors import ConfigError
+from sagan_jax.models import (
+  PatchCritic,
+  ResnetGenerator,
+  SiaNet,
+  SpatialCritic,
+  SpatialTransformer,
+)
 from sagan_jax.models import stm as stm_lib
 from sagan_jax.ops import GRADIENT_IMPLS
 
 Params = dict[str, Any]
+GAN_LOSSES = ("wgan", "lsgan")
+LIPSCHITZ = ("gradient_penalty", "weight_clipping", "none")
+LR_SCHEDULES = ("constant", "linear_decay")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,19 +75,29 @@ class SAGAN:
   model has no S1/S2 or DT1/DT2, an SA-GAN (WP) model no G1/G2.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: ml_collections.ConfigDict, train_steps: int = 0):
+    """``train_steps``: the generator updates of the run, over which ``lr_schedule="linear_decay"``
+    decays (0: unknown, for inference and restore targets; the rate then stays constant, with the
+    same optimiser state layout)."""
     self.config = ml_collections.FrozenConfigDict(config)
+    self.train_steps = int(train_steps)
     c = self.config
-    if c.lipschitz not in ("gradient_penalty", "weight_clipping"):
-      raise ValueError(f"sagan.lipschitz must be 'gradient_penalty' or 'weight_clipping', got {c.lipschitz!r}")
+    if c.gan_loss not in GAN_LOSSES:
+      raise ConfigError(f"sagan.gan_loss must be one of {GAN_LOSSES}, got {c.gan_loss!r}")
+    if c.lipschitz not in LIPSCHITZ:
+      raise ConfigError(f"sagan.lipschitz must be one of {LIPSCHITZ}, got {c.lipschitz!r}")
+    if c.lr_schedule not in LR_SCHEDULES:
+      raise ConfigError(f"sagan.lr_schedule must be one of {LR_SCHEDULES}, got {c.lr_schedule!r}")
+    if c.history_pool < 0:
+      raise ConfigError(f"sagan.history_pool must be ≥ 0, got {c.history_pool}")
     if c.identity_loss not in ("mask", "mapping", "none"):
-      raise ValueError(f"sagan.identity_loss must be 'mask', 'mapping' or 'none', got {c.identity_loss!r}")
+      raise ConfigError(f"sagan.identity_loss must be 'mask', 'mapping' or 'none', got {c.identity_loss!r}")
     if c.critic_mask not in ("soft", "binary", "none"):
-      raise ValueError(f"sagan.critic_mask must be 'soft', 'binary' or 'none', got {c.critic_mask!r}")
+      raise ConfigError(f"sagan.critic_mask must be 'soft', 'binary' or 'none', got {c.critic_mask!r}")
     if c.gradient_impl not in GRADIENT_IMPLS:
-      raise ValueError(f"sagan.gradient_impl must be one of {GRADIENT_IMPLS}, got {c.gradient_impl!r}")
+      raise ConfigError(f"sagan.gradient_impl must be one of {GRADIENT_IMPLS}, got {c.gradient_impl!r}")
     if not (c.spatial or c.pixel):
-      raise ValueError("sagan.spatial and sagan.pixel are both off: nothing would adapt the images")
+      raise ConfigError("sagan.spatial and sagan.pixel are both off: nothing would adapt the images")
     dtype = jnp.dtype(c.dtype)
     self.transform = c.transform
     self.tps_control_hw = tuple(c.tps_control_hw)
@@ -89,7 +109,8 @@ class SAGAN:
                                      gradient_impl=impl)
     self.critic = PatchCritic(c.critic_features, c.critic_layers, c.critic_norm, dtype=dtype, gradient_impl=impl)
     self.stm = SpatialTransformer(
-        c.transform, c.stm_features, c.stm_layers, c.stm_hidden, self.tps_control_hw, dtype=dtype, gradient_impl=impl
+        c.transform, c.stm_features, c.stm_layers, c.stm_hidden, self.tps_control_hw, head=c.stm_head, dtype=dtype,
+        gradient_impl=impl
     )
     self.spatial_critic = SpatialCritic(c.spatial_critic_hidden, c.spatial_critic_layers, dtype=dtype)
     self.sianet = SiaNet(tuple(c.sianet_widths), c.sianet_embed_dim, dtype=dtype, gradient_impl=impl)
@@ -97,10 +118,10 @@ class SAGAN:
   # Two models of equal configs are interchangeable: compiled steps (`make_steps`, `translate`,
   # which take the model as a static argument) are reused across instances.
   def __eq__(self, other) -> bool:
-    return isinstance(other, SAGAN) and self.config == other.config
+    return isinstance(other, SAGAN) and self.config == other.config and self.train_steps == other.train_steps
 
   def __hash__(self) -> int:
-    return hash(self.config)
+    return hash((self.config, self.train_steps))
 
   # ------------------------------------------------------------------------------------------------
   # Which networks exist, and their parameters and optimisers.
@@ -148,7 +169,13 @@ class SAGAN:
   def optimizers(self) -> dict[str, optax.GradientTransformation]:
     """One optimiser per group: ``generator`` (G/S), ``critic`` (D/D_T), ``sianet``."""
     c = self.config
-    adam = lambda lr: optax.adam(lr, b1=c.adam_b1, b2=c.adam_b2)
+
+    def adam(lr):
+      if c.lr_schedule == "linear_decay":  # CycleGAN: constant for the first half, then linearly to zero
+        half = self.train_steps // 2 if self.train_steps > 0 else 2**30
+        lr = optax.join_schedules([optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, max(half, 1))], [half])
+      return optax.adam(lr, b1=c.adam_b1, b2=c.adam_b2)
+
     if c.lipschitz == "weight_clipping":
       critic = optax.chain(optax.rmsprop(c.clipping_learning_rate), losses.clip_params(c.clip_value))
     else:
@@ -206,9 +233,26 @@ class SAGAN:
     """What SCL compares: 3×3 matrices (homography, affine), or TPS control offsets."""
     return p if self.transform == "tps" else stm_lib.transform_matrices(p, self.transform)
 
+  def _critic_patches(self, params: Params, name: str, inputs: jax.Array) -> jax.Array:
+    """Patch scores ``[B, h, w]`` of RGB + mask ``inputs``."""
+    return self.critic.apply({"params": params[name]}, self._critic_input(inputs))
+
   def _critic_scores(self, params: Params, name: str, inputs: jax.Array) -> jax.Array:
     """Per-image critic values ``[B]``: the mean of the patch scores of RGB + mask ``inputs``."""
-    return jnp.mean(self.critic.apply({"params": params[name]}, self._critic_input(inputs)), axis=(1, 2))
+    return jnp.mean(self._critic_patches(params, name, inputs), axis=(1, 2))
+
+  def _adversarial(self, params: Params, d: Direction, a: Adapted) -> jax.Array:
+    """The generator side of D's game (eq. 1, or CycleGAN's least squares), plus D_T's when it exists."""
+    fake = jnp.concatenate([a.adapted, a.mask], -1)
+    if self.config.gan_loss == "lsgan":
+      out = losses.lsgan_generator_loss(self._critic_patches(params, d.critic, fake))
+    else:
+      out = losses.wgan_generator_loss(self._critic_scores(params, d.critic, fake))
+    if d.spatial_critic in params:
+      scores = self.spatial_critic.apply({"params": params[d.spatial_critic]}, a.transform)
+      out = out + (losses.lsgan_generator_loss(scores) if self.config.gan_loss == "lsgan"
+                   else losses.wgan_generator_loss(scores))
+    return out
 
   def _critic_input(self, inputs: jax.Array) -> jax.Array:
     """What D1/D2 see of RGB + mask: the mask as given ("soft"), rounded ("binary") or zeroed ("none")."""
@@ -222,19 +266,41 @@ class SAGAN:
   # ------------------------------------------------------------------------------------------------
   # Objectives.
 
-  def critic_loss(self, critic_params: Params, frozen_params: Params, batch: dict, key: jax.Array):
-    """Eq. 1, critic side, for D1, D2 (and DT1, DT2), plus the gradient penalty when configured."""
-    c = self.config
-    k_x, k_y, k_gp = jax.random.split(key, 3)
+  def fake_images(self, frozen_params: Params, batch: dict, key: jax.Array) -> dict[str, Adapted]:
+    """The generators' outputs the critics judge, without gradient: ``{"y": G1(S1(x)), "x": G2(S2(y))}``.
+
+    Uses the first two of ``key``'s three splits; `critic_loss` keeps the third for the penalty.
+    """
+    k_x, k_y, _ = jax.random.split(key, 3)
     x, y = batch["x"], batch["y"]
     mx, my = self.masks_for_input(batch["x_mask"]), self.masks_for_input(batch["y_mask"])
-    fake_y = jax.lax.stop_gradient(self.adapt(frozen_params, XY, x, mx, self.spatial_codes(k_x, x.shape[0])))
-    fake_x = jax.lax.stop_gradient(self.adapt(frozen_params, YX, y, my, self.spatial_codes(k_y, y.shape[0])))
+    return {"y": jax.lax.stop_gradient(self.adapt(frozen_params, XY, x, mx, self.spatial_codes(k_x, x.shape[0]))),
+            "x": jax.lax.stop_gradient(self.adapt(frozen_params, YX, y, my, self.spatial_codes(k_y, y.shape[0])))}
+
+  def critic_loss(self, critic_params: Params, frozen_params: Params, batch: dict, key: jax.Array,
+                  fakes: dict[str, Adapted] | None = None):
+    """Eq. 1, critic side, for D1, D2 (and DT1, DT2), plus the gradient penalty when configured.
+
+    With ``gan_loss="lsgan"``, CycleGAN's least-squares loss instead. ``fakes`` (`fake_images`,
+    possibly drawn from a history pool) replaces the fakes made from ``key``.
+    """
+    c = self.config
+    k_gp = jax.random.split(key, 3)[2]
+    x, y = batch["x"], batch["y"]
+    mx, my = self.masks_for_input(batch["x_mask"]), self.masks_for_input(batch["y_mask"])
+    fakes = fakes if fakes is not None else self.fake_images(frozen_params, batch, key)
+    fake_y, fake_x = fakes["y"], fakes["x"]
     total, metrics = 0.0, {}
     gp_keys = iter(jax.random.split(k_gp, 4))
 
-    def critic_term(name, critic_fn, real, fake):
+    def critic_term(name, critic_fn, real, fake, patches_fn=None):
       nonlocal total
+      if c.gan_loss == "lsgan":
+        fn = patches_fn or critic_fn
+        loss = losses.lsgan_critic_loss(fn(real), fn(fake))
+        metrics[f"critic/{name}/lsgan"] = loss
+        total = total + loss
+        return
       wasserstein = -losses.wgan_critic_loss(critic_fn(real), critic_fn(fake))
       loss = -wasserstein
       metrics[f"critic/{name}/wasserstein"] = wasserstein
@@ -246,7 +312,9 @@ class SAGAN:
 
     for name, real_img, real_mask, fake in (("D1", y, my, fake_y), ("D2", x, mx, fake_x)):
       scores = functools.partial(self._critic_scores, critic_params, name)
-      critic_term(name, scores, jnp.concatenate([real_img, real_mask], -1), jnp.concatenate([fake.adapted, fake.mask], -1))
+      patches = functools.partial(self._critic_patches, critic_params, name)
+      critic_term(name, scores, jnp.concatenate([real_img, real_mask], -1), jnp.concatenate([fake.adapted, fake.mask], -1),
+                  patches)
     if "DT1" in critic_params:
       # DT1: fake T_xy, real (T_yx)⁻¹; DT2 mirrors it.
       for name, fake, real in (("DT1", fake_y, fake_x), ("DT2", fake_x, fake_y)):
@@ -280,11 +348,7 @@ class SAGAN:
         ("y", YX, y, my, x, mx, z_y),
     ):
       a = adapted[src]
-      adversarial = losses.wgan_generator_loss(self._critic_scores(params, d.critic, jnp.concatenate([a.adapted, a.mask], -1)))
-      if d.spatial_critic in params:
-        adversarial = adversarial + losses.wgan_generator_loss(
-            self.spatial_critic.apply({"params": params[d.spatial_critic]}, a.transform)
-        )
+      adversarial = self._adversarial(params, d, a)
       cycle, cycle_metrics = self._cycle_loss(params, d, source, source_mask, a, z)
       identity = self._identity_loss(params, d, a, target, target_mask)
       siamese = siamese_terms[src] if siamese_terms is not None else 0.0

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from sagan_jax import parallel
+from sagan_jax import losses, parallel
 from sagan_jax.sagan.model import SAGAN, XY
 
 Batch = dict[str, jax.Array]  # x [B,H,W,3], x_mask [B,H,W,1], y, y_mask: images in [-1, 1], masks in [0, 1]
@@ -32,6 +32,8 @@ class SAGANState:
   rng: jax.Array  # uint32[2] PRNG key, split at every update
   params: dict[str, Any]  # network name → parameters
   opt_state: dict[str, Any]  # "generator" / "critic" / "sianet" → optax state
+  # CycleGAN's history pools of fakes, per discriminator ("D1"/"D2" → {"images", "count"}); {} without.
+  pools: dict[str, Any] = flax.struct.field(default_factory=dict)
 
 
 def _group(params, names):
@@ -53,7 +55,13 @@ def create_state(model: SAGAN, seed: int | jax.Array, mesh: Mesh | None = None) 
       "critic": tx["critic"].init(_group(params, model.critic_names)),
       "sianet": tx["sianet"].init(_group(params, model.sianet_names)),
   }
-  state = SAGANState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), rng, params, opt_state)
+  pools = {}
+  if model.config.history_pool:
+    h, w = model.config.image_size
+    empty = lambda: {"images": jnp.zeros((model.config.history_pool, h, w, 4), jnp.float32),
+                     "count": jnp.zeros((), jnp.int32)}
+    pools = {"D1": empty(), "D2": empty()}
+  state = SAGANState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), rng, params, opt_state, pools)
   return state if mesh is None else jax.device_put(state, parallel.replicated(mesh))
 
 
@@ -62,7 +70,18 @@ def critic_update(model: SAGAN, state: SAGANState, batch: Batch) -> tuple[SAGANS
   tx = model.optimizers()["critic"]
   rng, key = jax.random.split(state.rng)
   critic_params = _group(state.params, model.critic_names)
-  grads, metrics = jax.grad(model.critic_loss, has_aux=True)(critic_params, state.params, batch, key)
+  fakes, pools = None, state.pools
+  if pools:  # CycleGAN: D sees fakes drawn through its history pool
+    fakes = model.fake_images(state.params, batch, key)
+    pools = {}
+    for name, side, k in (("D1", "y", 0), ("D2", "x", 1)):
+      a = fakes[side]
+      shown, images, count = losses.query_history_pool(
+          state.pools[name]["images"], state.pools[name]["count"], jnp.concatenate([a.adapted, a.mask], -1),
+          jax.random.fold_in(key, 100 + k))
+      fakes[side] = a._replace(adapted=shown[..., :3], mask=shown[..., 3:])
+      pools[name] = {"images": images, "count": count}
+  grads, metrics = jax.grad(model.critic_loss, has_aux=True)(critic_params, state.params, batch, key, fakes)
   updates, opt_state = tx.update(grads, state.opt_state["critic"], critic_params)
   new_params = {**state.params, **optax.apply_updates(critic_params, updates)}
   return state.replace(
@@ -70,6 +89,7 @@ def critic_update(model: SAGAN, state: SAGANState, batch: Batch) -> tuple[SAGANS
       rng=rng,
       params=new_params,
       opt_state={**state.opt_state, "critic": opt_state},
+      pools=pools,
   ), metrics
 
 
