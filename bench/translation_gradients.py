@@ -85,13 +85,13 @@ def main(argv):
   datasets = Datasets(config)
   datasets.ensure_synthetic()
   pairs = paired.load(datasets.synthetic_dir, tuple(config.sagan.image_size))
-  y_source, y_idx = datasets.target_adaptation()
+  y_source, y_idx = datasets.builder("target").as_data_source("train"), None  # the synthetic target's training split
   targets = next(pipeline.eval_batches(y_source, batch_size=8 * _BATCHES.value, image_size=tuple(config.sagan.image_size),
                                        indices=y_idx, masks=datasets.mask_mode))[0]["image"]
   batches = [(jnp.asarray(pairs.source[8 * k:8 * k + 8, ..., :3]), jnp.asarray(pairs.source[8 * k:8 * k + 8, ..., 3:]),
               jnp.asarray(targets[8 * k:8 * k + 8, ..., :3]), jnp.asarray(targets[8 * k:8 * k + 8, ..., 3:]))
              for k in range(_BATCHES.value)]
-  log_h = scipy.linalg.logm(np.asarray(pairs.h_true, np.float64)).real
+  log_h = scipy.linalg.logm(np.asarray(pairs.h_true[0], np.float64)).real  # a one-height benchmark: one truth
   p_true = jnp.asarray([log_h[0, 0], log_h[0, 1], log_h[0, 2], log_h[1, 0], log_h[1, 1], log_h[1, 2], log_h[2, 0],
                         log_h[2, 1]], jnp.float32)
   mesh = parallel.make_mesh()

@@ -49,6 +49,7 @@ def get_config(arg=None):
   c.ide.epochs = 12
   c.ide.lr_decay_epochs = (8,)
   c.ide.learning_rate = 0.05  # from scratch (the paper's 0.01 fine-tunes ImageNet weights)
+  c.ide.pretrained = "none"  # no ImageNet network at this size: trained from scratch on purpose
   c.ide.log_every = 20
   c.ide.checkpoint_every = 200
   c.eval.normalize_features = True

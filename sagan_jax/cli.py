@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import re
 import sys
 
-from absl import flags
+from absl import flags, logging
 from ml_collections import config_flags
+
+from sagan_jax.errors import ConfigError
+
+USER_ERROR_EXIT = 2  # as argparse and absl report a usage error
+_DEBUG = flags.DEFINE_bool("debug", False, "show the traceback of a user error (a wrong path, field or dataset)")
 
 
 def _unknown_key(error: Exception, argv: list[str]):
@@ -43,19 +49,47 @@ def parse_flags(argv: list[str]) -> list[str]:
     sys.exit(f"{e}\nPass --helpfull to see the flags.")
 
 
+def quiet_logging() -> None:
+  """absl INFO lines (Orbax, TFDS, ours) off unless ``--verbosity`` asks for them: a run shows its
+  progress bars, stage lines, warnings and results."""
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
   """Errors that mean "fix the input", reported as one line rather than a traceback."""
   from sagan_jax import progress  # noqa: PLC0415  (keeps flag parsing light)
   from sagan_jax.data.builders import CorruptImageError  # noqa: PLC0415
   from sagan_jax.data.layouts import DatasetLayoutError  # noqa: PLC0415
-  from sagan_jax.experiments.stages import WorkdirMismatchError  # noqa: PLC0415
+  from sagan_jax.experiments.stages import WorkdirLockedError, WorkdirMismatchError  # noqa: PLC0415
 
-  return (WorkdirMismatchError, DatasetLayoutError, CorruptImageError, progress.NonFiniteLossError, FileNotFoundError)
+  return (ConfigError, WorkdirMismatchError, WorkdirLockedError, DatasetLayoutError, CorruptImageError,
+          progress.NonFiniteLossError, FileNotFoundError)
+
+
+# Operating-system errors a user fixes (a full disk, a read-only or forbidden folder), named by path.
+_USER_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EROFS: "read-only file system",
+                errno.EACCES: "permission denied", errno.EPERM: "operation not permitted", errno.EDQUOT: "disk quota exceeded"}
+
+
+def _debug() -> bool:
+  return flags.FLAGS.is_parsed() and _DEBUG.value
 
 
 def exit_on_user_error(fn, *args, **kwargs):
-  """Calls ``fn``; a `user_errors` exception becomes ``error: <message>`` on stderr and exit status 1."""
+  """Calls ``fn``; a user error becomes one line ``error: <message>`` on stderr and exit status 2.
+
+  Bugs keep their traceback; so do user errors with ``--debug``.
+  """
   try:
     return fn(*args, **kwargs)
   except user_errors() as e:
-    sys.exit(f"error: {e}")
+    if _debug():
+      raise
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(USER_ERROR_EXIT)
+  except OSError as e:
+    if e.errno not in _USER_ERRNOS or _debug():
+      raise
+    print(f"error: {_USER_ERRNOS[e.errno]}: {e.filename or e}; free space or choose another folder", file=sys.stderr)
+    sys.exit(USER_ERROR_EXIT)

@@ -132,6 +132,9 @@ def test_preemption_and_crash_resume_with_identical_losses(bench, tmp_path, monk
   assert sorted(resumed) == sorted(straight) == list(range(0, 7))  # step 0: the untrained fidelity scores
   for step in range(0, 7):
     assert resumed[step] == straight[step], step  # bit-identical on CPU
+  with open(os.path.join(interrupted, "sagan", "metrics.jsonl")) as f:
+    logged = [json.loads(line)["step"] for line in f]
+  assert logged == list(range(0, 7))  # each step once: a resume drops the rows past its checkpoint first
 
 
 def test_workdir_of_another_config_is_refused(tmp_path):
@@ -152,6 +155,7 @@ def test_workdir_of_another_config_is_refused(tmp_path):
 def test_each_variant_builds_the_networks_of_its_row():
   def networks(variant):
     c = config_lib.apply_variant(config_lib.base_config(), variant)
+    c.ide.pretrained = "none"
     if variant == "original":
       return c, None
     model = SAGAN(c.sagan)

@@ -22,7 +22,9 @@ def get_config(arg=None):
   s.image_size = (32, 16)
   s.generator_features, s.generator_blocks, s.critic_features, s.critic_layers = 8, 1, 8, 2
   s.stm_features, s.stm_layers, s.stm_hidden, s.spatial_critic_hidden = 8, 2, 16, 16
-  s.sianet_widths, s.sianet_embed_dim, s.n_critic = (8, 16), 16, 2
+  s.sianet_widths, s.sianet_embed_dim = (8, 16), 16
+  if s.gan_loss == "wgan":  # the CycleGAN variants keep their one discriminator update
+    s.n_critic = 2
   c.sagan_train.update(batch_size=8, steps=4, log_every=1, sample_every=2, checkpoint_every=2)
   c.ide.update(image_size=(32, 16), width=8, batch_size=8, epochs=2, lr_decay_epochs=(1,), log_every=1,
                checkpoint_every=4)

@@ -7,8 +7,12 @@ the section it belongs to (`sagan_config`, `ide_config`); what it leaves open is
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
+from sagan_jax.data import viewpoints
+from sagan_jax.errors import ConfigError
 from sagan_jax.masks.training import mask_config
 from sagan_jax.reid import metrics
 from sagan_jax.reid.ide import ide_config
@@ -30,12 +34,12 @@ def parse_arg(arg: str | None) -> dict[str, str]:
   out = {}
   for item in filter(None, (arg or "").split(",")):
     if "=" not in item:
-      raise ValueError(f"config argument {item!r}: expected key=value (e.g. configs/market2prid.py:variant=cyclegan)")
+      raise ConfigError(f"config argument {item!r}: expected key=value (e.g. configs/market2prid.py:variant=cyclegan)")
     key, value = item.split("=", 1)
     out[key.strip()] = value.strip()
   unknown = set(out) - {"variant"}
   if unknown:
-    raise ValueError(f"unknown config argument(s) {sorted(unknown)}: only variant=... is accepted "
+    raise ConfigError(f"unknown config argument(s) {sorted(unknown)}: only variant=... is accepted "
                      f"(one of {', '.join(VARIANTS)}); set other fields with --config.<field>=value")
   return out
 
@@ -67,8 +71,14 @@ def base_config() -> ml_collections.ConfigDict:
   # `masks` and write them; the masks stage), or "none" (all-ones masks, a mask-free ablation,
   # logged loudly).
   c.data.masks = "unet"
-  # PRID2011 as the target: SA-GAN sees the unlabelled images of this split's training ids only
-  # (our choice: one adaptation per experiment; evaluation covers all 10 splits).
+  # Viewpoint groups (Section IV-B): "table" adapts each group of the source's cameras on its own
+  # (sagan_jax/data/viewpoint_groups.json says where each dataset's groups come from), "none" adapts
+  # the source as one domain, "low=1,2,6;high=3,4,5" sets them by hand.
+  c.data.viewpoint_groups = "table"
+  # PRID2011 as the target: "per_split" adapts once per split on its training ids' images and
+  # evaluates each split with its own IDE (leak-free, 10 adaptations); "one_split" adapts once on
+  # split prid_adaptation_split and evaluates only the splits whose test ids it did not see.
+  c.data.prid_adaptation = "per_split"
   c.data.prid_adaptation_split = 0
   c.data.num_threads = 2  # decoding threads of the input pipeline
 
@@ -106,7 +116,7 @@ def base_config() -> ml_collections.ConfigDict:
 def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
   """Switches ``c`` to one of `VARIANTS`, in place."""
   if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+    raise ConfigError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}")
   c.variant = variant
   if variant == "original":
     c.stages = ",".join(s for s in STAGES if s not in ("masks", "sagan", "translate"))
@@ -125,16 +135,65 @@ MASK_SOURCES = ("data", "unet", "none")
 def stages_of(c) -> tuple[str, ...]:
   """The stages to run; also checks the choice fields a late stage would otherwise reject hours in."""
   if c.data.masks not in MASK_SOURCES:
-    raise ValueError(f"config.data.masks={c.data.masks!r}: expected one of {MASK_SOURCES}")
+    raise ConfigError(f"config.data.masks={c.data.masks!r}: expected one of {MASK_SOURCES}")
   if c.eval.ap_mode not in metrics.AP_MODES:
-    raise ValueError(f"config.eval.ap_mode={c.eval.ap_mode!r}: expected one of {metrics.AP_MODES}")
+    raise ConfigError(f"config.eval.ap_mode={c.eval.ap_mode!r}: expected one of {metrics.AP_MODES}")
   if c.eval.backend not in metrics.BACKENDS:
-    raise ValueError(f"config.eval.backend={c.eval.backend!r}: expected one of {metrics.BACKENDS}")
+    raise ConfigError(f"config.eval.backend={c.eval.backend!r}: expected one of {metrics.BACKENDS}")
   stages = tuple(s.strip() for s in c.stages.split(",") if s.strip())
   unknown = [s for s in stages if s not in STAGES]
   if unknown:
-    raise ValueError(f"config.stages: unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
+    raise ConfigError(f"config.stages: unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
+  viewpoints.parse(c.data.viewpoint_groups)
+  if c.data.prid_adaptation not in PRID_MODES:
+    raise ConfigError(f"config.data.prid_adaptation={c.data.prid_adaptation!r}: expected one of {PRID_MODES}")
+  if "ide" in stages:
+    check_ide_init(c)
+  check_numbers(c, stages)
+  if c.variant != "original" and {"sagan", "translate"} & set(stages):
+    from sagan_jax.sagan.model import SAGAN  # noqa: PLC0415  (checks the GAN's choice fields; builds no parameters)
+
+    SAGAN(c.sagan)
   return stages
+
+
+def check_numbers(c, stages) -> None:
+  """Positive steps, epochs, intervals and batch sizes, batches a multiple of the device count: the
+  fields a later stage would reject, hours into a run."""
+  import jax  # noqa: PLC0415  (the config module stays importable without a backend)
+
+  devices = jax.device_count()
+  positive = {"sagan": ("sagan_train.steps", "sagan_train.batch_size", "sagan_train.log_every",
+                        "sagan_train.sample_every", "sagan_train.checkpoint_every", "sagan_train.fidelity_every",
+                        "sagan.n_critic"),
+              "translate": ("translate.batch_size", "sagan.num_codes"),
+              "ide": ("ide.epochs", "ide.batch_size", "ide.log_every", "ide.checkpoint_every"),
+              "evaluate": ("eval.batch_size",)}
+  divisible = {"sagan": ("sagan_train.batch_size",), "ide": ("ide.batch_size",)}
+  field = lambda name: c[name.split(".")[0]][name.split(".")[1]]
+  for stage in stages:
+    for name in positive.get(stage, ()):
+      if not isinstance(field(name), int) or field(name) <= 0:
+        raise ConfigError(f"config.{name}={field(name)!r}: expected a positive integer")
+    for name in divisible.get(stage, ()):
+      if field(name) % devices:
+        raise ConfigError(f"config.{name}={field(name)} is not a multiple of the {devices} devices the batch is "
+                          f"split over: use a multiple of {devices}")
+
+
+PRID_MODES = ("per_split", "one_split")
+
+
+def check_ide_init(c) -> None:
+  """The IDE starts from ImageNet weights (the paper's), or from scratch only when asked for."""
+  pretrained = c.ide.pretrained
+  if pretrained == "":
+    raise ConfigError("config.ide.pretrained is empty: the paper fine-tunes an ImageNet ResNet-50; convert "
+                     "torchvision's with python -m sagan_jax.reid.convert_torchvision resnet50.pth OUT_DIR and pass "
+                     "--config.ide.pretrained=OUT_DIR, or --config.ide.pretrained=none to train from scratch")
+  if pretrained != "none" and not os.path.isdir(pretrained):
+    raise ConfigError(f"config.ide.pretrained={pretrained!r} is not a folder: make it with "
+                     "python -m sagan_jax.reid.convert_torchvision resnet50.pth OUT_DIR")
 
 
 PAPER_DATASETS = {"market": "market1501", "duke": "dukemtmc_reid", "prid": "prid2011"}
@@ -146,7 +205,8 @@ def paper_config(experiment: str, source: str, target: str, arg: str | None = No
   Set on the command line: ``--config.data.source.manual_dir=...``, ``--config.data.target.manual_dir=...``
   and the U-Net's training data ``--config.masks.source=lip --config.masks.images_dir=LIP_ROOT``
   (or ``--config.data.masks=data`` when ``MANUAL_DIR/masks/`` exist), and ``--config.ide.pretrained``
-  (a converted torchvision ResNet-50; the paper fine-tunes ImageNet weights).
+  (a converted torchvision ResNet-50; the paper fine-tunes ImageNet weights; ``none`` trains from
+  scratch, and the results say so).
   """
   args = parse_arg(arg)
   c = base_config()

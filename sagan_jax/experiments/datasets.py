@@ -1,9 +1,7 @@
 """Which images each stage reads: the config's source and target datasets, prepared with TFDS.
 
-* SA-GAN trains on the source training split (X) and unlabelled target images (Y): the target's
-  training split, or for PRID2011 both cameras' images of one split's training ids.
-* IDE trains on the translated source set, or on the raw source training split ("Original").
-* Evaluation uses the target's query/gallery, or PRID2011's 10 splits in both directions.
+Which subsets each adaptation, IDE and evaluation reads (viewpoint groups, PRID2011 splits) is the
+run's plan, `sagan_jax.experiments.plan`.
 """
 
 from __future__ import annotations
@@ -14,7 +12,8 @@ from typing import Sequence
 import numpy as np
 
 from sagan_jax import parallel
-from sagan_jax.data import builders, prid, synthetic
+from sagan_jax.data import builders, synthetic
+from sagan_jax.errors import ConfigError
 
 MARKET_LIKE = ("market1501", "dukemtmc_reid")
 
@@ -42,21 +41,21 @@ class Datasets:
       self.synthetic_dir = os.path.abspath(d.synthetic_dir)
       self.manual_dirs = {"source": os.path.join(self.synthetic_dir, "source"),
                           "target": os.path.join(self.synthetic_dir, "target")}
-      default_data_dir = os.path.join(self.synthetic_dir, "tfds")
+      default_data_dir = os.path.join(self.synthetic_dir, synthetic.PREPARED_DIR)
     else:
       self.synthetic_dir = None
       self.manual_dirs = {"source": d.source.manual_dir, "target": d.target.manual_dir}
       default_data_dir = os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
       for role in ("source", "target"):
         if not self.manual_dirs[role]:
-          raise ValueError(f"config.data.{role}.manual_dir is empty: set it to the folder holding the extracted "
+          raise ConfigError(f"config.data.{role}.manual_dir is empty: set it to the folder holding the extracted "
                            f"{d[role].name} dataset (see the README's Data section)")
     self.names = {"source": d.source.name, "target": d.target.name}
     for role, name in self.names.items():
       if name not in builders.BUILDERS:
-        raise ValueError(f"config.data.{role}.name={name!r}: expected one of {sorted(builders.BUILDERS)}")
+        raise ConfigError(f"config.data.{role}.name={name!r}: expected one of {sorted(builders.BUILDERS)}")
     if self.names["source"] == "prid2011":
-      raise ValueError("config.data.source.name='prid2011': PRID2011 has no labelled training split; use it as the target")
+      raise ConfigError("config.data.source.name='prid2011': PRID2011 has no labelled training split; use it as the target")
     self.data_dir = d.data_dir or default_data_dir
     self._builders = {}
 
@@ -90,17 +89,6 @@ class Datasets:
 
   def source_train(self):
     return self.builder("source").as_data_source("train"), None
-
-  def target_adaptation(self):
-    """(source, indices) of the unlabelled target images SA-GAN adapts towards."""
-    builder = self.builder("target")
-    if self.names["target"] in MARKET_LIKE:
-      return builder.as_data_source("train"), None
-    cams = [builders.read_labels(builder, split)["person_id"] for split in ("cam_a", "cam_b")]
-    train_ids = set(prid.load_splits()[self.config.data.prid_adaptation_split]["train"])
-    indices = np.concatenate([np.flatnonzero(np.isin(cams[0], list(train_ids))),
-                              len(cams[0]) + np.flatnonzero(np.isin(cams[1], list(train_ids)))])
-    return Concat([builder.as_data_source(split) for split in ("cam_a", "cam_b")]), indices
 
   def target_is_prid(self) -> bool:
     return self.names["target"] == "prid2011"

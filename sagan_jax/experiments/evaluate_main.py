@@ -21,6 +21,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   runtime.configure_host_allocator()  # before the first computation; see sagan_jax/runtime.py
+  cli.quiet_logging()
 
   def evaluate():
     with stages.started(_CONFIG.value, _WORKDIR.value, create=False) as run:

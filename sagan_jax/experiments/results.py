@@ -48,6 +48,15 @@ def markdown(results: Sequence[Mapping], title: str) -> str:
   lines += ["", f"Features: pool5{', L2-normalised' if settings['normalize_features'] else ''}"
                 f"{', flip-averaged' if settings['flip_average'] else ''}; Euclidean distance; AP: "
                 f"{settings['ap_mode']}; CMC and mAP in %."]
+  groups = settings.get("viewpoint_groups") or {}
+  if len(groups) > 1:
+    lines.append("Viewpoint groups, each adapted on its own: " + "; ".join(f"{g}: cameras {', '.join(map(str, c))}"
+                                                                          for g, c in groups.items()) + ".")
+  if settings.get("ide_init") == "from scratch":
+    lines.append("IDE trained from scratch (no ImageNet initialisation).")
+  if settings.get("evaluated_splits") is not None:
+    lines.append(f"PRID2011 splits evaluated: {', '.join(map(str, settings['evaluated_splits']))}.")
+  lines += [f"Note: {n}" for n in settings.get("notes", [])]
   if fidelity:
     lines.append("Fidelity of the X→Y translation against the paired ground truth: pixel_error and viewpoint_error are "
                  "1 for no translation and 0 for an exact one; code_diversity is the corner spread between spatial codes.")

@@ -20,10 +20,13 @@ Workdir layout::
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import shutil
 import signal
 import sys
+import time
 from typing import Any
 
 import jax
@@ -34,15 +37,17 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from sagan_jax import checkpoint, fileio, parallel, progress
-from sagan_jax.data import builders, pipeline
+from sagan_jax.data import builders, layouts, pipeline, prid
 from sagan_jax.experiments import config as config_lib
 from sagan_jax.experiments import paired, results, samples, translated
-from sagan_jax.experiments.datasets import Datasets
+from sagan_jax.experiments import plan as plan_lib
+from sagan_jax.experiments.datasets import Concat, Datasets
 from sagan_jax.reid import convert_torchvision, ide
 from sagan_jax.sagan import SAGAN, make_steps
 from sagan_jax.sagan import steps as sagan_steps
 
 CONFIG_FILE = "config.json"
+PRETRAINED_NONE = "none"  # ide.pretrained: train the IDE from scratch on purpose (reported as such)
 FIDELITY_FILE = "fidelity.json"  # under sagan/: the final fidelity scores, when the benchmark has ground truth
 PREEMPTED_EXIT = 143  # 128 + SIGTERM, as a shell reports a process ended by it
 # Fields that change how a run is driven or reported, not what it computes: a workdir may be
@@ -56,6 +61,58 @@ _FREE_FIELDS = ("stages", "distributed", "distributed.", "data.num_threads", "da
 
 class WorkdirMismatchError(ValueError):
   """The workdir was made by another config."""
+
+
+class WorkdirLockedError(RuntimeError):
+  """Another process is running in the workdir."""
+
+
+LOCK_FILE = ".lock"
+
+
+class WorkdirLock:
+  """One run per workdir: an exclusive ``fcntl`` lock on ``WORKDIR/.lock``, naming its holder.
+
+  The kernel drops the lock when its process dies, so a lock file left by a dead run is taken
+  over (with a warning naming it). Only process 0 of a multi-host run holds it.
+  """
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, LOCK_FILE)
+    self._file = None
+
+  def __enter__(self):
+    if jax.process_index() != 0:
+      return self
+    import fcntl  # noqa: PLC0415  (POSIX only)
+    import socket  # noqa: PLC0415
+
+    os.makedirs(os.path.dirname(self.path), exist_ok=True)
+    self._file = open(self.path, "a+")  # noqa: SIM115  (held open for the run)
+    try:
+      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      self._file.seek(0)
+      holder = self._file.read().strip() or "another process"
+      self._file.close()
+      raise WorkdirLockedError(f"workdir {os.path.dirname(self.path)!r} is in use by {holder}: wait for it to end, "
+                               "or use another --workdir") from None
+    self._file.seek(0)
+    previous = self._file.read().strip()
+    if previous:
+      logging.warning("taking over the lock of %s in %s (that run is no longer alive)", previous, self.path)
+    self._file.seek(0)
+    self._file.truncate()
+    self._file.write(f"PID {os.getpid()} on host {socket.gethostname()}")
+    self._file.flush()
+    return self
+
+  def __exit__(self, *exc):
+    if self._file is not None:
+      self._file.seek(0)
+      self._file.truncate()  # a clean exit leaves nothing to take over
+      self._file.close()
+      self._file = None
 
 
 class Preempted(SystemExit):
@@ -95,12 +152,24 @@ class _SigtermFlag:
 class Run:
   """What every stage needs: config, workdir, mesh, datasets, the SIGTERM flag."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str, sigterm: _SigtermFlag):
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, sigterm: _SigtermFlag | None,
+               record_plan: bool = True):
     self.config, self.workdir, self.sigterm = config, os.path.abspath(workdir), sigterm
+    self.record_plan = record_plan
     self.mesh = parallel.make_mesh()
     self.datasets = Datasets(config)
     self.is_main = jax.process_index() == 0
     self.tensorboard = os.path.join(self.workdir, "tensorboard")
+
+  @functools.cached_property
+  def plan(self) -> plan_lib.Plan:
+    """The run's adaptations, IDE models and evaluations (built on first use: after the masks
+    stage, since viewpoint groups may be derived from the masks it writes)."""
+    made = plan_lib.build(self.config, self.datasets, config_lib.stages_of(self.config))
+    if self.record_plan and self.is_main:
+      os.makedirs(self.workdir, exist_ok=True)
+      fileio.write_text_atomic(self.path("plan.json"), json.dumps(made.as_json(), indent=1))
+    return made
 
   def preempted(self) -> bool:
     """Whether SIGTERM reached this process or, on several hosts, any process (polled after every step).
@@ -108,6 +177,8 @@ class Run:
     Every process gets the same answer at the same step, so all of them save the same checkpoint
     (a collective) and exit together even when the scheduler signals only some hosts.
     """
+    if self.sigterm is None:
+      return False
     if jax.process_count() == 1:
       return self.sigterm.raised
     flags = multihost_utils.process_allgather(np.int32(self.sigterm.raised))
@@ -115,6 +186,17 @@ class Run:
 
   def path(self, *parts: str) -> str:
     return os.path.join(self.workdir, *parts)
+
+  def trim_metrics(self, where: str, step: int) -> None:
+    """Drops the logged rows past ``step`` (a resumed stage logs them again from its checkpoint)."""
+    path = self.path(where, "metrics.jsonl")
+    if not self.is_main or not os.path.isfile(path):
+      return
+    with open(path) as f:
+      rows = f.readlines()
+    kept = [r for r in rows if r.strip() and json.loads(r)["step"] <= step]
+    if len(kept) != len(rows):
+      fileio.write_text_atomic(path, "".join(kept))
 
   def log_metrics(self, stage: str, step: int, metrics: dict) -> None:
     if self.is_main:
@@ -162,10 +244,11 @@ def claim_workdir(config: ml_collections.ConfigDict, workdir: str, allow_config_
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if changed and not allow_config_change:
       shown = "; ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in changed[:6])
+      fix = ("use a new --workdir, or pass --allow_config_change to continue this one with the new config" if create
+             else "evaluate it with the config that trained it (the same --config and --config.<field> values)")
       raise WorkdirMismatchError(
           f"workdir {workdir!r} was made by another config ({len(changed)} fields differ: {shown}"
-          f"{'; ...' if len(changed) > 6 else ''}). Use a new --workdir, or pass --allow_config_change to "
-          "continue this one with the new config")
+          f"{'; ...' if len(changed) > 6 else ''}): {fix}")
     if not changed:
       return
   if jax.process_index() == 0:
@@ -216,22 +299,27 @@ def _gan_batch(x: dict, y: dict, mesh) -> dict[str, jax.Array]:
   return {"x": x[..., :3], "x_mask": x[..., 3:], "y": y[..., :3], "y_mask": y[..., 3:]}
 
 
-def _sample_batches(run: Run, paired_set, count: int = 4):
+def _source_indices(run: Run, a: plan_lib.Adaptation):
+  """The adaptation's source images as pipeline indices (None when it takes the whole split, as ungrouped runs)."""
+  total = len(run.datasets.source_train()[0])
+  return None if len(a.source_indices) == total else a.source_indices
+
+
+def _sample_batches(run: Run, a: plan_lib.Adaptation, paired_set, count: int = 4):
   """Fixed images for the progress pictures, unflipped: the first paired source images with their
   ground truth when the benchmark has them, else the first source training images; target images."""
   size = run.image_size
-  x_source, x_idx = run.datasets.source_train()
-  y_source, y_idx = run.datasets.target_adaptation()
+  x_source, _ = run.datasets.source_train()
   first = lambda src, idx, n: next(pipeline.eval_batches(src, batch_size=n, image_size=size, indices=idx,
                                                          masks=run.datasets.mask_mode))[0]["image"]
-  targets = first(y_source, y_idx, 2 * count)
-  if paired_set is not None:
+  targets = first(run.plan.target_source, a.target_indices, 2 * count)
+  if paired_set is not None and len(paired_set.names):
     return paired_set.source[:count], targets, paired_set.truth[:count]
-  return first(x_source, x_idx, count), targets, None
+  return first(x_source, a.source_indices, count), targets, None
 
 
-def _paired_set(run: Run):
-  """The benchmark's paired ground truth at the GAN's size, or None (real datasets, older benchmarks)."""
+def _paired_set(run: Run, a: plan_lib.Adaptation | None = None):
+  """The benchmark's paired ground truth at the GAN's size (only ``a``'s cameras when given), or None."""
   d = run.datasets
   if not d.synthetic_dir or run.config.variant == "original":
     return None
@@ -240,35 +328,49 @@ def _paired_set(run: Run):
     logging.warning("%s has no paired ground truth (made by an older version): no fidelity scores; "
                     "regenerate it with python -m sagan_jax.data.synthetic --out DIR --overwrite", d.synthetic_dir)
     return None
-  return paired.load(d.synthetic_dir, run.image_size)
+  full = paired.load(d.synthetic_dir, run.image_size)
+  if a is None:
+    return full
+  camera_of = lambda name: int(layouts.MARKET_NAME.match(name).group(2))
+  return paired.subset(full, [n for n in full.names if camera_of(n) in a.source_cameras])
 
 
 def sagan_model(config) -> SAGAN:
-  return SAGAN(config.sagan)
+  return SAGAN(config.sagan, train_steps=config.sagan_train.steps)
 
 
 def stage_sagan(run: Run) -> None:
+  for a in run.plan.adaptations:
+    _train_sagan(run, a)
+  _write_joint_fidelity(run)
+
+
+def _train_sagan(run: Run, a: plan_lib.Adaptation) -> None:
   c, t = run.config, run.config.sagan_train
+  where = a.subdir("sagan")
+  label = f"SA-GAN {a.name}" if a.name else "SA-GAN"
   model = sagan_model(c)
   parallel.check_batch_divisible(t.batch_size, run.mesh)
   state = sagan_steps.create_state(model, c.seed, run.mesh)
-  with checkpoint.StageCheckpoints(run.path("sagan", "checkpoints")) as ckpt:
+  with checkpoint.StageCheckpoints(run.path(where, "checkpoints")) as ckpt:
     state, record = ckpt.resume(state)
     if record.get("complete"):
-      logging.info("SA-GAN: complete at step %d, skipped", int(state.step))
+      logging.info("%s: complete at step %d, skipped", label, int(state.step))
       return
     per_step = c.sagan.n_critic + 1  # batches drawn per generator update (a fresh batch per critic update)
-    x_source, x_idx = run.datasets.source_train()
-    y_source, y_idx = run.datasets.target_adaptation()
+    x_source, _ = run.datasets.source_train()
     make = lambda src, idx, seed: pipeline.TrainBatches(
         src, global_batch_size=t.batch_size, image_size=run.image_size, seed=seed, indices=idx,
         masks=run.datasets.mask_mode, num_threads=c.data.num_threads)
     start = int(state.step)
-    xs = make(x_source, x_idx, c.seed).iterate(start * per_step)
-    ys = make(y_source, y_idx, c.seed + 1).iterate(start * per_step)
+    run.trim_metrics(where, start)
+    xs = make(x_source, _source_indices(run, a), c.seed).iterate(start * per_step)
+    ys = make(run.plan.target_source, a.target_indices, c.seed + 1).iterate(start * per_step)
     critic_step, generator_step = make_steps(model, run.mesh)
-    paired_set = _paired_set(run) if run.is_main else None
-    sample_x, sample_y, sample_truth = _sample_batches(run, paired_set) if run.is_main else (None, None, None)
+    paired_set = _paired_set(run, a) if run.is_main else None
+    if paired_set is not None and not len(paired_set.names):
+      paired_set = None
+    sample_x, sample_y, sample_truth = _sample_batches(run, a, paired_set) if run.is_main else (None, None, None)
     sample_key, fidelity_key = jax.random.key(c.seed + 2), jax.random.key(c.seed + 4)
 
     def fidelity_scores():
@@ -276,12 +378,13 @@ def stage_sagan(run: Run) -> None:
         return {}
       return paired.measure(model, parallel.local_copy(state.params), paired_set, fidelity_key)
 
-    os.makedirs(run.path("sagan"), exist_ok=True)
-    with progress.Progress("sagan", t.steps, start, t.batch_size * per_step, run.tensorboard) as bar:
+    os.makedirs(run.path(where), exist_ok=True)
+    name = f"sagan {a.name}" if a.name else "sagan"
+    with progress.Progress(name, t.steps, start, t.batch_size * per_step, run.tensorboard) as bar:
       if start == 0 and paired_set is not None:  # the untrained translator's scores, for comparison
         scores = fidelity_scores()
         bar.update(0, scores)
-        run.log_metrics("sagan", 0, scores)
+        run.log_metrics(where, 0, scores)
       for step in range(start + 1, t.steps + 1):
         for _ in range(c.sagan.n_critic):
           state, critic_metrics = critic_step(state, _gan_batch(next(xs), next(ys), run.mesh))
@@ -291,38 +394,56 @@ def stage_sagan(run: Run) -> None:
         logged = step % t.log_every == 0 or checkpointing or scored
         if logged:
           scores = fidelity_scores() if scored else {}
-          _report(run, "sagan", bar, step, {**critic_metrics, **metrics, **scores})
+          _report(run, where, label, bar, step, {**critic_metrics, **metrics, **scores})
           if step == t.steps and scores and run.is_main:
-            fileio.write_text_atomic(run.path("sagan", FIDELITY_FILE), json.dumps(paired.as_result(scores), indent=1))
+            fileio.write_text_atomic(run.path(where, FIDELITY_FILE), json.dumps(paired.as_result(scores), indent=1))
         if run.is_main and (step % t.sample_every == 0 or step == t.steps):
           picture = samples.grid(model, parallel.local_copy(state.params), sample_x, sample_y, sample_key,
                                  truth=sample_truth)
-          samples.save(picture, run.path("sagan", "samples", f"step_{step:07d}.png"))
+          samples.save(picture, run.path(where, "samples", f"step_{step:07d}.png"))
         if run.preempted():  # polled last: a SIGTERM that came during this step is honoured at its end
           if not logged:
-            _report(run, "sagan", bar, step, {**critic_metrics, **metrics})
+            _report(run, where, label, bar, step, {**critic_metrics, **metrics})
           ckpt.save(step, state, {"complete": False}, force=True)
           ckpt.wait()
-          raise Preempted("sagan", step)
+          raise Preempted(name, step)
         if checkpointing:
           ckpt.save(step, state, {"complete": step == t.steps}, force=step == t.steps)
     ckpt.wait()
 
 
-def _report(run: Run, stage: str, bar: progress.Progress, step: int, metrics: dict) -> None:
+def _write_joint_fidelity(run: Run) -> None:
+  """With several viewpoint groups: every group's translator on its own share, scored as one set."""
+  if len(run.plan.adaptations) < 2 or not run.is_main or run.datasets.target_is_prid():
+    return
+  path = run.path("sagan", FIDELITY_FILE)
+  if os.path.isfile(path) or _paired_set(run) is None:
+    return
+  translators = []
+  for a in run.plan.adaptations:
+    model, params = load_sagan_params(run, a)
+    translators.append((model, parallel.local_copy(params), _paired_set(run, a)))
+  scores = paired.measure_groups(translators, jax.random.key(run.config.seed + 4))
+  fileio.write_text_atomic(path, json.dumps(paired.as_result(scores), indent=1))
+  logging.info("fidelity of the %d groups together: %s", len(translators), scores)
+
+
+def _report(run: Run, where: str, label: str, bar: progress.Progress, step: int, metrics: dict) -> None:
   """Fetches a step's metrics, stops on a non-finite one, shows and logs them."""
   metrics = jax.device_get(metrics)
-  progress.check_finite({"sagan": "SA-GAN", "ide": "IDE"}[stage], step, metrics)
+  progress.check_finite(label, step, metrics)
   bar.update(step, metrics)
-  run.log_metrics(stage, step, metrics)
+  run.log_metrics(where, step, metrics)
 
 
-def load_sagan_params(run: Run):
+def load_sagan_params(run: Run, a: plan_lib.Adaptation):
   model = sagan_model(run.config)
-  like = sagan_steps.create_state(model, run.config.seed, run.mesh)
-  with checkpoint.StageCheckpoints(run.path("sagan", "checkpoints")) as ckpt:
+  like = jax.eval_shape(lambda: sagan_steps.create_state(model, run.config.seed))
+  like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=parallel.replicated(run.mesh)), like)
+  where = a.subdir("sagan")
+  with checkpoint.StageCheckpoints(run.path(where, "checkpoints")) as ckpt:
     if ckpt.latest_step() is None or not ckpt.read_record().get("complete"):
-      raise FileNotFoundError(f"no complete SA-GAN in {run.path('sagan')!r}: run the sagan stage first")
+      raise FileNotFoundError(f"no complete SA-GAN in {run.path(where)!r}: run the sagan stage first")
     state, _ = ckpt.restore(like)
   return model, state.params
 
@@ -332,17 +453,22 @@ def load_sagan_params(run: Run):
 
 
 def stage_translate(run: Run) -> None:
-  root = run.path("translated")
+  for a in run.plan.adaptations:
+    _translate(run, a)
+
+
+def _translate(run: Run, a: plan_lib.Adaptation) -> None:
+  root = run.path(a.subdir("translated"))
   if translated.is_complete(root):
-    logging.info("translation: complete, skipped")
+    logging.info("translation %s: complete, skipped", a.name or "")
     return
   c = run.config
-  model, params = load_sagan_params(run)
+  model, params = load_sagan_params(run, a)
   params = parallel.local_copy(params)
-  x_source, x_idx = run.datasets.source_train()
+  x_source, _ = run.datasets.source_train()
   # Labels without decoding: a process decodes only the batches it translates and has not written yet.
   labels = builders.read_labels(run.datasets.builder("source"), "train")
-  indices = np.arange(len(x_source)) if x_idx is None else np.asarray(x_idx)
+  indices = np.asarray(a.source_indices)
   num_codes = c.sagan.num_codes
   batch = c.translate.batch_size
   base_key = jax.random.key(c.seed + 3)
@@ -351,7 +477,8 @@ def stage_translate(run: Run) -> None:
   pids = np.repeat(labels["person_id"][indices], num_codes)
   cams = np.repeat(labels["camera_id"][indices], num_codes)
   starts = list(range(0, count, batch))
-  with progress.Progress("translate", len(starts), 0, batch * num_codes) as bar:
+  name = f"translate {a.name}" if a.name else "translate"
+  with progress.Progress(name, len(starts), 0, batch * num_codes) as bar:
     for k, begin in enumerate(starts):
       batch_names = names[begin * num_codes:(begin + batch) * num_codes]
       done = all(os.path.isfile(os.path.join(root, n)) for n in batch_names)
@@ -366,10 +493,13 @@ def stage_translate(run: Run) -> None:
           for m in range(num_codes):
             translated.write_image(root, translated.image_name(begin + i, m), adapted[i, m], masks[i, m])
       bar.update(k + 1)
+      if run.preempted():
+        raise Preempted(name, k + 1)
   parallel.barrier("translation written")
   if run.is_main:
     translated.write_labels(root, names, pids, cams, {"num_codes": num_codes, "source_images": count,
-                                                      "variant": c.variant})
+                                                      "variant": c.variant, "adaptation": a.name,
+                                                      "source_cameras": list(a.source_cameras)})
   parallel.barrier("translation labels written")  # the IDE stage of every process reads them next
 
 
@@ -377,29 +507,40 @@ def stage_translate(run: Run) -> None:
 # Stage: IDE.
 
 
-def _ide_training_set(run: Run):
+def _ide_training_set(run: Run, ide_name: str):
   if run.config.variant == "original":
     source, idx = run.datasets.source_train()
     pids = builders.read_labels(run.datasets.builder("source"), "train")["person_id"]
     return source, idx, pids
-  source = translated.TranslatedSource(run.path("translated"))
-  return source, None, source.person_ids
+  by_name = {a.name: a for a in run.plan.adaptations}
+  parts = [translated.TranslatedSource(run.path(by_name[n].subdir("translated"))) for n in run.plan.ide_models[ide_name]]
+  if len(parts) == 1:
+    return parts[0], None, parts[0].person_ids
+  return Concat(parts), None, np.concatenate([p.person_ids for p in parts])
 
 
 def _ide_config(run: Run):
   cfg = ml_collections.ConfigDict(run.config.ide.to_dict())
   with cfg.unlocked():
     cfg.image_size = tuple(run.config.ide.image_size)
+    cfg.seed = run.config.seed + run.config.ide.seed  # --config.seed reseeds every stage
   return cfg
 
 
 def _pretrained(cfg):
-  return convert_torchvision.load(cfg.pretrained) if cfg.pretrained else None
+  return convert_torchvision.load(cfg.pretrained) if cfg.pretrained not in ("", PRETRAINED_NONE) else None
 
 
 def stage_ide(run: Run) -> None:
+  for name in run.plan.ide_models:
+    _train_ide(run, name)
+
+
+def _train_ide(run: Run, ide_name: str) -> None:
   cfg = _ide_config(run)
-  source, idx, pids = _ide_training_set(run)
+  where = run.plan.ide_subdir(ide_name)
+  label = f"IDE {ide_name}" if ide_name else "IDE"
+  source, idx, pids = _ide_training_set(run, ide_name)
   classes = np.unique(pids)
   parallel.check_batch_divisible(cfg.batch_size, run.mesh)
   batches = pipeline.TrainBatches(source, global_batch_size=cfg.batch_size, image_size=cfg.image_size,
@@ -409,15 +550,17 @@ def stage_ide(run: Run) -> None:
   model = ide.make_model(cfg, num_classes=len(classes))
   optimizer = ide.make_optimizer(cfg, batches.steps_per_epoch)
   state = ide.create_state(model, optimizer, cfg.image_size, cfg.seed, run.mesh, pretrained_backbone=_pretrained(cfg))
-  with checkpoint.StageCheckpoints(run.path("ide", "checkpoints")) as ckpt:
+  with checkpoint.StageCheckpoints(run.path(where, "checkpoints")) as ckpt:
     state, record = ckpt.resume(state)
     if record.get("complete"):
-      logging.info("IDE: complete at step %d, skipped", int(state.step))
+      logging.info("%s: complete at step %d, skipped", label, int(state.step))
       return
     train_step = ide.make_train_step(model, optimizer, run.mesh)
     start = int(state.step)
-    os.makedirs(run.path("ide"), exist_ok=True)
-    with progress.Progress("ide", total, start, cfg.batch_size, run.tensorboard) as bar:
+    run.trim_metrics(where, start)
+    os.makedirs(run.path(where), exist_ok=True)
+    name = f"ide {ide_name}" if ide_name else "ide"
+    with progress.Progress(name, total, start, cfg.batch_size, run.tensorboard) as bar:
       for step, local in zip(range(start + 1, total + 1), batches.iterate(start)):
         labels = np.searchsorted(classes, local["person_id"]).astype(np.int32)
         batch = pipeline.to_global_batch({"image": local["image"], "label": labels}, run.mesh)
@@ -425,33 +568,35 @@ def stage_ide(run: Run) -> None:
         checkpointing = step % run.config.ide.checkpoint_every == 0 or step == total
         logged = step % run.config.ide.log_every == 0 or checkpointing
         if logged:
-          _report(run, "ide", bar, step, metrics)
+          _report(run, where, label, bar, step, metrics)
         if run.preempted():
           if not logged:
-            _report(run, "ide", bar, step, metrics)
+            _report(run, where, label, bar, step, metrics)
           ckpt.save(step, state, {"complete": False, "num_classes": len(classes)}, force=True)
           ckpt.wait()
-          raise Preempted("ide", step)
+          raise Preempted(name, step)
         if checkpointing:
           ckpt.save(step, state, {"complete": step == total, "num_classes": len(classes)}, force=step == total)
       bar.log(f"done: {total} steps, {len(classes)} identities, {batches.num_examples} images")
     ckpt.wait()
 
 
-def load_ide(run: Run):
-  """(model, state, config) of the workdir's completed IDE."""
+def load_ide(run: Run, ide_name: str = ""):
+  """(model, state, config) of the workdir's completed IDE ``ide_name``."""
   cfg = _ide_config(run)
-  missing = FileNotFoundError(f"no complete IDE model in {run.path('ide')!r}: run the ide stage first "
+  where = run.plan.ide_subdir(ide_name)
+  missing = FileNotFoundError(f"no complete IDE model in {run.path(where)!r}: run the ide stage first "
                               f"(python train.py --config=... --workdir={run.workdir})")
-  if not os.path.isdir(run.path("ide", "checkpoints")):
+  if not os.path.isdir(run.path(where, "checkpoints")):
     raise missing
-  with checkpoint.StageCheckpoints(run.path("ide", "checkpoints")) as ckpt:
+  with checkpoint.StageCheckpoints(run.path(where, "checkpoints")) as ckpt:
     if ckpt.latest_step() is None or not ckpt.read_record().get("complete"):
       raise missing
     num_classes = ckpt.read_record()["num_classes"]
     model = ide.make_model(cfg, num_classes)
     optimizer = ide.make_optimizer(cfg, 1)
-    like = ide.create_state(model, optimizer, cfg.image_size, cfg.seed, run.mesh)
+    like = jax.eval_shape(lambda: ide.create_state(model, optimizer, cfg.image_size, cfg.seed))
+    like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=parallel.replicated(run.mesh)), like)
     state, _ = ckpt.restore(like)
   return model, state, cfg
 
@@ -461,24 +606,34 @@ def load_ide(run: Run):
 
 
 def evaluate(run: Run, rank_vis: int = 0) -> dict:
-  """Ranks the target protocol with the workdir's IDE; writes results.json/.md (process 0); returns them."""
+  """Ranks the target protocol with the workdir's IDE models; writes results.json/.md (process 0); returns them."""
   c = run.config
-  model, state, cfg = load_ide(run)
-  # Each process extracts its share of the batches on its own devices; the features are then gathered.
-  local_mesh = parallel.local_mesh()
-  feature_fn = ide.make_feature_fn(model, local_mesh, c.eval.normalize_features, c.eval.flip_average)
-  state = parallel.local_copy(state)
   builder = run.datasets.builder("target")
+  local_mesh = parallel.local_mesh()
   batch = c.eval.batch_size - c.eval.batch_size % local_mesh.size or local_mesh.size
 
-  def features(split):
-    return ide.extract_split(feature_fn, state, builder.as_data_source(split), batch_size=batch,
-                             image_size=cfg.image_size)
+  def extractor(ide_name):
+    # Each process extracts its share of the batches on its own devices; the features are then gathered.
+    model, state, cfg = load_ide(run, ide_name)
+    feature_fn = ide.make_feature_fn(model, local_mesh, c.eval.normalize_features, c.eval.flip_average)
+    state = parallel.local_copy(state)
+    return lambda split: ide.extract_split(feature_fn, state, builder.as_data_source(split), batch_size=batch,
+                                           image_size=cfg.image_size)
 
   if run.datasets.target_is_prid():
-    tables = ide.prid_tables(features("cam_a"), features("cam_b"), c.eval.ap_mode, c.eval.backend)
+    merged = {d: {"splits": []} for d in prid.DIRECTIONS}
+    for ide_name in run.plan.ide_models:
+      splits = run.plan.evaluated_splits(ide_name)
+      if not splits:
+        continue
+      features = extractor(ide_name)
+      part = ide.prid_tables(features("cam_a"), features("cam_b"), c.eval.ap_mode, c.eval.backend, splits=splits)
+      for d in prid.DIRECTIONS:
+        merged[d]["splits"] += part[d]["splits"]
+    tables = ide.prid_mean(merged)
     protocol = "prid2011"
   else:
+    features = extractor("")
     query, gallery = features("query"), features("gallery")
     tables = {"query_gallery": ide.rank_table(query, gallery, c.eval.ap_mode, backend=c.eval.backend)}
     protocol = "query_gallery"
@@ -486,11 +641,16 @@ def evaluate(run: Run, rank_vis: int = 0) -> dict:
       from sagan_jax.experiments import rankvis  # noqa: PLC0415
 
       rankvis.write(run.path("rank_vis"), builder, query, gallery, rank_vis)
+  plan_json = run.plan.as_json()
   result = {
       "experiment": c.experiment, "variant": c.variant, "protocol": protocol,
       "target": run.datasets.names["target"], "tables": tables,
       "settings": {"normalize_features": c.eval.normalize_features, "flip_average": c.eval.flip_average,
-                   "ap_mode": c.eval.ap_mode, "num_codes": c.sagan.num_codes if c.variant != "original" else 0},
+                   "ap_mode": c.eval.ap_mode, "num_codes": c.sagan.num_codes if c.variant != "original" else 0,
+                   "ide_init": "imagenet" if c.ide.pretrained not in ("", PRETRAINED_NONE) else "from scratch",
+                   "viewpoint_groups": {g: list(v) for g, v in run.plan.groups.items()} if c.variant != "original" else {},
+                   "evaluated_splits": run.plan.evaluated_splits() if protocol == "prid2011" else None,
+                   "notes": plan_json["notes"]},
   }
   fidelity_path = run.path("sagan", FIDELITY_FILE)
   if c.variant != "original" and os.path.isfile(fidelity_path):
@@ -520,15 +680,71 @@ def started(config: ml_collections.ConfigDict, workdir: str, allow_config_change
     yield Run(config, workdir, sigterm)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False) -> None:
-  """Runs the config's stages in order (each skipped when complete, resumed otherwise)."""
+def show_plan(config: ml_collections.ConfigDict, workdir: str, fmt: str = "text") -> dict:
+  """Prepares the datasets if needed and prints what `train` would do; writes nothing to ``workdir``."""
   stages = config_lib.stages_of(config)
-  with started(config, workdir, allow_config_change) as run:
-    for stage in stages:
-      logging.info("stage %s", stage)
-      try:
-        STAGE_FUNCTIONS[stage](run)
-      except Preempted as p:
-        print(f"preempted (SIGTERM): {p.stage} saved at step {p.step}; rerun the same command to resume",
-              file=sys.stderr)
-        raise
+  d = config.distributed
+  parallel.initialize_distributed(d.enabled, d.coordinator_address, d.num_processes, d.process_id)
+  run = Run(config, workdir, None, record_plan=False)
+  with contextlib.redirect_stdout(sys.stderr):  # TFDS reports preparation on stdout; the plan owns it
+    try:
+      made = run.plan
+    except plan_lib.GroupsPending as e:
+      print(f"viewpoint groups: {e}; rerun --plan after the masks stage (--config.stages=masks)")
+      with config.unlocked():
+        config.data.viewpoint_groups = "none"
+      made = plan_lib.build(config, run.datasets, stages)
+      made.notes.append("viewpoint groups pending (derived from masks the masks stage writes): shown ungrouped")
+  out = made.as_json()
+  out = {"experiment": config.experiment, "variant": config.variant, "workdir": os.path.abspath(workdir), **out}
+  if jax.process_index() == 0:
+    print(json.dumps(out, indent=1) if fmt == "json" else plan_lib.describe(made, config))
+  return out
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False) -> None:
+  """Runs the config's stages in order (each skipped when complete, resumed otherwise).
+
+  The config is checked before anything runs; a run that fails before writing anything besides its
+  own bookkeeping leaves no claimed workdir behind, so the corrected command is not refused.
+  """
+  stages = config_lib.stages_of(config)
+  existed = os.path.isfile(os.path.join(workdir, CONFIG_FILE))
+  created_dir = not os.path.exists(workdir)
+  with WorkdirLock(workdir):
+    try:
+      with started(config, workdir, allow_config_change) as run:
+        for stage in stages:
+          began = time.perf_counter()
+          try:
+            STAGE_FUNCTIONS[stage](run)
+            if run.is_main:
+              print(f"stage {stage}: done ({time.perf_counter() - began:.0f} s)", flush=True)
+          except Preempted as p:
+            print(f"preempted (SIGTERM): {p.stage} saved at step {p.step}; rerun the same command to resume",
+                  file=sys.stderr)
+            raise
+    except BaseException:
+      if not existed and jax.process_index() == 0:
+        _unclaim(workdir, created_dir)
+      raise
+
+
+_BOOKKEEPING = (CONFIG_FILE, "plan.json", LOCK_FILE)
+
+
+def _unclaim(workdir: str, remove_dir: bool) -> None:
+  """Removes a new workdir's bookkeeping when nothing else was written in it."""
+  written = [os.path.join(d, f) for d, _, fs in os.walk(workdir) for f in fs]
+  if any(os.path.relpath(p, workdir) not in _BOOKKEEPING for p in written):
+    return
+  for name in _BOOKKEEPING:
+    if name != LOCK_FILE and os.path.isfile(os.path.join(workdir, name)):
+      os.remove(os.path.join(workdir, name))
+  if remove_dir:
+    # The lock file goes last, after the lock is released by the caller's exit; an empty tree is removed.
+    try:
+      os.remove(os.path.join(workdir, LOCK_FILE))
+      shutil.rmtree(workdir)
+    except OSError:
+      pass

@@ -77,7 +77,8 @@ def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> o
 
 
 def create_state(model: IDE, optimizer: optax.GradientTransformation, image_size, seed: int,
-                 mesh: jax.sharding.Mesh, pretrained_backbone: dict | None = None) -> IDEState:
+                 mesh: jax.sharding.Mesh | None = None, pretrained_backbone: dict | None = None) -> IDEState:
+  """Fresh (or backbone-pretrained) IDE state, replicated over ``mesh`` when one is given."""
   variables = runtime.jit_init(functools.partial(model.init, train=False))(
       jax.random.key(seed), jnp.zeros((1, *image_size, 3), jnp.float32))
   params, batch_stats = variables["params"], variables["batch_stats"]
@@ -85,7 +86,7 @@ def create_state(model: IDE, optimizer: optax.GradientTransformation, image_size
     params = {**params, "backbone": _checked_like(params["backbone"], pretrained_backbone["params"], "params")}
     batch_stats = {**batch_stats, "backbone": _checked_like(batch_stats["backbone"], pretrained_backbone["batch_stats"], "batch_stats")}
   state = IDEState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats, opt_state=optimizer.init(params))
-  return jax.device_put(state, parallel.replicated(mesh))
+  return state if mesh is None else jax.device_put(state, parallel.replicated(mesh))
 
 
 def _checked_like(reference, loaded, what: str):
@@ -198,21 +199,32 @@ def rank_table(query, gallery, ap_mode: str = "step", ranks=(1, 5, 10, 20), back
   return table
 
 
-def prid_tables(cam_a, cam_b, ap_mode: str = "step", backend: str = "auto") -> dict[str, Any]:
-  """PRID2011 single-shot: the 10 seeded splits in both directions, per split and averaged.
+def prid_tables(cam_a, cam_b, ap_mode: str = "step", backend: str = "auto", splits=None) -> dict[str, Any]:
+  """PRID2011 single-shot: the seeded splits (all 10, or ``splits``) in both directions, per split and averaged.
 
   ``cam_a``/``cam_b``: ``(features, pids, camids)`` of every image of each camera, in the order of
   the dataset's ``cam_a``/``cam_b`` splits (features are computed once, the protocol slices them).
+  Each per-split table carries its ``split``; `prid_mean` averages tables of several calls.
   """
+  splits = list(range(prid.NUM_SPLITS)) if splits is None else list(splits)
   out: dict[str, Any] = {}
   for direction in prid.DIRECTIONS:
     query_set, gallery_set = (cam_a, cam_b) if direction == "a2b" else (cam_b, cam_a)
     per_split = []
-    for split in range(prid.NUM_SPLITS):
+    for split in splits:
       idx = prid.protocol(cam_a[1], cam_b[1], split, direction)
       take = lambda triple, rows: tuple(np.asarray(t)[rows] for t in triple)
-      per_split.append(rank_table(take(query_set, idx["query"]), take(gallery_set, idx["gallery"]), ap_mode,
-                                  backend=backend))
-    keys = [k for k in per_split[0] if not k.startswith("num_")]
+      table = rank_table(take(query_set, idx["query"]), take(gallery_set, idx["gallery"]), ap_mode, backend=backend)
+      per_split.append({"split": split, **table})
+    out[direction] = {"splits": per_split}
+  return prid_mean(out)
+
+
+def prid_mean(tables: dict[str, Any]) -> dict[str, Any]:
+  """Adds each direction's ``mean`` over its ``splits`` (sorted by split)."""
+  out = {}
+  for direction, entry in tables.items():
+    per_split = sorted(entry["splits"], key=lambda t: t["split"])
+    keys = [k for k in per_split[0] if not k.startswith("num_") and k != "split"]
     out[direction] = {"mean": {k: float(np.mean([t[k] for t in per_split])) for k in keys}, "splits": per_split}
   return out
