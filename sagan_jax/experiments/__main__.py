@@ -1,13 +1,17 @@
-"""Runs several rows of the paper: ``python -m sagan_jax.experiments {ablation,msweep} --config=FILE --workdir=DIR``.
+"""Runs several rows of the paper over seeds: ``python -m sagan_jax.experiments {ablation,msweep} --config=FILE --workdir=DIR``.
 
-  ablation  Table III: the variants (default original, wp, wd, ws, sagan, sagan_m10), one
-            `train.py` run each in DIR/<variant>, then DIR/ablation.md and DIR/ablation.json.
-  msweep    Fig. 5: SA-GAN with M = 1, 2, 4, 6, 8, 10 spatial codes (``--codes``) in DIR/m<M>,
-            then DIR/msweep.json and DIR/msweep.png (R-1 against M).
+  ablation  Tables I–III: the variants (``--variants``, default all eight; ``sagan_one_group`` adds
+            SA-GAN [M=1] with the source adapted as one group), for every seed of ``--seeds``
+            (default 0), one `train.py` run each in DIR/seed<S>/<variant>; then DIR/ablation.md and
+            DIR/ablation.json: per row the mean and sd over seeds, per claim of the paper the paired
+            differences and a verdict (`sagan_jax.experiments.seeds`).
+  msweep    Fig. 5: SA-GAN with M = 1, 2, 4, 6, 8, 10 spatial codes (``--codes``) per seed in
+            DIR/seed<S>/m<M>, then DIR/msweep.json and DIR/msweep.png (mean R-1 against M, ±1 sd band).
 
-Every other ``--config.<field>=value`` is passed to each run. Runs sharing a trained SA-GAN (the
-variants sagan and sagan_m10, every M of the sweep) train it once: its checkpoint directory is
-copied into the later runs' workdirs before they start. Each run resumes like `train.py`.
+Every other ``--config.<field>=value`` is passed to each run, with ``--config.seed=S``. Runs sharing a
+trained SA-GAN (sagan and sagan_m10 of one seed, every M of one seed) train it once: its stage folder
+is copied into the later runs' workdirs. A seed-variant pair whose workdir holds its results is not
+run again; others resume like `train.py`.
 """
 
 from __future__ import annotations
@@ -22,11 +26,15 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from sagan_jax import fileio
-from sagan_jax.experiments import results
+from sagan_jax.experiments import config as config_lib
+from sagan_jax.experiments import results, seeds as seeds_lib
 
 # The folder holding this package, so a run's subprocess imports the same sagan_jax from any folder.
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TABLE3 = ("original", "wp", "wd", "ws", "sagan", "sagan_m10")
+ALL_VARIANTS = ("original", "cyclegan", "cyclegan_star", "wp", "wd", "ws", "sagan", "sagan_m10")
+# Runner rows that are a variant plus overrides.
+EXTRA_ROWS = {"sagan_one_group": ("sagan", ["--config.data.viewpoint_groups=none"])}
+ROW_LABELS = {**config_lib.VARIANT_NAMES, "sagan_one_group": "SA-GAN [M=1], one group"}
 M_VALUES = (1, 2, 4, 6, 8, 10)
 
 
@@ -39,14 +47,25 @@ def _flag(argv, name, default=None):
   return default
 
 
+def _complete(workdir: str) -> dict | None:
+  path = os.path.join(workdir, "results.json")
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
 def _run(config_file: str, variant: str, workdir: str, overrides: list[str]) -> dict:
+  done = _complete(workdir)
+  if done is not None:
+    print(f"complete, not run again: {workdir}", flush=True)
+    return done
   command = [sys.executable, "-m", "sagan_jax.experiments.train_main", f"--config={config_file}:variant={variant}",
              f"--workdir={workdir}", *overrides]
   print("$", " ".join(command), flush=True)
   path = os.pathsep.join(filter(None, [_PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))
   subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": path})
-  with open(os.path.join(workdir, "results.json")) as f:
-    return json.load(f)
+  return _complete(workdir)
 
 
 def _share_gan(from_workdir: str, to_workdir: str) -> None:
@@ -57,30 +76,44 @@ def _share_gan(from_workdir: str, to_workdir: str) -> None:
     shutil.copytree(source, target)
 
 
-def ablation(config_file, workdir, overrides, variants=TABLE3):
-  rows = []
-  for variant in variants:
-    run_dir = os.path.join(workdir, variant)
-    if variant == "sagan_m10" and "sagan" in variants:
-      _share_gan(os.path.join(workdir, "sagan"), run_dir)
-    rows.append(_run(config_file, variant, run_dir, overrides))
-  text = results.markdown(rows, f"{rows[0]['experiment']}: ablation (Table III layout)")
+def ablation(config_file, workdir, overrides, variants=ALL_VARIANTS, seeds=(0,)):
+  table: dict[str, dict[int, dict]] = {}
+  for seed in seeds:
+    seed_dir = os.path.join(workdir, f"seed{seed}")
+    for row in variants:
+      variant, extra = EXTRA_ROWS.get(row, (row, []))
+      run_dir = os.path.join(seed_dir, row)
+      if row == "sagan_m10" and "sagan" in variants:
+        _share_gan(os.path.join(seed_dir, "sagan"), run_dir)
+      table.setdefault(row, {})[seed] = _run(config_file, variant, run_dir, [*overrides, *extra, f"--config.seed={seed}"])
+  experiment = next(iter(table.values()))[seeds[0]]["experiment"]
+  text = seeds_lib.markdown(table, f"{experiment}: ablation over {len(seeds)} seed(s)", ROW_LABELS)
+  record = {"seeds": list(seeds), "variants": list(variants), "summary": seeds_lib.summarize(table),
+            "claims": seeds_lib.evaluate_claims(table),
+            "runs": {row: {str(s): r for s, r in by_seed.items()} for row, by_seed in table.items()}}
+  fileio.write_text_atomic(os.path.join(workdir, "ablation.json"), json.dumps(record, indent=1))
   fileio.write_text_atomic(os.path.join(workdir, "ablation.md"), text)
-  fileio.write_text_atomic(os.path.join(workdir, "ablation.json"), json.dumps(rows, indent=1))
   print(text)
+  return record
 
 
-def line_plot(xs, ys, path: str, x_label: str, y_label: str, size=(480, 320)) -> None:
-  """A small PNG line plot (PIL only): points joined by lines, ticks at every x and 5 y values."""
+def line_plot(xs, ys, path: str, x_label: str, y_label: str, size=(480, 320), spread=None) -> None:
+  """A small PNG line plot (PIL only): points joined by lines, ticks at every x and 5 y values;
+  with ``spread`` (one value per point), a shaded band from ys − spread to ys + spread."""
   w, h = size
   left, right, top, bottom = 56, 16, 16, 44
   img = Image.new("RGB", size, "white")
   d = ImageDraw.Draw(img)
-  lo, hi = float(np.min(ys)), float(np.max(ys))
+  spread = np.zeros(len(ys)) if spread is None else np.asarray(spread, np.float64)
+  lo, hi = float(np.min(np.asarray(ys) - spread)), float(np.max(np.asarray(ys) + spread))
   pad = max(1.0, 0.1 * (hi - lo))
   lo, hi = lo - pad, hi + pad
   x_of = lambda x: left + (x - min(xs)) / max(1e-9, max(xs) - min(xs)) * (w - left - right)
   y_of = lambda y: top + (hi - y) / (hi - lo) * (h - top - bottom)
+  if np.any(spread > 0):
+    band = [(x_of(x), y_of(y + e)) for x, y, e in zip(xs, ys, spread)]
+    band += [(x_of(x), y_of(y - e)) for x, y, e in reversed(list(zip(xs, ys, spread)))]
+    d.polygon(band, fill=(245, 200, 200))
   d.line([(left, top), (left, h - bottom), (w - right, h - bottom)], fill="black")
   for x in xs:
     d.line([(x_of(x), h - bottom), (x_of(x), h - bottom + 4)], fill="black")
@@ -97,21 +130,27 @@ def line_plot(xs, ys, path: str, x_label: str, y_label: str, size=(480, 320)) ->
   img.save(path)
 
 
-def msweep(config_file, workdir, overrides, codes=M_VALUES):
-  rows = []
-  for m in codes:
-    run_dir = os.path.join(workdir, f"m{m}")
-    if m != codes[0]:
-      _share_gan(os.path.join(workdir, f"m{codes[0]}"), run_dir)
-    rows.append(_run(config_file, "sagan", run_dir, [*overrides, f"--config.sagan.num_codes={m}"]))
-  r1 = {}
-  for m, row in zip(codes, rows):
-    r1[m] = {group: cells["R-1"] for group, cells in results.table_rows(row).items()}
-  fileio.write_text_atomic(os.path.join(workdir, "msweep.json"), json.dumps({"R-1": r1}, indent=1))
-  first_group = next(iter(r1[codes[0]]))
-  line_plot(list(codes), [r1[m][first_group] for m in codes], os.path.join(workdir, "msweep.png"), "M",
-            f"R-1 (%) {first_group}")
-  print(json.dumps(r1, indent=1))
+def msweep(config_file, workdir, overrides, codes=M_VALUES, seeds=(0,)):
+  r1: dict[int, dict[int, dict[str, float]]] = {}
+  for seed in seeds:
+    seed_dir = os.path.join(workdir, f"seed{seed}")
+    for m in codes:
+      run_dir = os.path.join(seed_dir, f"m{m}")
+      if m != codes[0]:
+        _share_gan(os.path.join(seed_dir, f"m{codes[0]}"), run_dir)
+      row = _run(config_file, "sagan", run_dir, [*overrides, f"--config.sagan.num_codes={m}", f"--config.seed={seed}"])
+      r1.setdefault(m, {})[seed] = {group: cells["R-1"] for group, cells in results.table_rows(row).items()}
+  first_group = next(iter(r1[codes[0]][seeds[0]]))
+  values = {m: [r1[m][s][first_group] for s in seeds] for m in codes}
+  mean = {m: float(np.mean(v)) for m, v in values.items()}
+  sd = {m: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()}
+  record = {"seeds": list(seeds), "group": first_group,
+            "R-1": {str(m): {"mean": mean[m], "sd": sd[m], "per_seed": values[m]} for m in codes}}
+  fileio.write_text_atomic(os.path.join(workdir, "msweep.json"), json.dumps(record, indent=1))
+  line_plot(list(codes), [mean[m] for m in codes], os.path.join(workdir, "msweep.png"), "M",
+            f"R-1 (%) {first_group}, mean ± sd of {len(seeds)}", spread=[sd[m] for m in codes])
+  print(json.dumps(record, indent=1))
+  return record
 
 
 def main(argv) -> None:
@@ -122,15 +161,25 @@ def main(argv) -> None:
   if ":" in config_file:
     sys.exit("--config takes the file only: the runner sets variant=... itself")
   overrides = [a for a in rest if a.startswith("--config.")]
-  unknown = [a for a in rest if not a.startswith(("--config=", "--workdir=", "--config.", "--variants=", "--codes="))]
+  unknown = [a for a in rest if not a.startswith(("--config=", "--workdir=", "--config.", "--variants=", "--codes=",
+                                                   "--seeds="))]
   if unknown:
-    sys.exit(f"unknown arguments {unknown}; see `python -m sagan_jax.experiments`")
+    sys.exit(f"error: unknown arguments {unknown}; see `python -m sagan_jax.experiments`")
+  if any(a.startswith("--config.seed=") for a in overrides):
+    sys.exit("error: --config.seed is set per run by the runner: pass --seeds=0,1,2 instead")
+  try:
+    seeds = tuple(int(s) for s in _flag(rest, "seeds", "0").split(","))
+  except ValueError:
+    sys.exit(f"error: --seeds={_flag(rest, 'seeds', '0')!r}: expected integers like --seeds=0,1,2,3,4")
   if command == "ablation":
-    variants = tuple(_flag(rest, "variants", ",".join(TABLE3)).split(","))
-    ablation(config_file, workdir, overrides, variants)
+    variants = tuple(_flag(rest, "variants", ",".join(ALL_VARIANTS)).split(","))
+    bad = [v for v in variants if v not in config_lib.VARIANTS and v not in EXTRA_ROWS]
+    if bad:
+      sys.exit(f"error: --variants: unknown {bad}; choose from {', '.join(config_lib.VARIANTS + tuple(EXTRA_ROWS))}")
+    ablation(config_file, workdir, overrides, variants, seeds)
   else:
     codes = tuple(int(m) for m in _flag(rest, "codes", ",".join(map(str, M_VALUES))).split(","))
-    msweep(config_file, workdir, overrides, codes)
+    msweep(config_file, workdir, overrides, codes, seeds)
 
 
 if __name__ == "__main__":
