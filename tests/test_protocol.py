@@ -226,6 +226,9 @@ def test_cyclegan_variant_is_cyclegan_and_steps_d_once_per_g_with_the_pool(tiny_
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
   state = sagan_steps.create_state(model, 0, mesh)
   assert int(state.pools["D1"]["count"]) == 0 and state.pools["D1"]["images"].shape == (50, 32, 16, 4)
+  # Without a pool the state keeps the layout earlier checkpoints were written in.
+  plain = sagan_steps.create_state(SAGAN(tiny_sagan_config("sagan")), 0)
+  assert plain.pools == {} and set(plain.opt_state) == {"generator", "critic", "sianet"}
   critic_step, generator_step = sagan_steps.make_steps(model, mesh)
   rng = np.random.default_rng(0)
   batch = lambda: {k: jnp.asarray(rng.uniform(-1, 1, (2, 32, 16, 3 if k in "xy" else 1)), jnp.float32)

@@ -20,6 +20,7 @@ from jax.sharding import Mesh
 from sagan_jax import losses, parallel
 from sagan_jax.sagan.model import SAGAN, XY
 
+POOL_KEY = "history_pool"
 Batch = dict[str, jax.Array]  # x [B,H,W,3], x_mask [B,H,W,1], y, y_mask: images in [-1, 1], masks in [0, 1]
 
 
@@ -31,9 +32,14 @@ class SAGANState:
   critic_steps: jax.Array  # critic updates done
   rng: jax.Array  # uint32[2] PRNG key, split at every update
   params: dict[str, Any]  # network name → parameters
-  opt_state: dict[str, Any]  # "generator" / "critic" / "sianet" → optax state
-  # CycleGAN's history pools of fakes, per discriminator ("D1"/"D2" → {"images", "count"}); {} without.
-  pools: dict[str, Any] = flax.struct.field(default_factory=dict)
+  # "generator" / "critic" / "sianet" → optax state; with a history pool (CycleGAN) also "history_pool":
+  # per discriminator ("D1"/"D2") its stored fakes and fill count, absent otherwise so that
+  # checkpoints of configurations without one keep their layout.
+  opt_state: dict[str, Any]
+
+  @property
+  def pools(self) -> dict[str, Any]:
+    return self.opt_state.get(POOL_KEY, {})
 
 
 def _group(params, names):
@@ -55,13 +61,12 @@ def create_state(model: SAGAN, seed: int | jax.Array, mesh: Mesh | None = None) 
       "critic": tx["critic"].init(_group(params, model.critic_names)),
       "sianet": tx["sianet"].init(_group(params, model.sianet_names)),
   }
-  pools = {}
   if model.config.history_pool:
     h, w = model.config.image_size
     empty = lambda: {"images": jnp.zeros((model.config.history_pool, h, w, 4), jnp.float32),
                      "count": jnp.zeros((), jnp.int32)}
-    pools = {"D1": empty(), "D2": empty()}
-  state = SAGANState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), rng, params, opt_state, pools)
+    opt_state[POOL_KEY] = {"D1": empty(), "D2": empty()}
+  state = SAGANState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), rng, params, opt_state)
   return state if mesh is None else jax.device_put(state, parallel.replicated(mesh))
 
 
@@ -88,8 +93,7 @@ def critic_update(model: SAGAN, state: SAGANState, batch: Batch) -> tuple[SAGANS
       critic_steps=state.critic_steps + 1,
       rng=rng,
       params=new_params,
-      opt_state={**state.opt_state, "critic": opt_state},
-      pools=pools,
+      opt_state={**state.opt_state, "critic": opt_state, **({POOL_KEY: pools} if pools else {})},
   ), metrics
 
 
