@@ -42,7 +42,7 @@ def make_tree(manual, root, files, masks=False):
   open(os.path.join(manual, root, "bounding_box_test", "Thumbs.db"), "wb").close()
 
 
-def make_prid_tree(manual, size=(4, 2, 3)):
+def make_prid_tree(manual, size=(8, 4, 3)):
   for camera, count in (("cam_a", 385), ("cam_b", 749)):
     for pid in range(1, count + 1):
       _write_image(os.path.join(manual, "prid_2011", "single_shot", camera, f"person_{pid:04d}.png"), size, value=pid % 251)

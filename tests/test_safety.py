@@ -92,3 +92,123 @@ def test_a_user_error_is_one_line_with_status_2_and_claims_no_workdir(tmp_path):
   assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
       "error: config.sagan_train.steps=-5: expected a positive integer"]
   assert not workdir.exists()
+
+
+def _market_tree(root, image_modes):
+  """A Market-layout tree whose training images come in the given PIL modes (and RGB masks)."""
+  import numpy as np
+  from PIL import Image
+
+  from sagan_jax.data import layouts
+  names = {"bounding_box_train": [f"0002_c1s1_00045{i}_03.jpg" for i in range(len(image_modes))],
+           "query": ["0003_c1s1_000001_00.jpg"], "bounding_box_test": ["0003_c2s1_000011_00.jpg"]}
+  rng = np.random.default_rng(0)
+  for folder, files in names.items():
+    for k, name in enumerate(files):
+      mode = image_modes[k] if folder == "bounding_box_train" else "RGB"
+      path = os.path.join(root, layouts.MARKET_ROOT, folder, name)
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      image = Image.fromarray(rng.integers(0, 255, (16, 8, 3), dtype=np.uint8)).convert(mode)
+      if mode in ("RGBA", "P"):  # a PNG under the dataset's .jpg name, as converted copies leave them
+        image.save(path, format="PNG")
+      else:
+        image.save(path, format="JPEG")
+      mask = np.zeros((16, 8, 3), np.uint8)
+      mask[4:12, 2:6] = (200, 180, 250)  # an RGB mask with soft values
+      mask_path = os.path.join(root, "masks", layouts.MARKET_ROOT, folder, name[:-4] + ".png")
+      os.makedirs(os.path.dirname(mask_path), exist_ok=True)
+      Image.fromarray(mask).save(mask_path)
+  return names
+
+
+def test_odd_images_are_accepted_without_tensorflow(tmp_path):
+  manual, data = tmp_path / "manual", tmp_path / "data"
+  _market_tree(str(manual), ["L", "RGBA", "P", "RGB"])
+  import importlib.util
+  if importlib.util.find_spec("tensorflow") is not None:
+    pytest.skip("tensorflow is installed here; the project's environments do not have it")
+  script = (
+      "import sys, importlib.util\n"
+      "sys.path.insert(0, sys.argv[1])\n"
+      "import numpy as np\n"
+      "from sagan_jax.data import builders\n"
+      "b = builders.prepare('market1501', sys.argv[2], sys.argv[3], with_masks=True)\n"
+      "train = b.as_data_source('train')\n"
+      "for i in range(len(train)):\n"
+      "  e = train[i]\n"
+      "  assert e['image'].shape == (16, 8, 3) and e['mask'].shape == (16, 8, 1), (e['image'].shape, e['mask'].shape)\n"
+      "  assert set(np.unique(e['mask'])) == {0, 255}, np.unique(e['mask'])\n"
+      "assert 'tensorflow' not in sys.modules and importlib.util.find_spec('tensorflow') is None\n"
+      "print('ok', len(train))\n")
+  out = subprocess.run([sys.executable, "-c", script, ROOT, str(manual), str(data)], capture_output=True, text=True,
+                       check=False)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip().endswith("ok 4")
+
+
+def test_tiny_images_are_named(tmp_path):
+  from PIL import Image
+
+  from sagan_jax.data import builders
+  manual = tmp_path / "manual"
+  names = _market_tree(str(manual), ["RGB"])
+  from sagan_jax.data import layouts
+  small = manual / layouts.MARKET_ROOT / "query" / names["query"][0]
+  Image.new("RGB", (3, 6)).save(small, format="JPEG")
+  with pytest.raises(builders.CorruptImageError, match=rf"{small.name}.* is 6×3, below the minimum 8×4"):
+    builders.prepare("market1501", str(manual), str(tmp_path / "data"))
+
+
+def test_prepared_data_belongs_to_its_source(tmp_path, caplog):
+  import numpy as np
+
+  from sagan_jax.data import builders, layouts
+  first, second, data = tmp_path / "first", tmp_path / "second", str(tmp_path / "data")
+  _market_tree(str(first), ["RGB", "RGB"])
+  _market_tree(str(second), ["RGB", "RGB", "RGB"])
+  count = lambda b: len(b.as_data_source("train"))
+  assert count(builders.prepare("market1501", str(first), data)) == 2
+  assert count(builders.prepare("market1501", str(first), data)) == 2 and "rebuilding" not in caplog.text
+  assert count(builders.prepare("market1501", str(second), data)) == 3  # another folder: rebuilt from it
+  assert "was built from " + str(first) in caplog.text
+  # The same folder, a file changed: rebuilt, and the new pixels are what is read.
+  path = second / layouts.MARKET_ROOT / "bounding_box_train" / "0002_c1s1_000450_03.jpg"
+  from PIL import Image
+  Image.fromarray(np.full((16, 8, 3), 255, np.uint8)).save(path, format="JPEG")
+  os.utime(path, ns=(1, 1))
+  rebuilt = builders.prepare("market1501", str(second), data).as_data_source("train")
+  assert "whose files have changed since" in caplog.text
+  assert any(np.all(rebuilt[i]["image"] > 250) for i in range(3))
+  with pytest.raises(layouts.DatasetLayoutError, match="does not exist"):
+    builders.prepare("market1501", str(tmp_path / "gone"), data)
+
+
+def test_sigterm_during_translation_exits_promptly_keeping_its_images(tmp_path, monkeypatch):
+  import signal
+
+  from sagan_jax import progress
+  sys.path.insert(0, os.path.join(ROOT, "tests"))
+  from test_experiments import tiny_config
+  bench = tmp_path / "bench"
+  config = tiny_config(str(bench))
+  config.stages = "sagan,translate"
+  config.translate.batch_size = 8
+  config.sagan.num_codes = 2
+  original_update = progress.Progress.update
+
+  def update(self, step, metrics=None):
+    original_update(self, step, metrics)
+    if self.name == "translate" and step == 1:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  monkeypatch.setattr(progress.Progress, "update", update)
+  with pytest.raises(SystemExit) as exit_info:
+    stages.train(config, str(tmp_path / "run"))
+  assert exit_info.value.code == stages.PREEMPTED_EXIT
+  root = tmp_path / "run" / "translated"
+  written = sorted(p.name for p in root.rglob("*.png"))
+  assert len(written) == 8 * 2  # the first batch, M = 2 each, and no more
+  assert not (root / "labels.json").exists()  # the set is not marked complete
+  monkeypatch.setattr(progress.Progress, "update", original_update)
+  stages.train(config, str(tmp_path / "run"))  # resumes: the written batch is skipped, the rest translated
+  assert (root / "labels.json").exists()

@@ -16,7 +16,10 @@ def main(argv=None) -> None:
   parser.add_argument("--masks", action="store_true", help="build the 'masked' config (masks under MANUAL_DIR/masks/)")
   parser.add_argument("--skip_corrupt", action="store_true", help="leave out images PIL cannot decode (and report how many)")
   args = parser.parse_args(argv)
-  builder = builders.prepare(args.dataset, args.manual_dir, args.data_dir, with_masks=args.masks, skip_corrupt=args.skip_corrupt)
+  from sagan_jax import cli  # noqa: PLC0415
+
+  builder = cli.exit_on_user_error(builders.prepare, args.dataset, args.manual_dir, args.data_dir, with_masks=args.masks,
+                                   skip_corrupt=args.skip_corrupt)
   for split, info in builder.info.splits.items():
     labels = builders.read_labels(builder, split)
     ids = set(labels["person_id"].tolist()) - {-1, 0}

@@ -19,7 +19,11 @@ temporary folder and renames it only on success).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
+import json
+import os
+import shutil
 from typing import Callable, Sequence
 
 import numpy as np
@@ -119,10 +123,16 @@ class _ReidBuilder(tfds.core.GeneratorBasedBuilder):
       logging.warning("skipped %d corrupt images (skip_corrupt=True), first: %s", len(skipped), skipped[0])
 
 
+MIN_HEIGHT, MIN_WIDTH = 8, 4  # smaller crops hold no person a network can learn from; such a file is an error
+
+
 def _read_image(path: str, stored_format: str, mode: str):
   """Decodes once to validate; returns (what TFDS stores, (height, width)).
 
-  What is stored is the file's own bytes when they can be kept unchanged, else the converted array.
+  Images come as they are: grayscale, palette or RGBA images are converted to RGB, and masks of
+  any mode to one binarised channel (≥ 128 is the person). What is stored is the file's own bytes
+  when they can be kept unchanged, else the converted image as PNG bytes (lossless, encoded here
+  with PIL so that no path needs TensorFlow).
   """
   with open(path, "rb") as f:
     data = f.read()
@@ -131,14 +141,26 @@ def _read_image(path: str, stored_format: str, mode: str):
       image.load()
       size_hw = image.size[::-1]
       unchanged = (image.format or "").lower() in _ALIASES[stored_format] and image.mode == mode
-      array = None if unchanged else np.asarray(image.convert(mode))
+      converted = None if unchanged else image.convert(mode)
   except (UnidentifiedImageError, OSError, SyntaxError) as e:
     raise CorruptImageError(
         f"cannot decode image {path!r} ({e}); replace the file, or build with skip_corrupt=True to leave it out"
     ) from e
-  if array is None:
+  if size_hw[0] < MIN_HEIGHT or size_hw[1] < MIN_WIDTH:
+    raise CorruptImageError(f"image {path!r} is {size_hw[0]}×{size_hw[1]}, below the minimum {MIN_HEIGHT}×{MIN_WIDTH}; "
+                            "remove it, or build with skip_corrupt=True to leave it out")
+  if mode == "L":  # masks: one channel, binary, whatever the file held
+    source = converted if converted is not None else Image.open(io.BytesIO(data)).convert("L")
+    binary = (np.asarray(source) >= 128).astype(np.uint8) * 255
+    if unchanged and np.array_equal(binary, np.asarray(source)):
+      return io.BytesIO(data), size_hw
+    converted = Image.fromarray(binary, "L")
+  if converted is None:
     return io.BytesIO(data), size_hw
-  return (array if array.ndim == 3 else array[..., None]), size_hw
+  encoded = io.BytesIO()
+  converted.save(encoded, format="PNG")
+  encoded.seek(0)
+  return encoded, size_hw
 
 
 _ALIASES = {"jpeg": ("jpeg", "jpg"), "png": ("png",)}
@@ -189,12 +211,56 @@ class Prid2011(_ReidBuilder):
 BUILDERS = {"market1501": Market1501, "dukemtmc_reid": DukemtmcReid, "prid2011": Prid2011}
 
 
+SOURCE_RECORD = "sagan_jax_source.json"  # beside a prepared dataset: the manual folder it was built from
+
+
+def source_fingerprint(name: str, manual_dir: str, with_masks: bool) -> dict:
+  """What a prepared dataset was built from: the folder, and every file's name, size and mtime."""
+  builder = BUILDERS[name]
+  masks_dir = layouts.default_masks_dir(manual_dir) if with_masks else None
+  digest = hashlib.sha256()
+  count = 0
+  for split, records in sorted(builder._SCAN(manual_dir, masks_dir).items()):
+    for r in records:
+      for path in filter(None, (r.path, r.mask_path)):
+        st = os.stat(path)
+        digest.update(f"{split}\0{os.path.relpath(path, manual_dir)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        count += 1
+  return {"manual_dir": os.path.abspath(manual_dir), "files": count, "sha256": digest.hexdigest()}
+
+
 def prepare(name: str, manual_dir: str, data_dir: str, with_masks: bool = False, skip_corrupt: bool = False):
-  """Builds (once) and returns the builder of dataset ``name``; `as_data_source(split)` reads it."""
+  """Builds (once per source) and returns the builder of dataset ``name``; `as_data_source(split)` reads it.
+
+  A prepared dataset belongs to the manual folder it was built from: built from another folder, or
+  from this one before its files changed (names, sizes, modification times), it is rebuilt.
+  """
   if name not in BUILDERS:
     raise ValueError(f"unknown dataset {name!r}: expected one of {sorted(BUILDERS)}")
+  if not manual_dir or not os.path.isdir(manual_dir):
+    raise layouts.DatasetLayoutError(f"the {name} folder {manual_dir!r} does not exist: set the dataset's manual_dir "
+                                     "to the folder holding the extracted dataset")
+  fingerprint = source_fingerprint(name, manual_dir, with_masks)
   builder = BUILDERS[name](data_dir=data_dir, config="masked" if with_masks else "plain", skip_corrupt=skip_corrupt)
+  record = os.path.join(builder.data_dir, SOURCE_RECORD)
+  if os.path.isdir(builder.data_dir):
+    try:
+      with open(record) as f:
+        built_from = json.load(f)
+    except (OSError, ValueError):
+      built_from = None
+    if built_from != fingerprint:
+      was = built_from["manual_dir"] if built_from else "an unrecorded folder"
+      logging.warning("prepared %s in %s was built from %s%s: rebuilding it from %s", name, builder.data_dir, was,
+                      " whose files have changed since" if built_from and was == fingerprint["manual_dir"] else "",
+                      fingerprint["manual_dir"])
+      shutil.rmtree(builder.data_dir)
+      builder = BUILDERS[name](data_dir=data_dir, config="masked" if with_masks else "plain", skip_corrupt=skip_corrupt)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  if not os.path.isfile(record):
+    with open(record + ".tmp", "w") as f:
+      json.dump(fingerprint, f)
+    os.replace(record + ".tmp", record)
   return builder
 
 

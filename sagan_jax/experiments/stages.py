@@ -116,9 +116,10 @@ class WorkdirLock:
 
 
 class Preempted(SystemExit):
-  def __init__(self, stage: str, step: int):
+  def __init__(self, stage: str, step: int, where: str | None = None):
     super().__init__(PREEMPTED_EXIT)
     self.stage, self.step = stage, step
+    self.where = where or f"saved at step {step}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -494,7 +495,7 @@ def _translate(run: Run, a: plan_lib.Adaptation) -> None:
             translated.write_image(root, translated.image_name(begin + i, m), adapted[i, m], masks[i, m])
       bar.update(k + 1)
       if run.preempted():
-        raise Preempted(name, k + 1)
+        raise Preempted(name, k + 1, f"stopped after batch {k + 1} of {len(starts)} (its images are kept)")
   parallel.barrier("translation written")
   if run.is_main:
     translated.write_labels(root, names, pids, cams, {"num_codes": num_codes, "source_images": count,
@@ -617,8 +618,14 @@ def evaluate(run: Run, rank_vis: int = 0) -> dict:
     model, state, cfg = load_ide(run, ide_name)
     feature_fn = ide.make_feature_fn(model, local_mesh, c.eval.normalize_features, c.eval.flip_average)
     state = parallel.local_copy(state)
-    return lambda split: ide.extract_split(feature_fn, state, builder.as_data_source(split), batch_size=batch,
-                                           image_size=cfg.image_size)
+    def features(split):
+      try:
+        return ide.extract_split(feature_fn, state, builder.as_data_source(split), batch_size=batch,
+                                 image_size=cfg.image_size, stop=run.preempted)
+      except ide.Stopped:
+        raise Preempted("evaluate", 0, "stopped before writing results") from None
+
+    return features
 
   if run.datasets.target_is_prid():
     merged = {d: {"splits": []} for d in prid.DIRECTIONS}
@@ -721,8 +728,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: 
             if run.is_main:
               print(f"stage {stage}: done ({time.perf_counter() - began:.0f} s)", flush=True)
           except Preempted as p:
-            print(f"preempted (SIGTERM): {p.stage} saved at step {p.step}; rerun the same command to resume",
-                  file=sys.stderr)
+            print(f"preempted (SIGTERM): {p.stage} {p.where}; rerun the same command to resume", file=sys.stderr)
             raise
     except BaseException:
       if not existed and jax.process_index() == 0:

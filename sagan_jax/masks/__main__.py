@@ -38,8 +38,12 @@ def _required(flag, command):
 def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise app.UsageError(f"usage: python -m sagan_jax.masks {{{','.join(COMMANDS)}}} [flags]\n{__doc__}")
-  command = argv[1]
   runtime.configure_host_allocator()  # before the first computation; see sagan_jax/runtime.py
+  cli.quiet_logging()
+  cli.exit_on_user_error(_run, argv[1])
+
+
+def _run(command: str) -> None:
   if command == "train":
     config = _CONFIG.value
     _, record = training.train(config, sources.training_source(config), _required(_WORKDIR, command),

@@ -140,10 +140,19 @@ def make_feature_fn(model: IDE, mesh: jax.sharding.Mesh, normalize: bool, flip_a
   return lambda params, batch_stats, images: jitted(params, batch_stats, jax.device_put(images, data))
 
 
-def extract(feature_fn, state: IDEState, batches: Iterable[tuple[dict[str, np.ndarray], int]]):
-  """Runs `feature_fn` over `sagan_jax.data.pipeline.eval_batches`; returns (features, pids, camids)."""
+class Stopped(Exception):
+  """Feature extraction stopped early because ``stop()`` asked it to (SIGTERM)."""
+
+
+def extract(feature_fn, state: IDEState, batches: Iterable[tuple[dict[str, np.ndarray], int]], stop=None):
+  """Runs `feature_fn` over `sagan_jax.data.pipeline.eval_batches`; returns (features, pids, camids).
+
+  ``stop``: polled after every batch; when it returns True, `Stopped` is raised.
+  """
   feats, pids, cams = [], [], []
-  for batch, valid in batches:
+  for k, (batch, valid) in enumerate(batches):
+    if k and stop is not None and stop():
+      raise Stopped(f"stopped after {k} batches")
     # Kept on device until the end: converting here would wait for each batch before dispatching the next.
     feats.append((feature_fn(state.params, state.batch_stats, batch["image"]), valid))
     pids.append(batch["person_id"][:valid])
@@ -152,7 +161,8 @@ def extract(feature_fn, state: IDEState, batches: Iterable[tuple[dict[str, np.nd
   return features, np.concatenate(pids), np.concatenate(cams)
 
 
-def extract_split(feature_fn, state: IDEState, source, *, batch_size: int, image_size) -> tuple[np.ndarray, ...]:
+def extract_split(feature_fn, state: IDEState, source, *, batch_size: int, image_size, stop=None
+                  ) -> tuple[np.ndarray, ...]:
   """`extract` over a whole split, shared by the processes of a multi-host run; every process gets it all.
 
   ``feature_fn`` must run on this process's devices (`make_feature_fn` over a mesh of
@@ -164,7 +174,7 @@ def extract_split(feature_fn, state: IDEState, source, *, batch_size: int, image
   rows = lambda proc: [np.arange(s, min(s + batch_size, n)) for s in starts[proc::num_procs]]
   mine = np.concatenate(rows(me) or [np.zeros(0, np.int64)])
   batches = pipeline.eval_batches(source, batch_size=batch_size, image_size=image_size, indices=mine, masks="unused")
-  features, pids, cams = extract(feature_fn, state, batches) if len(mine) else (None, None, None)
+  features, pids, cams = extract(feature_fn, state, batches, stop) if len(mine) else (None, None, None)
   if num_procs == 1:
     return features, pids, cams
   from jax.experimental import multihost_utils  # noqa: PLC0415
