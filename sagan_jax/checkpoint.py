@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
 
 def _abstract(tree):
@@ -43,14 +44,26 @@ class StageCheckpoints:
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record or {}))
     self._manager.save(int(step), args=args, force=force)
 
-  def restore(self, like: Any, step: int | None = None) -> tuple[Any, dict]:
-    """The state at ``step`` (the latest by default) shaped, typed and sharded like ``like``."""
-    step = self.latest_step() if step is None else step
-    if step is None:
+  def restore(self, like: Any) -> tuple[Any, dict]:
+    """The newest restorable state, shaped, typed and sharded like ``like``, and its record.
+
+    A checkpoint that cannot be read (an item missing or damaged) is skipped with a warning naming
+    it, for the newest one that can.
+    """
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    if not steps:
       raise FileNotFoundError(f"no checkpoint in {self.directory!r}")
     args = ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(like)), record=ocp.args.JsonRestore())
-    restored = self._manager.restore(step, args=args)
-    return restored["state"], restored["record"]
+    first_error = None
+    for step in steps:
+      try:
+        restored = self._manager.restore(step, args=args)
+        return restored["state"], restored["record"]
+      except (KeyError, ValueError, FileNotFoundError, OSError) as e:
+        first_error = first_error or e
+        logging.warning("checkpoint %s cannot be restored (%s: %s); trying the one before it",
+                        os.path.join(self.directory, str(step)), type(e).__name__, str(e)[:200])
+    raise first_error
 
   def resume(self, fresh: Any) -> tuple[Any, dict]:
     """``(state, record)``: the latest checkpoint shaped like ``fresh``, or ``(fresh, {})`` when there is none.

@@ -212,3 +212,20 @@ def test_sigterm_during_translation_exits_promptly_keeping_its_images(tmp_path, 
   monkeypatch.setattr(progress.Progress, "update", original_update)
   stages.train(config, str(tmp_path / "run"))  # resumes: the written batch is skipped, the rest translated
   assert (root / "labels.json").exists()
+
+
+def test_a_checkpoint_that_cannot_be_restored_is_skipped_for_the_one_before(tmp_path, caplog):
+  import shutil
+
+  import jax.numpy as jnp
+
+  from sagan_jax.checkpoint import StageCheckpoints
+  with StageCheckpoints(str(tmp_path)) as ckpt:
+    for step in (1, 2):
+      ckpt.save(step, {"w": jnp.full((3,), float(step))}, {"complete": step == 2}, force=True)
+    ckpt.wait()
+  shutil.rmtree(tmp_path / "2" / "state")  # the newest checkpoint lost its state item
+  with StageCheckpoints(str(tmp_path)) as ckpt:
+    state, record = ckpt.resume({"w": jnp.zeros((3,))})
+  assert state["w"].tolist() == [1.0, 1.0, 1.0] and record == {"complete": False}
+  assert f"checkpoint {tmp_path / '2'} cannot be restored" in caplog.text

@@ -443,9 +443,12 @@ def load_sagan_params(run: Run, a: plan_lib.Adaptation):
   like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=parallel.replicated(run.mesh)), like)
   where = a.subdir("sagan")
   with checkpoint.StageCheckpoints(run.path(where, "checkpoints")) as ckpt:
-    if ckpt.latest_step() is None or not ckpt.read_record().get("complete"):
-      raise FileNotFoundError(f"no complete SA-GAN in {run.path(where)!r}: run the sagan stage first")
-    state, _ = ckpt.restore(like)
+    missing = FileNotFoundError(f"no complete SA-GAN in {run.path(where)!r}: run the sagan stage first")
+    if ckpt.latest_step() is None:
+      raise missing
+    state, record = ckpt.restore(like)
+    if not record.get("complete"):  # also when the complete checkpoint could not be read
+      raise missing
   return model, state.params
 
 
@@ -598,7 +601,9 @@ def load_ide(run: Run, ide_name: str = ""):
     optimizer = ide.make_optimizer(cfg, 1)
     like = jax.eval_shape(lambda: ide.create_state(model, optimizer, cfg.image_size, cfg.seed))
     like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=parallel.replicated(run.mesh)), like)
-    state, _ = ckpt.restore(like)
+    state, record = ckpt.restore(like)
+    if not record.get("complete"):  # the complete checkpoint could not be read
+      raise missing
   return model, state, cfg
 
 
