@@ -56,6 +56,14 @@ def trained_unet(tmp_path_factory):
   config.steps, config.learning_rate, config.holdout_fraction = 300, 3e-3, 0.2
   mesh = parallel.make_mesh()
   source = sources.mirrored_pairs(train_dir, os.path.join(train_dir, "masks"))
+  # Stopped (as SIGTERM stops it) at step 120, which is checkpointed; the same call then resumes.
+  polls = iter(range(10**6))
+  with pytest.raises(training.Stopped) as stopped:
+    training.train(config, source, str(root / "unet"), mesh, stop=lambda: next(polls) >= 119)
+  assert stopped.value.step == 120
+  from sagan_jax.checkpoint import StageCheckpoints
+  with StageCheckpoints(str(root / "unet" / "checkpoints")) as ckpt:
+    assert ckpt.latest_step() == 120 and ckpt.read_record() == {"complete": False}
   _, record = training.train(config, source, str(root / "unet"), mesh)
   return root, fresh_dir, record, mesh
 

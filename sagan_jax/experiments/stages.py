@@ -126,7 +126,7 @@ class Preempted(SystemExit):
 # Run context.
 
 
-class _SigtermFlag:
+class SigtermFlag:
   """Turns SIGTERM into a flag the training loops poll after every step."""
 
   def __init__(self):
@@ -153,7 +153,7 @@ class _SigtermFlag:
 class Run:
   """What every stage needs: config, workdir, mesh, datasets, the SIGTERM flag."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str, sigterm: _SigtermFlag | None,
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, sigterm: SigtermFlag | None,
                record_plan: bool = True):
     self.config, self.workdir, self.sigterm = config, os.path.abspath(workdir), sigterm
     self.record_plan = record_plan
@@ -276,8 +276,11 @@ def stage_masks(run: Run) -> None:
   mask_config = ml_collections.ConfigDict(c.masks.to_dict())
   with mask_config.unlocked():
     mask_config.image_size = tuple(c.sagan.image_size)
-  _, record = training.train(mask_config, sources.training_source(mask_config), run.path("masks", "unet"),
-                             run.mesh, log_dir=run.tensorboard)
+  try:
+    _, record = training.train(mask_config, sources.training_source(mask_config), run.path("masks", "unet"),
+                               run.mesh, log_dir=run.tensorboard, stop=run.preempted)
+  except training.Stopped as e:
+    raise Preempted("masks", e.step) from None
   # Inference: each process masks its share of the images on its own devices.
   local_mesh = parallel.local_mesh()
   model, params, _ = training.load(run.path("masks", "unet"), local_mesh)
@@ -688,7 +691,7 @@ def started(config: ml_collections.ConfigDict, workdir: str, allow_config_change
   d = config.distributed
   parallel.initialize_distributed(d.enabled, d.coordinator_address, d.num_processes, d.process_id)
   claim_workdir(config, workdir, allow_config_change, create)
-  with _SigtermFlag() as sigterm:
+  with SigtermFlag() as sigterm:
     yield Run(config, workdir, sigterm)
 
 

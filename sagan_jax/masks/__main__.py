@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import jax
 from absl import app, flags
@@ -45,9 +46,16 @@ def main(argv):
 
 def _run(command: str) -> None:
   if command == "train":
+    from sagan_jax.experiments.stages import PREEMPTED_EXIT, SigtermFlag  # noqa: PLC0415
+
     config = _CONFIG.value
-    _, record = training.train(config, sources.training_source(config), _required(_WORKDIR, command),
-                               log_dir=os.path.join(_WORKDIR.value, "tensorboard"))
+    with SigtermFlag() as sigterm:
+      try:
+        _, record = training.train(config, sources.training_source(config), _required(_WORKDIR, command),
+                                   log_dir=os.path.join(_WORKDIR.value, "tensorboard"), stop=lambda: sigterm.raised)
+      except training.Stopped as e:
+        print(f"preempted (SIGTERM): U-Net saved at step {e.step}; rerun the same command to resume", file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT)
     print(f"U-Net trained: held-out IoU {record['heldout_iou']:.3f} on {record['num_heldout']} masks")
   elif command == "infer":
     data_dir = _required(_DATA_DIR, command)

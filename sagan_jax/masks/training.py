@@ -122,10 +122,19 @@ def evaluate_iou(predict, params, source, indices: Sequence[int], image_size, ba
   return float(np.mean(np.concatenate(scores)))
 
 
-def train(config, source, workdir: str, mesh=None, log_dir: str | None = None) -> tuple[Any, dict]:
+class Stopped(Exception):
+  """Training stopped at ``step`` because ``stop()`` asked it to (SIGTERM); a checkpoint of it is saved."""
+
+  def __init__(self, step: int):
+    super().__init__(f"stopped at step {step}")
+    self.step = step
+
+
+def train(config, source, workdir: str, mesh=None, log_dir: str | None = None, stop=None) -> tuple[Any, dict]:
   """Trains (or resumes, or just loads when complete) the U-Net in ``workdir``; returns (params, record).
 
   The record holds the held-out IoU and the configuration; the final checkpoint is marked complete.
+  ``stop`` is polled after every step: when it returns True the step is checkpointed and `Stopped` raised.
   """
   mesh = mesh or parallel.make_mesh()
   parallel.check_batch_divisible(config.batch_size, mesh)
@@ -147,6 +156,10 @@ def train(config, source, workdir: str, mesh=None, log_dir: str | None = None) -
           metrics = jax.device_get(metrics)
           progress.check_finite("masks", step, metrics)
           bar.update(step, metrics)
+        if stop is not None and stop() and step < config.steps:
+          ckpt.save(step, state, {"complete": False}, force=True)
+          ckpt.wait()
+          raise Stopped(step)
         if step % config.checkpoint_every == 0 and step < config.steps:
           ckpt.save(step, state, {"complete": False})
       # Every process scores all held-out masks on its own devices (the same number on each).
