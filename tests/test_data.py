@@ -57,7 +57,10 @@ def test_market_scan_keeps_junk_and_distractors(tmp_path):
   splits = layouts.scan_market1501(str(tmp_path))
   assert {k: len(v) for k, v in splits.items()} == {"train": 3, "query": 2, "gallery": 5}
   assert _labels(splits["gallery"]) == {(3, 3), (3, 1), (-1, 1), (0, 2), (4, 5)}
-  assert layouts.summarize(splits["gallery"]) == {"images": 5, "ids": 2, "junk_images": 1, "distractor_images": 1, "cameras": 4}
+  gallery = splits["gallery"]
+  assert len(gallery) == 5 and len({r.person_id for r in gallery} - {-1, 0}) == 2
+  assert [r.person_id for r in gallery].count(-1) == 1 and [r.person_id for r in gallery].count(0) == 1
+  assert len({r.camera_id for r in gallery}) == 4
   assert splits["train"][2].filename == "Market-1501-v15.09.15/bounding_box_train/0007_c3s2_010101_02.jpg"
 
 

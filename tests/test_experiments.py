@@ -201,7 +201,7 @@ def test_results_table_in_the_papers_prid_layout():
   mean = lambda r1: {"R-1": r1, "R-5": r1 + 10, "R-10": r1 + 20, "mAP": r1 / 2}
   result = {"experiment": "duke2prid", "variant": "sagan_m10", "protocol": "prid2011", "target": "prid2011",
             "tables": {"a2b": {"mean": mean(10.0)}, "b2a": {"mean": mean(30.0)}},
-            "settings": {"normalize_features": False, "flip_average": True, "ap_mode": "step"}}
+            "settings": {"normalize_features": False, "flip_average": True, "ap_mode": "step", "num_codes": 10}}
   text = results.markdown([result], "Table III")
   assert "| Method | PRID-CamA R-1 | PRID-CamA R-5 | PRID-CamA R-10 | PRID-CamA mAP | PRID-CamB R-1 |" in text
   assert "| SA-GAN [M=10] | 10.0 | 20.0 | 30.0 | 5.0 | 30.0 | 40.0 | 50.0 | 15.0 |" in text

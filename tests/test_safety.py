@@ -229,3 +229,20 @@ def test_a_checkpoint_that_cannot_be_restored_is_skipped_for_the_one_before(tmp_
     state, record = ckpt.resume({"w": jnp.zeros((3,))})
   assert state["w"].tolist() == [1.0, 1.0, 1.0] and record == {"complete": False}
   assert f"checkpoint {tmp_path / '2'} cannot be restored" in caplog.text
+
+
+def test_a_workdir_recorded_before_new_fields_resumes_unless_they_change_what_it_computes(tmp_path):
+  import json
+
+  c = config_lib.base_config()
+  c.ide.pretrained = "none"
+  recorded = json.loads(c.to_json_best_effort())
+  for section, name in (("sagan", "stm_head"), ("sagan", "gan_loss"), ("sagan", "history_pool"),
+                        ("sagan", "lr_schedule"), ("data", "viewpoint_groups"), ("data", "prid_adaptation")):
+    del recorded[section][name]
+  recorded["ide"]["normalize_features"] = False  # a field since removed
+  (tmp_path / stages.CONFIG_FILE).write_text(json.dumps(recorded))
+  with pytest.raises(stages.WorkdirMismatchError, match=r"1 fields differ: data.viewpoint_groups: 'none' → 'table'"):
+    stages.claim_workdir(c, str(tmp_path))  # grouping would compute something else
+  c.data.viewpoint_groups = "none"
+  stages.claim_workdir(c, str(tmp_path))  # the other new fields hold what the old run did

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Callable, Iterable
+from typing import Callable
 
 MARKET_ROOT = "Market-1501-v15.09.15"
 DUKE_ROOT = "DukeMTMC-reID"
@@ -131,16 +131,3 @@ def scan_prid2011(manual_dir: str, masks_dir: str | None = None) -> dict[str, li
   return {split: _scan_folder(manual_dir, f"prid_2011/single_shot/{split}", PRID_NAME, "person_NNNN.png", masks_dir,
                               lambda m, path, camera=camera: camera)
           for split, camera in PRID_CAMERAS.items()}
-
-
-def summarize(records: Iterable[Record]) -> dict[str, int]:
-  """Image and identity counts of a split (junk -1 and distractor 0 ids counted separately)."""
-  records = list(records)
-  ids = {r.person_id for r in records}
-  return {
-      "images": len(records),
-      "ids": len(ids - {-1, 0}),
-      "junk_images": sum(r.person_id == -1 for r in records),
-      "distractor_images": sum(r.person_id == 0 for r in records),
-      "cameras": len({r.camera_id for r in records}),
-  }

@@ -17,9 +17,7 @@ PRID_VIEWS = {"a2b": "PRID-CamA", "b2a": "PRID-CamB"}  # Table III: CamA = cam_a
 
 def method_name(result: Mapping) -> str:
   """The row label: the variant's name in the paper, with the actual M when a run overrides it."""
-  variant, codes = result["variant"], result["settings"].get("num_codes")
-  if codes is None:  # written before num_codes was recorded: the variant's own M
-    codes = {"original": 0, "sagan_m10": 10}.get(variant, 1)
+  variant, codes = result["variant"], result["settings"]["num_codes"]
   if variant in ("sagan", "sagan_m10"):
     return f"SA-GAN [M={codes}]"
   name = VARIANT_NAMES.get(variant, variant)

@@ -59,6 +59,14 @@ _FREE_FIELDS = ("stages", "distributed", "distributed.", "data.num_threads", "da
                 "ide.gradient_impl")
 
 
+# Fields added to the config since workdirs were first recorded, with the value that computes what
+# those workdirs computed; and fields removed since, which no longer mean anything.
+_ADDED_FIELDS = {"sagan.stm_head": "pool", "sagan.gan_loss": "wgan", "sagan.history_pool": 0,
+                 "sagan.lr_schedule": "constant", "data.synthetic_spec.source_high_cameras": 0,
+                 "data.viewpoint_groups": "none", "data.prid_adaptation": "per_split"}
+_REMOVED_FIELDS = ("ide.normalize_features", "ide.flip_average")
+
+
 class WorkdirMismatchError(ValueError):
   """The workdir was made by another config."""
 
@@ -242,6 +250,9 @@ def claim_workdir(config: ml_collections.ConfigDict, workdir: str, allow_config_
     with open(path) as f:
       previous = json.load(f)
     old, new = _comparable(previous), _comparable(current)
+    # A workdir recorded before a field existed ran what the field's "as before" value runs.
+    old = {**{k: v for k, v in _ADDED_FIELDS.items() if k in new}, **old}
+    old = {k: v for k, v in old.items() if k not in _REMOVED_FIELDS}
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if changed and not allow_config_change:
       shown = "; ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in changed[:6])

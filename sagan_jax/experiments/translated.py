@@ -55,7 +55,6 @@ class TranslatedSource(Sequence):
     self.names = labels["names"]
     self.person_ids = np.asarray(labels["person_id"], np.int32)
     self.camera_ids = np.asarray(labels["camera_id"], np.int32)
-    self.meta = labels["meta"]
 
   def __len__(self) -> int:
     return len(self.names)

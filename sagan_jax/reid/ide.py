@@ -44,10 +44,6 @@ def ide_config() -> ml_collections.ConfigDict:
   c.weight_decay = 5e-4  # our choice: the standard IDE value (the paper gives none)
   c.flip = True  # paper: random horizontal flips
   c.pretrained = ""  # a converted torchvision ResNet-50 (`python -m sagan_jax.reid.convert_torchvision`)
-  # Features for retrieval: pool5, optionally L2-normalised and averaged with the flipped image's
-  # (both logged with every result).
-  c.normalize_features = False
-  c.flip_average = False
   c.seed = 0
   return c
 
