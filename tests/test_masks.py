@@ -86,7 +86,8 @@ def test_inference_writes_each_mask_once(trained_unet):
   model, params, record = training.load(str(root / "unet"), mesh)
   predict = training.make_predict_fn(model, mesh)
   out = str(root / "inferred")
-  counts = infer.infer(lambda rgb: predict(params, rgb), fresh_dir, out, (64, 32), batch_size=16)
+  unet = {"unet": str(root / "unet")}
+  counts = infer.infer(lambda rgb: predict(params, rgb), fresh_dir, out, (64, 32), batch_size=16, producer=unet)
   images = sources.walk_images(fresh_dir, exclude=[os.path.join(fresh_dir, "masks")])
   assert counts == {"written": len(images), "skipped": 0}
   stamps = {p: os.stat(sources.mask_path_for(out, p)).st_mtime_ns for p in images}
@@ -101,7 +102,15 @@ def test_inference_writes_each_mask_once(trained_unet):
   assert infer.infer(lambda rgb: predict(params, rgb), fresh_dir, out, (64, 32), batch_size=16) == {
       "written": 1, "skipped": len(images) - 1}
   assert all(os.stat(sources.mask_path_for(out, p)).st_mtime_ns == t for p, t in stamps.items() if p != images[0])
-  assert infer.infer(lambda rgb: predict(params, rgb), fresh_dir, out, (64, 32), batch_size=16)["written"] == 0
+  assert infer.infer(lambda rgb: predict(params, rgb), fresh_dir, out, (64, 32), batch_size=16,
+                     producer=unet)["written"] == 0
+  # A mask tree belongs to what wrote it: another U-Net, or masks the user put there, are never mixed in.
+  from sagan_jax.errors import ConfigError
+  with pytest.raises(ConfigError, match="were written by .*, not by"):
+    infer.infer(lambda rgb: predict(params, rgb), fresh_dir, out, (64, 32), batch_size=16, producer={"unet": "other"})
+  with pytest.raises(ConfigError, match="already holds masks this project did not write"):
+    infer.infer(lambda rgb: predict(params, rgb), fresh_dir, os.path.join(fresh_dir, "masks"), (64, 32), batch_size=16,
+                producer=unet)
 
 
 def _lip_tree(root, names, labels_for):

@@ -300,7 +300,8 @@ def stage_masks(run: Run) -> None:
   for role in ("source", "target"):
     manual = run.datasets.manual_dirs[role]
     counts = infer.infer(lambda rgb: predict(params, rgb), manual, infer.default_out_dir(manual),
-                         run.image_size, batch, shard=(jax.process_index(), jax.process_count()))
+                         run.image_size, batch, shard=(jax.process_index(), jax.process_count()),
+                         producer={"unet": run.path("masks", "unet"), "image_size": list(run.image_size)})
     logging.info("masks for %s (%s): %s (U-Net held-out IoU %.3f)", role, manual, counts, record["heldout_iou"])
   parallel.barrier("masks written")
 

@@ -64,7 +64,9 @@ def _run(command: str) -> None:
     model, params, record = training.load(_required(_WORKDIR, command), mesh)
     predict = training.make_predict_fn(model, mesh)
     batch = _BATCH.value - _BATCH.value % mesh.size or mesh.size
-    counts = infer.infer(lambda rgb: predict(params, rgb), data_dir, out, tuple(record["config"]["image_size"]), batch)
+    counts = infer.infer(lambda rgb: predict(params, rgb), data_dir, out, tuple(record["config"]["image_size"]), batch,
+                         producer={"unet": os.path.abspath(_WORKDIR.value),
+                                   "image_size": list(record["config"]["image_size"])})
     print(f"masks in {out}: {counts['written']} written, {counts['skipped']} already there")
   else:
     from sagan_jax.masks import teacher  # noqa: PLC0415  (optional dependency)

@@ -8,6 +8,7 @@ mask that a later run would take as done.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Callable, Iterator, Sequence
 
@@ -15,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from sagan_jax.data import layouts
+from sagan_jax.errors import ConfigError
 from sagan_jax.masks import sources
 
 
@@ -41,16 +43,45 @@ def _batches(paths: Sequence[str], batch_size: int) -> Iterator[list[str]]:
     yield list(paths[start:start + batch_size])
 
 
+PROVENANCE = ".sagan_jax_masks.json"  # in a mask tree: what wrote its masks
+
+
+def check_provenance(out_dir: str, producer: dict, write: bool = True) -> None:
+  """A mask tree belongs to what wrote it: masks from another producer (another U-Net, or the
+  user's own) are never mixed with new ones; the error says how to go on."""
+  path = os.path.join(out_dir, PROVENANCE)
+  if os.path.isfile(path):
+    with open(path) as f:
+      previous = json.load(f)
+    if previous != producer:
+      raise ConfigError(f"the masks under {out_dir!r} were written by {previous}, not by {producer}: remove that "
+                        "folder to write new ones, or use them as they are with config.data.masks='data'")
+    return
+  has_masks = os.path.isdir(out_dir) and any(f.endswith(".png") for _, _, fs in os.walk(out_dir) for f in fs)
+  if has_masks:
+    raise ConfigError(f"{out_dir!r} already holds masks this project did not write: use them with "
+                      "config.data.masks='data', or move them away to write U-Net masks")
+  if write:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+      json.dump(producer, f)
+    os.replace(path + ".tmp", path)
+
+
 def infer(predict: Callable[[np.ndarray], np.ndarray], data_dir: str, out_dir: str, image_size: tuple[int, int],
           batch_size: int, on_batch: Callable[[int], None] | None = None,
-          shard: tuple[int, int] = (0, 1)) -> dict[str, int]:
+          shard: tuple[int, int] = (0, 1), producer: dict | None = None) -> dict[str, int]:
   """Masks every image under ``data_dir`` that has none under ``out_dir`` yet.
 
   ``predict(rgb[B, H, W, 3] in [-1, 1]) → probability [B, H, W]`` runs at ``image_size``; each
   probability map is resized back to its image's own size and thresholded at 0.5. The last batch
   is padded to ``batch_size`` so a compiled function sees one shape. ``shard=(i, n)`` masks only
   every n-th pending image from the i-th (process i of n); the counts are this shard's.
+  ``producer`` (what predicts, e.g. the U-Net's folder) is recorded in the tree and checked
+  (`check_provenance`).
   """
+  if producer is not None:
+    check_provenance(out_dir, producer, write=shard[0] == 0)
   todo, done = pending(data_dir, out_dir)
   todo = todo[shard[0]::shard[1]]
   height, width = image_size
