@@ -22,9 +22,10 @@ def _unknown_key(error: Exception, argv: list[str]):
   key = key.group(0) if key else text
   hint = re.search(r'Did you mean "(\w+)"', text)
   named = [o for o in overrides if o.split(".")[-1] == key] or overrides
-  sys.exit(f"unknown config key {key!r} (from {', '.join('--' + n for n in named)}): the config has no such "
+  print(f"error: unknown config key {key!r} (from {', '.join('--' + n for n in named)}): the config has no such "
            f"field{f'; did you mean {hint.group(1)!r}?' if hint else ''} (the fields are in the config file; "
-           "`--helpfull` lists the flags)")
+           "`--helpfull` lists the flags)", file=sys.stderr)
+  sys.exit(USER_ERROR_EXIT)
 
 
 def define_config_file(name: str, default: str | None, help_string: str):
@@ -42,11 +43,34 @@ def define_config_file(name: str, default: str | None, help_string: str):
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's parsing (pass as ``app.run(main, flags_parser=parse_flags)``), with one-line errors."""
   try:
-    return flags.FLAGS(argv)
+    parsed = flags.FLAGS(argv)
   except (KeyError, AttributeError) as e:
     _unknown_key(e, argv)
   except flags.Error as e:
-    sys.exit(f"{e}\nPass --helpfull to see the flags.")
+    text = str(e)
+    if "Error whilst parsing config file" in text:  # the config module raised: its last line says what
+      last = [line for line in text.strip().splitlines() if line.strip()][-1]
+      _fail(last.split(": ", 1)[1] if ": " in last else last)
+    _fail(f"{text.splitlines()[0]} (pass --helpfull to see the flags)")
+  _check_config_files()
+  return parsed
+
+
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(USER_ERROR_EXIT)
+
+
+def _check_config_files() -> None:
+  """ml_collections defers a config file that cannot be loaded to its first use: report it now, in one line."""
+  for name in flags.FLAGS:
+    flag = flags.FLAGS[name]
+    if type(flag).__module__.startswith("ml_collections") and flag.present:
+      try:
+        getattr(flag.value, "lock", None)  # a file that failed to load raises on first attribute access
+      except OSError as e:
+        reason = re.search(r"\[Errno \d+\] ([^\n]*)", str(e))
+        _fail(f"--{name}: cannot load the config file ({reason.group(1) if reason else str(e).splitlines()[0]})")
 
 
 def quiet_logging() -> None:

@@ -246,3 +246,53 @@ def test_a_workdir_recorded_before_new_fields_resumes_unless_they_change_what_it
     stages.claim_workdir(c, str(tmp_path))  # grouping would compute something else
   c.data.viewpoint_groups = "none"
   stages.claim_workdir(c, str(tmp_path))  # the other new fields hold what the old run did
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config=configs/nope.py"], "error: --config: cannot load the config file (No such file or directory: "
+                                   "'configs/nope.py')"),
+    (["--config=configs/synthetic.py:variant=bogus"], "error: unknown variant 'bogus': choose one of original, "),
+    (["--config=configs/synthetic.py", "--config.sagan.lamda=3"], "error: unknown config key 'lamda'"),
+    (["--config=configs/synthetic.py", "--bogus"], "error: Unknown command line flag 'bogus'"),
+])
+def test_command_line_mistakes_are_one_line_with_status_2(tmp_path, args, message):
+  out = subprocess.run([sys.executable, "train.py", f"--workdir={tmp_path / 'w'}", *args], cwd=ROOT,
+                       capture_output=True, text=True, check=False)
+  assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith(message), out.stderr
+
+
+def test_evaluate_with_another_config_says_how_to_go_on(tmp_path):
+  c = config_lib.base_config()
+  stages.claim_workdir(c, str(tmp_path))
+  other = config_lib.base_config()
+  other.sagan.lambda_idt = 1.0
+  with pytest.raises(stages.WorkdirMismatchError, match="evaluate it with the config that trained it") as info:
+    stages.claim_workdir(other, str(tmp_path), create=False)
+  assert "--allow_config_change" not in str(info.value)
+
+
+def test_disk_full_and_read_only_are_user_errors_naming_the_path(capsys):
+  import errno
+
+  from sagan_jax import cli
+
+  def full():
+    raise OSError(errno.ENOSPC, "No space left on device", "/data/run/sagan/checkpoints/100")
+
+  with pytest.raises(SystemExit) as info:
+    cli.exit_on_user_error(full)
+  assert info.value.code == 2
+  assert capsys.readouterr().err == ("error: no space left on the device: /data/run/sagan/checkpoints/100; free space "
+                                     "or choose another folder\n")
+  with pytest.raises(OSError, match="bug"):  # other OS errors are bugs: their traceback stays
+    cli.exit_on_user_error(lambda: (_ for _ in ()).throw(OSError(errno.EBADF, "bug")))
+
+
+def test_a_plan_run_prints_no_info_lines(tmp_path):
+  out = subprocess.run([sys.executable, "train.py", "--config=tests/tiny_config.py", f"--workdir={tmp_path / 'w'}",
+                        f"--config.data.synthetic_dir={tmp_path / 'bench'}", "--plan"], cwd=ROOT, capture_output=True,
+                       text=True, check=False)
+  assert out.returncode == 0, out.stderr[-1500:]
+  import re
+  assert not [line for line in out.stderr.splitlines() if re.match(r"^I\d{4} ", line)]
+  assert "adaptations (1):" in out.stdout

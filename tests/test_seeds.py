@@ -3,6 +3,8 @@
 import json
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -69,6 +71,7 @@ def test_a_partly_complete_multi_seed_ablation_trains_only_what_is_missing(tmp_p
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(result(variant, 50.0 + seed, 40.0), f)
+    return subprocess.CompletedProcess(command, 0)
 
   monkeypatch.setattr(runner.subprocess, "run", fake_run)
   variants = ("original", "sagan", "sagan_m10", "sagan_one_group")
@@ -96,9 +99,27 @@ def test_msweep_over_seeds_writes_mean_and_sd(tmp_path, monkeypatch):
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(result("sagan", 40.0 + m + 2 * seed, 30.0), f)
+    return subprocess.CompletedProcess(command, 0)
 
   monkeypatch.setattr(runner.subprocess, "run", fake_run)
   record = runner.msweep("configs/synthetic.py", str(tmp_path), [], (1, 4), (0, 1, 2))
   assert record["R-1"]["4"]["per_seed"] == [44.0, 46.0, 48.0]
   assert record["R-1"]["4"]["mean"] == pytest.approx(46.0) and record["R-1"]["4"]["sd"] == pytest.approx(2.0)
   assert (tmp_path / "msweep.png").is_file()
+
+
+def test_runner_errors_are_one_line_with_status_2(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(runner.subprocess, "run", lambda command, check, env: subprocess.CompletedProcess(command, 1))
+  with pytest.raises(SystemExit) as info:
+    runner.ablation("configs/synthetic.py", str(tmp_path), [], ("original",), (0,))
+  assert info.value.code == 2
+  assert capsys.readouterr().err.strip().splitlines() == [
+      f"error: the run in {tmp_path}/seed0/original stopped with status 1 (its output is above); rerun this command "
+      "to resume it and the rest"]
+  for argv, message in ((["ablation", "--config=configs/synthetic.py", f"--workdir={tmp_path}", "--seeds=a"],
+                         "error: --seeds='a': expected integers like --seeds=0,1,2,3,4"),
+                        (["ablation", "--config=configs/synthetic.py", f"--workdir={tmp_path}", "--variants=sagan,bogus"],
+                         "error: --variants: unknown ['bogus']")):
+    with pytest.raises(SystemExit) as info:
+      runner.main([sys.executable, *argv])
+    assert info.value.code == 2 and capsys.readouterr().err.startswith(message)

@@ -38,12 +38,17 @@ ROW_LABELS = {**config_lib.VARIANT_NAMES, "sagan_one_group": "SA-GAN [M=1], one 
 M_VALUES = (1, 2, 4, 6, 8, 10)
 
 
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
 def _flag(argv, name, default=None):
   for a in argv:
     if a.startswith(f"--{name}="):
       return a.split("=", 1)[1]
   if default is None:
-    sys.exit(f"--{name}=... is required")
+    _fail(f"--{name}=... is required (see `python -m sagan_jax.experiments`)")
   return default
 
 
@@ -64,7 +69,10 @@ def _run(config_file: str, variant: str, workdir: str, overrides: list[str]) -> 
              f"--workdir={workdir}", *overrides]
   print("$", " ".join(command), flush=True)
   path = os.pathsep.join(filter(None, [_PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))
-  subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": path})
+  done = subprocess.run(command, check=False, env={**os.environ, "PYTHONPATH": path})
+  if done.returncode:
+    _fail(f"the run in {workdir} stopped with status {done.returncode} (its output is above); rerun this command "
+          "to resume it and the rest")
   return _complete(workdir)
 
 
@@ -155,27 +163,28 @@ def msweep(config_file, workdir, overrides, codes=M_VALUES, seeds=(0,)):
 
 def main(argv) -> None:
   if len(argv) < 2 or argv[1] not in ("ablation", "msweep"):
-    sys.exit(__doc__)
+    print(__doc__, file=sys.stderr)
+    sys.exit(2)
   command, rest = argv[1], argv[2:]
   config_file, workdir = _flag(rest, "config"), _flag(rest, "workdir")
   if ":" in config_file:
-    sys.exit("--config takes the file only: the runner sets variant=... itself")
+    _fail("--config takes the file only: the runner sets variant=... itself")
   overrides = [a for a in rest if a.startswith("--config.")]
   unknown = [a for a in rest if not a.startswith(("--config=", "--workdir=", "--config.", "--variants=", "--codes=",
                                                    "--seeds="))]
   if unknown:
-    sys.exit(f"error: unknown arguments {unknown}; see `python -m sagan_jax.experiments`")
+    _fail(f"unknown arguments {unknown}; see `python -m sagan_jax.experiments`")
   if any(a.startswith("--config.seed=") for a in overrides):
-    sys.exit("error: --config.seed is set per run by the runner: pass --seeds=0,1,2 instead")
+    _fail("--config.seed is set per run by the runner: pass --seeds=0,1,2 instead")
   try:
     seeds = tuple(int(s) for s in _flag(rest, "seeds", "0").split(","))
   except ValueError:
-    sys.exit(f"error: --seeds={_flag(rest, 'seeds', '0')!r}: expected integers like --seeds=0,1,2,3,4")
+    _fail(f"--seeds={_flag(rest, 'seeds', '0')!r}: expected integers like --seeds=0,1,2,3,4")
   if command == "ablation":
     variants = tuple(_flag(rest, "variants", ",".join(ALL_VARIANTS)).split(","))
     bad = [v for v in variants if v not in config_lib.VARIANTS and v not in EXTRA_ROWS]
     if bad:
-      sys.exit(f"error: --variants: unknown {bad}; choose from {', '.join(config_lib.VARIANTS + tuple(EXTRA_ROWS))}")
+      _fail(f"--variants: unknown {bad}; choose from {', '.join(config_lib.VARIANTS + tuple(EXTRA_ROWS))}")
     ablation(config_file, workdir, overrides, variants, seeds)
   else:
     codes = tuple(int(m) for m in _flag(rest, "codes", ",".join(map(str, M_VALUES))).split(","))
