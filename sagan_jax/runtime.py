@@ -75,6 +75,23 @@ def _user_sets_malloc() -> bool:
           or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""))
 
 
+# Set to 0 to keep glibc's and JAX's defaults on a CPU host too.
+OPT_OUT_VARIABLE = "SAGAN_JAX_HOST_ALLOCATOR"
+# JAX's accelerator plugins: with one installed (and JAX_PLATFORMS not limited to cpu) the host is
+# an accelerator host, where these settings were never measured and are not applied.
+_ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "jax_rocm7_plugin", "libtpu")
+
+
+def _accelerator_host() -> bool:
+  """Whether JAX will run on an accelerator, decided without starting a backend (which would be too late)."""
+  import importlib.util  # noqa: PLC0415
+
+  platforms = os.environ.get("JAX_PLATFORMS", "")
+  if platforms:
+    return any(p.strip() not in ("", "cpu") for p in platforms.split(","))
+  return any(importlib.util.find_spec(name) is not None for name in _ACCELERATOR_PLUGINS)
+
+
 def configure_host_allocator(top_pad_mb: int = 256) -> bool:
   """Keeps the memory of XLA's CPU steps mapped from one step to the next (glibc only); returns whether it applied.
 
@@ -95,12 +112,13 @@ def configure_host_allocator(top_pad_mb: int = 256) -> bool:
       grows, MiB.
 
   Returns:
-    True when the settings were applied, False on a C library without ``mallopt`` or when the
-    user's environment sets malloc up.
+    True when the settings were applied; False on a C library without ``mallopt``, when the
+    user's environment sets malloc up, on an accelerator host (a JAX accelerator plugin installed,
+    or ``JAX_PLATFORMS`` naming one), or with ``SAGAN_JAX_HOST_ALLOCATOR=0``.
   """
   if top_pad_mb < 0:
     raise ValueError(f"top_pad_mb must be >= 0, got {top_pad_mb}")
-  if _user_sets_malloc():
+  if os.environ.get(OPT_OUT_VARIABLE, "1") == "0" or _user_sets_malloc() or _accelerator_host():
     return False
   libc = _glibc()
   if libc is None:

@@ -48,6 +48,9 @@ def test_settings_apply_on_glibc_and_leave_the_users_environment_alone():
     assert _applied_in_fresh_process(**{variable: str(1 << 20)}) == "False True", variable
   assert _applied_in_fresh_process(GLIBC_TUNABLES="glibc.malloc.hugetlb=1") == "False True"
   assert _applied_in_fresh_process(GLIBC_TUNABLES="glibc.rtld.nns=4") == "True False"  # not malloc's
+  # Only on CPU hosts, and never when asked not to.
+  assert _applied_in_fresh_process(JAX_PLATFORMS="cuda") == "False True"
+  assert _applied_in_fresh_process(JAX_PLATFORMS="cpu", SAGAN_JAX_HOST_ALLOCATOR="0") == "False True"
 
 
 # Batch norm and a ReLU, forward and backward, on a [16, 64, 32, 256] float32 array: XLA:CPU keeps
