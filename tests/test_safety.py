@@ -85,7 +85,7 @@ def test_a_user_error_is_one_line_with_status_2_and_claims_no_workdir(tmp_path):
   assert out.returncode == 2
   assert out.stderr.strip().splitlines() == [
       "error: config.data.source.manual_dir is empty: set it to the folder holding the extracted market1501 dataset "
-      "(see the README's Data section)"]
+      "(see docs/data.md)"]
   assert not workdir.exists()  # the corrected command will not be refused as "made by another config"
   bad = subprocess.run([sys.executable, "train.py", "--config=configs/synthetic.py", f"--workdir={workdir}",
                         "--config.sagan_train.steps=-5"], cwd=ROOT, capture_output=True, text=True, check=False)

@@ -497,7 +497,7 @@ def generate(out: str, spec: BenchmarkSpec = BenchmarkSpec(), overwrite: bool = 
 
 
 def contact_sheet(out: str, path: str, per_domain: int = 8) -> None:
-  """A PNG of the first gallery images of both domains (source row over target row), for the README."""
+  """A PNG of the first gallery images of both domains (source row over target row), for the docs."""
   rows = []
   for domain in DOMAINS:
     folder = os.path.join(out, domain, layouts.MARKET_ROOT, "query")

@@ -49,7 +49,7 @@ class Datasets:
       for role in ("source", "target"):
         if not self.manual_dirs[role]:
           raise ConfigError(f"config.data.{role}.manual_dir is empty: set it to the folder holding the extracted "
-                           f"{d[role].name} dataset (see the README's Data section)")
+                           f"{d[role].name} dataset (see docs/data.md)")
     self.names = {"source": d.source.name, "target": d.target.name}
     for role, name in self.names.items():
       if name not in builders.BUILDERS:

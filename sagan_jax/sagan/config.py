@@ -30,7 +30,7 @@ def sagan_config() -> ml_collections.ConfigDict:
   # Generators G1/G2: CycleGAN's ResNet generator (paper: "CycleGAN-like"; CycleGAN's defaults).
   c.generator_features = 64
   c.generator_blocks = 9
-  # Our choice, measured (README "Translation fidelity"): G starts as the identity mapping
+  # Our choice, measured (docs/fidelity.md): G starts as the identity mapping
   # (tanh(atanh(x) + Δ), Δ's last layer zero) instead of CycleGAN's random output, so identity is
   # kept from step 0. On the main job it took pixel_error from 0.761 to 0.568 at equal budget.
   # False is CycleGAN's generator (the cyclegan variants use it).
@@ -46,7 +46,7 @@ def sagan_config() -> ml_collections.ConfigDict:
   c.critic_norm = "layer"
   # What D1/D2 see of the mask channel: "soft" (the warped mask, the paper's input), "binary"
   # (rounded, no gradient to S1 through it) or "none". Soft is kept: the warped mask is where S1
-  # learns geometry from D1 (README "Translation fidelity").
+  # learns geometry from D1 (docs/fidelity.md).
   c.critic_mask = "soft"
   # Spatial transformer modules S1/S2. Homography is the paper's choice (Section IV-B).
   c.transform = "homography"  # or "affine", "tps"
