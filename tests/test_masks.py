@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sagan_jax import parallel
+from sagan_jax import loop, parallel
 from sagan_jax.data import synthetic
 from sagan_jax.data.layouts import DatasetLayoutError
 from sagan_jax.masks import infer, sources, teacher, training
@@ -58,7 +58,7 @@ def trained_unet(tmp_path_factory):
   source = sources.mirrored_pairs(train_dir, os.path.join(train_dir, "masks"))
   # Stopped (as SIGTERM stops it) at step 120, which is checkpointed; the same call then resumes.
   polls = iter(range(10**6))
-  with pytest.raises(training.Stopped) as stopped:
+  with pytest.raises(loop.Stopped) as stopped:
     training.train(config, source, str(root / "unet"), mesh, stop=lambda: next(polls) >= 119)
   assert stopped.value.step == 120
   from sagan_jax.checkpoint import StageCheckpoints
@@ -86,7 +86,8 @@ def test_inference_writes_each_mask_once(trained_unet):
   model, params, record = training.load(str(root / "unet"), mesh)
   predict = training.make_predict_fn(model, mesh)
   out = str(root / "inferred")
-  unet = {"unet": str(root / "unet")}
+  unet = infer.unet_producer(record["config"])
+  assert unet == infer.unet_producer({**record["config"], "log_every": 7})  # logging changes no mask
   counts = infer.infer(lambda rgb: predict(params, rgb), fresh_dir, out, (64, 32), batch_size=16, producer=unet)
   images = sources.walk_images(fresh_dir, exclude=[os.path.join(fresh_dir, "masks")])
   assert counts == {"written": len(images), "skipped": 0}
@@ -107,7 +108,7 @@ def test_inference_writes_each_mask_once(trained_unet):
   # A mask tree belongs to what wrote it: another U-Net, or masks the user put there, are never mixed in.
   from sagan_jax.errors import ConfigError
   with pytest.raises(ConfigError, match="were written by .*, not by"):
-    infer.infer(lambda rgb: predict(params, rgb), fresh_dir, out, (64, 32), batch_size=16, producer={"unet": "other"})
+    infer.infer(lambda rgb: predict(params, rgb), fresh_dir, out, (64, 32), batch_size=16, producer=infer.unet_producer({**record["config"], "seed": 1}))
   with pytest.raises(ConfigError, match="already holds masks this project did not write"):
     infer.infer(lambda rgb: predict(params, rgb), fresh_dir, os.path.join(fresh_dir, "masks"), (64, 32), batch_size=16,
                 producer=unet)

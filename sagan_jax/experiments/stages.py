@@ -36,7 +36,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from sagan_jax import checkpoint, fileio, parallel, progress
+from sagan_jax import checkpoint, fileio, loop, parallel, progress
 from sagan_jax.data import builders, layouts, pipeline, prid
 from sagan_jax.experiments import config as config_lib
 from sagan_jax.experiments import paired, results, samples, translated
@@ -55,8 +55,8 @@ PREEMPTED_EXIT = 143  # 128 + SIGTERM, as a shell reports a process ended by it
 # in float32 rounding only), so a run started on a CPU may go on with XLA's gradients on a GPU.
 _FREE_FIELDS = ("stages", "distributed", "distributed.", "data.num_threads", "data.data_dir", "sagan_train.log_every",
                 "sagan_train.sample_every", "sagan_train.checkpoint_every", "sagan_train.fidelity_every",
-                "ide.log_every", "ide.checkpoint_every", "eval.", "translate.batch_size", "sagan.gradient_impl",
-                "ide.gradient_impl")
+                "ide.log_every", "ide.checkpoint_every", "masks.log_every", "masks.checkpoint_every", "eval.",
+                "translate.batch_size", "sagan.gradient_impl", "ide.gradient_impl")
 
 
 # Fields added to the config since workdirs were first recorded, with the value that computes what
@@ -290,7 +290,7 @@ def stage_masks(run: Run) -> None:
   try:
     _, record = training.train(mask_config, sources.training_source(mask_config), run.path("masks", "unet"),
                                run.mesh, log_dir=run.tensorboard, stop=run.preempted)
-  except training.Stopped as e:
+  except loop.Stopped as e:
     raise Preempted("masks", e.step) from None
   # Inference: each process masks its share of the images on its own devices.
   local_mesh = parallel.local_mesh()
@@ -301,7 +301,7 @@ def stage_masks(run: Run) -> None:
     manual = run.datasets.manual_dirs[role]
     counts = infer.infer(lambda rgb: predict(params, rgb), manual, infer.default_out_dir(manual),
                          run.image_size, batch, shard=(jax.process_index(), jax.process_count()),
-                         producer={"unet": run.path("masks", "unet"), "image_size": list(run.image_size)})
+                         producer=infer.unet_producer(mask_config.to_dict()))
     logging.info("masks for %s (%s): %s (U-Net held-out IoU %.3f)", role, manual, counts, record["heldout_iou"])
   parallel.barrier("masks written")
 
@@ -389,43 +389,41 @@ def _train_sagan(run: Run, a: plan_lib.Adaptation) -> None:
     sample_x, sample_y, sample_truth = _sample_batches(run, a, paired_set) if run.is_main else (None, None, None)
     sample_key, fidelity_key = jax.random.key(c.seed + 2), jax.random.key(c.seed + 4)
 
-    def fidelity_scores():
-      if paired_set is None:
+    name = f"sagan {a.name}" if a.name else "sagan"
+    final_scores = {}
+
+    def fidelity_scores(step, state):
+      if paired_set is None or not (step == 0 or step % t.fidelity_every == 0 or step == t.steps):
         return {}
-      return paired.measure(model, parallel.local_copy(state.params), paired_set, fidelity_key)
+      scores = paired.measure(model, parallel.local_copy(state.params), paired_set, fidelity_key)
+      if step == t.steps:
+        final_scores.update(scores)
+      return scores
+
+    def after_step(step, state):
+      if step == t.steps and final_scores and run.is_main:  # written once the final metrics passed their check
+        fileio.write_text_atomic(run.path(where, FIDELITY_FILE), json.dumps(paired.as_result(final_scores), indent=1))
+      if run.is_main and (step % t.sample_every == 0 or step == t.steps):
+        picture = samples.grid(model, parallel.local_copy(state.params), sample_x, sample_y, sample_key,
+                               truth=sample_truth)
+        samples.save(picture, run.path(where, "samples", f"step_{step:07d}.png"))
+
+    def step_fn(state, step):
+      del step
+      for _ in range(c.sagan.n_critic):
+        state, critic_metrics = critic_step(state, _gan_batch(next(xs), next(ys), run.mesh))
+      state, metrics = generator_step(state, _gan_batch(next(xs), next(ys), run.mesh))
+      return state, {**critic_metrics, **metrics}
 
     os.makedirs(run.path(where), exist_ok=True)
-    name = f"sagan {a.name}" if a.name else "sagan"
-    with progress.Progress(name, t.steps, start, t.batch_size * per_step, run.tensorboard) as bar:
-      if start == 0 and paired_set is not None:  # the untrained translator's scores, for comparison
-        scores = fidelity_scores()
-        bar.update(0, scores)
-        run.log_metrics(where, 0, scores)
-      for step in range(start + 1, t.steps + 1):
-        for _ in range(c.sagan.n_critic):
-          state, critic_metrics = critic_step(state, _gan_batch(next(xs), next(ys), run.mesh))
-        state, metrics = generator_step(state, _gan_batch(next(xs), next(ys), run.mesh))
-        checkpointing = step % t.checkpoint_every == 0 or step == t.steps
-        scored = step % t.fidelity_every == 0 or step == t.steps
-        logged = step % t.log_every == 0 or checkpointing or scored
-        if logged:
-          scores = fidelity_scores() if scored else {}
-          _report(run, where, label, bar, step, {**critic_metrics, **metrics, **scores})
-          if step == t.steps and scores and run.is_main:
-            fileio.write_text_atomic(run.path(where, FIDELITY_FILE), json.dumps(paired.as_result(scores), indent=1))
-        if run.is_main and (step % t.sample_every == 0 or step == t.steps):
-          picture = samples.grid(model, parallel.local_copy(state.params), sample_x, sample_y, sample_key,
-                                 truth=sample_truth)
-          samples.save(picture, run.path(where, "samples", f"step_{step:07d}.png"))
-        if run.preempted():  # polled last: a SIGTERM that came during this step is honoured at its end
-          if not logged:
-            _report(run, where, label, bar, step, {**critic_metrics, **metrics})
-          ckpt.save(step, state, {"complete": False}, force=True)
-          ckpt.wait()
-          raise Preempted(name, step)
-        if checkpointing:
-          ckpt.save(step, state, {"complete": step == t.steps}, force=step == t.steps)
-    ckpt.wait()
+    training = loop.Loop(name, label, t.steps, t.log_every, t.checkpoint_every, t.batch_size * per_step,
+                         log_dir=run.tensorboard, should_stop=run.preempted,
+                         log_metrics=lambda step, m: run.log_metrics(where, step, m), extra_metrics=fidelity_scores,
+                         after_step=after_step, extra_log_steps=lambda step: step % t.fidelity_every == 0)
+    try:
+      training.run(state, start, step_fn, ckpt)
+    except loop.Stopped as e:
+      raise Preempted(name, e.step) from None
 
 
 def _write_joint_fidelity(run: Run) -> None:
@@ -442,14 +440,6 @@ def _write_joint_fidelity(run: Run) -> None:
   scores = paired.measure_groups(translators, jax.random.key(run.config.seed + 4))
   fileio.write_text_atomic(path, json.dumps(paired.as_result(scores), indent=1))
   logging.info("fidelity of the %d groups together: %s", len(translators), scores)
-
-
-def _report(run: Run, where: str, label: str, bar: progress.Progress, step: int, metrics: dict) -> None:
-  """Fetches a step's metrics, stops on a non-finite one, shows and logs them."""
-  metrics = jax.device_get(metrics)
-  progress.check_finite(label, step, metrics)
-  bar.update(step, metrics)
-  run.log_metrics(where, step, metrics)
 
 
 def load_sagan_params(run: Run, a: plan_lib.Adaptation):
@@ -579,25 +569,24 @@ def _train_ide(run: Run, ide_name: str) -> None:
     run.trim_metrics(where, start)
     os.makedirs(run.path(where), exist_ok=True)
     name = f"ide {ide_name}" if ide_name else "ide"
-    with progress.Progress(name, total, start, cfg.batch_size, run.tensorboard) as bar:
-      for step, local in zip(range(start + 1, total + 1), batches.iterate(start)):
-        labels = np.searchsorted(classes, local["person_id"]).astype(np.int32)
-        batch = pipeline.to_global_batch({"image": local["image"], "label": labels}, run.mesh)
-        state, metrics = train_step(state, batch["image"], batch["label"])
-        checkpointing = step % run.config.ide.checkpoint_every == 0 or step == total
-        logged = step % run.config.ide.log_every == 0 or checkpointing
-        if logged:
-          _report(run, where, label, bar, step, metrics)
-        if run.preempted():
-          if not logged:
-            _report(run, where, label, bar, step, metrics)
-          ckpt.save(step, state, {"complete": False, "num_classes": len(classes)}, force=True)
-          ckpt.wait()
-          raise Preempted(name, step)
-        if checkpointing:
-          ckpt.save(step, state, {"complete": step == total, "num_classes": len(classes)}, force=step == total)
-      bar.log(f"done: {total} steps, {len(classes)} identities, {batches.num_examples} images")
-    ckpt.wait()
+    local_batches = batches.iterate(start)
+
+    def step_fn(state, step):
+      del step
+      local = next(local_batches)
+      labels = np.searchsorted(classes, local["person_id"]).astype(np.int32)
+      batch = pipeline.to_global_batch({"image": local["image"], "label": labels}, run.mesh)
+      return train_step(state, batch["image"], batch["label"])
+
+    training = loop.Loop(
+        name, label, total, run.config.ide.log_every, run.config.ide.checkpoint_every, cfg.batch_size,
+        record=lambda step, complete: {"complete": complete, "num_classes": len(classes)}, log_dir=run.tensorboard,
+        should_stop=run.preempted, log_metrics=lambda step, m: run.log_metrics(where, step, m),
+        done_message=lambda: f"done: {total} steps, {len(classes)} identities, {batches.num_examples} images")
+    try:
+      training.run(state, start, step_fn, ckpt)
+    except loop.Stopped as e:
+      raise Preempted(name, e.step) from None
 
 
 def load_ide(run: Run, ide_name: str = ""):

@@ -15,7 +15,7 @@ import sys
 import jax
 from absl import app, flags
 
-from sagan_jax import cli, parallel, runtime
+from sagan_jax import cli, loop, parallel, runtime
 from sagan_jax.masks import infer, sources, training
 
 _CONFIG = cli.define_config_file("config", os.path.join(os.path.dirname(__file__), "config.py"),
@@ -53,7 +53,7 @@ def _run(command: str) -> None:
       try:
         _, record = training.train(config, sources.training_source(config), _required(_WORKDIR, command),
                                    log_dir=os.path.join(_WORKDIR.value, "tensorboard"), stop=lambda: sigterm.raised)
-      except training.Stopped as e:
+      except loop.Stopped as e:
         print(f"preempted (SIGTERM): U-Net saved at step {e.step}; rerun the same command to resume", file=sys.stderr)
         sys.exit(PREEMPTED_EXIT)
     print(f"U-Net trained: held-out IoU {record['heldout_iou']:.3f} on {record['num_heldout']} masks")
@@ -65,8 +65,7 @@ def _run(command: str) -> None:
     predict = training.make_predict_fn(model, mesh)
     batch = _BATCH.value - _BATCH.value % mesh.size or mesh.size
     counts = infer.infer(lambda rgb: predict(params, rgb), data_dir, out, tuple(record["config"]["image_size"]), batch,
-                         producer={"unet": os.path.abspath(_WORKDIR.value),
-                                   "image_size": list(record["config"]["image_size"])})
+                         producer=infer.unet_producer(record["config"]))
     print(f"masks in {out}: {counts['written']} written, {counts['skipped']} already there")
   else:
     from sagan_jax.masks import teacher  # noqa: PLC0415  (optional dependency)

@@ -44,6 +44,15 @@ def _batches(paths: Sequence[str], batch_size: int) -> Iterator[list[str]]:
 
 
 PROVENANCE = ".sagan_jax_masks.json"  # in a mask tree: what wrote its masks
+_NOT_PRODUCING = ("log_every", "checkpoint_every")  # U-Net settings that change no weight
+
+
+def unet_producer(unet_config) -> dict:
+  """A U-Net's identity as a mask producer: its training settings (training is deterministic, so
+  two runs with equal settings write equal masks and may share a tree)."""
+  settings = dict(unet_config)
+  return {"unet": {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(settings.items())
+                   if k not in _NOT_PRODUCING}}
 
 
 def check_provenance(out_dir: str, producer: dict, write: bool = True) -> None:

@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from sagan_jax import checkpoint, parallel, progress, runtime
+from sagan_jax import checkpoint, loop, parallel, runtime
 from sagan_jax.data import pipeline
 from sagan_jax.masks.unet import UNet
 
@@ -32,6 +32,7 @@ def mask_config() -> ml_collections.ConfigDict:
   c.dice_weight = 1.0  # BCE + Dice (our choice: Dice keeps thin limbs from being ignored)
   c.holdout_fraction = 0.1  # of the pairs, never trained on, for the reported IoU
   c.checkpoint_every = 500
+  c.log_every = 50
   c.seed = 0
   return c
 
@@ -122,19 +123,12 @@ def evaluate_iou(predict, params, source, indices: Sequence[int], image_size, ba
   return float(np.mean(np.concatenate(scores)))
 
 
-class Stopped(Exception):
-  """Training stopped at ``step`` because ``stop()`` asked it to (SIGTERM); a checkpoint of it is saved."""
-
-  def __init__(self, step: int):
-    super().__init__(f"stopped at step {step}")
-    self.step = step
-
-
 def train(config, source, workdir: str, mesh=None, log_dir: str | None = None, stop=None) -> tuple[Any, dict]:
   """Trains (or resumes, or just loads when complete) the U-Net in ``workdir``; returns (params, record).
 
   The record holds the held-out IoU and the configuration; the final checkpoint is marked complete.
-  ``stop`` is polled after every step: when it returns True the step is checkpointed and `Stopped` raised.
+  ``stop`` is polled after every step: when it returns True the step is checkpointed and
+  `sagan_jax.loop.Stopped` raised.
   """
   mesh = mesh or parallel.make_mesh()
   parallel.check_batch_divisible(config.batch_size, mesh)
@@ -149,24 +143,17 @@ def train(config, source, workdir: str, mesh=None, log_dir: str | None = None, s
                                     seed=config.seed, indices=train_idx, masks="data")
     step_fn = make_train_step(model, optimizer, mesh, config.dice_weight)
     start = int(state.step)
-    with progress.Progress("masks", config.steps, start, config.batch_size, log_dir) as bar:
-      for step, local in zip(range(start + 1, config.steps + 1), batches.iterate(start)):
-        state, metrics = step_fn(state, pipeline.to_global_batch(local, mesh)["image"])
-        if step % 50 == 0 or step == config.steps:
-          metrics = jax.device_get(metrics)
-          progress.check_finite("masks", step, metrics)
-          bar.update(step, metrics)
-        if stop is not None and stop() and step < config.steps:
-          ckpt.save(step, state, {"complete": False}, force=True)
-          ckpt.wait()
-          raise Stopped(step)
-        if step % config.checkpoint_every == 0 and step < config.steps:
-          ckpt.save(step, state, {"complete": False})
-      # Every process scores all held-out masks on its own devices (the same number on each).
-      predict = make_predict_fn(model, parallel.local_mesh())
-      held_iou = evaluate_iou(predict, parallel.local_copy(state.params), source, held_idx,
-                              tuple(config.image_size), config.batch_size)
-      bar.log(f"held-out IoU {held_iou:.3f} on {len(held_idx)} masks")
+    local_batches = batches.iterate(start)
+    training = loop.Loop("masks", "masks", config.steps, config.log_every, config.checkpoint_every, config.batch_size,
+                         log_dir=log_dir, should_stop=stop, final_checkpoint=False)
+    state = training.run(state, start, lambda state, step: step_fn(state, pipeline.to_global_batch(
+        next(local_batches), mesh)["image"]), ckpt)
+    # Every process scores all held-out masks on its own devices (the same number on each).
+    predict = make_predict_fn(model, parallel.local_mesh())
+    held_iou = evaluate_iou(predict, parallel.local_copy(state.params), source, held_idx,
+                            tuple(config.image_size), config.batch_size)
+    if jax.process_index() == 0:
+      print(f"[masks] held-out IoU {held_iou:.3f} on {len(held_idx)} masks", flush=True)
     record = {"complete": True, "heldout_iou": held_iou, "num_heldout": int(len(held_idx)),
               "num_train": int(len(train_idx)), "config": config.to_dict()}
     ckpt.save(config.steps, state, record, force=True)
