@@ -10,6 +10,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from sagan_jax.errors import ConfigError
+
 DATA_AXIS = "data"
 
 
@@ -50,6 +52,9 @@ def check_batch_divisible(batch_size: int, mesh: Mesh) -> None:
     raise ValueError(f"batch size {batch_size} is not a multiple of the {n} devices of the mesh; change the config's batch_size")
 
 
+_distributed_initialized = False
+
+
 def initialize_distributed(enabled: bool, coordinator_address: str = "", num_processes: int = 0,
                            process_id: int = -1) -> None:
   """Joins this process to a multi-host run (`jax.distributed.initialize`); a no-op unless ``enabled``.
@@ -60,24 +65,26 @@ def initialize_distributed(enabled: bool, coordinator_address: str = "", num_pro
   the config's ``distributed`` fields whose names the errors use. On CPU the processes exchange
   collectives through gloo.
   """
-  if not enabled:
+  global _distributed_initialized
+  if not enabled or _distributed_initialized:
     return
   given = {"coordinator_address": bool(coordinator_address), "num_processes": num_processes > 0,
            "process_id": process_id >= 0}
   if any(given.values()) and not all(given.values()):
     missing = [f"config.distributed.{k}" for k, v in given.items() if not v]
-    raise ValueError(f"{', '.join(missing)} unset while other distributed fields are set: give "
+    raise ConfigError(f"{', '.join(missing)} unset while other distributed fields are set: give "
                      "coordinator_address ('host:port' of process 0), num_processes and process_id together, "
                      "or none of them to let JAX detect the cluster")
   if all(given.values()):
     if not process_id < num_processes:
-      raise ValueError(f"config.distributed.process_id={process_id} is not below num_processes={num_processes}: "
+      raise ConfigError(f"config.distributed.process_id={process_id} is not below num_processes={num_processes}: "
                        "processes are numbered 0 .. num_processes-1")
     if ":" not in coordinator_address:
-      raise ValueError(f"config.distributed.coordinator_address={coordinator_address!r}: expected 'host:port'")
+      raise ConfigError(f"config.distributed.coordinator_address={coordinator_address!r}: expected 'host:port'")
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
   else:
     jax.distributed.initialize()
+  _distributed_initialized = True
 
 
 def barrier(name: str) -> None:

@@ -75,7 +75,7 @@ def test_fields_a_late_stage_would_reject_are_checked_first(field, value, messag
   section, name = field.split(".")
   c[section][name] = value
   with pytest.raises(ConfigError, match=message):
-    config_lib.stages_of(c)
+    config_lib.stages_of(c, devices=8)
 
 
 def test_a_user_error_is_one_line_with_status_2_and_claims_no_workdir(tmp_path):

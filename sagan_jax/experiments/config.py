@@ -132,7 +132,7 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
 MASK_SOURCES = ("data", "unet", "none")
 
 
-def stages_of(c) -> tuple[str, ...]:
+def stages_of(c, devices: int | None = None) -> tuple[str, ...]:
   """The stages to run; also checks the choice fields a late stage would otherwise reject hours in."""
   if c.data.masks not in MASK_SOURCES:
     raise ConfigError(f"config.data.masks={c.data.masks!r}: expected one of {MASK_SOURCES}")
@@ -149,7 +149,7 @@ def stages_of(c) -> tuple[str, ...]:
     raise ConfigError(f"config.data.prid_adaptation={c.data.prid_adaptation!r}: expected one of {PRID_MODES}")
   if "ide" in stages:
     check_ide_init(c)
-  check_numbers(c, stages)
+  check_numbers(c, stages, devices)
   if c.variant != "original" and {"sagan", "translate"} & set(stages):
     from sagan_jax.sagan.model import SAGAN  # noqa: PLC0415  (checks the GAN's choice fields; builds no parameters)
 
@@ -157,12 +157,9 @@ def stages_of(c) -> tuple[str, ...]:
   return stages
 
 
-def check_numbers(c, stages) -> None:
-  """Positive steps, epochs, intervals and batch sizes, batches a multiple of the device count: the
-  fields a later stage would reject, hours into a run."""
-  import jax  # noqa: PLC0415  (the config module stays importable without a backend)
-
-  devices = jax.device_count()
+def check_numbers(c, stages, devices: int | None = None) -> None:
+  """Positive steps, epochs, intervals and batch sizes, and (given the run's device count) batches a
+  multiple of it: the fields a later stage would reject, hours into a run."""
   positive = {"sagan": ("sagan_train.steps", "sagan_train.batch_size", "sagan_train.log_every",
                         "sagan_train.sample_every", "sagan_train.checkpoint_every", "sagan_train.fidelity_every",
                         "sagan.n_critic"),
@@ -175,7 +172,7 @@ def check_numbers(c, stages) -> None:
     for name in positive.get(stage, ()):
       if not isinstance(field(name), int) or field(name) <= 0:
         raise ConfigError(f"config.{name}={field(name)!r}: expected a positive integer")
-    for name in divisible.get(stage, ()):
+    for name in divisible.get(stage, ()) if devices else ():
       if field(name) % devices:
         raise ConfigError(f"config.{name}={field(name)} is not a multiple of the {devices} devices the batch is "
                           f"split over: use a multiple of {devices}")

@@ -725,6 +725,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: 
   own bookkeeping leaves no claimed workdir behind, so the corrected command is not refused.
   """
   stages = config_lib.stages_of(config)
+  d = config.distributed
+  parallel.initialize_distributed(d.enabled, d.coordinator_address, d.num_processes, d.process_id)
+  config_lib.check_numbers(config, stages, jax.device_count())  # once the run's devices are known
   existed = os.path.isfile(os.path.join(workdir, CONFIG_FILE))
   created_dir = not os.path.exists(workdir)
   with WorkdirLock(workdir):
