@@ -123,3 +123,15 @@ def test_runner_errors_are_one_line_with_status_2(tmp_path, monkeypatch, capsys)
     with pytest.raises(SystemExit) as info:
       runner.main([sys.executable, *argv])
     assert info.value.code == 2 and capsys.readouterr().err.startswith(message)
+
+
+def test_report_only_tabulates_what_is_complete_and_runs_nothing(tmp_path, monkeypatch):
+  monkeypatch.setattr(runner.subprocess, "run", lambda *a, **k: pytest.fail("report_only must not run anything"))
+  for seed, variant in ((0, "original"), (0, "sagan"), (1, "original")):
+    d = tmp_path / f"seed{seed}" / variant
+    d.mkdir(parents=True)
+    (d / "results.json").write_text(json.dumps(result(variant, 50.0 + seed, 40.0)))
+  record = runner.ablation("configs/synthetic.py", str(tmp_path), [], ("original", "sagan"), (0, 1), report_only=True)
+  assert record["missing"] == ["sagan seed 1"] and record["seeds"] == [0, 1]
+  assert record["summary"]["original"]["R-1"]["n"] == 2 and record["summary"]["sagan"]["R-1"]["n"] == 1
+  assert "Not run yet (--report_only): sagan seed 1." in (tmp_path / "ablation.md").read_text()

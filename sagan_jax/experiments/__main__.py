@@ -4,7 +4,8 @@
             SA-GAN [M=1] with the source adapted as one group), for every seed of ``--seeds``
             (default 0), one `train.py` run each in DIR/seed<S>/<variant>; then DIR/ablation.md and
             DIR/ablation.json: per row the mean and sd over seeds, per claim of the paper the paired
-            differences and a verdict (`sagan_jax.experiments.seeds`).
+            differences and a verdict (`sagan_jax.experiments.seeds`). ``--report_only`` runs
+            nothing and tabulates the pairs already complete (and lists the others).
   msweep    Fig. 5: SA-GAN with M = 1, 2, 4, 6, 8, 10 spatial codes (``--codes``) per seed in
             DIR/seed<S>/m<M>, then DIR/msweep.json and DIR/msweep.png (mean R-1 against M, ±1 sd band).
 
@@ -84,19 +85,33 @@ def _share_gan(from_workdir: str, to_workdir: str) -> None:
     shutil.copytree(source, target)
 
 
-def ablation(config_file, workdir, overrides, variants=ALL_VARIANTS, seeds=(0,)):
+def ablation(config_file, workdir, overrides, variants=ALL_VARIANTS, seeds=(0,), report_only=False):
+  """Runs (or with ``report_only`` only collects) every seed-variant pair; writes the tables."""
   table: dict[str, dict[int, dict]] = {}
+  missing = []
   for seed in seeds:
     seed_dir = os.path.join(workdir, f"seed{seed}")
     for row in variants:
       variant, extra = EXTRA_ROWS.get(row, (row, []))
       run_dir = os.path.join(seed_dir, row)
+      if report_only:
+        done = _complete(run_dir)
+        if done is None:
+          missing.append(f"{row} seed {seed}")
+        else:
+          table.setdefault(row, {})[seed] = done
+        continue
       if row == "sagan_m10" and "sagan" in variants:
         _share_gan(os.path.join(seed_dir, "sagan"), run_dir)
       table.setdefault(row, {})[seed] = _run(config_file, variant, run_dir, [*overrides, *extra, f"--config.seed={seed}"])
-  experiment = next(iter(table.values()))[seeds[0]]["experiment"]
-  text = seeds_lib.markdown(table, f"{experiment}: ablation over {len(seeds)} seed(s)", ROW_LABELS)
-  record = {"seeds": list(seeds), "variants": list(variants), "summary": seeds_lib.summarize(table),
+  if not table:
+    _fail(f"no complete run under {workdir} for these seeds and variants")
+  experiment = next(iter(next(iter(table.values())).values()))["experiment"]
+  done_seeds = sorted({s for by_seed in table.values() for s in by_seed})
+  text = seeds_lib.markdown(table, f"{experiment}: ablation over seeds {', '.join(map(str, done_seeds))}", ROW_LABELS)
+  if missing:
+    text += f"\nNot run yet (--report_only): {', '.join(missing)}.\n"
+  record = {"seeds": done_seeds, "variants": list(table), "missing": missing, "summary": seeds_lib.summarize(table),
             "claims": seeds_lib.evaluate_claims(table),
             "runs": {row: {str(s): r for s, r in by_seed.items()} for row, by_seed in table.items()}}
   fileio.write_text_atomic(os.path.join(workdir, "ablation.json"), json.dumps(record, indent=1))
@@ -171,7 +186,7 @@ def main(argv) -> None:
     _fail("--config takes the file only: the runner sets variant=... itself")
   overrides = [a for a in rest if a.startswith("--config.")]
   unknown = [a for a in rest if not a.startswith(("--config=", "--workdir=", "--config.", "--variants=", "--codes=",
-                                                   "--seeds="))]
+                                                   "--seeds=", "--report_only"))]
   if unknown:
     _fail(f"unknown arguments {unknown}; see `python -m sagan_jax.experiments`")
   if any(a.startswith("--config.seed=") for a in overrides):
@@ -185,7 +200,7 @@ def main(argv) -> None:
     bad = [v for v in variants if v not in config_lib.VARIANTS and v not in EXTRA_ROWS]
     if bad:
       _fail(f"--variants: unknown {bad}; choose from {', '.join(config_lib.VARIANTS + tuple(EXTRA_ROWS))}")
-    ablation(config_file, workdir, overrides, variants, seeds)
+    ablation(config_file, workdir, overrides, variants, seeds, report_only="--report_only" in rest)
   else:
     codes = tuple(int(m) for m in _flag(rest, "codes", ",".join(map(str, M_VALUES))).split(","))
     msweep(config_file, workdir, overrides, codes, seeds)
