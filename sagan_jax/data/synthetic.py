@@ -516,8 +516,10 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--contact_sheet", default=None, help="also write a PNG of example crops of both domains here")
   args = parser.parse_args(argv)
   spec = BenchmarkSpec(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchmarkSpec)})
+  from sagan_jax import cli  # noqa: PLC0415  (a disk full or read-only --out is one line too)
+
   try:
-    meta = generate(args.out, spec, overwrite=args.overwrite)
+    meta = cli.exit_on_user_error(generate, args.out, spec, overwrite=args.overwrite)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
