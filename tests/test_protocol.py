@@ -305,3 +305,28 @@ def test_grouped_pipeline_runs_end_to_end_on_the_two_height_source(two_heights, 
     assert [a["name"] for a in json.load(f)["adaptations"]] == ["low", "high"]
   with open(os.path.join(workdir, "results.md")) as f:
     assert "low" in f.read()
+
+
+def test_one_split_prid_adaptation_end_to_end_evaluates_only_the_split_it_did_not_see(two_heights, prid_tree, tmp_path):
+  c = tiny_config(two_heights[0])
+  c.data.synthetic_dir = ""
+  c.data.source.name, c.data.target.name = "market1501", "prid2011"
+  c.data.source.manual_dir = os.path.join(two_heights[0], "source")
+  c.data.target.manual_dir = str(prid_tree / "prid")
+  c.data.data_dir = str(tmp_path / "tfds")
+  c.data.masks = "none"
+  c.data.viewpoint_groups = "none"
+  c.data.prid_adaptation, c.data.prid_adaptation_split = "one_split", 4
+  c.sagan_train.update(steps=1, checkpoint_every=1, sample_every=1, fidelity_every=1)
+  workdir = str(tmp_path / "run")
+  stages.train(c, workdir)
+  with open(os.path.join(workdir, "results.json")) as f:
+    result = json.load(f)
+  assert result["protocol"] == "prid2011" and result["settings"]["evaluated_splits"] == [4]
+  for direction in prid.DIRECTIONS:
+    assert [t["split"] for t in result["tables"][direction]["splits"]] == [4]
+    assert result["tables"][direction]["mean"]["R-1"] == result["tables"][direction]["splits"][0]["R-1"]
+  assert "not evaluated, as the adaptation saw their test identities" in result["settings"]["notes"][0]
+  with open(os.path.join(workdir, "results.md")) as f:
+    text = f.read()
+  assert "PRID2011 splits evaluated: 4." in text and "split 0 (" in text
