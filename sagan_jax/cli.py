@@ -73,11 +73,19 @@ def _check_config_files() -> None:
         _fail(f"--{name}: cannot load the config file ({reason.group(1) if reason else str(e).splitlines()[0]})")
 
 
+class _DropAdvice:
+  """Drops library advice that is no warning about the run (TFDS's "OpenCV is not installed")."""
+
+  def filter(self, record) -> bool:
+    return "OpenCV is not installed" not in record.getMessage()
+
+
 def quiet_logging() -> None:
   """absl INFO lines (Orbax, TFDS, ours) off unless ``--verbosity`` asks for them: a run shows its
   progress bars, stage lines, warnings and results."""
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
+    logging.get_absl_logger().addFilter(_DropAdvice())
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
