@@ -427,19 +427,23 @@ def _train_sagan(run: Run, a: plan_lib.Adaptation) -> None:
 
 
 def _write_joint_fidelity(run: Run) -> None:
-  """With several viewpoint groups: every group's translator on its own share, scored as one set."""
-  if len(run.plan.adaptations) < 2 or not run.is_main or run.datasets.target_is_prid():
+  """With several viewpoint groups: every group's translator on its own share, scored as one set.
+
+  Every process takes part in restoring the translators (a collective); process 0 scores and writes.
+  """
+  d = run.datasets
+  if len(run.plan.adaptations) < 2 or d.target_is_prid() or not d.synthetic_dir or run.config.variant == "original":
     return
   path = run.path("sagan", FIDELITY_FILE)
-  if os.path.isfile(path) or _paired_set(run) is None:
+  parallel.barrier("joint fidelity check")  # every process sees the same file state
+  if os.path.isfile(path) or not paired.available(d.synthetic_dir):
     return
-  translators = []
-  for a in run.plan.adaptations:
-    model, params = load_sagan_params(run, a)
-    translators.append((model, parallel.local_copy(params), _paired_set(run, a)))
-  scores = paired.measure_groups(translators, jax.random.key(run.config.seed + 4))
-  fileio.write_text_atomic(path, json.dumps(paired.as_result(scores), indent=1))
-  logging.info("fidelity of the %d groups together: %s", len(translators), scores)
+  translators = [(*load_sagan_params(run, a), a) for a in run.plan.adaptations]
+  if run.is_main:
+    scores = paired.measure_groups([(model, parallel.local_copy(params), _paired_set(run, a))
+                                    for model, params, a in translators], jax.random.key(run.config.seed + 4))
+    fileio.write_text_atomic(path, json.dumps(paired.as_result(scores), indent=1))
+  parallel.barrier("joint fidelity written")
 
 
 def load_sagan_params(run: Run, a: plan_lib.Adaptation):
