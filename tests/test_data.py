@@ -183,17 +183,6 @@ def test_mask_errors(tmp_path):
     builders.prepare("market1501", manual, str(tmp_path / "data"), with_masks=True)
 
 
-def test_camera_groups():
-  cameras = np.array([1, 3, 2, 6, 4, 5, 1])
-  groups = builders.camera_group_indices(cameras, {"low": (1, 2, 6), "high": (3, 4, 5)})
-  np.testing.assert_array_equal(groups["low"], [0, 2, 3, 6])
-  np.testing.assert_array_equal(groups["high"], [1, 4, 5])
-  with pytest.raises(ValueError, match=r"cameras \[5\]"):
-    builders.camera_group_indices(cameras, {"low": (1, 2, 6), "high": (3, 4)})
-  with pytest.raises(ValueError, match="camera 3 is in both"):
-    builders.camera_group_indices(cameras, {"low": (1, 2, 3, 6), "high": (3, 4, 5)})
-
-
 TINY = synthetic.BenchmarkSpec(height=32, width=16, train_ids=6, test_ids=4, num_cameras=3, distractors=3, junk=2, seed=5)
 
 

@@ -274,22 +274,3 @@ def read_labels(builder, split: str) -> dict[str, np.ndarray]:
       "camera_id": np.asarray([e["camera_id"] for e in examples], np.int32),
       "filename": np.asarray([e["filename"].decode() if isinstance(e["filename"], bytes) else e["filename"] for e in examples]),
   }
-
-
-def camera_group_indices(camera_ids: np.ndarray, groups: dict[str, Sequence[int]]) -> dict[str, np.ndarray]:
-  """Example indices per viewpoint group (the paper adapts low- and high-viewpoint cameras separately).
-
-  ``groups`` maps a group name to its camera ids, e.g. ``{"low": (1, 2, 6), "high": (3, 4, 5)}``;
-  every camera present must belong to exactly one group.
-  """
-  owner = {}
-  for name, cameras in groups.items():
-    for camera in cameras:
-      if camera in owner:
-        raise ValueError(f"camera {camera} is in both viewpoint groups {owner[camera]!r} and {name!r}")
-      owner[camera] = name
-  missing = sorted(set(int(c) for c in np.unique(camera_ids)) - set(owner))
-  if missing:
-    raise ValueError(f"cameras {missing} belong to no viewpoint group of {dict(groups)}; add them to the config's camera groups")
-  return {name: np.flatnonzero(np.isin(camera_ids, list(cameras))) for name, cameras in groups.items()}
-
