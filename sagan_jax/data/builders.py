@@ -24,7 +24,7 @@ import io
 import json
 import os
 import shutil
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import tensorflow_datasets as tfds
