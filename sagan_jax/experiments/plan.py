@@ -27,7 +27,6 @@ import numpy as np
 
 from sagan_jax.data import builders, layouts, prid, viewpoints
 from sagan_jax.errors import ConfigError
-from sagan_jax.experiments.config import PRID_MODES
 from sagan_jax.experiments.datasets import Concat, Datasets
 
 
@@ -189,9 +188,7 @@ def build(config, datasets: Datasets, stages: tuple[str, ...]) -> Plan:
                             ide_name))
     return out
 
-  mode = c.data.prid_adaptation
-  if mode not in PRID_MODES:
-    raise ConfigError(f"config.data.prid_adaptation={mode!r}: expected one of {PRID_MODES}")
+  mode = c.data.prid_adaptation  # checked by config.stages_of, which every entry point calls first
   ide_models: dict[str, list[str]] = {}
   if not gan:
     ide_models[""] = []
