@@ -1,4 +1,4 @@
-"""What every benchmark shares: the host-allocator switch, XLA's FLOP count, the device's matmul rate.
+"""What every benchmark shares: the CPU fast path's switches, XLA's FLOP count, the device's matmul rate.
 
 MFU (model FLOPs utilisation) is stated against the rate this device *measures* for a large
 square matmul in the compute dtype (`matmul_rate`), not a datasheet peak, so a figure means
@@ -20,22 +20,41 @@ import time
 import jax
 import jax.numpy as jnp
 
-from sagan_jax import runtime
+from sagan_jax import cpu
+from sagan_jax.models.layers import Layers
 
 
-def add_flag(parser: argparse.ArgumentParser) -> None:
+LAYERS = ("auto", "cpu", "cpu_products", "flax")
+
+
+def add_flag(parser: argparse.ArgumentParser, layers: bool = True) -> None:
   parser.add_argument(
       "--host_allocator", choices=["tuned", "default"], default="tuned",
-      help="'tuned' applies sagan_jax.runtime.configure_host_allocator as train.py does; "
+      help="'tuned' applies sagan_jax.cpu.configure_host_allocator as train.py does on a CPU host; "
            "'default' keeps glibc's settings (to measure the difference)",
   )
+  if layers:
+    parser.add_argument(
+        "--layers", default="auto",
+        help="comma list of the networks' layers to time in turn: auto (what train.py picks here), cpu "
+             "(sagan_jax.cpu.layers), cpu_products (the same with products for every filter gradient), flax")
 
 
 def apply(args: argparse.Namespace) -> str:
-  """Applies the choice (before any computation) and describes it for the table's header."""
+  """Applies the allocator choice (before any computation) and describes it for the table's header."""
   if args.host_allocator == "tuned":
-    return "host allocator tuned" if runtime.configure_host_allocator() else "host allocator tuning unavailable here"
+    applied = not cpu._accelerator_host() and cpu.configure_host_allocator()
+    return "host allocator tuned" if applied else "host allocator tuning unavailable here"
   return "default host allocator"
+
+
+def layers(name: str) -> Layers:
+  """The `Layers` a ``--layers`` name stands for."""
+  if name not in LAYERS:
+    raise SystemExit(f"--layers: {name!r} is not one of {', '.join(LAYERS)}")
+  if name == "auto":
+    return Layers() if cpu._accelerator_host() else cpu.layers()
+  return {"cpu": cpu.layers(), "cpu_products": cpu.layers(xla_filter_gradients=False), "flax": Layers()}[name]
 
 
 def add_trace_flag(parser: argparse.ArgumentParser) -> None:

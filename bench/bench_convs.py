@@ -7,22 +7,22 @@ the forward ``lax.conv_general_dilated``, its input gradient and its filter grad
 that shape occurs in the network, and the table ends with the totals, so the three columns say
 where the training step's convolution time goes.
 
-With ``--impl=both`` each is also timed with the product gradients of ``sagan_jax.ops`` (the
+With ``--impl=both`` each is also timed with the product gradients of ``sagan_jax.cpu`` (the
 "ours" columns: products for 1×1 forwards and for every gradient) and both gradients are checked
-against XLA's to 1e-4 relative. The last column says which gradients ``ops.conv`` picks for the
-shape: products, or XLA's for narrow-output layers (``k·k·cin > ops._MAX_EXPANSION·cout``), so
+against XLA's to 1e-4 relative. The last column says which gradients ``cpu.conv`` picks for the
+shape: products, or XLA's for narrow-output layers (``k·k·cin > cpu._MAX_EXPANSION·cout``), so
 the rows above that limit show what products would have cost there; "xla dw" where the host has
-AVX-512 and ``ops.conv`` takes XLA's filter gradient for a stride-1 k×k layer at this batch
-(``ops.takes_xla_filter_gradient``; the "dw xla" column is then the one its step runs).
+AVX-512 and ``cpu.conv`` takes XLA's filter gradient for a stride-1 k×k layer at this batch
+(``cpu.takes_xla_filter_gradient``; the "dw xla" column is then the one its step runs).
 
 ``--net sagan_synthetic`` times SA-GAN's convolutions at ``configs/synthetic.py``'s scale instead
 (generators, critics, spatial transformers and SiaNet of both directions, read off the networks'
 programs). Its rows marked ᵀ are the generators' transposed convolutions: XLA's ``lax.conv_transpose``
-against ``ops.conv_transpose`` (one undilated convolution and a depth-to-space), the form the
+against ``cpu.conv_transpose`` (one undilated convolution and a depth-to-space), the form the
 generators run when their gradients are products.
 
 The table ends with the stem's 3×3/2 max pool: XLA's gradient (``select_and_scatter``) against
-``sagan_jax.ops.max_pool``'s. ``--band_mib`` sets the im2col band budget of ``ops`` (default
+``sagan_jax.cpu.square_max_pool``'s. ``--band_mib`` sets the im2col band budget of ``cpu`` (default
 8 MiB; ``--band_mib 1024`` builds each layer's patches whole, which shows what the bands save).
 
 Usage: python bench/bench_convs.py [--batch 8] [--height 256 --width 128] [--repeats 5] [--impl xla|both]
@@ -88,8 +88,7 @@ def sagan_synthetic_convs(batch: int) -> collections.Counter:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   c = module.get_config().sagan
-  c.gradient_impl = "xla"  # plain convolutions in the jaxpr
-  model = SAGAN(c)
+  model = SAGAN(c)  # flax's layers: plain convolutions in the jaxpr
   h, w = c.image_size
   image4, z = jnp.zeros((batch, h, w, 4)), jnp.zeros((batch, c.z_dim))
   networks = {"G": (model.generator, (image4,)), "S": (model.stm, (image4, z)), "D": (model.critic, (image4,)),
@@ -127,7 +126,7 @@ def _median(fn, args, repeats):
 
 
 def time_conv(c: Conv, batch: int, repeats: int, impls: tuple[str, ...]):
-  from sagan_jax import ops  # noqa: PLC0415
+  from sagan_jax import cpu  # noqa: PLC0415
 
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((batch, c.height, c.width, c.cin)), jnp.float32)
@@ -135,12 +134,12 @@ def time_conv(c: Conv, batch: int, repeats: int, impls: tuple[str, ...]):
   if c.transpose:
     pad = c.pad
     fns = {"xla": lambda x, w, s, p: lax.conv_transpose(x, w, s, p, dimension_numbers=("NHWC", "HWIO", "NHWC")),
-           "matmul": ops.conv_transpose}
+           "matmul": cpu.conv_transpose}
   else:
     p = c.kernel // 2 if c.pad is None else c.pad
     pad = ((p, p),) * 2
-    # Products whatever ops.conv would pick, XLA's filter gradient included.
-    fns = {"xla": ops.xla_conv, "matmul": lambda x, w, s, p: ops._conv(x, w, s, p, False)}
+    # Products whatever cpu.conv would pick, XLA's filter gradient included.
+    fns = {"xla": cpu.xla_conv, "matmul": lambda x, w, s, p: cpu._conv(x, w, s, p, False)}
   out_shape = jax.eval_shape(lambda x, w: fns["xla"](x, w, (c.stride, c.stride), pad), x, w).shape
   dy = jnp.asarray(rng.standard_normal(out_shape), jnp.float32)
   out = {}
@@ -171,15 +170,15 @@ def main() -> None:
   parser.add_argument("--width", type=int, default=128)
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--impl", choices=("xla", "both"), default="both")
-  parser.add_argument("--band_mib", type=float, default=8.0, help="im2col band budget of sagan_jax.ops")
+  parser.add_argument("--band_mib", type=float, default=8.0, help="im2col band budget of sagan_jax.cpu")
   parser.add_argument("--net", choices=("resnet50", "sagan_synthetic"), default="resnet50")
-  _common.add_flag(parser)
+  _common.add_flag(parser, layers=False)
   args = parser.parse_args()
   allocator = _common.apply(args)
   impls = ("xla",) if args.impl == "xla" else ("xla", "matmul")
-  from sagan_jax import ops  # noqa: PLC0415
+  from sagan_jax import cpu  # noqa: PLC0415
 
-  ops._CHUNK_BYTES = int(args.band_mib * 2**20)  # read at trace time
+  cpu._CHUNK_BYTES = int(args.band_mib * 2**20)  # read at trace time
   if args.net == "resnet50":
     convs = resnet50_convs(args.height, args.width)
     what = f"ResNet-50 convolutions, batch {args.batch}, {args.height}×{args.width}"
@@ -187,13 +186,13 @@ def main() -> None:
     convs = sagan_synthetic_convs(args.batch)
     what = f"SA-GAN convolutions at configs/synthetic.py's scale (both directions), batch {args.batch}"
   print(f"{what}, float32, ms per call (median of {args.repeats}); {allocator}")
-  takes = ops.takes_xla_filter_gradient(args.batch, (3, 3), (1, 1))
-  print(f"device: {_common.device_line()}; ops.conv takes XLA's stride-1 k×k filter gradients at this batch: "
+  takes = cpu.takes_xla_filter_gradient(args.batch, (3, 3), (1, 1))
+  print(f"device: {_common.device_line()}; cpu.conv takes XLA's stride-1 k×k filter gradients at this batch: "
         f"{'yes' if takes else 'no'}")
   print()
   header = "| input h×w | cin→cout | k/s | ×n | fwd xla | dx xla | dw xla |"
   if len(impls) == 2:
-    header += " fwd ours | dx ours | dw ours | ops.conv |"
+    header += " fwd ours | dx ours | dw ours | cpu.conv |"
   print(header)
   print("|" + "---|" * (header.count("|") - 1))
   totals = collections.Counter()
@@ -207,11 +206,11 @@ def main() -> None:
         totals[impl, part] += n * t[impl][part]
     if len(impls) == 2:
       if c.transpose:
-        picks = "sub-pixel"  # ops.conv_transpose: one undilated, stride-1 ops.conv
+        picks = "sub-pixel"  # cpu.conv_transpose: one undilated, stride-1 cpu.conv
       else:
-        picks = "xla" if c.kernel**2 * c.cin > ops._MAX_EXPANSION * c.cout else "products"
+        picks = "xla" if c.kernel**2 * c.cin > cpu._MAX_EXPANSION * c.cout else "products"
       # A transposed layer's sub-pixel convolution is a stride-1 k×k one (k > 1 for its 3×3 kernels).
-      if picks != "xla" and ops.takes_xla_filter_gradient(args.batch, (c.kernel,) * 2, (1, 1) if c.transpose else
+      if picks != "xla" and cpu.takes_xla_filter_gradient(args.batch, (c.kernel,) * 2, (1, 1) if c.transpose else
                                                           (c.stride,) * 2):
         picks += ", xla dw"
       row += (f" {1e3 * t['matmul']['fwd']:.1f} | {1e3 * t['matmul']['dx']:.1f} | {1e3 * t['matmul']['dw']:.1f} "
@@ -232,11 +231,11 @@ def max_pool_line(batch: int, height: int, width: int, repeats: int) -> str:
   """The stem's max pool (after conv1: height/2 × width/2 × 64), gradient only, XLA's and ours."""
   import flax.linen as nn  # noqa: PLC0415
 
-  from sagan_jax import ops  # noqa: PLC0415
+  from sagan_jax import cpu  # noqa: PLC0415
 
   x = jnp.asarray(np.random.default_rng(0).standard_normal((batch, height // 2, width // 2, 64)), jnp.float32)
   pools = {"xla": lambda x: nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))),
-           "ours": lambda x: ops.max_pool(x, 3, 2, 1)}
+           "ours": lambda x: cpu.square_max_pool(x, 3, 2, 1)}
   dy = jnp.ones(jax.eval_shape(pools["xla"], x).shape, jnp.float32)
   ms = {name: 1e3 * _median(jax.jit(lambda x, dy, f=f: jax.vjp(f, x)[1](dy)[0]), (x, dy), repeats)
         for name, f in pools.items()}

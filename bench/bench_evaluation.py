@@ -62,7 +62,7 @@ def main():
   parser.add_argument("--dim", type=int, default=2048)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--backend", default="numpy", help="comma list of evaluate_features backends: numpy, jax")
-  _common.add_flag(parser)
+  _common.add_flag(parser, layers=False)
   args = parser.parse_args()
   allocator = _common.apply(args)
   qf, gf, q_pids, g_pids, q_cams, g_cams = market_like(args.queries, args.gallery, args.dim)

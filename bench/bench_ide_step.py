@@ -17,7 +17,7 @@ time (batch 128 takes about 15 GB of temporaries per model).
 Usage:
   python bench/bench_ide_step.py                            # batch 8 and 128, float32 and bfloat16
   python bench/bench_ide_step.py --batches 8 --dtypes float32 --steps 5 --torch --forward
-  python bench/bench_ide_step.py --batches 8 --dtypes float32 --gradient_impl xla,matmul
+  python bench/bench_ide_step.py --batches 8 --dtypes float32 --layers flax,cpu
   python bench/bench_ide_step.py --batches 128 --sequential --torch
   python bench/bench_ide_step.py --batches 128 --dtypes bfloat16 --trace ide.json.gz   # then bench/trace_summary.py
   Options: --classes 751 (Market-1501's training ids) --height 256 --width 128
@@ -74,12 +74,12 @@ def _time_rows(rows: list[dict], steps: int, trace: str | None = None) -> None:
     del row["step"]  # frees the row's state before the next group is built
 
 
-def jax_row(batch: int, dtype: str, classes: int, size: tuple[int, int], gradient_impl: str) -> dict:
+def jax_row(batch: int, dtype: str, classes: int, size: tuple[int, int], layers: str) -> dict:
   cfg = ide.ide_config()
-  cfg.dtype, cfg.image_size, cfg.gradient_impl = dtype, size, gradient_impl
+  cfg.dtype, cfg.image_size = dtype, size
   mesh = parallel.make_mesh()
   parallel.check_batch_divisible(batch, mesh)
-  model = ide.make_model(cfg, classes)
+  model = ide.make_model(cfg, classes, _common.layers(layers))
   optimizer = ide.make_optimizer(cfg, steps_per_epoch=100)
   state = ide.create_state(model, optimizer, size, 0, mesh)
   rng = np.random.default_rng(0)
@@ -96,20 +96,18 @@ def jax_row(batch: int, dtype: str, classes: int, size: tuple[int, int], gradien
     jax.block_until_ready(metrics)
 
   one()  # warm-up
-  return {"impl": f"sagan_jax, gradients {gradient_impl}", "batch": batch, "dtype": dtype, "step": one,
+  return {"impl": f"sagan_jax, layers {layers}", "batch": batch, "dtype": dtype, "step": one,
           "compile": compile_s, "flop": _model_flops(cfg, classes, optimizer, mesh, state, images, labels)}
 
 
 def _model_flops(cfg, classes, optimizer, mesh, state, images, labels) -> float:
-  """The step's FLOPs as XLA's own convolution gradients express it, whatever ``gradient_impl`` runs.
+  """The step's FLOPs as flax's layers (XLA's own convolution gradients) express it, whatever layers run.
 
   That is the model's arithmetic, the same for every row: our im2col products do the same
   multiply-adds, but XLA's cost analysis counts a loop's body once, which would understate a step
   whose filter gradients loop over bands. Taken from the lowered step, so nothing more is compiled.
   """
-  reference = cfg.copy_and_resolve_references()
-  reference.gradient_impl = "xla"
-  model = ide.make_model(reference, classes)
+  model = ide.make_model(cfg, classes)
   return _common.flops(ide.make_train_step(model, optimizer, mesh).lower(state, images, labels))
 
 
@@ -117,7 +115,7 @@ def jax_forward_row(batch: int, dtype: str, classes: int, size: tuple[int, int])
   """The training step's forward pass alone (train-mode batch norm, loss), to split forward from backward."""
   cfg = ide.ide_config()
   cfg.dtype, cfg.image_size = dtype, size
-  model = ide.make_model(cfg, classes)
+  model = ide.make_model(cfg, classes, _common.layers("auto"))
   mesh = parallel.make_mesh()
   state = ide.create_state(model, ide.make_optimizer(cfg, 100), size, 0, mesh)
   rng = np.random.default_rng(0)
@@ -177,8 +175,6 @@ def main() -> None:
   parser.add_argument("--width", type=int, default=128)
   parser.add_argument("--torch", action="store_true", help="add torchvision's step (float32) for comparison")
   parser.add_argument("--forward", action="store_true", help="add rows timing the forward pass alone")
-  parser.add_argument("--gradient_impl", default="auto",
-                      help="comma list of ide.gradient_impl values to time: auto, matmul, xla")
   parser.add_argument("--sequential", action="store_true",
                       help="time each row alone right after building it (one model in memory at a time, for "
                       "batch 128 on a small host) instead of round-robin across the batch size's rows")
@@ -205,8 +201,8 @@ def main() -> None:
       group.append(row)
 
     for dtype in filter(None, args.dtypes.split(",")):  # --dtypes= (empty): the torch rows only
-      for gradient_impl in args.gradient_impl.split(","):
-        add(jax_row(batch, dtype, args.classes, size, gradient_impl))
+      for layers in args.layers.split(","):
+        add(jax_row(batch, dtype, args.classes, size, layers))
       if args.forward:
         add(jax_forward_row(batch, dtype, args.classes, size))
     if args.torch:

@@ -37,7 +37,7 @@ def main() -> None:
   parser.add_argument("--batches", type=int, default=20, help="timed batches per row, after the first")
   parser.add_argument("--threads", default="1,2")
   parser.add_argument("--sizes", default="256x128,64x32", help="output sizes (the IDE's, the synthetic config's)")
-  _common.add_flag(parser)
+  _common.add_flag(parser, layers=False)
   args = parser.parse_args()
   allocator = _common.apply(args)
   with tempfile.TemporaryDirectory() as root:

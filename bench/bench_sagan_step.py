@@ -1,6 +1,6 @@
 """Times one full SA-GAN iteration: n_critic critic updates + one generator update, both directions.
 
-Prints, per ``sagan.gradient_impl``, the seconds per iteration, img/s (source images per second
+Prints, per choice of layers (``--layers``), the seconds per iteration, img/s (source images per second
 through a full iteration), the compile time and the FLOPs of each compiled step from XLA's cost
 analysis, so an accelerator figure can be stated as MFU against the device's measured matmul rate.
 With several implementations the steps are taken in turn (round-robin), so a machine whose speed
@@ -10,7 +10,7 @@ Usage:
   python bench/bench_sagan_step.py --scale cpu        # the tests' tiny networks (32×16)
   python bench/bench_sagan_step.py --scale synthetic  # the main job's networks (configs/synthetic.py, 64×32)
   python bench/bench_sagan_step.py --scale paper      # 256×128, batch 8, 9 residual blocks
-  python bench/bench_sagan_step.py --scale synthetic --gradient_impl xla,matmul
+  python bench/bench_sagan_step.py --scale synthetic --layers flax,cpu
   Options: --batch N --dtype float32|bfloat16 --iterations N --n_critic N
            --trace FILE.json.gz (profile one more iteration; bench/trace_summary.py reads it)
 """
@@ -37,7 +37,7 @@ from sagan_jax.sagan.steps import create_state  # noqa: E402
 _SYNTHETIC = os.path.join(os.path.dirname(__file__), "..", "configs", "synthetic.py")
 
 
-def configure(scale: str, dtype: str, gradient_impl: str):
+def configure(scale: str, dtype: str):
   if scale == "synthetic":
     spec = importlib.util.spec_from_file_location("synthetic_config", _SYNTHETIC)
     module = importlib.util.module_from_spec(spec)
@@ -47,7 +47,7 @@ def configure(scale: str, dtype: str, gradient_impl: str):
     c = sagan_config()
     if scale == "cpu":
       apply_tiny_scale(c)
-  c.dtype, c.gradient_impl = dtype, gradient_impl
+  c.dtype = dtype
   return c
 
 
@@ -56,8 +56,6 @@ def main() -> None:
   parser.add_argument("--scale", choices=["cpu", "synthetic", "paper"], default="cpu")
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-  parser.add_argument("--gradient_impl", default="auto",
-                      help="comma list of sagan.gradient_impl values to time in turn: auto, matmul, xla")
   parser.add_argument("--iterations", type=int, default=5)
   parser.add_argument("--n_critic", type=int, default=None, help="critic updates per iteration (default: the config's, 5)")
   _common.add_flag(parser)
@@ -68,9 +66,9 @@ def main() -> None:
   mesh = parallel.make_mesh()
   parallel.check_batch_divisible(args.batch, mesh)
   rows = []
-  for gradient_impl in args.gradient_impl.split(","):
-    c = configure(args.scale, args.dtype, gradient_impl)
-    model = SAGAN(c)  # validates gradient_impl
+  for layers in args.layers.split(","):
+    c = configure(args.scale, args.dtype)
+    model = SAGAN(c, layers=_common.layers(layers))
     h, w = c.image_size
     keys = jax.random.split(jax.random.PRNGKey(0), 4)
     batch = {
@@ -88,7 +86,7 @@ def main() -> None:
     critic_compiled = critic_step.lower(state, batch).compile()
     generator_compiled = generator_step.lower(state, batch).compile()
     rows.append({
-        "impl": gradient_impl, "critic": critic_compiled, "generator": generator_compiled,
+        "impl": layers, "critic": critic_compiled, "generator": generator_compiled,
         "state": state, "batch": batch, "compile_s": time.perf_counter() - start,
         "critic_flops": _common.flops(critic_compiled), "generator_flops": _common.flops(generator_compiled),
         "critic_s": [], "generator_s": [], "n_critic": c.n_critic if args.n_critic is None else args.n_critic,
@@ -123,7 +121,7 @@ def main() -> None:
   print(f"{args.dtype} matmul rate measured here: {_common.matmul_rate(args.dtype) / 1e12:.4f} TFLOP/s; "
         "GFLOP: XLA's cost analysis of each compiled step")
   print()
-  print("| gradient_impl | critic step, ms | generator step, ms | s/iteration | img/s | compile s "
+  print("| layers | critic step, ms | generator step, ms | s/iteration | img/s | compile s "
         "| critic / generator GFLOP | TFLOP/s | MFU |")
   print("|---|---|---|---|---|---|---|---|---|")
   for row in rows:

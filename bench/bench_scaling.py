@@ -118,7 +118,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--devices", default="1,2,4,8")
   parser.add_argument("--repeats", type=int, default=5)
-  _common.add_flag(parser)
+  _common.add_flag(parser, layers=False)
   args = parser.parse_args()
   allocator = _common.apply(args)
   counts = [int(d) for d in args.devices.split(",")]

@@ -94,7 +94,7 @@ def main() -> None:
   parser.add_argument("--channels", type=int, default=4)
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
   parser.add_argument("--repeats", type=int, default=50)
-  _common.add_flag(parser)
+  _common.add_flag(parser, layers=False)
   args = parser.parse_args()
   allocator = _common.apply(args)
 

@@ -13,6 +13,16 @@ from sagan_jax.errors import ConfigError
 
 USER_ERROR_EXIT = 2  # as argparse and absl report a usage error
 _DEBUG = flags.DEFINE_bool("debug", False, "show the traceback of a user error (a wrong path, field or dataset)")
+_CPU_FAST_PATH = flags.DEFINE_bool(
+    "cpu_fast_path", True, "on a CPU host: networks built from sagan_jax.cpu's layers (matrix-product gradients) and "
+    "XLA's step memory kept mapped (glibc); --nocpu_fast_path: flax's layers and the allocator's defaults")
+
+
+def cpu_setup():
+  """The CPU fast path as ``--cpu_fast_path`` asks (`sagan_jax.cpu.setup`); call before any computation."""
+  from sagan_jax import cpu  # noqa: PLC0415  (flax and jax load only for the commands that compute)
+
+  return cpu.setup(_CPU_FAST_PATH.value)
 
 
 def _unknown_key(error: Exception, argv: list[str]):

@@ -62,3 +62,29 @@ def test_hooks_scores_and_a_stage_that_saves_its_own_last_checkpoint(tmp_path):
           extra_log_steps=lambda step: step == 3, final_checkpoint=False).run(_fresh(), 0, _step, ckpt)
     assert ckpt.latest_step() == 4  # the last step is the stage's to save
   assert [s for s, _ in logged] == [0, 2, 3, 4, 6] and pictures == [1, 2, 3, 4, 5, 6]
+
+
+def test_several_processes_poll_jaxs_preemption_sync_point_and_keep_its_sigterm_handler(monkeypatch):
+  """One process: the SIGTERM flag. Several: one sync-point poll per call, with increasing step ids
+  (the protocol's requirement), and no Python handler installed over the distributed runtime's."""
+  import signal
+
+  import jax
+  from jax.experimental import multihost_utils
+
+  from sagan_jax.experiments import stages
+
+  run = object.__new__(stages.Run)  # the polling needs none of a run's datasets or mesh
+  run._polls = 0
+  with stages.SigtermFlag() as flag:
+    run.sigterm = flag
+    assert not run.preempted()
+    signal.raise_signal(signal.SIGTERM)
+    assert run.preempted()
+  polls = []
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  monkeypatch.setattr(multihost_utils, "reached_preemption_sync_point", lambda step: polls.append(step) or step == 3)
+  assert [run.preempted() for _ in range(3)] == [False, False, True] and polls == [1, 2, 3]
+  before = signal.getsignal(signal.SIGTERM)
+  with stages.SigtermFlag(install=False):
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -1,4 +1,4 @@
-"""The host-allocator settings (argument checks, applied on glibc, the user's environment wins, and
+"""sagan_jax.cpu's host-allocator settings (argument checks, applied on glibc, the user's environment wins, and
 the page faults they exist to remove) and ``jit_init``'s parameters against plain ``jax.jit``'s.
 
 The speed they buy is measured by the benchmarks (``--host_allocator tuned|default``); here the
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sagan_jax import runtime
+from sagan_jax import cpu, runtime
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,26 +31,28 @@ def _fresh_process(code: str, **env) -> str:
 
 def _applied_in_fresh_process(**env) -> str:
   """configure_host_allocator's result, and whether JAX's CPU dispatch is asynchronous after it."""
-  code = ("import jax; from sagan_jax import runtime; applied = runtime.configure_host_allocator(); "
+  code = ("import jax; from sagan_jax import cpu; applied = cpu.configure_host_allocator(); "
           "print(applied, jax.config.read('jax_cpu_enable_async_dispatch'))")
   return _fresh_process(code, **env)
 
 
 def test_arguments_are_checked():
   with pytest.raises(ValueError, match="top_pad_mb"):
-    runtime.configure_host_allocator(top_pad_mb=-1)
+    cpu.configure_host_allocator(top_pad_mb=-1)
 
 
-@pytest.mark.skipif(runtime._glibc() is None, reason="mallopt is glibc's; elsewhere the function is a no-op")
+@pytest.mark.skipif(cpu._glibc() is None, reason="mallopt is glibc's; elsewhere the function is a no-op")
 def test_settings_apply_on_glibc_and_leave_the_users_environment_alone():
   assert _applied_in_fresh_process() == "True False"
-  for variable in runtime._USER_MALLOC_VARIABLES:  # then nothing changes, dispatch included
+  for variable in cpu._USER_MALLOC_VARIABLES:  # then nothing changes, dispatch included
     assert _applied_in_fresh_process(**{variable: str(1 << 20)}) == "False True", variable
   assert _applied_in_fresh_process(GLIBC_TUNABLES="glibc.malloc.hugetlb=1") == "False True"
   assert _applied_in_fresh_process(GLIBC_TUNABLES="glibc.rtld.nns=4") == "True False"  # not malloc's
-  # Only on CPU hosts, and never when asked not to.
+  # Only on CPU hosts, and never with --nocpu_fast_path (setup(enabled=False)).
   assert _applied_in_fresh_process(JAX_PLATFORMS="cuda") == "False True"
-  assert _applied_in_fresh_process(JAX_PLATFORMS="cpu", SAGAN_JAX_HOST_ALLOCATOR="0") == "False True"
+  off = ("import jax; from sagan_jax import cpu; cpu.setup(enabled=False); "
+         "print(jax.config.read('jax_cpu_enable_async_dispatch'))")
+  assert _fresh_process(off, JAX_PLATFORMS="cpu") == "True"
 
 
 # Batch norm and a ReLU, forward and backward, on a [16, 64, 32, 256] float32 array: XLA:CPU keeps
@@ -58,9 +60,9 @@ def test_settings_apply_on_glibc_and_leave_the_users_environment_alone():
 # than a thread arena's heap and than glibc's largest mmap threshold.
 _FAULTS_PER_CALL = """
 import json, resource, sys
-from sagan_jax import runtime
+from sagan_jax import cpu, runtime
 # A pad smaller than the block, so the block cannot simply come out of the pad of an earlier growth.
-tuned = sys.argv[1] == "tuned" and runtime.configure_host_allocator(top_pad_mb=16)
+tuned = sys.argv[1] == "tuned" and cpu.configure_host_allocator(top_pad_mb=16)
 import jax, jax.numpy as jnp
 def bn_relu(x):
   m = x.mean((0, 1, 2)); v = ((x - m) ** 2).mean((0, 1, 2))
@@ -85,7 +87,7 @@ def _transparent_huge_pages_always() -> bool:
     return False
 
 
-@pytest.mark.skipif(runtime._glibc() is None, reason="mallopt is glibc's; elsewhere the function is a no-op")
+@pytest.mark.skipif(cpu._glibc() is None, reason="mallopt is glibc's; elsewhere the function is a no-op")
 def test_tuned_allocator_keeps_a_steps_temporaries_mapped():
   tuned, default = (json.loads(_fresh_process(_FAULTS_PER_CALL.replace("sys.argv[1]", repr(mode))))
                     for mode in ("tuned", "default"))

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from sagan_jax import geometry, parallel
+from sagan_jax import cpu, geometry, parallel
 from sagan_jax.sagan import SAGAN, make_steps, sagan_config, translate
 from sagan_jax.sagan.model import XY
 from sagan_jax.sagan.steps import create_state
@@ -71,8 +71,10 @@ def test_bad_configuration_values_raise(tiny_sagan_config):
   c.spatial, c.pixel = False, False
   with pytest.raises(ValueError, match="nothing would adapt"):
     SAGAN(c)
-  with pytest.raises(ValueError, match="unknown SA-GAN variant"):
+  with pytest.raises(ValueError, match="unknown variant 'cycle'"):
     tiny_sagan_config("cycle")
+  with pytest.raises(ValueError, match="trains no GAN"):
+    tiny_sagan_config("original")
   c = tiny_sagan_config()
   c.critic_mask = "rounded"
   with pytest.raises(ValueError, match="critic_mask"):
@@ -235,18 +237,14 @@ def test_sharded_steps_match_the_single_device_steps_and_compile_once(tiny_sagan
     assert moved > 0, name
 
 
-def test_critic_and_sianet_gradients_are_the_same_with_either_gradient_impl(tiny_sagan_config):
-  """Product gradients (sagan_jax.ops) and XLA's agree, WGAN-GP's second derivative included.
+def test_critic_and_sianet_gradients_are_the_same_with_flax_and_cpu_layers(tiny_sagan_config):
+  """sagan_jax.cpu's product gradients and flax's agree, WGAN-GP's second derivative included.
 
-  The tiny config has layers on both sides of ops.conv's limit (the critics' one-channel output
-  keeps XLA's gradients). The generator objective's first-order gradients are the layer-level
-  tests of tests/test_ops.py; compiling it twice more would add 35 s to the suite.
+  The tiny config has layers on both sides of cpu.conv's limit (the critics' one-channel output
+  keeps XLA's gradients). The generator's are tests/test_models.py's and tests/test_cpu.py's.
   """
   c = tiny_sagan_config()
-  models = {}
-  for impl in ("xla", "matmul"):
-    c.gradient_impl = impl
-    models[impl] = SAGAN(c)
+  models = {"xla": SAGAN(c), "matmul": SAGAN(c, layers=cpu.layers())}
   params = models["xla"].init_params(jax.random.PRNGKey(0))
   batch, key = _batch(jax.random.PRNGKey(1), 4, toy_people), jax.random.PRNGKey(2)
 

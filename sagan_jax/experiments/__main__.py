@@ -32,7 +32,7 @@ from sagan_jax.experiments import results, seeds as seeds_lib
 
 # The folder holding this package, so a run's subprocess imports the same sagan_jax from any folder.
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ALL_VARIANTS = ("original", "cyclegan", "cyclegan_star", "wp", "wd", "ws", "sagan", "sagan_m10")
+ALL_VARIANTS = config_lib.VARIANTS
 # Runner rows that are a variant plus overrides.
 EXTRA_ROWS = {"sagan_one_group": ("sagan", ["--config.data.viewpoint_groups=none"])}
 ROW_LABELS = {**config_lib.VARIANT_NAMES, "sagan_one_group": "SA-GAN [M=1], one group"}

@@ -18,14 +18,9 @@ from sagan_jax.reid import metrics
 from sagan_jax.reid.ide import ide_config
 from sagan_jax.sagan import config as sagan_config_lib
 
-# Every row the paper reports (Tables I–III). "original": IDE on raw source images (no GAN).
-# "sagan" is SA-GAN [M=1]; "sagan_m10" SA-GAN [M=10]; the ablations WP, WD, WS use M = 1 as the
-# paper compares them with SA-GAN [M=1] (Table III).
-VARIANTS = ("original", "cyclegan", "cyclegan_star", "sagan", "sagan_m10", "wp", "wd", "ws")
-VARIANT_NAMES = {
-    "original": "Original", "cyclegan": "CycleGAN", "cyclegan_star": "CycleGAN*", "sagan": "SA-GAN [M=1]",
-    "sagan_m10": "SA-GAN [M=10]", "wp": "SA-GAN (WP)", "wd": "SA-GAN (WD)", "ws": "SA-GAN (WS)",
-}
+# Every row the paper reports (Tables I–III): the one table, `sagan_jax.sagan.config.VARIANTS`.
+VARIANTS = tuple(sagan_config_lib.VARIANTS)
+VARIANT_NAMES = {name: v.title for name, v in sagan_config_lib.VARIANTS.items()}
 STAGES = ("masks", "sagan", "translate", "ide", "evaluate")
 
 
@@ -118,12 +113,10 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
   if variant not in VARIANTS:
     raise ConfigError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}")
   c.variant = variant
-  if variant == "original":
+  if sagan_config_lib.VARIANTS[variant].sagan is None:
     c.stages = ",".join(s for s in STAGES if s not in ("masks", "sagan", "translate"))
     return c
-  sagan_variant = {"sagan_m10": "sagan"}.get(variant, variant)
-  sagan_config_lib.apply_variant(c.sagan, sagan_variant)
-  c.sagan.num_codes = 10 if variant == "sagan_m10" else 1
+  sagan_config_lib.apply_variant(c.sagan, variant)
   if not c.sagan.use_mask and c.data.masks == "unet":
     c.stages = ",".join(s for s in STAGES if s != "masks")  # CycleGAN baselines see RGB only
   return c

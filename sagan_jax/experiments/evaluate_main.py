@@ -8,7 +8,7 @@
 
 from absl import app, flags
 
-from sagan_jax import cli, runtime
+from sagan_jax import cli
 from sagan_jax.experiments import stages
 
 _CONFIG = cli.define_config_file("config", None, "experiment config file (configs/*.py[:variant=...])")
@@ -20,11 +20,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  runtime.configure_host_allocator()  # before the first computation; see sagan_jax/runtime.py
+  layers = cli.cpu_setup()
   cli.quiet_logging()
 
   def evaluate():
-    with stages.started(_CONFIG.value, _WORKDIR.value, create=False) as run:
+    with stages.started(_CONFIG.value, _WORKDIR.value, create=False, layers=layers) as run:
       stages.evaluate(run, rank_vis=_RANK_VIS.value)
 
   cli.exit_on_user_error(evaluate)

@@ -42,6 +42,7 @@ from sagan_jax.experiments import config as config_lib
 from sagan_jax.experiments import paired, results, samples, translated
 from sagan_jax.experiments import plan as plan_lib
 from sagan_jax.experiments.datasets import Concat, Datasets
+from sagan_jax.models.layers import Layers
 from sagan_jax.reid import convert_torchvision, ide
 from sagan_jax.sagan import SAGAN, make_steps
 from sagan_jax.sagan import steps as sagan_steps
@@ -51,12 +52,11 @@ PRETRAINED_NONE = "none"  # ide.pretrained: train the IDE from scratch on purpos
 FIDELITY_FILE = "fidelity.json"  # under sagan/: the final fidelity scores, when the benchmark has ground truth
 PREEMPTED_EXIT = 143  # 128 + SIGTERM, as a shell reports a process ended by it
 # Fields that change how a run is driven or reported, not what it computes: a workdir may be
-# resumed with other values. The gradient implementations compute the same function (they differ
-# in float32 rounding only), so a run started on a CPU may go on with XLA's gradients on a GPU.
+# resumed with other values.
 _FREE_FIELDS = ("stages", "distributed", "distributed.", "data.num_threads", "data.data_dir", "sagan_train.log_every",
                 "sagan_train.sample_every", "sagan_train.checkpoint_every", "sagan_train.fidelity_every",
                 "ide.log_every", "ide.checkpoint_every", "masks.log_every", "masks.checkpoint_every", "eval.",
-                "translate.batch_size", "sagan.gradient_impl", "ide.gradient_impl")
+                "translate.batch_size")
 
 
 # Fields added to the config since workdirs were first recorded, with the value that computes what
@@ -64,7 +64,8 @@ _FREE_FIELDS = ("stages", "distributed", "distributed.", "data.num_threads", "da
 _ADDED_FIELDS = {"sagan.stm_head": "pool", "sagan.gan_loss": "wgan", "sagan.history_pool": 0,
                  "sagan.lr_schedule": "constant", "data.synthetic_spec.source_high_cameras": 0,
                  "data.viewpoint_groups": "none", "data.prid_adaptation": "per_split"}
-_REMOVED_FIELDS = ("ide.normalize_features", "ide.flip_average")
+# The gradient implementations (now the entry points' --cpu_fast_path) computed the same function.
+_REMOVED_FIELDS = ("ide.normalize_features", "ide.flip_average", "sagan.gradient_impl", "ide.gradient_impl")
 
 
 class WorkdirMismatchError(ValueError):
@@ -135,10 +136,15 @@ class Preempted(SystemExit):
 
 
 class SigtermFlag:
-  """Turns SIGTERM into a flag the training loops poll after every step."""
+  """Turns SIGTERM into a flag the training loops poll after every step (one-process runs).
 
-  def __init__(self):
+  ``install=False`` leaves SIGTERM alone: in a multi-process run JAX's distributed runtime catches
+  it for its preemption sync point (`Run.preempted`), which a Python handler would shadow.
+  """
+
+  def __init__(self, install: bool = True):
     self.raised = False
+    self._install = install
     self._previous = None
 
   def __enter__(self):
@@ -147,6 +153,8 @@ class SigtermFlag:
       self.raised = True
       logging.warning("SIGTERM received: saving a checkpoint after the current step, then exiting")
 
+    if not self._install:
+      return self
     try:
       self._previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread: leave SIGTERM alone
@@ -159,12 +167,13 @@ class SigtermFlag:
 
 
 class Run:
-  """What every stage needs: config, workdir, mesh, datasets, the SIGTERM flag."""
+  """What every stage needs: config, workdir, mesh, datasets, the SIGTERM flag, the networks' layers."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, sigterm: SigtermFlag | None,
-               record_plan: bool = True):
+               record_plan: bool = True, layers: Layers = Layers()):
     self.config, self.workdir, self.sigterm = config, os.path.abspath(workdir), sigterm
-    self.record_plan = record_plan
+    self.record_plan, self.layers = record_plan, layers
+    self._polls = 0
     self.mesh = parallel.make_mesh()
     self.datasets = Datasets(config)
     self.is_main = jax.process_index() == 0
@@ -183,15 +192,15 @@ class Run:
   def preempted(self) -> bool:
     """Whether SIGTERM reached this process or, on several hosts, any process (polled after every step).
 
-    Every process gets the same answer at the same step, so all of them save the same checkpoint
-    (a collective) and exit together even when the scheduler signals only some hosts.
+    Several processes poll JAX's preemption sync point (what Orbax's ``reached_preemption`` reads):
+    a notice on any host makes every process answer True at the same poll, so all save the same
+    checkpoint (a collective) and exit together. Every process polls in lockstep, so the poll count
+    is the sync point's step id.
     """
-    if self.sigterm is None:
-      return False
     if jax.process_count() == 1:
-      return self.sigterm.raised
-    flags = multihost_utils.process_allgather(np.int32(self.sigterm.raised))
-    return bool(np.any(flags))
+      return self.sigterm is not None and self.sigterm.raised
+    self._polls += 1
+    return multihost_utils.reached_preemption_sync_point(self._polls)
 
   def path(self, *parts: str) -> str:
     return os.path.join(self.workdir, *parts)
@@ -287,6 +296,7 @@ def stage_masks(run: Run) -> None:
   mask_config = ml_collections.ConfigDict(c.masks.to_dict())
   with mask_config.unlocked():
     mask_config.image_size = tuple(c.sagan.image_size)
+    mask_config.seed = c.seed + c.masks.seed  # --config.seed reseeds every stage
   try:
     _, record = training.train(mask_config, sources.training_source(mask_config), run.path("masks", "unet"),
                                run.mesh, log_dir=run.tensorboard, stop=run.preempted)
@@ -351,8 +361,8 @@ def _paired_set(run: Run, a: plan_lib.Adaptation | None = None):
   return paired.subset(full, [n for n in full.names if camera_of(n) in a.source_cameras])
 
 
-def sagan_model(config) -> SAGAN:
-  return SAGAN(config.sagan, train_steps=config.sagan_train.steps)
+def sagan_model(run: Run) -> SAGAN:
+  return SAGAN(run.config.sagan, train_steps=run.config.sagan_train.steps, layers=run.layers)
 
 
 def stage_sagan(run: Run) -> None:
@@ -365,7 +375,7 @@ def _train_sagan(run: Run, a: plan_lib.Adaptation) -> None:
   c, t = run.config, run.config.sagan_train
   where = a.subdir("sagan")
   label = f"SA-GAN {a.name}" if a.name else "SA-GAN"
-  model = sagan_model(c)
+  model = sagan_model(run)
   parallel.check_batch_divisible(t.batch_size, run.mesh)
   state = sagan_steps.create_state(model, c.seed, run.mesh)
   with checkpoint.StageCheckpoints(run.path(where, "checkpoints")) as ckpt:
@@ -447,7 +457,7 @@ def _write_joint_fidelity(run: Run) -> None:
 
 
 def load_sagan_params(run: Run, a: plan_lib.Adaptation):
-  model = sagan_model(run.config)
+  model = sagan_model(run)
   like = jax.eval_shape(lambda: sagan_steps.create_state(model, run.config.seed))
   like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=parallel.replicated(run.mesh)), like)
   where = a.subdir("sagan")
@@ -560,7 +570,7 @@ def _train_ide(run: Run, ide_name: str) -> None:
                                   seed=cfg.seed, indices=idx, masks="unused", flip=cfg.flip,
                                   num_threads=run.config.data.num_threads)
   total = cfg.epochs * batches.steps_per_epoch
-  model = ide.make_model(cfg, num_classes=len(classes))
+  model = ide.make_model(cfg, len(classes), run.layers)
   optimizer = ide.make_optimizer(cfg, batches.steps_per_epoch)
   state = ide.create_state(model, optimizer, cfg.image_size, cfg.seed, run.mesh, pretrained_backbone=_pretrained(cfg))
   with checkpoint.StageCheckpoints(run.path(where, "checkpoints")) as ckpt:
@@ -605,7 +615,7 @@ def load_ide(run: Run, ide_name: str = ""):
     if ckpt.latest_step() is None or not ckpt.read_record().get("complete"):
       raise missing
     num_classes = ckpt.read_record()["num_classes"]
-    model = ide.make_model(cfg, num_classes)
+    model = ide.make_model(cfg, num_classes, run.layers)
     optimizer = ide.make_optimizer(cfg, 1)
     like = jax.eval_shape(lambda: ide.create_state(model, optimizer, cfg.image_size, cfg.seed))
     like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=parallel.replicated(run.mesh)), like)
@@ -691,13 +701,14 @@ STAGE_FUNCTIONS = {"masks": stage_masks, "sagan": stage_sagan, "translate": stag
 
 
 @contextlib.contextmanager
-def started(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False, create: bool = True):
+def started(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False, create: bool = True,
+            layers: Layers = Layers()):
   """Checks and claims the workdir, installs the SIGTERM handler; yields the `Run`."""
   d = config.distributed
   parallel.initialize_distributed(d.enabled, d.coordinator_address, d.num_processes, d.process_id)
   claim_workdir(config, workdir, allow_config_change, create)
-  with SigtermFlag() as sigterm:
-    yield Run(config, workdir, sigterm)
+  with SigtermFlag(install=jax.process_count() == 1) as sigterm:
+    yield Run(config, workdir, sigterm, layers=layers)
 
 
 def show_plan(config: ml_collections.ConfigDict, workdir: str, fmt: str = "text") -> dict:
@@ -722,8 +733,11 @@ def show_plan(config: ml_collections.ConfigDict, workdir: str, fmt: str = "text"
   return out
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False) -> None:
+def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False,
+          layers: Layers = Layers()) -> None:
   """Runs the config's stages in order (each skipped when complete, resumed otherwise).
+
+  ``layers``: what the networks are built from (`sagan_jax.cpu.setup` decides, in the entry points).
 
   The config is checked before anything runs; a run that fails before writing anything besides its
   own bookkeeping leaves no claimed workdir behind, so the corrected command is not refused.
@@ -736,7 +750,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: 
   created_dir = not os.path.exists(workdir)
   with WorkdirLock(workdir):
     try:
-      with started(config, workdir, allow_config_change) as run:
+      with started(config, workdir, allow_config_change, layers=layers) as run:
         for stage in stages:
           began = time.perf_counter()
           try:

@@ -11,7 +11,7 @@ the same command.) Rerunning the same command resumes; ``--config.stages=ide,eva
 
 from absl import app, flags
 
-from sagan_jax import cli, runtime
+from sagan_jax import cli
 from sagan_jax.experiments import stages
 
 _CONFIG = cli.define_config_file("config", None, "experiment config file (configs/*.py[:variant=...])")
@@ -26,12 +26,12 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  runtime.configure_host_allocator()  # before the first computation; see sagan_jax/runtime.py
+  layers = cli.cpu_setup()
   cli.quiet_logging()
   if _PLAN.value:
     cli.exit_on_user_error(stages.show_plan, _CONFIG.value, _WORKDIR.value, _PLAN.value)
     return
-  cli.exit_on_user_error(stages.train, _CONFIG.value, _WORKDIR.value, _ALLOW.value)
+  cli.exit_on_user_error(stages.train, _CONFIG.value, _WORKDIR.value, _ALLOW.value, layers=layers)
 
 
 def _parse(argv):

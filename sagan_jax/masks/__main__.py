@@ -15,7 +15,7 @@ import sys
 import jax
 from absl import app, flags
 
-from sagan_jax import cli, loop, parallel, runtime
+from sagan_jax import cli, loop, parallel
 from sagan_jax.masks import infer, sources, training
 
 _CONFIG = cli.define_config_file("config", os.path.join(os.path.dirname(__file__), "config.py"),
@@ -39,7 +39,7 @@ def _required(flag, command):
 def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise app.UsageError(f"usage: python -m sagan_jax.masks {{{','.join(COMMANDS)}}} [flags]\n{__doc__}")
-  runtime.configure_host_allocator()  # before the first computation; see sagan_jax/runtime.py
+  cli.cpu_setup()  # the U-Net keeps flax's layers; the host allocator settings apply
   cli.quiet_logging()
   cli.exit_on_user_error(_run, argv[1])
 

@@ -33,7 +33,7 @@ def mask_config() -> ml_collections.ConfigDict:
   c.holdout_fraction = 0.1  # of the pairs, never trained on, for the reported IoU
   c.checkpoint_every = 500
   c.log_every = 50
-  c.seed = 0
+  c.seed = 0  # in an experiment, an offset from its top-level seed
   return c
 
 

@@ -28,10 +28,8 @@ class UNet(nn.Module):
   Input ``[B, H, W, 3]`` RGB in [-1, 1]; output ``[B, H, W, 1]`` float32 logits of "person".
   H and W must be divisible by ``2 ** (len(features) - 1)``.
 
-  Its gradients are XLA's on every backend. ``sagan_jax.ops``'s product gradients, which speed up
-  the ResNet and SA-GAN's networks on CPU, were tried here and gave nothing: 8.38 against 8.35 s per
-  training step of the default config on the 2-core development CPU (batch 16, 256×128, steps
-  timed in turn by a one-off script, 2026-11-24). Its stride-1 3×3 convolutions are the kind XLA-CPU already runs well.
+  Built from flax's layers on every backend: `sagan_jax.cpu`'s product gradients gave it nothing
+  (its stride-1 3×3 convolutions are the kind XLA-CPU runs well; BENCHMARKS.md §3).
   """
 
   features: Sequence[int] = (32, 64, 128, 256)

@@ -7,7 +7,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from sagan_jax import ops
+from sagan_jax.models.layers import ModuleDef
 
 NORMS = ("layer", "instance", "none")
 
@@ -18,15 +18,14 @@ class PatchCritic(nn.Module):
   Batch norm would couple the samples of a batch and break WGAN-GP's per-sample gradient penalty,
   so the hidden layers use layer norm by default (as WGAN-GP recommends), instance norm or none.
   Returns one score per patch, ``[B, h, w]`` in float32; the critic's value of an image is the mean.
-  ``gradient_impl`` picks how the convolutions' gradients are computed
-  (``sagan_jax.ops.conv_function``); WGAN-GP differentiates those gradients again.
+  ``conv`` builds the convolutions (flax's by default); WGAN-GP differentiates their gradients again.
   """
 
   features: int = 64  # pix2pix's ndf
   num_layers: int = 3  # stride-2 layers after the first: 3 gives the 70×70 receptive field
   norm: str = "layer"
   dtype: Any = jnp.float32
-  gradient_impl: str = "auto"
+  conv: ModuleDef = nn.Conv
 
   @nn.compact
   def __call__(self, x):
@@ -34,16 +33,14 @@ class PatchCritic(nn.Module):
       raise ValueError(f"critic norm must be one of {NORMS}, got {self.norm!r}")
     x = x.astype(self.dtype)
     pad = ((1, 1), (1, 1))
-    conv = ops.conv_function(self.gradient_impl)
-    x = nn.Conv(self.features, (4, 4), strides=(2, 2), padding=pad, dtype=self.dtype, conv_general_dilated=conv)(x)
+    x = self.conv(self.features, (4, 4), strides=(2, 2), padding=pad, dtype=self.dtype)(x)
     x = nn.leaky_relu(x, 0.2)
     for i in range(1, self.num_layers + 1):
       stride = 2 if i < self.num_layers else 1
       mult = min(2**i, 8)
-      x = nn.Conv(self.features * mult, (4, 4), strides=(stride, stride), padding=pad, dtype=self.dtype,
-                  conv_general_dilated=conv)(x)
+      x = self.conv(self.features * mult, (4, 4), strides=(stride, stride), padding=pad, dtype=self.dtype)(x)
       x = nn.leaky_relu(self._norm()(x), 0.2)
-    x = nn.Conv(1, (4, 4), strides=(1, 1), padding=pad, dtype=self.dtype, conv_general_dilated=conv)(x)
+    x = self.conv(1, (4, 4), strides=(1, 1), padding=pad, dtype=self.dtype)(x)
     return x[..., 0].astype(jnp.float32)
 
   def _norm(self):

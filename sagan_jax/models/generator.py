@@ -7,7 +7,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from sagan_jax import ops
+from sagan_jax.models.layers import ModuleDef
 
 
 def reflect_pad(x, pad: int):
@@ -26,42 +26,14 @@ def instance_norm(dtype) -> nn.Module:
 class ResidualBlock(nn.Module):
   features: int
   dtype: Any = jnp.float32
-  gradient_impl: str = "auto"
+  conv: ModuleDef = nn.Conv
 
   @nn.compact
   def __call__(self, x):
-    conv = ops.conv_function(self.gradient_impl)
-    y = nn.Conv(self.features, (3, 3), padding="VALID", dtype=self.dtype, conv_general_dilated=conv)(reflect_pad(x, 1))
+    y = self.conv(self.features, (3, 3), padding="VALID", dtype=self.dtype)(reflect_pad(x, 1))
     y = nn.relu(instance_norm(self.dtype)(y))
-    y = nn.Conv(self.features, (3, 3), padding="VALID", dtype=self.dtype, conv_general_dilated=conv)(reflect_pad(y, 1))
+    y = self.conv(self.features, (3, 3), padding="VALID", dtype=self.dtype)(reflect_pad(y, 1))
     return x + instance_norm(self.dtype)(y)
-
-
-class ConvTranspose(nn.ConvTranspose):
-  """``nn.ConvTranspose`` (same parameters, names and initialisation) whose ``gradient_impl`` picks
-  how it is computed: ``"xla"`` is flax's ``lax.conv_transpose``, ``"matmul"`` is
-  ``ops.conv_transpose``, an undilated ``ops.conv`` and a depth-to-space that XLA-CPU runs several
-  times faster, forward and backward (the upsampling layers' 12 ms drop to 2-3 ms at the synthetic
-  scale, ``bench/bench_convs.py --net sagan_synthetic``). Only the plain case goes that way: 2-D,
-  no kernel dilation, no mask, ``transpose_kernel=False`` and padding other than "CIRCULAR".
-  """
-
-  gradient_impl: str = "auto"
-
-  @nn.compact
-  def __call__(self, inputs):
-    plain = (inputs.ndim == 4 and self.mask is None and not self.transpose_kernel and self.padding != "CIRCULAR"
-             and self.kernel_dilation in (None, 1, (1, 1)) and self.preferred_element_type is None)
-    if ops.resolve_gradient_impl(self.gradient_impl) != "matmul" or not plain:
-      return super().__call__(inputs)
-    as_pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
-    kernel_size, strides = as_pair(self.kernel_size), as_pair(self.strides or 1)
-    kernel = self.param("kernel", self.kernel_init, kernel_size + (inputs.shape[-1], self.features), self.param_dtype)
-    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
-    inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-    padding = nn.linear.canonicalize_padding(self.padding, 2)
-    y = ops.conv_transpose(inputs, kernel, strides, padding, ops.conv_function(self.gradient_impl))
-    return y if bias is None else y + bias
 
 
 class ResnetGenerator(nn.Module):
@@ -69,9 +41,8 @@ class ResnetGenerator(nn.Module):
 
   Input ``[B, H, W, C_in]`` (RGB in [-1, 1] plus the human mask, C_in = 4 in SA-GAN), output
   ``[B, H, W, 3]`` RGB in [-1, 1]. H and W must be divisible by 4. Parameters are float32; ``dtype``
-  is the compute dtype (e.g. bfloat16), and the output is returned in float32. ``gradient_impl``
-  picks how the convolutions' gradients are computed (``sagan_jax.ops.conv_function``), and with
-  products the transposed convolutions run as undilated ones (:class:`ConvTranspose`).
+  is the compute dtype (e.g. bfloat16), and the output is returned in float32. ``conv`` and
+  ``conv_transpose`` build the spatial layers (flax's by default; `sagan_jax.models.layers`).
   """
 
   features: int = 64  # CycleGAN's ngf
@@ -88,7 +59,8 @@ class ResnetGenerator(nn.Module):
   # 3×3 convolution, which cannot paint checkerboard patterns (Odena et al. 2016; our choice).
   upsample: str = "transpose"
   dtype: Any = jnp.float32
-  gradient_impl: str = "auto"
+  conv: ModuleDef = nn.Conv
+  conv_transpose: ModuleDef = nn.ConvTranspose
 
   @nn.compact
   def __call__(self, x):
@@ -97,29 +69,26 @@ class ResnetGenerator(nn.Module):
     rgb = x[..., :self.out_channels].astype(jnp.float32)
     x = x.astype(self.dtype)
     f = self.features
-    conv = ops.conv_function(self.gradient_impl)
-    x = nn.Conv(f, (7, 7), padding="VALID", dtype=self.dtype, conv_general_dilated=conv)(reflect_pad(x, 3))
+    conv = self.conv
+    x = conv(f, (7, 7), padding="VALID", dtype=self.dtype)(reflect_pad(x, 3))
     x = nn.relu(instance_norm(self.dtype)(x))
     for mult in (2, 4):
-      x = nn.Conv(f * mult, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), dtype=self.dtype,
-                  conv_general_dilated=conv)(x)
+      x = conv(f * mult, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), dtype=self.dtype)(x)
       x = nn.relu(instance_norm(self.dtype)(x))
     for _ in range(self.num_blocks):
-      x = ResidualBlock(f * 4, dtype=self.dtype, gradient_impl=self.gradient_impl)(x)
+      x = ResidualBlock(f * 4, dtype=self.dtype, conv=conv)(x)
     if self.upsample not in ("transpose", "resize"):
       raise ValueError(f"generator upsample must be 'transpose' or 'resize', got {self.upsample!r}")
     for mult in (2, 1):
       if self.upsample == "resize":
         x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-        x = nn.Conv(f * mult, (3, 3), padding="VALID", dtype=self.dtype, conv_general_dilated=conv)(reflect_pad(x, 1))
+        x = conv(f * mult, (3, 3), padding="VALID", dtype=self.dtype)(reflect_pad(x, 1))
       else:
         # Output exactly twice the input size, as PyTorch's ConvTranspose2d(3, 2, padding=1, output_padding=1).
-        x = ConvTranspose(f * mult, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype,
-                          gradient_impl=self.gradient_impl)(x)
+        x = self.conv_transpose(f * mult, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype)(x)
       x = nn.relu(instance_norm(self.dtype)(x))
     last_init = nn.initializers.zeros if self.residual else nn.linear.default_kernel_init
-    x = nn.Conv(self.out_channels, (7, 7), padding="VALID", dtype=self.dtype, conv_general_dilated=conv,
-                kernel_init=last_init)(reflect_pad(x, 3))
+    x = conv(self.out_channels, (7, 7), padding="VALID", dtype=self.dtype, kernel_init=last_init)(reflect_pad(x, 3))
     if self.pointwise_features:
       p = nn.Conv(self.pointwise_features, (1, 1), dtype=self.dtype)(rgb.astype(self.dtype))
       p = nn.Conv(self.pointwise_features, (1, 1), dtype=self.dtype)(nn.leaky_relu(p, 0.2))

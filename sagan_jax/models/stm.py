@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from sagan_jax import geometry
-from sagan_jax import ops
+from sagan_jax.models.layers import ModuleDef
 
 TRANSFORMS = ("homography", "affine", "tps")
 
@@ -72,7 +72,7 @@ class SpatialTransformer(nn.Module):
   the whole feature map, so the warp can depend on where the person is), one hidden dense layer
   and a zero-initialised output layer (identity at initialisation). Parameters are float32; the output
   is float32 whatever the compute ``dtype``, because the warp needs precise coordinates.
-  ``gradient_impl``: see ``sagan_jax.ops.conv_function``.
+  ``conv`` builds the convolutions (flax's by default).
   """
 
   transform: str = "homography"
@@ -82,7 +82,7 @@ class SpatialTransformer(nn.Module):
   tps_control_hw: tuple[int, int] = (5, 3)
   head: str = "pool"
   dtype: Any = jnp.float32
-  gradient_impl: str = "auto"
+  conv: ModuleDef = nn.Conv
 
   @nn.compact
   def __call__(self, images, z):
@@ -90,8 +90,8 @@ class SpatialTransformer(nn.Module):
     codes = jnp.broadcast_to(z[:, None, None, :].astype(images.dtype), (b, h, w, z.shape[-1]))
     x = jnp.concatenate([images, codes], axis=-1).astype(self.dtype)
     for i in range(self.num_layers):
-      x = nn.Conv(self.features * min(2**i, 8), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), dtype=self.dtype,
-                  conv_general_dilated=ops.conv_function(self.gradient_impl))(x)
+      x = self.conv(self.features * min(2**i, 8), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+                    dtype=self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
     if self.head == "pool":
       x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))

@@ -21,7 +21,7 @@ import optax
 from sagan_jax import parallel, runtime
 from sagan_jax.data import pipeline, prid
 from sagan_jax.reid import metrics
-from sagan_jax.ops import GRADIENT_IMPLS
+from sagan_jax.models.layers import Layers
 from sagan_jax.reid.resnet import IDE, imagenet_normalize
 
 
@@ -31,11 +31,6 @@ def ide_config() -> ml_collections.ConfigDict:
   c.stage_sizes = (3, 4, 6, 3)  # ResNet-50
   c.width = 64
   c.dtype = "float32"  # compute dtype ("float32" or "bfloat16"); parameters stay float32
-  # How convolution and max-pool gradients are computed: "matmul" (im2col products and fused
-  # compares, sagan_jax.ops), "xla" (XLA's own) or "auto" (matmul on CPU, where the ResNet-50
-  # step is 1.9× faster, with XLA's stride-1 filter gradients on AVX-512 hosts up to batch 32,
-  # ops.takes_xla_filter_gradient; XLA elsewhere). The model's function and parameters are the same.
-  c.gradient_impl = "auto"
   c.batch_size = 128  # paper
   c.epochs = 50  # paper
   c.learning_rate = 0.01  # paper
@@ -44,7 +39,7 @@ def ide_config() -> ml_collections.ConfigDict:
   c.weight_decay = 5e-4  # our choice: the standard IDE value (the paper gives none)
   c.flip = True  # paper: random horizontal flips
   c.pretrained = ""  # a converted torchvision ResNet-50 (`python -m sagan_jax.reid.convert_torchvision`)
-  c.seed = 0
+  c.seed = 0  # in an experiment, an offset from its top-level seed
   return c
 
 
@@ -56,11 +51,10 @@ class IDEState:
   opt_state: Any
 
 
-def make_model(config: ml_collections.ConfigDict, num_classes: int) -> IDE:
-  if config.gradient_impl not in GRADIENT_IMPLS:
-    raise ValueError(f"ide.gradient_impl={config.gradient_impl!r}: use one of {', '.join(GRADIENT_IMPLS)}")
+def make_model(config: ml_collections.ConfigDict, num_classes: int, layers: Layers = Layers()) -> IDE:
+  """The IDE of ``config``; ``layers``: flax's by default, `sagan_jax.cpu.layers` on a CPU host (same parameters)."""
   return IDE(num_classes=num_classes, stage_sizes=tuple(config.stage_sizes), width=config.width,
-             dtype=jnp.dtype(config.dtype), gradient_impl=config.gradient_impl)
+             dtype=jnp.dtype(config.dtype), conv=layers.conv, max_pool=layers.max_pool)
 
 
 def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:

@@ -15,22 +15,15 @@ batch-sharded jit, batch statistics are computed over the global batch (synchron
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sagan_jax import ops
+from sagan_jax.models.layers import ModuleDef
 
 RESNET50_STAGES = (3, 4, 6, 3)
-def max_pool_3x3(x: jax.Array, gradient_impl: str) -> jax.Array:
-  """The stem's 3×3, stride-2, padding-1 max pool; its gradient as ``ops.conv_function`` chooses."""
-  if ops.resolve_gradient_impl(gradient_impl) == "matmul":
-    return ops.max_pool(x, 3, 2, 1)
-  return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-
-
 def _batch_norm(train: bool, dtype, name: str) -> nn.BatchNorm:
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name)
 
@@ -40,13 +33,12 @@ class Bottleneck(nn.Module):
   stride: int
   downsample: bool
   dtype: jnp.dtype = jnp.float32
-  gradient_impl: str = "auto"
+  conv: ModuleDef = nn.Conv
 
   @nn.compact
   def __call__(self, x, train: bool):
-    conv = lambda f, k, s, p, name: nn.Conv(f, (k, k), (s, s), padding=((p, p), (p, p)), use_bias=False,
-                                            dtype=self.dtype, name=name,
-                                            conv_general_dilated=ops.conv_function(self.gradient_impl))
+    conv = lambda f, k, s, p, name: self.conv(f, (k, k), (s, s), padding=((p, p), (p, p)), use_bias=False,
+                                              dtype=self.dtype, name=name)
     y = nn.relu(_batch_norm(train, self.dtype, "bn1")(conv(self.features, 1, 1, 0, "conv1")(x)))
     y = nn.relu(_batch_norm(train, self.dtype, "bn2")(conv(self.features, 3, self.stride, 1, "conv2")(y)))
     y = _batch_norm(train, self.dtype, "bn3")(conv(4 * self.features, 1, 1, 0, "conv3")(y))
@@ -59,27 +51,26 @@ class ResNet(nn.Module):
   """Bottleneck ResNet returning the pooled feature (``pool5``: 2048-d for ResNet-50).
 
   ``stage_sizes``/``width`` default to ResNet-50; smaller values give CPU-sized models for tests.
-  ``gradient_impl`` picks how the convolution and max-pool gradients are computed
-  (``sagan_jax.ops.conv_function``); the function and the parameters are the same either way.
+  ``conv`` and ``max_pool`` build those layers (flax's by default; `sagan_jax.models.layers`).
   """
 
   stage_sizes: Sequence[int] = RESNET50_STAGES
   width: int = 64
   dtype: jnp.dtype = jnp.float32
-  gradient_impl: str = "auto"
+  conv: ModuleDef = nn.Conv
+  max_pool: Callable = nn.max_pool
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = x.astype(self.dtype)
-    x = nn.Conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False, dtype=self.dtype, name="conv1",
-                conv_general_dilated=ops.conv_function(self.gradient_impl))(x)
+    x = self.conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False, dtype=self.dtype,
+                  name="conv1")(x)
     x = nn.relu(_batch_norm(train, self.dtype, "bn1")(x))
-    x = max_pool_3x3(x, self.gradient_impl)
+    x = self.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for stage, blocks in enumerate(self.stage_sizes):
       for i in range(blocks):
         stride = 2 if stage > 0 and i == 0 else 1
-        x = Bottleneck(self.width * 2**stage, stride, downsample=i == 0, dtype=self.dtype,
-                       gradient_impl=self.gradient_impl,
+        x = Bottleneck(self.width * 2**stage, stride, downsample=i == 0, dtype=self.dtype, conv=self.conv,
                        name=f"layer{stage + 1}_{i}")(x, train)
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2))  # pool5, float32 whatever the compute dtype
 
@@ -91,11 +82,12 @@ class IDE(nn.Module):
   stage_sizes: Sequence[int] = RESNET50_STAGES
   width: int = 64
   dtype: jnp.dtype = jnp.float32
-  gradient_impl: str = "auto"
+  conv: ModuleDef = nn.Conv
+  max_pool: Callable = nn.max_pool
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    features = ResNet(self.stage_sizes, self.width, self.dtype, self.gradient_impl, name="backbone")(x, train)
+    features = ResNet(self.stage_sizes, self.width, self.dtype, self.conv, self.max_pool, name="backbone")(x, train)
     # torchvision's default init for a new nn.Linear is replaced by IDE's small normal init.
     logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.001), name="classifier")(features)
     return logits, features

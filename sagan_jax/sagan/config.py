@@ -1,17 +1,46 @@
 """SA-GAN's hyper-parameters: the paper's values where it gives them, the source of every other.
 
 `sagan_config()` is the ``sagan`` section of an experiment config (``configs/*.py``).
-`apply_variant` switches it to one of the rows the paper reports.
+`VARIANTS` is the one table of the rows the paper reports; `apply_variant` switches a config to one.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
 
-# Rows of the paper's Tables I–III that are SA-GAN configurations ("Original", training IDE on raw
-# source images, is not a GAN configuration). The number of spatial codes M is a translation
-# setting (`num_codes`), shared by every variant.
-VARIANTS = ("sagan", "cyclegan", "cyclegan_star", "wp", "wd", "ws")
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  title: str  # the row's name in the paper's tables
+  sagan: dict | None  # the `sagan_config` fields the row sets; None: no GAN (the Original row)
+
+
+# SA-GAN with every part on, M = 1; each row below sets all of these switches.
+_SAGAN = {"spatial": True, "spatial_critic": True, "pixel": True, "disentangled_cycle": True, "siamese": True,
+          "use_mask": True, "identity_loss": "mask", "num_codes": 1}
+# CycleGAN as published (Zhu et al. 2017): pixel level only, RGB input, its ResNet generator and
+# instance-norm PatchGAN, least squares, a history pool of 50 fakes, Adam(2e-4, 0.5, 0.999)
+# constant for the first half of the updates then linear to zero, one D update per G update.
+_CYCLEGAN = {**_SAGAN, "spatial": False, "spatial_critic": False, "siamese": False, "use_mask": False,
+             "identity_loss": "none", "generator_residual": False, "generator_pointwise_features": 0,
+             "generator_upsample": "transpose", "critic_norm": "instance", "gan_loss": "lsgan", "lipschitz": "none",
+             "n_critic": 1, "history_pool": 50, "learning_rate": 2e-4, "adam_b1": 0.5, "adam_b2": 0.999,
+             "stm_learning_rate": 0.0, "lr_schedule": "linear_decay"}
+
+# Every row of Tables I–III, in the order the ablation reports them. WS, WP and WD use M = 1, as the
+# paper compares them with SA-GAN [M=1] (Table III).
+VARIANTS = {
+    "original": Variant("Original", None),  # IDE on the raw source images
+    "cyclegan": Variant("CycleGAN", _CYCLEGAN),
+    "cyclegan_star": Variant("CycleGAN*", {**_CYCLEGAN, "identity_loss": "mapping"}),  # + identity mapping loss
+    "wp": Variant("SA-GAN (WP)", {**_SAGAN, "pixel": False}),  # spatial level only: images are S1's output
+    "wd": Variant("SA-GAN (WD)", {**_SAGAN, "disentangled_cycle": False}),  # ‖G2(S2(G1(S1(x)))) - x‖, not eq. 4
+    "ws": Variant("SA-GAN (WS)", {**_SAGAN, "spatial": False, "spatial_critic": False}),  # pixel level only
+    "sagan": Variant("SA-GAN [M=1]", _SAGAN),
+    "sagan_m10": Variant("SA-GAN [M=10]", {**_SAGAN, "num_codes": 10}),
+}
 
 
 def sagan_config() -> ml_collections.ConfigDict:
@@ -19,26 +48,18 @@ def sagan_config() -> ml_collections.ConfigDict:
   # Images (height, width). Re-ID crops are 256×128 (Section IV-B); the GAN works at the same size.
   c.image_size = (256, 128)
   c.dtype = "float32"  # compute dtype of every network ("float32" or "bfloat16"); parameters stay float32
-  # How the networks' convolution gradients are computed: "matmul" (products, sagan_jax.ops, and
-  # the generators' transposed convolutions as undilated ones), "xla" (XLA's own) or "auto" (matmul
-  # on CPU, where an iteration of the synthetic config takes 0.46 instead of 0.65 s,
-  # bench/bench_sagan_step.py, with XLA's stride-1 filter gradients on AVX-512 hosts up to batch 32,
-  # ops.takes_xla_filter_gradient; XLA elsewhere). The networks' functions and parameters are the same
-  # either way.
-  c.gradient_impl = "auto"
 
   # Generators G1/G2: CycleGAN's ResNet generator (paper: "CycleGAN-like"; CycleGAN's defaults).
   c.generator_features = 64
   c.generator_blocks = 9
-  # Our choice, measured (docs/fidelity.md): G starts as the identity mapping
-  # (tanh(atanh(x) + Δ), Δ's last layer zero) instead of CycleGAN's random output, so identity is
-  # kept from step 0. On the main job it took pixel_error from 0.761 to 0.568 at equal budget.
-  # False is CycleGAN's generator (the cyclegan variants use it).
+  # Our choice (docs/fidelity.md): G starts as the identity mapping (tanh(atanh(x) + Δ), Δ's last
+  # layer zero) instead of CycleGAN's random output, so identity is kept from step 0. False is
+  # CycleGAN's generator (the cyclegan variants use it).
   c.generator_residual = True
-  # Our choice: a per-pixel path (1×1 convs on the un-normalised RGB) beside the main one, which
-  # instance norm leaves blind to absolute colour; 0.568 → 0.535 pixel_error. 0 = none.
+  # Our choice (docs/fidelity.md): a per-pixel path (1×1 convs on the un-normalised RGB) beside the
+  # main one, which instance norm leaves blind to absolute colour. 0 = none.
   c.generator_pointwise_features = 16
-  # "transpose" (CycleGAN) or "resize" (nearest ×2 + 3×3 conv): measured level (0.568 / 0.555).
+  # "transpose" (CycleGAN) or "resize" (nearest ×2 + 3×3 conv), measured level (docs/fidelity.md).
   c.generator_upsample = "transpose"
   # Critics D1/D2: PatchGAN (CycleGAN's discriminator) as WGAN critics; layer norm (WGAN-GP's advice).
   c.critic_features = 64
@@ -110,36 +131,13 @@ def sagan_config() -> ml_collections.ConfigDict:
 
 
 def apply_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
-  """Sets the ablation switches of ``config`` (a `sagan_config`) for one of `VARIANTS`, in place.
-
-  * ``sagan``: everything on.
-  * ``ws`` — SA-GAN (WS): no spatial-level adaptation (no STMs, no D_T, no SCL); the rest of SA-GAN.
-  * ``wp`` — SA-GAN (WP): no pixel-level adaptation; images are the output of S1.
-  * ``wd`` — SA-GAN (WD): the ordinary cycle loss ‖G2(S2(G1(S1(x)))) - x‖ instead of eq. 4.
-  * ``cyclegan``: CycleGAN as published (Zhu et al. 2017): pixel level only, RGB input, its ResNet
-    generator and instance-norm PatchGAN, least-squares loss, a history pool of 50 fakes,
-    Adam(2e-4, 0.5, 0.999) constant for the first half of the updates then decayed linearly to
-    zero, one discriminator update per generator update; no identity or Siamese loss.
-  * ``cyclegan_star``: ``cyclegan`` plus CycleGAN's identity mapping loss.
-  """
+  """Sets the fields of ``config`` (a `sagan_config`) that row ``variant`` of `VARIANTS` sets, in place."""
   if variant not in VARIANTS:
-    raise ValueError(f"unknown SA-GAN variant {variant!r}; choose one of {VARIANTS}")
-  config.spatial = variant not in ("ws", "cyclegan", "cyclegan_star")
-  config.spatial_critic = config.spatial
-  config.pixel = variant != "wp"
-  config.disentangled_cycle = variant != "wd"
-  config.siamese = variant not in ("cyclegan", "cyclegan_star")
-  config.use_mask = variant not in ("cyclegan", "cyclegan_star")
-  config.identity_loss = {"cyclegan": "none", "cyclegan_star": "mapping"}.get(variant, "mask")
-  cyclegan = variant in ("cyclegan", "cyclegan_star")
-  if cyclegan:  # CycleGAN's own networks and training, as published
-    config.generator_residual, config.generator_pointwise_features = False, 0
-    config.generator_upsample = "transpose"
-    config.critic_norm = "instance"
-    config.gan_loss, config.lipschitz, config.n_critic, config.history_pool = "lsgan", "none", 1, 50
-    config.learning_rate, config.adam_b1, config.adam_b2 = 2e-4, 0.5, 0.999
-    config.stm_learning_rate = 0.0
-    config.lr_schedule = "linear_decay"
+    raise ValueError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+  fields = VARIANTS[variant].sagan
+  if fields is None:
+    raise ValueError(f"variant {variant!r} trains no GAN: it has no SA-GAN configuration")
+  config.update(fields)
   return config
 
 

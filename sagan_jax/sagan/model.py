@@ -28,7 +28,7 @@ from sagan_jax.models import (
   SpatialTransformer,
 )
 from sagan_jax.models import stm as stm_lib
-from sagan_jax.ops import GRADIENT_IMPLS
+from sagan_jax.models.layers import Layers
 
 Params = dict[str, Any]
 GAN_LOSSES = ("wgan", "lsgan")
@@ -75,12 +75,14 @@ class SAGAN:
   model has no S1/S2 or DT1/DT2, an SA-GAN (WP) model no G1/G2.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, train_steps: int = 0):
+  def __init__(self, config: ml_collections.ConfigDict, train_steps: int = 0, layers: Layers = Layers()):
     """``train_steps``: the generator updates of the run, over which ``lr_schedule="linear_decay"``
     decays (0: unknown, for inference and restore targets; the rate then stays constant, with the
-    same optimiser state layout)."""
+    same optimiser state layout). ``layers``: what the networks' convolutions and pools are built
+    from (flax's by default; `sagan_jax.cpu.layers` on a CPU host); the parameters are the same."""
     self.config = ml_collections.FrozenConfigDict(config)
     self.train_steps = int(train_steps)
+    self.layers = layers
     c = self.config
     if c.gan_loss not in GAN_LOSSES:
       raise ConfigError(f"sagan.gan_loss must be one of {GAN_LOSSES}, got {c.gan_loss!r}")
@@ -94,34 +96,31 @@ class SAGAN:
       raise ConfigError(f"sagan.identity_loss must be 'mask', 'mapping' or 'none', got {c.identity_loss!r}")
     if c.critic_mask not in ("soft", "binary", "none"):
       raise ConfigError(f"sagan.critic_mask must be 'soft', 'binary' or 'none', got {c.critic_mask!r}")
-    if c.gradient_impl not in GRADIENT_IMPLS:
-      raise ConfigError(f"sagan.gradient_impl must be one of {GRADIENT_IMPLS}, got {c.gradient_impl!r}")
     if not (c.spatial or c.pixel):
       raise ConfigError("sagan.spatial and sagan.pixel are both off: nothing would adapt the images")
     dtype = jnp.dtype(c.dtype)
     self.transform = c.transform
     self.tps_control_hw = tuple(c.tps_control_hw)
     self.num_transform_params = stm_lib.num_params(c.transform, self.tps_control_hw)
-    impl = c.gradient_impl
     self.generator = ResnetGenerator(c.generator_features, c.generator_blocks, residual=c.generator_residual,
                                      pointwise_features=c.generator_pointwise_features,
-                                     upsample=c.generator_upsample, dtype=dtype,
-                                     gradient_impl=impl)
-    self.critic = PatchCritic(c.critic_features, c.critic_layers, c.critic_norm, dtype=dtype, gradient_impl=impl)
-    self.stm = SpatialTransformer(
-        c.transform, c.stm_features, c.stm_layers, c.stm_hidden, self.tps_control_hw, head=c.stm_head, dtype=dtype,
-        gradient_impl=impl
-    )
+                                     upsample=c.generator_upsample, dtype=dtype, conv=layers.conv,
+                                     conv_transpose=layers.conv_transpose)
+    self.critic = PatchCritic(c.critic_features, c.critic_layers, c.critic_norm, dtype=dtype, conv=layers.conv)
+    self.stm = SpatialTransformer(c.transform, c.stm_features, c.stm_layers, c.stm_hidden, self.tps_control_hw,
+                                  head=c.stm_head, dtype=dtype, conv=layers.conv)
     self.spatial_critic = SpatialCritic(c.spatial_critic_hidden, c.spatial_critic_layers, dtype=dtype)
-    self.sianet = SiaNet(tuple(c.sianet_widths), c.sianet_embed_dim, dtype=dtype, gradient_impl=impl)
+    self.sianet = SiaNet(tuple(c.sianet_widths), c.sianet_embed_dim, dtype=dtype, conv=layers.conv,
+                         max_pool=layers.max_pool)
 
   # Two models of equal configs are interchangeable: compiled steps (`make_steps`, `translate`,
   # which take the model as a static argument) are reused across instances.
   def __eq__(self, other) -> bool:
-    return isinstance(other, SAGAN) and self.config == other.config and self.train_steps == other.train_steps
+    return (isinstance(other, SAGAN) and self.config == other.config and self.train_steps == other.train_steps
+            and self.layers == other.layers)
 
   def __hash__(self) -> int:
-    return hash((self.config, self.train_steps))
+    return hash((self.config, self.train_steps, self.layers))
 
   # ------------------------------------------------------------------------------------------------
   # Which networks exist, and their parameters and optimisers.

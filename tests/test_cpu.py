@@ -1,4 +1,5 @@
-"""sagan_jax.ops: convolution, transposed convolution and max-pool gradients equal to XLA's, in the ResNet too."""
+"""sagan_jax.cpu: convolution, transposed convolution and max-pool gradients equal to XLA's; its layers in the
+networks give flax's outputs and gradients; the host allocator settings."""
 
 import functools
 import re
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from sagan_jax import ops
+from sagan_jax import cpu
+from sagan_jax.models.layers import Layers
 
 # (height, width, cin, cout, kernel, stride, padding): ResNet-50's kinds, odd sizes that leave
 # input rows unread by a strided window, and asymmetric padding.
@@ -30,11 +32,11 @@ def _grads(fn, x, w, dy, strides, padding):
 
 
 def matmul_gradients(x, w, strides, padding, xla_dw=False):
-  """The product-gradient convolution itself, whatever layer shapes ``ops.conv`` would hand to XLA.
+  """The product-gradient convolution itself, whatever layer shapes ``cpu.conv`` would hand to XLA.
 
-  ``xla_dw``: with XLA's filter gradient, as ``ops.conv`` takes it for stride-1 layers on AVX-512 hosts.
+  ``xla_dw``: with XLA's filter gradient, as ``cpu.conv`` takes it for stride-1 layers on AVX-512 hosts.
   """
-  return ops._conv(x, w, tuple(strides), tuple(tuple(p) for p in padding), xla_dw)
+  return cpu._conv(x, w, tuple(strides), tuple(tuple(p) for p in padding), xla_dw)
 
 
 # A stride-1 1×1 filter gradient is one product, with no patches to band.
@@ -48,14 +50,14 @@ def test_forward_and_gradients_match_xla(h, w_, cin, cout, k, s, padding, bands,
   rng = np.random.default_rng(k * 10 + s)
   x = jnp.asarray(rng.standard_normal((2, h, w_, cin)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((k, k, cin, cout)), jnp.float32)
-  y_ref = ops.xla_conv(x, w, (s, s), padding)
+  y_ref = cpu.xla_conv(x, w, (s, s), padding)
   row_bytes = 2 * y_ref.shape[2] * k * k * cin * 4
   if bands != "whole":
-    monkeypatch.setattr(ops, "_CHUNK_BYTES", 2 * row_bytes if bands == "loop_of_two_rows" else 1)
-    monkeypatch.setattr(ops, "_MAX_UNROLLED_BANDS", 10**6 if bands == "unrolled" else 0)
+    monkeypatch.setattr(cpu, "_CHUNK_BYTES", 2 * row_bytes if bands == "loop_of_two_rows" else 1)
+    monkeypatch.setattr(cpu, "_MAX_UNROLLED_BANDS", 10**6 if bands == "unrolled" else 0)
   dy = jnp.asarray(rng.standard_normal(y_ref.shape), jnp.float32)
   ours = _grads(matmul_gradients, x, w, dy, (s, s), padding)
-  ref = _grads(ops.xla_conv, x, w, dy, (s, s), padding)
+  ref = _grads(cpu.xla_conv, x, w, dy, (s, s), padding)
   for name, a, b in zip(("y", "dx", "dw"), ours, ref):
     assert a.shape == b.shape, name
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()), err_msg=name)
@@ -94,16 +96,16 @@ def test_stride1_filter_gradients_follow_the_host_rule(k, s, host_rule, max_batc
   The gradient program's convolution count says which ran: the forward one, plus XLA's filter
   gradient where the rule takes it (the input gradient is a product and col2im either way).
   """
-  monkeypatch.setattr(ops, "_XLA_STRIDE1_FILTER_GRADIENTS", host_rule)
-  monkeypatch.setattr(ops, "_XLA_FILTER_GRADIENT_MAX_BATCH", max_batch)
-  conv = functools.partial(ops.conv, xla_filter_gradients=asked)
+  monkeypatch.setattr(cpu, "_host_has_avx512", lambda: host_rule)
+  monkeypatch.setattr(cpu, "_XLA_FILTER_GRADIENT_MAX_BATCH", max_batch)
+  conv = functools.partial(cpu.conv, xla_filter_gradients=asked)
   rng = np.random.default_rng(k * 10 + s)
   x = jnp.asarray(rng.standard_normal((2, 9, 8, 4)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((k, k, 4, 24)), jnp.float32)  # k·k·cin ≤ 9·cout: products
   padding = ((k // 2, k // 2),) * 2
-  y = ops.xla_conv(x, w, (s, s), padding)
+  y = cpu.xla_conv(x, w, (s, s), padding)
   dy = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
-  for a, b in zip(_grads(conv, x, w, dy, (s, s), padding), _grads(ops.xla_conv, x, w, dy, (s, s), padding)):
+  for a, b in zip(_grads(conv, x, w, dy, (s, s), padding), _grads(cpu.xla_conv, x, w, dy, (s, s), padding)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
   jaxpr = str(jax.make_jaxpr(lambda x, w: _grads(conv, x, w, dy, (s, s), padding))(x, w))
   forward = 0 if k == 1 else 1  # a 1×1 forward is a product
@@ -111,21 +113,25 @@ def test_stride1_filter_gradients_follow_the_host_rule(k, s, host_rule, max_batc
   assert jaxpr.count("conv_general_dilated[") == forward + takes_xla
 
 
-def test_gradient_impl_matmul_keeps_the_products_and_auto_follows_the_host(monkeypatch):
-  monkeypatch.setattr(ops, "_XLA_STRIDE1_FILTER_GRADIENTS", True)
-  x, w = jnp.ones((2, 6, 5, 3)), jnp.ones((3, 3, 3, 4))
-  count = lambda impl: str(jax.make_jaxpr(jax.grad(
-      lambda w: jnp.sum(ops.conv_function(impl)(x, w, (1, 1), ((1, 1), (1, 1)))), argnums=0))(w)).count(
-          "conv_general_dilated[")
-  assert (count("matmul"), count("auto")) == (1, 2)  # the forward; the forward and XLA's filter gradient
+def test_layers_keep_the_products_or_take_xla_filter_gradients_on_avx512(monkeypatch):
+  monkeypatch.setattr(cpu, "_host_has_avx512", lambda: True)
+  cpu.layers.cache_clear()
+  x = jnp.ones((2, 6, 5, 3))
+  params = nn.Conv(4, (3, 3)).init(jax.random.key(0), x)
+  count = lambda layers: str(jax.make_jaxpr(jax.grad(
+      lambda p, x: jnp.sum(layers.conv(4, (3, 3), padding=((1, 1), (1, 1))).apply(p, x)), argnums=(0, 1)))(
+          params, x)).count("conv_general_dilated[")
+  # flax: forward, input and filter gradients; products: the forward; AVX-512: the forward and XLA's filter gradient
+  assert (count(Layers()), count(cpu.layers(xla_filter_gradients=False)), count(cpu.layers())) == (3, 1, 2)
+  cpu.layers.cache_clear()
 
 
 def test_cpu_flags_are_read_from_the_first_processor():
   cpuinfo = ("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma avx512f avx512bw\n\n"
              "processor\t: 1\nflags\t\t: fpu\n")
-  assert ops._cpu_flags(cpuinfo) == {"fpu", "sse2", "avx2", "fma", "avx512f", "avx512bw"}
-  assert "avx512f" not in ops._cpu_flags("processor\t: 0\nflags\t: fpu sse2 avx2 fma avx512_bf16\n")
-  assert ops._cpu_flags("Processor\t: ARMv8\nFeatures\t: fp asimd\n") == frozenset()
+  assert cpu._cpu_flags(cpuinfo) == {"fpu", "sse2", "avx2", "fma", "avx512f", "avx512bw"}
+  assert "avx512f" not in cpu._cpu_flags("processor\t: 0\nflags\t: fpu sse2 avx2 fma avx512_bf16\n")
+  assert cpu._cpu_flags("Processor\t: ARMv8\nFeatures\t: fp asimd\n") == frozenset()
 
 
 @pytest.mark.parametrize("cin,cout,k,products", [
@@ -138,11 +144,11 @@ def test_narrow_output_layers_keep_xla_gradients(cin, cout, k, products):
   x = jnp.asarray(rng.standard_normal((2, 12, 10, cin)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((k, k, cin, cout)), jnp.float32)
   padding = ((k // 2, (k - 1) // 2),) * 2
-  jaxpr = str(jax.make_jaxpr(lambda x, w: ops.conv(x, w, (1, 1), padding))(x, w))
+  jaxpr = str(jax.make_jaxpr(lambda x, w: cpu.conv(x, w, (1, 1), padding))(x, w))
   assert ("custom_vjp_call" in jaxpr) == products
-  y = ops.xla_conv(x, w, (1, 1), padding)
+  y = cpu.xla_conv(x, w, (1, 1), padding)
   dy = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
-  for a, b in zip(_grads(ops.conv, x, w, dy, (1, 1), padding), _grads(ops.xla_conv, x, w, dy, (1, 1), padding)):
+  for a, b in zip(_grads(cpu.conv, x, w, dy, (1, 1), padding), _grads(cpu.xla_conv, x, w, dy, (1, 1), padding)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
 
 
@@ -151,10 +157,10 @@ def test_string_padding_is_lax_padding(padding):
   rng = np.random.default_rng(4)
   x = jnp.asarray(rng.standard_normal((2, 9, 8, 4)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((3, 3, 4, 6)), jnp.float32)
-  y = ops.xla_conv(x, w, (2, 2), padding)
+  y = cpu.xla_conv(x, w, (2, 2), padding)
   assert y.shape == ((2, 4, 3, 6) if padding == "VALID" else (2, 5, 4, 6))
   dy = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
-  for a, b in zip(_grads(ops.conv, x, w, dy, (2, 2), padding), _grads(ops.xla_conv, x, w, dy, (2, 2), padding)):
+  for a, b in zip(_grads(cpu.conv, x, w, dy, (2, 2), padding), _grads(cpu.xla_conv, x, w, dy, (2, 2), padding)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
 
 
@@ -166,7 +172,7 @@ def test_gradient_of_the_input_gradient_matches_xla(cin, cout, k, s, xla_dw):
   x = jnp.asarray(rng.standard_normal((2, 10, 8, cin)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((k, k, cin, cout)), jnp.float32)
   padding = ((k // 2, (k - 1) // 2),) * 2
-  r = jnp.asarray(rng.standard_normal(ops.xla_conv(x, w, (s, s), padding).shape), jnp.float32)
+  r = jnp.asarray(rng.standard_normal(cpu.xla_conv(x, w, (s, s), padding).shape), jnp.float32)
 
   def penalty(fn, x, w):
     dx = jax.grad(lambda x: jnp.sum(r * jnp.tanh(fn(x, w, (s, s), padding))))(x)
@@ -174,7 +180,7 @@ def test_gradient_of_the_input_gradient_matches_xla(cin, cout, k, s, xla_dw):
 
   ours_fn = functools.partial(matmul_gradients, xla_dw=xla_dw)
   ours = jax.grad(lambda x, w: penalty(ours_fn, x, w), argnums=(0, 1))(x, w)
-  ref = jax.grad(lambda x, w: penalty(ops.xla_conv, x, w), argnums=(0, 1))(x, w)
+  ref = jax.grad(lambda x, w: penalty(cpu.xla_conv, x, w), argnums=(0, 1))(x, w)
   for a, b in zip(ours, ref):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
 
@@ -187,7 +193,7 @@ def test_bfloat16_gradients_stay_within_its_rounding_of_float32(s, xla_dw):
   x = jnp.asarray(rng.standard_normal((4, 16, 8, 16)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((3, 3, 16, 16)) * 0.1, jnp.float32)
   pads = ((1, 1), (1, 1))
-  y = ops.xla_conv(x, w, (s, s), pads)
+  y = cpu.xla_conv(x, w, (s, s), pads)
   dy = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
   _, dx32, dw32 = _grads(conv, x, w, dy, (s, s), pads)
   _, dx16, dw16 = _grads(conv, x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), dy.astype(jnp.bfloat16),
@@ -205,7 +211,7 @@ def test_flax_conv_with_it_has_the_same_parameters_and_output():
   x = jnp.asarray(np.random.default_rng(2).standard_normal((2, 9, 7, 3)), jnp.float32)
   make = lambda **kw: nn.Conv(4, (3, 3), (2, 2), padding=((1, 1), (1, 1)), use_bias=False, **kw)
   params = make().init(jax.random.key(0), x)
-  ours = make(conv_general_dilated=ops.conv)
+  ours = make(conv_general_dilated=cpu.conv)
   assert jax.tree.map(jnp.shape, ours.init(jax.random.key(0), x)) == jax.tree.map(jnp.shape, params)
   np.testing.assert_allclose(ours.apply(params, x), make().apply(params, x), rtol=1e-6, atol=1e-6)
   g_ours = jax.grad(lambda p: jnp.sum(ours.apply(p, x) ** 2))(params)
@@ -213,16 +219,23 @@ def test_flax_conv_with_it_has_the_same_parameters_and_output():
   np.testing.assert_allclose(g_ours["params"]["kernel"], g_ref["params"]["kernel"], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"rhs_dilation": (2, 2)}, "dilation"),
-    ({"feature_group_count": 3}, "feature group"),
-    ({"dimension_numbers": ("NCHW", "OIHW", "NCHW")}, "NHWC"),
+@pytest.mark.parametrize("kwargs", [
+    {"rhs_dilation": (2, 2)},
+    {"feature_group_count": 3},
+    {"dimension_numbers": ("NCHW", "OIHW", "NCHW")},
 ])
-def test_unsupported_arguments_are_refused(kwargs, match):
-  x, w = jnp.zeros((1, 4, 4, 3)), jnp.zeros((3, 3, 3, 3))
-  with pytest.raises(ValueError, match=match):
-    ops.conv(x, w, (1, 1), ((1, 1), (1, 1)), **kwargs)
-
+def test_what_it_does_not_cover_is_lax_itself(kwargs):
+  rng = np.random.default_rng(9)
+  x = jnp.asarray(rng.standard_normal((1, 3, 6, 6) if "dimension_numbers" in kwargs else (1, 6, 6, 3)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((3, 1 if "feature_group_count" in kwargs else 3, 3, 3)
+                                      if "dimension_numbers" in kwargs else (3, 3, 1 if "feature_group_count" in kwargs
+                                                                             else 3, 3)), jnp.float32)
+  if "dimension_numbers" not in kwargs:
+    kwargs = {**kwargs, "dimension_numbers": ("NHWC", "HWIO", "NHWC")}
+  args = (x, w, (1, 1), ((1, 1), (1, 1)))
+  np.testing.assert_array_equal(cpu.conv(*args, **kwargs), lax.conv_general_dilated(*args, **kwargs))
+  jaxpr = str(jax.make_jaxpr(jax.grad(lambda w: jnp.sum(cpu.conv(x, w, *args[2:], **kwargs))))(w))
+  assert "custom_vjp" not in jaxpr
 
 
 def _lax_conv_transpose(x, w, strides, padding):
@@ -245,8 +258,8 @@ def test_conv_transpose_matches_lax_forward_and_gradients(h, w_, k, strides, pad
   w = jnp.asarray(rng.standard_normal((k, k, 3, 4)), jnp.float32)
   y_ref = _lax_conv_transpose(x, w, strides, padding)
   dy = jnp.asarray(rng.standard_normal(y_ref.shape), jnp.float32)
-  for convolution in (ops.conv, lax.conv_general_dilated):
-    ours = _grads(lambda x, w, s, p: ops.conv_transpose(x, w, s, p, convolution), x, w, dy, strides, padding)
+  for convolution in (cpu.conv, lax.conv_general_dilated):
+    ours = _grads(lambda x, w, s, p: cpu.conv_transpose(x, w, s, p, convolution), x, w, dy, strides, padding)
     ref = _grads(_lax_conv_transpose, x, w, dy, strides, padding)
     for name, a, b in zip(("y", "dx", "dw"), ours, ref):
       assert a.shape == b.shape, name
@@ -254,7 +267,7 @@ def test_conv_transpose_matches_lax_forward_and_gradients(h, w_, k, strides, pad
   # No dilated convolution anywhere in the program, gradients included (XLA-CPU's slow path).
   dilated = lambda fn: re.search(r"lhs_dilation=\((?!1, 1\))", str(jax.make_jaxpr(
       lambda x, w: _grads(fn, x, w, dy, strides, padding))(x, w))) is not None
-  assert dilated(_lax_conv_transpose) == (strides != (1, 1)) and not dilated(ops.conv_transpose)
+  assert dilated(_lax_conv_transpose) == (strides != (1, 1)) and not dilated(cpu.conv_transpose)
 
 
 def test_conv_transpose_agrees_with_a_numpy_brute_force():
@@ -272,18 +285,18 @@ def test_conv_transpose_agrees_with_a_numpy_brute_force():
           r, c = s * i + lo - a, s * j + lo - b
           if 0 <= r < out_h and 0 <= c < out_w:
             y[0, r, c] += x[0, i, j] @ w[a, b]
-  got = ops.conv_transpose(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32), (s, s), "SAME")
+  got = cpu.conv_transpose(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32), (s, s), "SAME")
   np.testing.assert_allclose(got, y, rtol=1e-5, atol=1e-5)
 
 
 def test_conv_transpose_refuses_what_it_cannot_compute():
   x = jnp.zeros((1, 4, 4, 3))
   with pytest.raises(ValueError, match="padding must be"):
-    ops.conv_transpose(x, jnp.zeros((3, 3, 3, 2)), (2, 2), "CIRCULAR")
+    cpu.conv_transpose(x, jnp.zeros((3, 3, 3, 2)), (2, 2), "CIRCULAR")
   with pytest.raises(ValueError, match="matching channels"):
-    ops.conv_transpose(x, jnp.zeros((3, 3, 2, 2)), (2, 2), "SAME")
+    cpu.conv_transpose(x, jnp.zeros((3, 3, 2, 2)), (2, 2), "SAME")
   with pytest.raises(ValueError, match="give no output"):
-    ops.conv_transpose(jnp.zeros((1, 1, 1, 3)), jnp.zeros((3, 3, 3, 2)), (1, 1), ((0, 0), (0, 0)))
+    cpu.conv_transpose(jnp.zeros((1, 1, 1, 3)), jnp.zeros((3, 3, 3, 2)), (1, 1), ((0, 0), (0, 0)))
 
 @pytest.mark.parametrize("ties", [False, True])
 def test_max_pool_gradient_matches_select_and_scatter(ties):
@@ -293,7 +306,7 @@ def test_max_pool_gradient_matches_select_and_scatter(ties):
   x = rng.integers(0, 3, shape) if ties else rng.standard_normal(shape)
   x = jnp.asarray(x, jnp.float32)
   ref_fn = lambda x: nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-  ours_fn = lambda x: ops.max_pool(x, 3, 2, 1)
+  ours_fn = lambda x: cpu.square_max_pool(x, 3, 2, 1)
   y_ref, vjp_ref = jax.vjp(ref_fn, x)
   y, vjp = jax.vjp(ours_fn, x)
   np.testing.assert_array_equal(y, y_ref)
@@ -303,21 +316,24 @@ def test_max_pool_gradient_matches_select_and_scatter(ties):
   np.testing.assert_allclose(float(vjp(dy)[0].sum()), float(dy.sum()), rtol=1e-5)
 
 
-def test_resnet_gradients_are_the_same_with_either_implementation():
+def test_resnet_gradients_are_the_same_with_either_layers():
   from sagan_jax.reid.resnet import IDE  # noqa: PLC0415
 
   rng = np.random.default_rng(6)
   x = jnp.asarray(rng.uniform(-1, 1, (4, 32, 16, 3)), jnp.float32)
   labels = jnp.asarray([0, 1, 2, 1])
-  make = lambda impl: IDE(num_classes=3, stage_sizes=(1, 1, 1, 1), width=8, gradient_impl=impl)
-  variables = make("xla").init(jax.random.key(0), x)
+  nets = {"flax": IDE(num_classes=3, stage_sizes=(1, 1, 1, 1), width=8),
+          "cpu": IDE(num_classes=3, stage_sizes=(1, 1, 1, 1), width=8, conv=cpu.layers().conv,
+                     max_pool=cpu.layers().max_pool)}
+  variables = nets["flax"].init(jax.random.key(0), x)
+  assert jax.tree.structure(nets["cpu"].init(jax.random.key(0), x)) == jax.tree.structure(variables)
 
-  def loss(params, impl):
-    (logits, _), _ = make(impl).apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+  def loss(params, which):
+    (logits, _), _ = nets[which].apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
     return jnp.mean(-jax.nn.log_softmax(logits)[jnp.arange(4), labels])
 
   grad = jax.jit(jax.grad(loss), static_argnums=1)
-  ref, ours = grad(variables["params"], "xla"), grad(variables["params"], "matmul")
+  ref, ours = grad(variables["params"], "flax"), grad(variables["params"], "cpu")
   ours, ref = jax.tree_util.tree_leaves_with_path(ours), jax.tree_util.tree_leaves_with_path(ref)
   assert [p for p, _ in ours] == [p for p, _ in ref] and len(ours) > 20
   # float32 rounding differs (other summation orders), amplified where batch norm's backward
@@ -326,3 +342,30 @@ def test_resnet_gradients_are_the_same_with_either_implementation():
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * float(jnp.abs(b).max()),
                                err_msg=jax.tree_util.keystr(path))
 
+
+@pytest.mark.parametrize("window,strides,padding,fast", [
+    ((3, 3), (2, 2), ((1, 1), (1, 1)), True),  # the ResNet stem
+    ((2, 2), (2, 2), "SAME", True),  # SiaNet's, on an even map: no padding
+    ((2, 2), (2, 2), "VALID", True),
+    ((3, 2), (2, 2), "VALID", False),  # not square: flax's
+    ((3, 3), (2, 2), ((0, 1), (0, 1)), False),  # asymmetric padding: flax's
+])
+def test_max_pool_is_flax_max_pool(window, strides, padding, fast):
+  rng = np.random.default_rng(11)
+  x = jnp.asarray(rng.integers(0, 3, (2, 8, 6, 3)), jnp.float32)  # ties
+  ref, vjp_ref = jax.vjp(lambda x: nn.max_pool(x, window, strides, padding), x)
+  ours, vjp = jax.vjp(lambda x: cpu.max_pool(x, window, strides, padding), x)
+  np.testing.assert_array_equal(ours, ref)
+  dy = jnp.asarray(rng.standard_normal(ref.shape), jnp.float32)
+  np.testing.assert_allclose(vjp(dy)[0], vjp_ref(dy)[0], rtol=1e-6, atol=1e-6)
+  jaxpr = str(jax.make_jaxpr(jax.grad(lambda x: jnp.sum(cpu.max_pool(x, window, strides, padding))))(x))
+  assert ("select_and_scatter" not in jaxpr) == fast
+
+
+def test_setup_is_flax_when_turned_off_or_on_an_accelerator_host(monkeypatch):
+  assert cpu.setup(enabled=False) == Layers()
+  monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+  assert cpu.setup() == Layers()
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  monkeypatch.setattr(cpu, "configure_host_allocator", lambda: False)  # the allocator belongs to fresh processes
+  assert cpu.setup() is cpu.layers() and cpu.layers() != Layers()

@@ -1,69 +1,49 @@
-"""Convolutions, transposed ones too, and max pooling with gradients XLA-CPU runs fast: matrix products.
+"""The opt-in CPU fast path: layers whose gradients XLA-CPU runs fast, and host allocator settings.
 
-XLA's CPU backend runs a forward convolution through Eigen's tuned kernels, but it lowers the two
-gradients to convolutions of unusual shapes: the filter gradient is a convolution whose "window"
-is the whole feature map, and the input gradient of a strided convolution dilates its input. Those
-take a slow path. Written as matrix products, ResNet-50's gradients at batch 8, 256×128 take 0.68
-instead of 1.70 s on the 2-core development CPU (``bench/bench_convs.py`` times every convolution
-both ways):
+Networks take their convolution, transposed convolution and max pooling from the caller, flax's by
+default. On a CPU backend the entry points (``train.py``, ``evaluate.py``, the mask CLI, ``bench/``)
+call :func:`setup`, which returns :func:`layers`: the same functions and parameters with gradients
+written as matrix products, because XLA's CPU backend lowers convolution gradients to slow
+convolutions of unusual shapes (per-layer and per-step timings: BENCHMARKS.md §3). ``--nocpu_fast_path``
+turns all of it off. Accelerators never see this module: cuDNN and the TPU compiler have fast
+gradients of their own.
 
-* filter gradient: ``dw = patches(x)ᵀ · dy``, with ``patches`` the k·k shifted, strided views of
-  the padded input laid side by side (im2col);
-* input gradient: ``z = dy · wᵀ`` gives, for every output position, its contribution to each of the
-  k·k input positions it read; adding those back at their offsets (col2im, one ``lax.pad`` with
-  interior padding per tap, which XLA fuses into one loop) gives ``dx``. A stride-1 1×1
-  convolution needs neither step: both gradients are single products.
+* filter gradient: ``dw = patches(x)ᵀ · dy`` (im2col);
+* input gradient: ``z = dy · wᵀ``, each tap's share added back at its offset (col2im, one
+  ``lax.pad`` with interior padding per tap, which XLA fuses into one loop);
+* a 1×1 convolution's forward pass and both gradients are single products;
+* transposed convolutions run as one undilated stride-1 convolution and a depth-to-space;
+* max pooling's gradient is k² fused compares and one col2im instead of ``select_and_scatter``.
 
-On a CPU with AVX-512, XLA-CPU's own filter gradient of a stride-1 k×k convolution is the faster
-one up to batch 32, and :func:`conv` takes it there unless told not to (``xla_filter_gradients``;
-``gradient_impl="auto"`` on CPU; ResNet-50's step at batch 8 2–10 % faster on a Zen 4); at larger
-batches, and on AVX2 at any batch, it is up to several times slower than the product, which those
-keep, as does ``gradient_impl="matmul"`` everywhere.
-
-The forward pass of a 1×1 convolution is the same single product (XLA-CPU's own is up to 2.3×
-slower); the others are ``lax.conv_general_dilated`` unchanged. Parameters are exactly those of
-``flax.linen.Conv``: :func:`conv` has ``lax.conv_general_dilated``'s signature and is given to
-``nn.Conv(conv_general_dilated=...)``, as :func:`conv_function` does for the ResNet and SA-GAN's
-networks. Supported: NHWC input, HWIO kernel, explicit or "VALID"/"SAME" padding, no dilation, one
-feature group; anything else raises. Products accumulate in float32 whatever the compute dtype.
-
-A layer whose ``k·k·cin`` exceeds ``_MAX_EXPANSION·cout`` keeps XLA's gradients: there ``dy·wᵀ``
-contracts over few channels into a buffer many times the size of ``dy`` (and im2col's patches are
-as large), while XLA's own convolutions of such narrow layers are fast. The layers concerned are
-narrow-output ones such as SA-GAN's 7×7 generator ends and its critics' one-channel output layer;
-none of ResNet-50's (its largest ratio is 9, a 3×3 convolution with ``cin = cout``).
-
-:func:`conv_transpose` computes ``lax.conv_transpose`` without dilating its input, one stride-1
-convolution and a depth-to-space, so that neither it nor its gradients take that slow path.
+Supported: NHWC input, HWIO kernel, explicit or "VALID"/"SAME" padding, no dilation, one feature
+group; the modules fall back to flax's computation for anything else. Products accumulate in
+float32 whatever the compute dtype.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
-from collections.abc import Sequence
+import importlib.util
+import os
+from collections.abc import Callable, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from sagan_jax.models.layers import Layers
+
 _NHWC = ("NHWC", "HWIO", "NHWC")
-# The im2col patches of the filter gradient are built a band of output rows at a time, each band at
-# most this size, so the patches' memory stays bounded at any batch. Bands split output rows, never
-# the batch, which the mesh shards. They were first a speed fix: with glibc's old settings the step's
-# memory was freshly mapped every step and whole patches cost more to fault in than the product
-# (ResNet-50's first 3×3 filter gradient at batch 8: 46 ms whole, 19 ms in bands). With
-# runtime.configure_host_allocator as it is now, whole patches are no slower (`bench/bench_convs.py
-# --band_mib 1024` against the default; BENCHMARKS.md §3).
+# im2col patches are built a band of output rows at a time, each at most this size, so their memory
+# stays bounded at any batch; bands split rows, never the batch, which the mesh shards.
 _CHUNK_BYTES = 8 << 20
 _MAX_UNROLLED_BANDS = 8
-# Convolutions with k·k·cin > _MAX_EXPANSION·cout keep XLA's gradients. Per layer at batch 8
-# (forward + input gradient + filter gradient, ms, XLA's → products, two runs; `python
-# bench/bench_convs.py --net sagan_synthetic`): SA-GAN's 7×7 generator output layer, 16→3 on 70×38
-# (ratio 261), 9.4 → 34.2 and 14.8 → 70.3; its 7×7 input layer, 4→16 (12.3), 8.1 → 13.4 and
-# 10.1 → 7.8 (a wash); the critic's 4×4 128→1 output (2048), 0.6 → 0.9 and 0.4 → 0.5.
-# ResNet-50's layers (largest ratio 9) and SA-GAN's other layers were as fast or faster with
-# products (`--net resnet50`, `--net sagan_synthetic`).
+# Narrow-output layers (k·k·cin > _MAX_EXPANSION·cout: SA-GAN's 7×7 ends, the critics' one-channel
+# output) keep XLA's gradients: dy·wᵀ would be many times dy's size (`bench/bench_convs.py`, §3).
 _MAX_EXPANSION = 9
 
 
@@ -76,6 +56,7 @@ def _cpu_flags(cpuinfo: str) -> frozenset[str]:
   return frozenset()
 
 
+@functools.cache
 def _host_has_avx512() -> bool:
   """Whether this host's CPU has AVX-512 (Linux; False where ``/proc/cpuinfo`` cannot be read)."""
   try:
@@ -85,65 +66,24 @@ def _host_has_avx512() -> bool:
     return False
 
 
-# Filter gradients of stride-1 k×k convolutions (k > 1) are XLA's own where the CPU has AVX-512,
-# up to a batch of _XLA_FILTER_GRADIENT_MAX_BATCH, and products elsewhere. XLA-CPU's
-# filter-gradient convolution is the faster one on a Zen 4 at small batches, and up to several
-# times slower on AVX2 and at larger batches; strided layers are mixed, and taking them too gained
-# nothing in the step. Per layer: `python bench/bench_convs.py --batch N` (its "dw xla" and
-# "dw ours" columns); the step: `python bench/bench_ide_step.py --gradient_impl auto,matmul`
-# ("matmul" keeps the products). BENCHMARKS.md §3 has both. XLA's CPU backend only: elsewhere
-# "auto" takes XLA's gradients for every layer.
-_XLA_STRIDE1_FILTER_GRADIENTS = _host_has_avx512()
+# With AVX-512, XLA-CPU's own filter gradient of a stride-1 k×k layer beats the product up to this
+# batch; on AVX2, and above it, it is the slower one (`bench/bench_convs.py --batch N`, §3).
 _XLA_FILTER_GRADIENT_MAX_BATCH = 32
 
 
 def takes_xla_filter_gradient(batch: int, kernel: Sequence[int], strides: Sequence[int]) -> bool:
   """Whether :func:`conv` (``xla_filter_gradients=True``) takes XLA's filter gradient for this layer here."""
-  return (_XLA_STRIDE1_FILTER_GRADIENTS and tuple(strides) == (1, 1) and kernel[0] * kernel[1] > 1
-          and batch <= _XLA_FILTER_GRADIENT_MAX_BATCH and jax.default_backend() == "cpu")
-
-GRADIENT_IMPLS = ("auto", "matmul", "xla")
-
-
-def resolve_gradient_impl(gradient_impl: str) -> str:
-  """``"matmul"`` or ``"xla"``; ``"auto"`` is the first on CPU and the second elsewhere."""
-  if gradient_impl not in GRADIENT_IMPLS:
-    raise ValueError(f"gradient_impl must be one of {GRADIENT_IMPLS}, got {gradient_impl!r}")
-  if gradient_impl == "auto":
-    return "matmul" if jax.default_backend() == "cpu" else "xla"
-  return gradient_impl
-
-
-def conv_function(gradient_impl: str):
-  """The convolution a network runs: the same function, its gradients as products or as XLA emits them.
-
-  ``"matmul"`` is :func:`conv` with products for every gradient (on an AVX2 CPU the ResNet-50 step
-  takes 1.41 s at batch 8 against 2.62 s with XLA's gradient convolutions,
-  ``bench/bench_ide_step.py``; an SA-GAN iteration of the synthetic config 0.46 against 0.65 s with
-  :func:`conv_transpose` in the generators, ``bench/bench_sagan_step.py``); ``"xla"`` is
-  ``lax.conv_general_dilated``; ``"auto"`` is :func:`conv` as it stands on CPU (products, and XLA's
-  stride-1 filter gradients where `takes_xla_filter_gradient` says so) and ``"xla"`` elsewhere,
-  where cuDNN and the TPU compiler have fast convolution gradients of their own.
-  """
-  if resolve_gradient_impl(gradient_impl) != "matmul":
-    return lax.conv_general_dilated
-  return conv if gradient_impl == "auto" else functools.partial(conv, xla_filter_gradients=False)
-
-
+  return (tuple(strides) == (1, 1) and kernel[0] * kernel[1] > 1 and batch <= _XLA_FILTER_GRADIENT_MAX_BATCH
+          and _host_has_avx512())
 
 def conv_transpose(x: jax.Array, w: jax.Array, strides: Sequence[int], padding, convolution=None) -> jax.Array:
   """``lax.conv_transpose`` (NHWC, HWIO, ``transpose_kernel=False``) without dilating its input.
 
-  XLA computes a transposed convolution as a convolution of the input dilated by the stride, and
-  on CPU its gradients take the slow path of dilated convolutions (module docstring): 12 ms for
-  forward and backward of SA-GAN's 3×3 stride-2 upsampling layers at the synthetic scale, which
-  read mostly inserted zeros. Each output phase ``(r_h, r_w)`` (the output pixels ``s·i + r``)
-  reads only a fixed subset of the kernel's taps at fixed offsets of the undilated input, so the
-  whole layer is one stride-1 convolution of the input with ``s_h·s_w·cout`` output channels
-  (unused taps zero) followed by a depth-to-space: 2–3 ms for the same layers
-  (``bench/bench_convs.py --net sagan_synthetic``). Same function and kernel layout; ``padding``
-  as ``lax.conv_transpose``'s ("SAME", "VALID" or explicit pairs of the dilated convolution).
-  ``convolution`` runs the stride-1 convolution (default :func:`conv`, whose gradients are products).
+  Each output phase ``(r_h, r_w)`` (the output pixels ``s·i + r``) reads a fixed subset of the
+  kernel's taps at fixed offsets of the undilated input, so the layer is one stride-1 convolution
+  with ``s_h·s_w·cout`` output channels (unused taps zero) and a depth-to-space; XLA's dilated form
+  reads mostly inserted zeros. ``padding`` as ``lax.conv_transpose``'s ("SAME", "VALID" or explicit
+  pairs of the dilated convolution); ``convolution`` runs the stride-1 convolution (default :func:`conv`).
   """
   convolution = convolution or conv
   if x.ndim != 4 or w.ndim != 4 or x.shape[-1] != w.shape[2]:
@@ -210,18 +150,22 @@ def _is_nhwc(dimension_numbers) -> bool:
 def conv(x: jax.Array, w: jax.Array, window_strides: Sequence[int], padding, lhs_dilation=None,
          rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1, precision=None,
          preferred_element_type=None, *, xla_filter_gradients: bool = True) -> jax.Array:
-  """``lax.conv_general_dilated`` for NHWC/HWIO, with matrix-product gradients where they pay (see above).
+  """``lax.conv_general_dilated`` with matrix-product gradients where they pay; its signature, so
+  ``nn.Conv(conv_general_dilated=conv)`` takes it.
 
+  ``dimension_numbers=None`` means NHWC/HWIO here. Cases outside NHWC/HWIO, one feature group and no
+  dilation are ``lax.conv_general_dilated`` itself.
   ``xla_filter_gradients=False`` keeps the products for the filter gradient on an AVX-512 host too
   (see `takes_xla_filter_gradient`).
   """
+  supported = ((dimension_numbers is None or _is_nhwc(dimension_numbers)) and x.ndim == 4
+               and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+               and feature_group_count == 1 and preferred_element_type is None)
+  if not supported:
+    return lax.conv_general_dilated(x, w, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                                    feature_group_count, precision=precision,
+                                    preferred_element_type=preferred_element_type)
   del precision  # float32 products are exact-rounded on CPU; the forward keeps XLA's default
-  if dimension_numbers is not None and not _is_nhwc(dimension_numbers):
-    raise ValueError(f"sagan_jax.ops.conv supports NHWC input and HWIO kernels only, got {dimension_numbers}")
-  if any(d != 1 for d in (lhs_dilation or (1, 1))) or any(d != 1 for d in (rhs_dilation or (1, 1))):
-    raise ValueError("sagan_jax.ops.conv does not support dilation; use lax.conv_general_dilated")
-  if feature_group_count != 1 or preferred_element_type is not None:
-    raise ValueError("sagan_jax.ops.conv supports one feature group and the input dtype only")
   strides = tuple(int(s) for s in window_strides)
   if isinstance(padding, str):
     padding = lax.padtype_to_pads(x.shape[1:3], w.shape[:2], strides, padding)
@@ -234,10 +178,7 @@ def conv(x: jax.Array, w: jax.Array, window_strides: Sequence[int], padding, lhs
 
 
 def _forward(x, w, strides, pads):
-  """1×1 convolutions as one product (2.2× faster than XLA-CPU's over ResNet-50's), the rest XLA's.
-
-  im2col products were no faster than XLA's own forward for the 3×3 and 7×7 ones.
-  """
+  """1×1 convolutions as one product, the rest XLA's (whose k×k forward im2col did not beat)."""
   kh, kw = w.shape[:2]
   return matmul_conv(x, w, strides, pads) if kh == kw == 1 else xla_conv(x, w, strides, pads)
 
@@ -301,10 +242,8 @@ def _patch_bands(x_padded, kh, kw, strides, out_h, out_w):
 def _filter_gradient(x_padded, dy, kh, kw, strides):
   """im2col(x_padded)ᵀ · dy as a (kh·kw·cin, cout) float32 matrix, a band of output rows at a time.
 
-  Up to ``_MAX_UNROLLED_BANDS`` bands are written out one after another (XLA schedules them
-  freely); more, which large batches need, become a ``fori_loop`` over equal bands so that the
-  program and its compile time do not grow with the batch (at batch 128 the unrolled bands made
-  ResNet-50's step four times as many products, and XLA's compile ran for over five minutes).
+  Up to ``_MAX_UNROLLED_BANDS`` bands are written out one after another; more, which large batches
+  need, become a ``fori_loop`` so that the program and its compile time do not grow with the batch.
   """
   n, _, _, cin = x_padded.shape
   _, out_h, out_w, cout = dy.shape
@@ -368,12 +307,11 @@ def _conv_bwd(strides, pads, xla_dw, residuals, dy):
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def max_pool(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
-  """``flax.linen.max_pool`` (square window, -inf padding) with a gradient of fused compares and adds.
+def square_max_pool(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
+  """A square max pool (-inf padding) whose gradient is k² fused compares and one col2im.
 
-  XLA-CPU's own gradient (``select_and_scatter``) takes 78 ms for ResNet-50's stem pool at batch 8,
-  256×128, this one 15 ms (``bench/bench_convs.py``, last line). It routes each output's gradient to the first maximum of its window in row-major
-  order, as ``select_and_scatter`` and torch's ``max_pool2d`` do, with k² compares and one col2im.
+  Each output's gradient goes to the first maximum of its window in row-major order, as
+  ``select_and_scatter`` and torch's ``max_pool2d`` route it.
   """
   return _max_pool(x, window, stride, padding)
 
@@ -411,3 +349,133 @@ def _max_pool_bwd(window, stride, padding, residuals, dy):
 
 
 _max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+# --------------------------------------------------------------------------------------------------
+# The layers networks take (flax's signatures, parameters and names).
+
+
+class ConvTranspose(nn.ConvTranspose):
+  """``nn.ConvTranspose`` computed by :func:`conv_transpose` in the plain case (2-D, no kernel
+  dilation, no mask, ``transpose_kernel=False``, padding other than "CIRCULAR"), flax's otherwise."""
+
+  convolution: Callable = None  # the stride-1 convolution inside (default :func:`conv`)
+
+  @nn.compact
+  def __call__(self, inputs):
+    plain = (inputs.ndim == 4 and self.mask is None and not self.transpose_kernel and self.padding != "CIRCULAR"
+             and self.kernel_dilation in (None, 1, (1, 1)) and self.preferred_element_type is None)
+    if not plain:
+      return super().__call__(inputs)
+    as_pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
+    kernel_size, strides = as_pair(self.kernel_size), as_pair(self.strides or 1)
+    kernel = self.param("kernel", self.kernel_init, kernel_size + (inputs.shape[-1], self.features), self.param_dtype)
+    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+    inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+    padding = nn.linear.canonicalize_padding(self.padding, 2)
+    y = conv_transpose(inputs, kernel, strides, padding, self.convolution)
+    return y if bias is None else y + bias
+
+
+def max_pool(inputs: jax.Array, window_shape: Sequence[int], strides: Sequence[int] | None = None,
+             padding="VALID") -> jax.Array:
+  """``flax.linen.max_pool`` whose gradient is :func:`square_max_pool`'s for square, symmetric 2-D cases."""
+  strides = tuple(strides or (1,) * len(window_shape))
+  if inputs.ndim == 4 and len(set(window_shape)) == 1 and len(set(strides)) == 1:
+    pads = (lax.padtype_to_pads(inputs.shape[1:3], window_shape, strides, padding) if isinstance(padding, str)
+            else tuple(tuple(p) for p in padding))
+    if len({p for pair in pads for p in pair}) == 1:
+      return square_max_pool(inputs, window_shape[0], strides[0], pads[0][0])
+  return nn.max_pool(inputs, tuple(window_shape), strides, padding)
+
+
+@functools.cache
+def layers(xla_filter_gradients: bool = True) -> Layers:
+  """The fast layers (one cached instance, so models built from them compare equal and share compiles).
+
+  ``xla_filter_gradients=False`` keeps products for every filter gradient (`takes_xla_filter_gradient`).
+  """
+  fn = conv if xla_filter_gradients else functools.partial(conv, xla_filter_gradients=False)
+  return Layers(conv=functools.partial(nn.Conv, conv_general_dilated=fn),
+                conv_transpose=functools.partial(ConvTranspose, convolution=fn), max_pool=max_pool)
+
+
+def setup(enabled: bool = True) -> Layers:
+  """What an entry point calls first thing: on a CPU host, the allocator settings and :func:`layers`.
+
+  Returns flax's :class:`Layers` on an accelerator host (decided without starting a JAX backend,
+  which must wait for ``jax.distributed.initialize``) or with ``enabled=False`` (``--nocpu_fast_path``).
+  """
+  if not enabled or _accelerator_host():
+    return Layers()
+  configure_host_allocator()
+  return layers()
+
+
+# --------------------------------------------------------------------------------------------------
+# Host allocator: XLA-CPU allocates a step's buffers when it starts and frees them when it ends; with
+# glibc's defaults each large block is mmapped afresh and page-faulted every step (BENCHMARKS.md §3).
+
+# mallopt parameter numbers from glibc's <malloc.h>.
+_M_TRIM_THRESHOLD = -1
+_M_TOP_PAD = -2
+_M_MMAP_MAX = -4
+# The variables through which a user sets malloc up before start-up; any of them wins.
+_USER_MALLOC_VARIABLES = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_TRIM_THRESHOLD_")
+# JAX's accelerator plugins: with one installed (and JAX_PLATFORMS not limited to cpu) the host is an
+# accelerator host, where these settings were never measured and are not applied.
+_ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "jax_rocm7_plugin", "libtpu")
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+  """The C library when it is glibc (has ``mallopt``), else None (macOS, musl, Windows)."""
+  try:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.gnu_get_libc_version  # noqa: B018  (only glibc has it)
+    libc.mallopt  # noqa: B018
+  except (OSError, AttributeError):
+    return None
+  libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+  libc.mallopt.restype = ctypes.c_int
+  return libc
+
+
+def _user_sets_malloc() -> bool:
+  return (any(name in os.environ for name in _USER_MALLOC_VARIABLES)
+          or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""))
+
+
+def _accelerator_host() -> bool:
+  """Whether JAX will run on an accelerator, decided without starting a backend (which would be too late)."""
+  platforms = os.environ.get("JAX_PLATFORMS", "")
+  if platforms:
+    return any(p.strip() not in ("", "cpu") for p in platforms.split(","))
+  return any(importlib.util.find_spec(name) is not None for name in _ACCELERATOR_PLUGINS)
+
+
+def configure_host_allocator(top_pad_mb: int = 256) -> bool:
+  """Keeps the memory of XLA's CPU steps mapped from one step to the next (glibc only); returns whether it applied.
+
+  Three settings, all needed: glibc's ``M_MMAP_MAX`` 0 (a large block would otherwise be mapped
+  afresh each step), ``M_TRIM_THRESHOLD`` -1 (the freed top of the heap is not given back) and
+  ``M_TOP_PAD``; and JAX's asynchronous CPU dispatch off, because a worker thread's arena maps large
+  blocks whatever the settings. Costs: resident memory stays at its peak. Must run before JAX
+  creates its CPU client. Nothing changes (returns False) without glibc, when the user's environment
+  sets malloc (``MALLOC_*_`` variables, ``glibc.malloc`` tunables), or on an accelerator host.
+
+  Args:
+    top_pad_mb: how much more memory than asked for the heap takes each time it grows, MiB.
+  """
+  if top_pad_mb < 0:
+    raise ValueError(f"top_pad_mb must be >= 0, got {top_pad_mb}")
+  if _user_sets_malloc() or _accelerator_host():
+    return False
+  libc = _glibc()
+  if libc is None:
+    return False
+  settings = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1), (_M_TOP_PAD, top_pad_mb << 20))
+  applied = all([libc.mallopt(param, value) == 1 for param, value in settings])  # noqa: C419  (set every one)
+  if applied:
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
+  return applied
