@@ -7,8 +7,7 @@ pytest before any test module.
 Many tests build the same tiny networks and steps afresh (new closures, so jit's in-memory cache
 misses) and the multi-process test starts processes that compile them again. A persistent
 compilation cache in a temporary directory, made for this session and deleted after it, lets each
-identical program compile once: tests/test_experiments.py went from about 4 min 20 s to 3 min. The
-variables go to the environment, so train.py subprocesses share it, and so do pytest-xdist's workers
+identical program compile once (BENCHMARKS.md, "Test suite"). The variables go to the environment, so train.py subprocesses share it, and so do pytest-xdist's workers
 (`-n 2`, the README's test command): the controlling process imports this file before it starts them,
 and only it, which made the directory, removes it. A cache directory the user set already is kept.
 """
@@ -38,3 +37,15 @@ def tiny_sagan_config():
   from sagan_jax.sagan import apply_tiny_scale, apply_variant, sagan_config
 
   return lambda variant="sagan": apply_tiny_scale(apply_variant(sagan_config(), variant))
+
+
+# The files whose tests take longest, run first: pytest-xdist (`--dist loadfile`) hands whole files to
+# its workers in collection order, and a long file started last keeps one worker busy while the
+# other idles (BENCHMARKS.md, "Test suite").
+_LONGEST_FIRST = ("test_experiments.py", "test_fidelity.py", "test_sagan.py", "test_protocol.py", "test_masks.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+  del session, config
+  rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file is kept

@@ -246,8 +246,9 @@ def _train_py(workdir, bench_dir, devices, log_path, extra=()):
   flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
   env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={devices}",
                                        "--xla_backend_optimization_level=0"])
+  # flax's layers, as the in-process runs it is compared with (tests/test_cpu.py checks the CPU layers).
   command = [sys.executable, "train.py", "--config=tests/tiny_config.py", f"--workdir={workdir}",
-             f"--config.data.synthetic_dir={bench_dir}", *extra]
+             f"--config.data.synthetic_dir={bench_dir}", "--nocpu_fast_path", *extra]
   with open(log_path, "w") as log:
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
@@ -286,6 +287,35 @@ def _assert_logged_once(one_dir, two_dir, stage):
   assert steps == list(read_metrics(one_dir / stage / "metrics.jsonl")), stage
   events = [f for f in os.listdir(two_dir / "tensorboard" / stage) if f.startswith("events")]
   assert len(events) == 1, events
+
+
+def test_sigterm_during_translation_exits_promptly_keeping_its_images(end_to_end, tmp_path, monkeypatch):
+  """The end-to-end run's SA-GAN translated again: SIGTERM after the first batch exits 143 with that
+  batch's images kept and the set not marked complete; rerunning translates the rest."""
+  config, done = copy.deepcopy(end_to_end[0]), pathlib.Path(end_to_end[1])
+  config.stages = "translate"
+  workdir = tmp_path / "run"
+  shutil.copytree(done, workdir, ignore=shutil.ignore_patterns("translated", "ide", "results.*", "tensorboard"))
+  original_update = progress.Progress.update
+
+  def update(self, step, metrics=None):
+    original_update(self, step, metrics)
+    if self.name == "translate" and step == 1:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  monkeypatch.setattr(progress.Progress, "update", update)
+  with pytest.raises(SystemExit) as exit_info:
+    stages.train(config, str(workdir))
+  assert exit_info.value.code == stages.PREEMPTED_EXIT
+  root = workdir / "translated"
+  written = sorted(p.name for p in root.rglob("*.png"))
+  assert len(written) == config.translate.batch_size * config.sagan.num_codes  # the first batch and no more
+  assert not (root / "labels.json").exists()  # the set is not marked complete
+  monkeypatch.setattr(progress.Progress, "update", original_update)
+  stages.train(config, str(workdir))  # resumes: the written batch is skipped, the rest translated
+  with open(root / "labels.json") as f, open(done / "translated" / "labels.json") as g:
+    assert json.load(f) == json.load(g)
+  assert len(list(root.rglob("*.png"))) == len(list((done / "translated").rglob("*.png")))
 
 
 def test_two_processes_train_as_one_and_only_process_0_writes(end_to_end, bench, tmp_path):

@@ -94,7 +94,7 @@ def test_a_short_training_run_moves_both_fidelity_scores_below_one(tmp_path, tin
   viewpoint and G1(S1(x)) towards the paired ground truth within 300 generator updates."""
   import jax
 
-  from sagan_jax import parallel
+  from sagan_jax import cpu, parallel
   from sagan_jax.data import synthetic
   from sagan_jax.experiments import paired
   from sagan_jax.sagan import SAGAN, make_steps
@@ -108,7 +108,7 @@ def test_a_short_training_run_moves_both_fidelity_scores_below_one(tmp_path, tin
   size = tuple(c.image_size)
   x_all, y_all = _read_split(str(tmp_path), "source", size), _read_split(str(tmp_path), "target", size)
   pairs = paired.load(str(tmp_path), size)
-  model = SAGAN(c)
+  model = SAGAN(c, layers=cpu.layers())  # what train.py runs on a CPU host; it makes this run-bound test faster
   mesh = parallel.make_mesh(1)
   state = create_state(model, 0, mesh)
   critic_step, generator_step = make_steps(model, mesh)

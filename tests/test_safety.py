@@ -183,37 +183,6 @@ def test_prepared_data_belongs_to_its_source(tmp_path, caplog):
     builders.prepare("market1501", str(tmp_path / "gone"), data)
 
 
-def test_sigterm_during_translation_exits_promptly_keeping_its_images(tmp_path, monkeypatch):
-  import signal
-
-  from sagan_jax import progress
-  sys.path.insert(0, os.path.join(ROOT, "tests"))
-  from test_experiments import tiny_config
-  bench = tmp_path / "bench"
-  config = tiny_config(str(bench))
-  config.stages = "sagan,translate"
-  config.translate.batch_size = 8
-  config.sagan.num_codes = 2
-  original_update = progress.Progress.update
-
-  def update(self, step, metrics=None):
-    original_update(self, step, metrics)
-    if self.name == "translate" and step == 1:
-      os.kill(os.getpid(), signal.SIGTERM)
-
-  monkeypatch.setattr(progress.Progress, "update", update)
-  with pytest.raises(SystemExit) as exit_info:
-    stages.train(config, str(tmp_path / "run"))
-  assert exit_info.value.code == stages.PREEMPTED_EXIT
-  root = tmp_path / "run" / "translated"
-  written = sorted(p.name for p in root.rglob("*.png"))
-  assert len(written) == 8 * 2  # the first batch, M = 2 each, and no more
-  assert not (root / "labels.json").exists()  # the set is not marked complete
-  monkeypatch.setattr(progress.Progress, "update", original_update)
-  stages.train(config, str(tmp_path / "run"))  # resumes: the written batch is skipped, the rest translated
-  assert (root / "labels.json").exists()
-
-
 def test_a_checkpoint_that_cannot_be_restored_is_skipped_for_the_one_before(tmp_path, caplog):
   import shutil
 
