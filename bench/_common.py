@@ -23,21 +23,24 @@ import jax.numpy as jnp
 from sagan_jax import cpu
 from sagan_jax.models.layers import Layers
 
-
 LAYERS = ("auto", "cpu", "cpu_products", "flax")
 
 
 def add_flag(parser: argparse.ArgumentParser, layers: bool = True) -> None:
   parser.add_argument(
-      "--host_allocator", choices=["tuned", "default"], default="tuned",
-      help="'tuned' applies sagan_jax.cpu.configure_host_allocator as train.py does on a CPU host; "
-           "'default' keeps glibc's settings (to measure the difference)",
+    "--host_allocator",
+    choices=["tuned", "default"],
+    default="tuned",
+    help="'tuned' applies sagan_jax.cpu.configure_host_allocator as train.py does on a CPU host; "
+    "'default' keeps glibc's settings (to measure the difference)",
   )
   if layers:
     parser.add_argument(
-        "--layers", default="auto",
-        help="comma list of the networks' layers to time in turn: auto (what train.py picks here), cpu "
-             "(sagan_jax.cpu.layers), cpu_products (the same with products for every filter gradient), flax")
+      "--layers",
+      default="auto",
+      help="comma list of the networks' layers to time in turn: auto (what train.py picks here), cpu "
+      "(sagan_jax.cpu.layers), cpu_products (the same with products for every filter gradient), flax",
+    )
 
 
 def apply(args: argparse.Namespace) -> str:
@@ -59,9 +62,11 @@ def layers(name: str) -> Layers:
 
 def add_trace_flag(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
-      "--trace", default=None, metavar="FILE.json.gz",
-      help="after timing, profile one more step of the first row and write its perfetto trace to this file "
-           "(python bench/trace_summary.py FILE says where the accelerator time goes)",
+    "--trace",
+    default=None,
+    metavar="FILE.json.gz",
+    help="after timing, profile one more step of the first row and write its perfetto trace to this file "
+    "(python bench/trace_summary.py FILE says where the accelerator time goes)",
   )
 
 

@@ -40,12 +40,11 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from jax import lax  # noqa: E402
-
-import _common  # noqa: E402
+import _common
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
 _ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -53,8 +52,9 @@ _ROOT = os.path.join(os.path.dirname(__file__), "..")
 # ((top, bottom), (left, right)) padding of its dilated input; input_grad: whether the layer's input
 # needs a gradient (not for ResNet's stem, whose input is the image); transpose: a transposed
 # convolution whose input is dilated by the stride (lax.conv_transpose).
-Conv = collections.namedtuple("Conv", "height width cin cout kernel stride pad input_grad transpose",
-                              defaults=(None, True, False))
+Conv = collections.namedtuple(
+  "Conv", "height width cin cout kernel stride pad input_grad transpose", defaults=(None, True, False)
+)
 
 
 def resnet50_convs(batch_h: int, batch_w: int) -> collections.Counter:
@@ -80,9 +80,9 @@ def resnet50_convs(batch_h: int, batch_w: int) -> collections.Counter:
 
 def sagan_synthetic_convs(batch: int) -> collections.Counter:
   """Counter of SA-GAN's convolutions at configs/synthetic.py's scale, read off the networks' jaxprs."""
-  import importlib.util  # noqa: PLC0415
+  import importlib.util
 
-  from sagan_jax.sagan import SAGAN  # noqa: PLC0415
+  from sagan_jax.sagan import SAGAN
 
   spec = importlib.util.spec_from_file_location("synthetic_config", os.path.join(_ROOT, "configs", "synthetic.py"))
   module = importlib.util.module_from_spec(spec)
@@ -91,8 +91,12 @@ def sagan_synthetic_convs(batch: int) -> collections.Counter:
   model = SAGAN(c)  # flax's layers: plain convolutions in the jaxpr
   h, w = c.image_size
   image4, z = jnp.zeros((batch, h, w, 4)), jnp.zeros((batch, c.z_dim))
-  networks = {"G": (model.generator, (image4,)), "S": (model.stm, (image4, z)), "D": (model.critic, (image4,)),
-              "SiaNet": (model.sianet, (image4[..., :3],))}
+  networks = {
+    "G": (model.generator, (image4,)),
+    "S": (model.stm, (image4, z)),
+    "D": (model.critic, (image4,)),
+    "SiaNet": (model.sianet, (image4[..., :3],)),
+  }
   copies = {"G": 2 if c.pixel else 0, "S": 2 if c.spatial else 0, "D": 2, "SiaNet": 1 if c.siamese else 0}
   convs = collections.Counter()
   for name, (net, args) in networks.items():
@@ -126,15 +130,17 @@ def _median(fn, args, repeats):
 
 
 def time_conv(c: Conv, batch: int, repeats: int, impls: tuple[str, ...]):
-  from sagan_jax import cpu  # noqa: PLC0415
+  from sagan_jax import cpu
 
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((batch, c.height, c.width, c.cin)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((c.kernel, c.kernel, c.cin, c.cout)) * 0.05, jnp.float32)
   if c.transpose:
     pad = c.pad
-    fns = {"xla": lambda x, w, s, p: lax.conv_transpose(x, w, s, p, dimension_numbers=("NHWC", "HWIO", "NHWC")),
-           "matmul": cpu.conv_transpose}
+    fns = {
+      "xla": lambda x, w, s, p: lax.conv_transpose(x, w, s, p, dimension_numbers=("NHWC", "HWIO", "NHWC")),
+      "matmul": cpu.conv_transpose,
+    }
   else:
     p = c.kernel // 2 if c.pad is None else c.pad
     pad = ((p, p),) * 2
@@ -148,10 +154,10 @@ def time_conv(c: Conv, batch: int, repeats: int, impls: tuple[str, ...]):
     grad_x = jax.jit(lambda x, w, dy: jax.vjp(lambda x: forward(x, w), x)[1](dy)[0])
     grad_w = jax.jit(lambda x, w, dy: jax.vjp(lambda w: forward(x, w), w)[1](dy)[0])
     out[impl] = {
-        "fwd": _median(jax.jit(forward), (x, w), repeats),
-        "dx": _median(grad_x, (x, w, dy), repeats) if c.input_grad else 0.0,
-        "dw": _median(grad_w, (x, w, dy), repeats),
-        "values": (grad_x(x, w, dy) if c.input_grad else None, grad_w(x, w, dy)),
+      "fwd": _median(jax.jit(forward), (x, w), repeats),
+      "dx": _median(grad_x, (x, w, dy), repeats) if c.input_grad else 0.0,
+      "dw": _median(grad_w, (x, w, dy), repeats),
+      "values": (grad_x(x, w, dy) if c.input_grad else None, grad_w(x, w, dy)),
     }
   if len(impls) == 2:
     for name, ours, ref in zip(("dx", "dw"), out["matmul"]["values"], out["xla"]["values"]):
@@ -176,7 +182,7 @@ def main() -> None:
   args = parser.parse_args()
   allocator = _common.apply(args)
   impls = ("xla",) if args.impl == "xla" else ("xla", "matmul")
-  from sagan_jax import cpu  # noqa: PLC0415
+  from sagan_jax import cpu
 
   cpu._CHUNK_BYTES = int(args.band_mib * 2**20)  # read at trace time
   if args.net == "resnet50":
@@ -187,8 +193,10 @@ def main() -> None:
     what = f"SA-GAN convolutions at configs/synthetic.py's scale (both directions), batch {args.batch}"
   print(f"{what}, float32, ms per call (median of {args.repeats}); {allocator}")
   takes = cpu.takes_xla_filter_gradient(args.batch, (3, 3), (1, 1))
-  print(f"device: {_common.device_line()}; cpu.conv takes XLA's stride-1 k×k filter gradients at this batch: "
-        f"{'yes' if takes else 'no'}")
+  print(
+    f"device: {_common.device_line()}; cpu.conv takes XLA's stride-1 k×k filter gradients at this batch: "
+    f"{'yes' if takes else 'no'}"
+  )
   print()
   header = "| input h×w | cin→cout | k/s | ×n | fwd xla | dx xla | dw xla |"
   if len(impls) == 2:
@@ -198,9 +206,11 @@ def main() -> None:
   totals = collections.Counter()
   for c, n in sorted(convs.items(), key=lambda item: (-item[0].height, item[0].cin, item[0].kernel)):
     t = time_conv(c, args.batch, args.repeats, impls)
-    row = (f"| {c.height}×{c.width} | {c.cin}→{c.cout} | {c.kernel}/{c.stride}{'ᵀ' if c.transpose else ''} | {n} | "
-           f"{1e3 * t['xla']['fwd']:.1f} | "
-           f"{1e3 * t['xla']['dx']:.1f} | {1e3 * t['xla']['dw']:.1f} |")
+    row = (
+      f"| {c.height}×{c.width} | {c.cin}→{c.cout} | {c.kernel}/{c.stride}{'ᵀ' if c.transpose else ''} | {n} | "
+      f"{1e3 * t['xla']['fwd']:.1f} | "
+      f"{1e3 * t['xla']['dx']:.1f} | {1e3 * t['xla']['dw']:.1f} |"
+    )
     for impl in impls:
       for part in ("fwd", "dx", "dw"):
         totals[impl, part] += n * t[impl][part]
@@ -210,17 +220,23 @@ def main() -> None:
       else:
         picks = "xla" if c.kernel**2 * c.cin > cpu._MAX_EXPANSION * c.cout else "products"
       # A transposed layer's sub-pixel convolution is a stride-1 k×k one (k > 1 for its 3×3 kernels).
-      if picks != "xla" and cpu.takes_xla_filter_gradient(args.batch, (c.kernel,) * 2, (1, 1) if c.transpose else
-                                                          (c.stride,) * 2):
+      if picks != "xla" and cpu.takes_xla_filter_gradient(
+        args.batch, (c.kernel,) * 2, (1, 1) if c.transpose else (c.stride,) * 2
+      ):
         picks += ", xla dw"
-      row += (f" {1e3 * t['matmul']['fwd']:.1f} | {1e3 * t['matmul']['dx']:.1f} | {1e3 * t['matmul']['dw']:.1f} "
-              f"| {picks} |")
+      row += (
+        f" {1e3 * t['matmul']['fwd']:.1f} | {1e3 * t['matmul']['dx']:.1f} | {1e3 * t['matmul']['dw']:.1f} | {picks} |"
+      )
     print(row, flush=True)
-  row = (f"| **total × n** | | | | {1e3 * totals['xla', 'fwd']:.0f} | {1e3 * totals['xla', 'dx']:.0f} | "
-         f"{1e3 * totals['xla', 'dw']:.0f} |")
+  row = (
+    f"| **total × n** | | | | {1e3 * totals['xla', 'fwd']:.0f} | {1e3 * totals['xla', 'dx']:.0f} | "
+    f"{1e3 * totals['xla', 'dw']:.0f} |"
+  )
   if len(impls) == 2:
-    row += (f" {1e3 * totals['matmul', 'fwd']:.0f} | {1e3 * totals['matmul', 'dx']:.0f} | "
-            f"{1e3 * totals['matmul', 'dw']:.0f} |")
+    row += (
+      f" {1e3 * totals['matmul', 'fwd']:.0f} | {1e3 * totals['matmul', 'dx']:.0f} | "
+      f"{1e3 * totals['matmul', 'dw']:.0f} |"
+    )
   print(row + (" |" if len(impls) == 2 else ""))
   if args.net == "resnet50":
     print()
@@ -229,16 +245,20 @@ def main() -> None:
 
 def max_pool_line(batch: int, height: int, width: int, repeats: int) -> str:
   """The stem's max pool (after conv1: height/2 × width/2 × 64), gradient only, XLA's and ours."""
-  import flax.linen as nn  # noqa: PLC0415
+  import flax.linen as nn
 
-  from sagan_jax import cpu  # noqa: PLC0415
+  from sagan_jax import cpu
 
   x = jnp.asarray(np.random.default_rng(0).standard_normal((batch, height // 2, width // 2, 64)), jnp.float32)
-  pools = {"xla": lambda x: nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))),
-           "ours": lambda x: cpu.square_max_pool(x, 3, 2, 1)}
+  pools = {
+    "xla": lambda x: nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))),
+    "ours": lambda x: cpu.square_max_pool(x, 3, 2, 1),
+  }
   dy = jnp.ones(jax.eval_shape(pools["xla"], x).shape, jnp.float32)
-  ms = {name: 1e3 * _median(jax.jit(lambda x, dy, f=f: jax.vjp(f, x)[1](dy)[0]), (x, dy), repeats)
-        for name, f in pools.items()}
+  ms = {
+    name: 1e3 * _median(jax.jit(lambda x, dy, f=f: jax.vjp(f, x)[1](dy)[0]), (x, dy), repeats)
+    for name, f in pools.items()
+  }
   return f"stem max pool 3×3/2 gradient, input {x.shape}: xla {ms['xla']:.1f} ms, ours {ms['ours']:.1f} ms"
 
 

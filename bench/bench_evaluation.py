@@ -23,11 +23,11 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
+import _common
+import jax
+import numpy as np
 
-import _common  # noqa: E402
-from sagan_jax.reid import metrics  # noqa: E402
+from sagan_jax.reid import metrics
 
 
 def market_like(num_q: int, num_g: int, dim: int, seed: int = 0):
@@ -74,8 +74,14 @@ def main():
       t_dist, distmat = timed(lambda: metrics.squared_euclidean(qf, gf), args.repeats)
       t_step, (cmc, mean_ap) = timed(lambda: metrics.evaluate_rank(distmat, *labels), args.repeats)
       t_trap, (_, ap_trap) = timed(lambda: metrics.evaluate_rank(distmat, *labels, ap_mode="trapezoid"), args.repeats)
-      rows.append(("numpy (BLAS distances on the host)", f"{t_dist * 1e3:.0f} ms ({flops / t_dist / 1e9:.0f} GFLOP/s)",
-                   t_dist + t_step, t_dist + t_trap))
+      rows.append(
+        (
+          "numpy (BLAS distances on the host)",
+          f"{t_dist * 1e3:.0f} ms ({flops / t_dist / 1e9:.0f} GFLOP/s)",
+          t_dist + t_step,
+          t_dist + t_trap,
+        )
+      )
     elif backend == "jax":
       run = lambda q, g, mode="step": metrics.evaluate_features(q, g, *labels, ap_mode=mode, backend="jax")
       start = time.perf_counter()
@@ -83,17 +89,26 @@ def main():
       compile_s = time.perf_counter() - start
       t_step, (cmc, mean_ap) = timed(lambda: run(qf, gf), args.repeats)
       t_trap, (_, ap_trap) = timed(lambda: run(qf, gf, "trapezoid"), args.repeats)
-      rows.append((f"jax on {jax.devices()[0].device_kind}, host features (first call {compile_s:.1f} s)",
-                   "inside the totals", t_step, t_trap))
+      rows.append(
+        (
+          f"jax on {jax.devices()[0].device_kind}, host features (first call {compile_s:.1f} s)",
+          "inside the totals",
+          t_step,
+          t_trap,
+        )
+      )
       on_device = jax.device_put(qf), jax.device_put(gf)
       t_dev, _ = timed(lambda: run(*on_device), args.repeats)
-      rows.append((f"jax on {jax.devices()[0].device_kind}, features on the device", "inside the totals",
-                   t_dev, float("nan")))
+      rows.append(
+        (f"jax on {jax.devices()[0].device_kind}, features on the device", "inside the totals", t_dev, float("nan"))
+      )
     else:
       parser.error(f"--backend: unknown backend {backend!r} (numpy, jax)")
     scores[backend] = (cmc, mean_ap, ap_trap)
-  print(f"Market-sized evaluation: {args.queries} queries × {args.gallery} gallery × {args.dim}-d, float32, "
-        f"{flops / 1e9:.0f} GFLOP of distances, median of {args.repeats}; {allocator}")
+  print(
+    f"Market-sized evaluation: {args.queries} queries × {args.gallery} gallery × {args.dim}-d, float32, "
+    f"{flops / 1e9:.0f} GFLOP of distances, median of {args.repeats}; {allocator}"
+  )
   print(f"Generated features (not a model): R-1 {cmc[0]:.3f}, mAP {mean_ap:.3f} (step), {ap_trap:.3f} (trapezoid)")
   print("| backend | distance matrix | distance + CMC + mAP (step AP) | with trapezoid AP |\n|---|---|---|---|")
   ms = lambda t: "" if np.isnan(t) else f"{t * 1e3:.{1 if t < 0.1 else 0}f} ms"
@@ -101,10 +116,15 @@ def main():
     print(f"| {name} | {dist} | {ms(total_step)} | {ms(total_trap)} |")
   reference = next(iter(scores.values()))
   for backend, (cmc_b, ap_b, trap_b) in scores.items():
-    if not (np.array_equal(cmc_b[:10], reference[0][:10]) and abs(ap_b - reference[1]) < 1e-6
-            and abs(trap_b - reference[2]) < 1e-6):
-      print(f"WARNING: backend {backend} scores differ: R-1 {cmc_b[0]:.4f} mAP {ap_b:.6f} against "
-            f"{reference[0][0]:.4f} / {reference[1]:.6f} (float32 products rounding differently near ties?)")
+    if not (
+      np.array_equal(cmc_b[:10], reference[0][:10])
+      and abs(ap_b - reference[1]) < 1e-6
+      and abs(trap_b - reference[2]) < 1e-6
+    ):
+      print(
+        f"WARNING: backend {backend} scores differ: R-1 {cmc_b[0]:.4f} mAP {ap_b:.6f} against "
+        f"{reference[0][0]:.4f} / {reference[1]:.6f} (float32 products rounding differently near ties?)"
+      )
 
 
 if __name__ == "__main__":

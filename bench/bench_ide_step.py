@@ -34,14 +34,14 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
+import _common
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 
-import _common  # noqa: E402
-from sagan_jax import parallel  # noqa: E402
-from sagan_jax.reid import ide  # noqa: E402
+from sagan_jax import parallel
+from sagan_jax.reid import ide
 
 
 def _time_rows(rows: list[dict], steps: int, trace: str | None = None) -> None:
@@ -96,8 +96,14 @@ def jax_row(batch: int, dtype: str, classes: int, size: tuple[int, int], layers:
     jax.block_until_ready(metrics)
 
   one()  # warm-up
-  return {"impl": f"sagan_jax, layers {layers}", "batch": batch, "dtype": dtype, "step": one,
-          "compile": compile_s, "flop": _model_flops(cfg, classes, optimizer, mesh, state, images, labels)}
+  return {
+    "impl": f"sagan_jax, layers {layers}",
+    "batch": batch,
+    "dtype": dtype,
+    "step": one,
+    "compile": compile_s,
+    "flop": _model_flops(cfg, classes, optimizer, mesh, state, images, labels),
+  }
 
 
 def _model_flops(cfg, classes, optimizer, mesh, state, images, labels) -> float:
@@ -123,21 +129,31 @@ def jax_forward_row(batch: int, dtype: str, classes: int, size: tuple[int, int])
   labels = rng.integers(0, classes, batch).astype(np.int32)
 
   def forward(params, batch_stats, images, labels):
-    (logits, _), _ = model.apply({"params": params, "batch_stats": batch_stats}, ide.imagenet_normalize(images),
-                                 train=True, mutable=["batch_stats"])
+    (logits, _), _ = model.apply(
+      {"params": params, "batch_stats": batch_stats},
+      ide.imagenet_normalize(images),
+      train=True,
+      mutable=["batch_stats"],
+    )
     return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
 
   compiled = jax.jit(forward).lower(state.params, state.batch_stats, images, labels).compile()
   one = lambda: jax.block_until_ready(compiled(state.params, state.batch_stats, images, labels))
   one()
-  return {"impl": "sagan_jax, forward only", "batch": batch, "dtype": dtype, "step": one, "compile": float("nan"),
-          "flop": _common.flops(compiled)}
+  return {
+    "impl": "sagan_jax, forward only",
+    "batch": batch,
+    "dtype": dtype,
+    "step": one,
+    "compile": float("nan"),
+    "flop": _common.flops(compiled),
+  }
 
 
 def torch_row(batch: int, classes: int, size: tuple[int, int], forward_only: bool = False) -> dict | None:
   try:
-    import torch  # noqa: PLC0415
-    import torchvision  # noqa: PLC0415
+    import torch
+    import torchvision
   except ImportError:
     return None
   model = torchvision.models.resnet50(num_classes=classes)
@@ -161,8 +177,14 @@ def torch_row(batch: int, classes: int, size: tuple[int, int], forward_only: boo
   fn = forward if forward_only else one
   fn()
   what = ", forward only" if forward_only else ""
-  return {"impl": f"torchvision resnet50{what}, torch {torch.__version__} ({torch.get_num_threads()} threads)",
-          "batch": batch, "dtype": "float32", "step": fn, "compile": float("nan"), "flop": float("nan")}
+  return {
+    "impl": f"torchvision resnet50{what}, torch {torch.__version__} ({torch.get_num_threads()} threads)",
+    "batch": batch,
+    "dtype": "float32",
+    "step": fn,
+    "compile": float("nan"),
+    "flop": float("nan"),
+  }
 
 
 def main() -> None:
@@ -175,9 +197,12 @@ def main() -> None:
   parser.add_argument("--width", type=int, default=128)
   parser.add_argument("--torch", action="store_true", help="add torchvision's step (float32) for comparison")
   parser.add_argument("--forward", action="store_true", help="add rows timing the forward pass alone")
-  parser.add_argument("--sequential", action="store_true",
-                      help="time each row alone right after building it (one model in memory at a time, for "
-                      "batch 128 on a small host) instead of round-robin across the batch size's rows")
+  parser.add_argument(
+    "--sequential",
+    action="store_true",
+    help="time each row alone right after building it (one model in memory at a time, for "
+    "batch 128 on a small host) instead of round-robin across the batch size's rows",
+  )
   _common.add_flag(parser)
   _common.add_trace_flag(parser)
   args = parser.parse_args()
@@ -218,12 +243,16 @@ def main() -> None:
       print(f"  measured: batch {batch}, {row['impl']}, {row['dtype']}: {row['seconds']:.3f} s/step", file=sys.stderr)
     rows += group
   order = "each row alone" if args.sequential else "round-robin across each batch size's rows"
-  print(f"IDE ResNet-50 train step, {size[0]}×{size[1]}, {args.classes} classes, median of {args.steps} steps "
-        f"after a warm-up, taken {order}")
+  print(
+    f"IDE ResNet-50 train step, {size[0]}×{size[1]}, {args.classes} classes, median of {args.steps} steps "
+    f"after a warm-up, taken {order}"
+  )
   print(f"device: {_common.device_line()}; {allocator}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
   print()
-  print("| implementation | batch | dtype | s/step | min–max s | img/s | compile s | GFLOP/step | TFLOP/s | MFU "
-        "| page faults/step | system s/step |")
+  print(
+    "| implementation | batch | dtype | s/step | min–max s | img/s | compile s | GFLOP/step | TFLOP/s | MFU "
+    "| page faults/step | system s/step |"
+  )
   print("|---|---|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
     tflops = r["flop"] / r["seconds"] / 1e12
@@ -231,8 +260,11 @@ def main() -> None:
     gflop = "" if np.isnan(r["flop"]) else f"{r['flop'] / 1e9:.0f}"
     tflop_s = "" if np.isnan(tflops) else f"{tflops:.3f}"
     spread = f"{r['spread'][0]:.3f}–{r['spread'][1]:.3f}"
-    print(f"| {r['impl']} | {r['batch']} | {r['dtype']} | {r['seconds']:.3f} | {spread} | {r['batch'] / r['seconds']:.2f} | "
-          f"{compile_s} | {gflop} | {tflop_s} | {r['mfu']} | {r['faults']:.0f} | {r['system']:.3f} |")
+    print(
+      f"| {r['impl']} | {r['batch']} | {r['dtype']} | {r['seconds']:.3f} | {spread} "
+      f"| {r['batch'] / r['seconds']:.2f} | {compile_s} | {gflop} | {tflop_s} | {r['mfu']} "
+      f"| {r['faults']:.0f} | {r['system']:.3f} |"
+    )
   for dtype in sorted({r["dtype"] for r in rows}):
     print(f"\n{dtype} matmul rate measured on this device: {_common.matmul_rate(dtype) / 1e12:.3f} TFLOP/s")
 

@@ -24,8 +24,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import _common  # noqa: E402
-from sagan_jax.data import builders, pipeline, synthetic  # noqa: E402
+import _common
+
+from sagan_jax.data import builders, pipeline, synthetic
 
 
 def main() -> None:
@@ -41,8 +42,9 @@ def main() -> None:
   args = parser.parse_args()
   allocator = _common.apply(args)
   with tempfile.TemporaryDirectory() as root:
-    spec = synthetic.BenchmarkSpec(height=args.height, width=args.width, train_ids=args.ids, test_ids=2,
-                                   num_cameras=4, distractors=0, junk=0)
+    spec = synthetic.BenchmarkSpec(
+      height=args.height, width=args.width, train_ids=args.ids, test_ids=2, num_cameras=4, distractors=0, junk=0
+    )
     start = time.perf_counter()
     synthetic.generate(root, spec)
     builder = builders.prepare("market1501", os.path.join(root, "source"), os.path.join(root, "tfds"), with_masks=True)
@@ -57,17 +59,26 @@ def main() -> None:
     for size_text in args.sizes.split(","):
       size = tuple(int(v) for v in size_text.split("x"))
       for threads in (int(t) for t in args.threads.split(",")):
-        batches = pipeline.TrainBatches(source, global_batch_size=args.batch, image_size=size, seed=0, masks="data",
-                                        num_threads=threads)
+        batches = pipeline.TrainBatches(
+          source, global_batch_size=args.batch, image_size=size, seed=0, masks="data", num_threads=threads
+        )
         it = batches.iterate(0)
         next(it)  # the threads start and the prefetch buffer fills
         start = time.perf_counter()
         for _ in range(args.batches):
           next(it)
-        rows.append(("TrainBatches (shuffle, decode, resize, flip, mask, batch)", f"{size[0]}×{size[1]}", threads,
-                     args.batch * args.batches / (time.perf_counter() - start)))
-  print(f"Input pipeline on {n} stored {args.height}×{args.width} JPEG images with PNG masks "
-        f"(generated and prepared in {setup_s:.0f} s); batch {args.batch}, {args.batches} timed batches")
+        rows.append(
+          (
+            "TrainBatches (shuffle, decode, resize, flip, mask, batch)",
+            f"{size[0]}×{size[1]}",
+            threads,
+            args.batch * args.batches / (time.perf_counter() - start),
+          )
+        )
+  print(
+    f"Input pipeline on {n} stored {args.height}×{args.width} JPEG images with PNG masks "
+    f"(generated and prepared in {setup_s:.0f} s); batch {args.batch}, {args.batches} timed batches"
+  )
   print(f"device: {_common.device_line()}; {os.cpu_count()} CPU cores; {allocator}")
   print()
   print("| what | output size | threads | images/s |")

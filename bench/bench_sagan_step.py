@@ -26,13 +26,13 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import _common
+import jax
+import jax.numpy as jnp
 
-import _common  # noqa: E402
-from sagan_jax import parallel  # noqa: E402
-from sagan_jax.sagan import SAGAN, apply_tiny_scale, make_steps, sagan_config  # noqa: E402
-from sagan_jax.sagan.steps import create_state  # noqa: E402
+from sagan_jax import parallel
+from sagan_jax.sagan import SAGAN, apply_tiny_scale, make_steps, sagan_config
+from sagan_jax.sagan.steps import create_state
 
 _SYNTHETIC = os.path.join(os.path.dirname(__file__), "..", "configs", "synthetic.py")
 
@@ -57,7 +57,9 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
   parser.add_argument("--iterations", type=int, default=5)
-  parser.add_argument("--n_critic", type=int, default=None, help="critic updates per iteration (default: the config's, 5)")
+  parser.add_argument(
+    "--n_critic", type=int, default=None, help="critic updates per iteration (default: the config's, 5)"
+  )
   _common.add_flag(parser)
   _common.add_trace_flag(parser)
   args = parser.parse_args()
@@ -72,10 +74,10 @@ def main() -> None:
     h, w = c.image_size
     keys = jax.random.split(jax.random.PRNGKey(0), 4)
     batch = {
-        "x": jax.random.uniform(keys[0], (args.batch, h, w, 3), minval=-1, maxval=1),
-        "x_mask": (jax.random.uniform(keys[1], (args.batch, h, w, 1)) > 0.5).astype(jnp.float32),
-        "y": jax.random.uniform(keys[2], (args.batch, h, w, 3), minval=-1, maxval=1),
-        "y_mask": (jax.random.uniform(keys[3], (args.batch, h, w, 1)) > 0.5).astype(jnp.float32),
+      "x": jax.random.uniform(keys[0], (args.batch, h, w, 3), minval=-1, maxval=1),
+      "x_mask": (jax.random.uniform(keys[1], (args.batch, h, w, 1)) > 0.5).astype(jnp.float32),
+      "y": jax.random.uniform(keys[2], (args.batch, h, w, 3), minval=-1, maxval=1),
+      "y_mask": (jax.random.uniform(keys[3], (args.batch, h, w, 1)) > 0.5).astype(jnp.float32),
     }
     batch = jax.device_put(batch, parallel.batch_sharded(mesh))
     state = create_state(model, 0, mesh)
@@ -85,12 +87,21 @@ def main() -> None:
     # (ahead-of-time compilation does not fill the jit cache).
     critic_compiled = critic_step.lower(state, batch).compile()
     generator_compiled = generator_step.lower(state, batch).compile()
-    rows.append({
-        "impl": layers, "critic": critic_compiled, "generator": generator_compiled,
-        "state": state, "batch": batch, "compile_s": time.perf_counter() - start,
-        "critic_flops": _common.flops(critic_compiled), "generator_flops": _common.flops(generator_compiled),
-        "critic_s": [], "generator_s": [], "n_critic": c.n_critic if args.n_critic is None else args.n_critic,
-    })
+    rows.append(
+      {
+        "impl": layers,
+        "critic": critic_compiled,
+        "generator": generator_compiled,
+        "state": state,
+        "batch": batch,
+        "compile_s": time.perf_counter() - start,
+        "critic_flops": _common.flops(critic_compiled),
+        "generator_flops": _common.flops(generator_compiled),
+        "critic_s": [],
+        "generator_s": [],
+        "n_critic": c.n_critic if args.n_critic is None else args.n_critic,
+      }
+    )
 
   def timed(step, row):
     start = time.perf_counter()
@@ -108,29 +119,40 @@ def main() -> None:
 
   n_critic = rows[0]["n_critic"]
   if args.trace:
+
     def iteration(row=rows[0]):  # one more iteration of the first row
       for _ in range(n_critic):
         timed(row["critic"], row)
       timed(row["generator"], row)
 
     _common.trace(iteration, args.trace)
-  print(f"SA-GAN iteration ({n_critic} critic + 1 generator update, both directions), {args.scale} scale: "
-        f"{h}×{w}, batch {args.batch}, {args.dtype}, {c.generator_blocks} residual blocks")
-  print(f"device: {_common.device_line()}; {allocator}; medians over {args.iterations} iterations after a warm-up"
-        + (", implementations in turn" if len(rows) > 1 else ""))
-  print(f"{args.dtype} matmul rate measured here: {_common.matmul_rate(args.dtype) / 1e12:.4f} TFLOP/s; "
-        "GFLOP: XLA's cost analysis of each compiled step")
+  print(
+    f"SA-GAN iteration ({n_critic} critic + 1 generator update, both directions), {args.scale} scale: "
+    f"{h}×{w}, batch {args.batch}, {args.dtype}, {c.generator_blocks} residual blocks"
+  )
+  print(
+    f"device: {_common.device_line()}; {allocator}; medians over {args.iterations} iterations after a warm-up"
+    + (", implementations in turn" if len(rows) > 1 else "")
+  )
+  print(
+    f"{args.dtype} matmul rate measured here: {_common.matmul_rate(args.dtype) / 1e12:.4f} TFLOP/s; "
+    "GFLOP: XLA's cost analysis of each compiled step"
+  )
   print()
-  print("| layers | critic step, ms | generator step, ms | s/iteration | img/s | compile s "
-        "| critic / generator GFLOP | TFLOP/s | MFU |")
+  print(
+    "| layers | critic step, ms | generator step, ms | s/iteration | img/s | compile s "
+    "| critic / generator GFLOP | TFLOP/s | MFU |"
+  )
   print("|---|---|---|---|---|---|---|---|---|")
   for row in rows:
     critic, generator = statistics.median(row["critic_s"]), statistics.median(row["generator_s"])
     seconds = n_critic * critic + generator
     achieved = (n_critic * row["critic_flops"] + row["generator_flops"]) / seconds
-    print(f"| {row['impl']} | {critic * 1e3:.1f} | {generator * 1e3:.1f} | {seconds:.3f} | {args.batch / seconds:.2f} "
-          f"| {row['compile_s']:.1f} | {row['critic_flops'] / 1e9:.2f} / {row['generator_flops'] / 1e9:.2f} "
-          f"| {achieved / 1e12:.4f} | {_common.mfu(achieved, args.dtype)} |")
+    print(
+      f"| {row['impl']} | {critic * 1e3:.1f} | {generator * 1e3:.1f} | {seconds:.3f} | {args.batch / seconds:.2f} "
+      f"| {row['compile_s']:.1f} | {row['critic_flops'] / 1e9:.2f} / {row['generator_flops'] / 1e9:.2f} "
+      f"| {achieved / 1e12:.4f} | {_common.mfu(achieved, args.dtype)} |"
+    )
 
 
 if __name__ == "__main__":

@@ -30,21 +30,21 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()  # before jax is imported
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import argparse  # noqa: E402
-import time  # noqa: E402
+import argparse
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
+import _common
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 
-import _common  # noqa: E402
-from sagan_jax import parallel  # noqa: E402
-from sagan_jax.reid import ide  # noqa: E402
-from sagan_jax.sagan import SAGAN, apply_tiny_scale, make_steps, sagan_config  # noqa: E402
-from sagan_jax.sagan.steps import create_state  # noqa: E402
+from sagan_jax import parallel
+from sagan_jax.reid import ide
+from sagan_jax.sagan import SAGAN, apply_tiny_scale, make_steps, sagan_config
+from sagan_jax.sagan.steps import create_state
 
 
 def _timed(fn, repeats):
@@ -93,7 +93,8 @@ def ide_run(n: int, images, labels, repeats: int):
 
 
 def first_moments(opt_state):
-  """The optimizer's gradient accumulators (Adam's mu, SGD momentum's trace): the gradient times a constant after one step."""
+  """The optimizer's gradient accumulators (Adam's mu, SGD momentum's trace): after one step, the
+  gradient times a constant."""
   kinds = (optax.ScaleByAdamState, optax.TraceState)
   found = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, kinds)) if isinstance(s, kinds)]
   return [s.mu if isinstance(s, optax.ScaleByAdamState) else s.trace for s in found]
@@ -123,7 +124,9 @@ def main() -> None:
   allocator = _common.apply(args)
   counts = [int(d) for d in args.devices.split(",")]
   if max(counts) > jax.device_count():
-    sys.exit(f"--devices asks for {max(counts)} devices, {jax.device_count()} exist (XLA_FLAGS={os.environ['XLA_FLAGS']!r})")
+    sys.exit(
+      f"--devices asks for {max(counts)} devices, {jax.device_count()} exist (XLA_FLAGS={os.environ['XLA_FLAGS']!r})"
+    )
   rng = np.random.default_rng(0)
   gan_batch = {k: rng.uniform(-1, 1, (8, 32, 16, c)).astype(np.float32) for k, c in (("x", 3), ("y", 3))}
   gan_batch.update({k: (rng.random((8, 32, 16, 1)) > 0.5).astype(np.float32) for k in ("x_mask", "y_mask")})
@@ -134,11 +137,13 @@ def main() -> None:
   gan_initial = jax.device_get(create_state(SAGAN(apply_tiny_scale(sagan_config())), 0).params)
   cfg = ide.ide_config()
   cfg.image_size, cfg.stage_sizes, cfg.width = (32, 16), (1, 1, 1, 1), 8
-  ide_initial = jax.device_get(ide.create_state(ide.make_model(cfg, 10), ide.make_optimizer(cfg, 10), (32, 16), 0,
-                                                parallel.make_mesh(1)).params)
+  ide_initial = jax.device_get(
+    ide.create_state(ide.make_model(cfg, 10), ide.make_optimizer(cfg, 10), (32, 16), 0, parallel.make_mesh(1)).params
+  )
   for name, run, inputs, initial, losses in (
-      ("SA-GAN critic + generator", sagan_run, (gan_batch,), gan_initial, ("critic/loss", "generator/loss")),
-      ("IDE SGD step", ide_run, (ide_images, ide_labels), ide_initial, ("loss",))):
+    ("SA-GAN critic + generator", sagan_run, (gan_batch,), gan_initial, ("critic/loss", "generator/loss")),
+    ("IDE SGD step", ide_run, (ide_images, ide_labels), ide_initial, ("loss",)),
+  ):
     reference = reference_moments = None
     for n in counts:
       params, moments, metrics, seconds, compiles = run(n, *inputs, args.repeats)
@@ -151,12 +156,16 @@ def main() -> None:
   print(f"Sharded steps over simulated CPU devices (same global batch 8, same initial state); {allocator}")
   print(f"device: {_common.device_line()}")
   print()
-  print(f"| step | devices | losses | max gradient diff vs {counts[0]} device(s) | max update diff | "
-        "updates differing > 1e-5 | s/step | compilations |")
+  print(
+    f"| step | devices | losses | max gradient diff vs {counts[0]} device(s) | max update diff | "
+    "updates differing > 1e-5 | s/step | compilations |"
+  )
   print("|---|---|---|---|---|---|---|---|")
   for name, n, loss_text, gradient, worst, share, seconds, compiles in rows:
-    print(f"| {name} | {n} | {loss_text} | {gradient:.2e} | {worst:.2e} | {100 * share:.2f} % | {seconds:.3f} | "
-          f"{compiles} |")
+    print(
+      f"| {name} | {n} | {loss_text} | {gradient:.2e} | {worst:.2e} | {100 * share:.2f} % | {seconds:.3f} | "
+      f"{compiles} |"
+    )
 
 
 if __name__ == "__main__":

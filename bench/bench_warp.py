@@ -21,11 +21,11 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import _common
+import jax
+import jax.numpy as jnp
 
-import _common  # noqa: E402
-from sagan_jax import geometry  # noqa: E402
+from sagan_jax import geometry
 
 
 def _time_ms(fn, repeats: int) -> tuple[float, float]:
@@ -43,14 +43,14 @@ def _time_ms(fn, repeats: int) -> tuple[float, float]:
 
 def _map_coordinates_warp(images, h):
   """Reference sampling: per-image, per-channel map_coordinates on the homography grid."""
-  b, hh, ww, c = images.shape
+  _b, hh, ww, c = images.shape
   grid = geometry.homography_grid(h, (hh, ww))
   u = (grid[..., 0] + 1) * (ww - 1) / 2
   v = (grid[..., 1] + 1) * (hh - 1) / 2
 
   def one(image, u, v):
     return jnp.stack(
-        [jax.scipy.ndimage.map_coordinates(image[..., k], [v, u], order=1, mode="constant") for k in range(c)], axis=-1
+      [jax.scipy.ndimage.map_coordinates(image[..., k], [v, u], order=1, mode="constant") for k in range(c)], axis=-1
     )
 
   return jax.vmap(one)(images, u, v)
@@ -67,8 +67,8 @@ def _jax_rows(name, warp_fn, images, params, repeats):
 
 def _kornia_row(batch, height, width, channels, repeats):
   try:
-    import kornia  # noqa: PLC0415  (optional comparison only)
-    import torch  # noqa: PLC0415
+    import kornia
+    import torch
   except ImportError:
     return None
   images = torch.rand(batch, channels, height, width, requires_grad=True)
@@ -83,7 +83,11 @@ def _kornia_row(batch, height, width, channels, repeats):
     out = kornia.geometry.transform.warp_perspective(images, h, (height, width), align_corners=True)
     out.square().sum().backward()
 
-  return f"kornia {kornia.__version__} warp_perspective (torch {torch.__version__})", _time_ms(forward, repeats), _time_ms(backward, repeats)
+  return (
+    f"kornia {kornia.__version__} warp_perspective (torch {torch.__version__})",
+    _time_ms(forward, repeats),
+    _time_ms(backward, repeats),
+  )
 
 
 def main() -> None:
@@ -103,17 +107,22 @@ def main() -> None:
   params = 0.1 * jax.random.normal(jax.random.key(1), (args.batch, 8))
 
   rows = [
-      _jax_rows("sagan_jax.geometry.warp", geometry.warp, images, params, args.repeats),
-      _jax_rows("map_coordinates + autodiff", _map_coordinates_warp, images, params, args.repeats),
+    _jax_rows("sagan_jax.geometry.warp", geometry.warp, images, params, args.repeats),
+    _jax_rows("map_coordinates + autodiff", _map_coordinates_warp, images, params, args.repeats),
   ]
   kornia_row = _kornia_row(args.batch, args.height, args.width, args.channels, args.repeats)
   if kornia_row is not None:
     rows.append(kornia_row)
 
   device = jax.devices()[0]
-  print(f"warp of {args.batch}×{args.height}×{args.width}×{args.channels} {args.dtype}, homography, bilinear, zeros padding")
-  print(f"device: {device.platform} ({device.device_kind}), {os.cpu_count()} host cores, {platform.processor() or platform.machine()}; "
-        f"jax {jax.__version__}; {allocator}; median of {args.repeats} (interquartile range)")
+  print(
+    f"warp of {args.batch}×{args.height}×{args.width}×{args.channels} {args.dtype}, homography, bilinear, zeros padding"
+  )
+  print(
+    f"device: {device.platform} ({device.device_kind}), {os.cpu_count()} host cores, "
+    f"{platform.processor() or platform.machine()}; "
+    f"jax {jax.__version__}; {allocator}; median of {args.repeats} (interquartile range)"
+  )
   print()
   print(f"| {'implementation':<58} | {'forward ms':>16} | {'forward+backward ms':>20} |")
   print(f"|{'-' * 60}|{'-' * 18}|{'-' * 22}|")

@@ -12,11 +12,11 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from sagan_jax import fidelity  # noqa: E402
-from sagan_jax.data import synthetic  # noqa: E402
-from sagan_jax.experiments import paired  # noqa: E402
+from sagan_jax import fidelity
+from sagan_jax.data import synthetic
+from sagan_jax.experiments import paired
 
 
 def main():
@@ -29,8 +29,12 @@ def main():
   x, truth, mask = pairs.source[..., :3], pairs.truth[..., :3], pairs.truth[..., 3:]
   to_255, to_unit = (lambda a: (a + 1) * 127.5), (lambda a: a / 127.5 - 1)
   warped = np.stack([synthetic.warp_border(to_255(image), h) for image, h in zip(x, pairs.h_true)])
-  rows = {"x itself": x, "true colours, no warp": to_unit(synthetic.target_colours(to_255(x))),
-          "true warp, no colours": to_unit(warped), "true warp, then true colours": to_unit(synthetic.target_colours(warped))}
+  rows = {
+    "x itself": x,
+    "true colours, no warp": to_unit(synthetic.target_colours(to_255(x))),
+    "true warp, no colours": to_unit(warped),
+    "true warp, then true colours": to_unit(synthetic.target_colours(warped)),
+  }
   print("| translation | pixel_error |\n|---|---|")
   for name, image in rows.items():
     print(f"| {name} | {float(fidelity.pixel_error(image, truth, x, mask)):.3f} |")

@@ -23,10 +23,10 @@ import json
 import re
 
 KINDS = (  # first match wins; matched against the hlo_op and the event's name (not the program's)
-    ("convolution", re.compile(r"conv|fprop|dgrad|wgrad|cudnn", re.I)),
-    ("matrix product", re.compile(r"gemm|nvjet|cublas|matmul|\bdot\b|dot_general|ynn", re.I)),
-    ("reduction", re.compile(r"reduce|reduction", re.I)),
-    ("copy or transpose", re.compile(r"copy|transpose|memcpy|memset", re.I)),
+  ("convolution", re.compile(r"conv|fprop|dgrad|wgrad|cudnn", re.I)),
+  ("matrix product", re.compile(r"gemm|nvjet|cublas|matmul|\bdot\b|dot_general|ynn", re.I)),
+  ("reduction", re.compile(r"reduce|reduction", re.I)),
+  ("copy or transpose", re.compile(r"copy|transpose|memcpy|memset", re.I)),
 )
 
 
@@ -37,8 +37,9 @@ def load(path: str) -> tuple[list[dict], dict, dict]:
     data = json.load(f)
   events = data["traceEvents"] if isinstance(data, dict) else data
   processes = {e["pid"]: e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"}
-  threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
-             if e.get("ph") == "M" and e.get("name") == "thread_name"}
+  threads = {
+    (e["pid"], e["tid"]): e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "thread_name"
+  }
   return [e for e in events if e.get("ph") == "X" and e.get("dur") is not None], processes, threads
 
 

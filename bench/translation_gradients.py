@@ -19,19 +19,19 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import scipy.linalg  # noqa: E402
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
+from absl import app, flags
+from ml_collections import config_flags
 
-from sagan_jax import checkpoint, losses, parallel  # noqa: E402
-from sagan_jax.data import pipeline  # noqa: E402
-from sagan_jax.experiments import paired, stages  # noqa: E402
-from sagan_jax.experiments.datasets import Datasets  # noqa: E402
-from sagan_jax.sagan import steps as sagan_steps  # noqa: E402
-from sagan_jax.sagan.model import XY  # noqa: E402
+from sagan_jax import checkpoint, losses, parallel
+from sagan_jax.data import pipeline
+from sagan_jax.experiments import paired, stages
+from sagan_jax.experiments.datasets import Datasets
+from sagan_jax.sagan import steps as sagan_steps
+from sagan_jax.sagan.model import XY
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "a workdir whose SA-GAN stage ran (its latest checkpoint is read)")
@@ -44,10 +44,15 @@ def _terms(model, params, x, mx, y, my, z, p, adapted=None):
   a = model.adapt(params, XY, x, mx, z, transform=p)
   if adapted is not None:
     a = a._replace(adapted=adapted)
-  out = {"adversarial D1": losses.wgan_generator_loss(
-      model._critic_scores(params, "D1", jnp.concatenate([a.adapted, a.mask], -1)))}
+  out = {
+    "adversarial D1": losses.wgan_generator_loss(
+      model._critic_scores(params, "D1", jnp.concatenate([a.adapted, a.mask], -1))
+    )
+  }
   if "DT1" in params:
-    out["adversarial DT1"] = losses.wgan_generator_loss(model.spatial_critic.apply({"params": params["DT1"]}, a.transform))
+    out["adversarial DT1"] = losses.wgan_generator_loss(
+      model.spatial_critic.apply({"params": params["DT1"]}, a.transform)
+    )
   _, cycle = model._cycle_loss(params, XY, x, mx, a, z)
   for name, value in cycle.items():
     out[name.upper()] = c.lambda_cyc * (c.lambda_pcl if name == "pcl" else 1.0) * value
@@ -70,9 +75,13 @@ def measure(model, params, batches, p_true):
       g_p = jax.grad(lambda q: _terms(model, params, x, mx, y, my, z, q)[name])(p)
       to_truth = p_true[None] - p
       cos = -jnp.sum(g_p * to_truth, -1) / (jnp.linalg.norm(g_p, axis=-1) * jnp.linalg.norm(to_truth, axis=-1) + 1e-12)
-      rows.setdefault(name, []).append((
+      rows.setdefault(name, []).append(
+        (
           float(jnp.mean(jnp.linalg.norm(g_img.reshape(x.shape[0], -1), axis=-1))),
-          float(jnp.mean(jnp.linalg.norm(g_p, axis=-1))), float(jnp.mean(cos))))
+          float(jnp.mean(jnp.linalg.norm(g_p, axis=-1))),
+          float(jnp.mean(cos)),
+        )
+      )
   return {name: np.mean(v, axis=0) for name, v in rows.items()}
 
 
@@ -86,14 +95,29 @@ def main(argv):
   datasets.ensure_synthetic()
   pairs = paired.load(datasets.synthetic_dir, tuple(config.sagan.image_size))
   y_source, y_idx = datasets.builder("target").as_data_source("train"), None  # the synthetic target's training split
-  targets = next(pipeline.eval_batches(y_source, batch_size=8 * _BATCHES.value, image_size=tuple(config.sagan.image_size),
-                                       indices=y_idx, masks=datasets.mask_mode))[0]["image"]
-  batches = [(jnp.asarray(pairs.source[8 * k:8 * k + 8, ..., :3]), jnp.asarray(pairs.source[8 * k:8 * k + 8, ..., 3:]),
-              jnp.asarray(targets[8 * k:8 * k + 8, ..., :3]), jnp.asarray(targets[8 * k:8 * k + 8, ..., 3:]))
-             for k in range(_BATCHES.value)]
+  targets = next(
+    pipeline.eval_batches(
+      y_source,
+      batch_size=8 * _BATCHES.value,
+      image_size=tuple(config.sagan.image_size),
+      indices=y_idx,
+      masks=datasets.mask_mode,
+    )
+  )[0]["image"]
+  batches = [
+    (
+      jnp.asarray(pairs.source[8 * k : 8 * k + 8, ..., :3]),
+      jnp.asarray(pairs.source[8 * k : 8 * k + 8, ..., 3:]),
+      jnp.asarray(targets[8 * k : 8 * k + 8, ..., :3]),
+      jnp.asarray(targets[8 * k : 8 * k + 8, ..., 3:]),
+    )
+    for k in range(_BATCHES.value)
+  ]
   log_h = scipy.linalg.logm(np.asarray(pairs.h_true[0], np.float64)).real  # a one-height benchmark: one truth
-  p_true = jnp.asarray([log_h[0, 0], log_h[0, 1], log_h[0, 2], log_h[1, 0], log_h[1, 1], log_h[1, 2], log_h[2, 0],
-                        log_h[2, 1]], jnp.float32)
+  p_true = jnp.asarray(
+    [log_h[0, 0], log_h[0, 1], log_h[0, 2], log_h[1, 0], log_h[1, 1], log_h[1, 2], log_h[2, 0], log_h[2, 1]],
+    jnp.float32,
+  )
   mesh = parallel.make_mesh()
   fresh = sagan_steps.create_state(model, config.seed)
   states = {"untrained": fresh.params}

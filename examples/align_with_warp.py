@@ -61,7 +61,9 @@ def embed(steps=200):
 
   def loss(weights):
     project = lambda v: v @ weights
-    return losses.contrastive_loss(project(jnp.concatenate([anchors, anchors])), project(others), is_positive, margin=2.0)
+    return losses.contrastive_loss(
+      project(jnp.concatenate([anchors, anchors])), project(others), is_positive, margin=2.0
+    )
 
   weights = 0.1 * jax.random.normal(key_w, (16, 8))
   optimizer = optax.adam(1e-2)

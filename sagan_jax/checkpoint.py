@@ -20,7 +20,8 @@ from absl import logging
 
 def _abstract(tree):
   return jax.tree_util.tree_map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree)
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree
+  )
 
 
 class StageCheckpoints:
@@ -61,8 +62,12 @@ class StageCheckpoints:
         return restored["state"], restored["record"]
       except (KeyError, ValueError, FileNotFoundError, OSError) as e:
         first_error = first_error or e
-        logging.warning("checkpoint %s cannot be restored (%s: %s); trying the one before it",
-                        os.path.join(self.directory, str(step)), type(e).__name__, str(e)[:200])
+        logging.warning(
+          "checkpoint %s cannot be restored (%s: %s); trying the one before it",
+          os.path.join(self.directory, str(step)),
+          type(e).__name__,
+          str(e)[:200],
+        )
     raise first_error
 
   def resume(self, fresh: Any) -> tuple[Any, dict]:

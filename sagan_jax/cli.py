@@ -14,8 +14,11 @@ from sagan_jax.errors import ConfigError
 USER_ERROR_EXIT = 2  # as argparse and absl report a usage error
 _DEBUG = flags.DEFINE_bool("debug", False, "show the traceback of a user error (a wrong path, field or dataset)")
 _CPU_FAST_PATH = flags.DEFINE_bool(
-    "cpu_fast_path", True, "on a CPU host: networks built from sagan_jax.cpu's layers (matrix-product gradients) and "
-    "XLA's step memory kept mapped (glibc); --nocpu_fast_path: flax's layers and the allocator's defaults")
+  "cpu_fast_path",
+  True,
+  "on a CPU host: networks built from sagan_jax.cpu's layers (matrix-product gradients) and "
+  "XLA's step memory kept mapped (glibc); --nocpu_fast_path: flax's layers and the allocator's defaults",
+)
 
 
 def cpu_setup():
@@ -32,9 +35,12 @@ def _unknown_key(error: Exception, argv: list[str]):
   key = key.group(0) if key else text
   hint = re.search(r'Did you mean "(\w+)"', text)
   named = [o for o in overrides if o.split(".")[-1] == key] or overrides
-  print(f"error: unknown config key {key!r} (from {', '.join('--' + n for n in named)}): the config has no such "
-           f"field{f'; did you mean {hint.group(1)!r}?' if hint else ''} (the fields are in the config file; "
-           "`--helpfull` lists the flags)", file=sys.stderr)
+  print(
+    f"error: unknown config key {key!r} (from {', '.join('--' + n for n in named)}): the config has no such "
+    f"field{f'; did you mean {hint.group(1)!r}?' if hint else ''} (the fields are in the config file; "
+    "`--helpfull` lists the flags)",
+    file=sys.stderr,
+  )
   sys.exit(USER_ERROR_EXIT)
 
 
@@ -105,13 +111,25 @@ def user_errors() -> tuple[type[BaseException], ...]:
   from sagan_jax.data.layouts import DatasetLayoutError  # noqa: PLC0415
   from sagan_jax.experiments.stages import WorkdirLockedError, WorkdirMismatchError  # noqa: PLC0415
 
-  return (ConfigError, WorkdirMismatchError, WorkdirLockedError, DatasetLayoutError, CorruptImageError,
-          progress.NonFiniteLossError, FileNotFoundError)
+  return (
+    ConfigError,
+    WorkdirMismatchError,
+    WorkdirLockedError,
+    DatasetLayoutError,
+    CorruptImageError,
+    progress.NonFiniteLossError,
+    FileNotFoundError,
+  )
 
 
 # Operating-system errors a user fixes (a full disk, a read-only or forbidden folder), named by path.
-_USER_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EROFS: "read-only file system",
-                errno.EACCES: "permission denied", errno.EPERM: "operation not permitted", errno.EDQUOT: "disk quota exceeded"}
+_USER_ERRNOS = {
+  errno.ENOSPC: "no space left on the device",
+  errno.EROFS: "read-only file system",
+  errno.EACCES: "permission denied",
+  errno.EPERM: "operation not permitted",
+  errno.EDQUOT: "disk quota exceeded",
+}
 
 
 def _debug() -> bool:

@@ -73,8 +73,13 @@ _XLA_FILTER_GRADIENT_MAX_BATCH = 32
 
 def takes_xla_filter_gradient(batch: int, kernel: Sequence[int], strides: Sequence[int]) -> bool:
   """Whether :func:`conv` (``xla_filter_gradients=True``) takes XLA's filter gradient for this layer here."""
-  return (tuple(strides) == (1, 1) and kernel[0] * kernel[1] > 1 and batch <= _XLA_FILTER_GRADIENT_MAX_BATCH
-          and _host_has_avx512())
+  return (
+    tuple(strides) == (1, 1)
+    and kernel[0] * kernel[1] > 1
+    and batch <= _XLA_FILTER_GRADIENT_MAX_BATCH
+    and _host_has_avx512()
+  )
+
 
 def conv_transpose(x: jax.Array, w: jax.Array, strides: Sequence[int], padding, convolution=None) -> jax.Array:
   """``lax.conv_transpose`` (NHWC, HWIO, ``transpose_kernel=False``) without dilating its input.
@@ -87,8 +92,9 @@ def conv_transpose(x: jax.Array, w: jax.Array, strides: Sequence[int], padding, 
   """
   convolution = convolution or conv
   if x.ndim != 4 or w.ndim != 4 or x.shape[-1] != w.shape[2]:
-    raise ValueError("conv_transpose needs NHWC input and an HWIO kernel with matching channels, "
-                     f"got {x.shape} and {w.shape}")
+    raise ValueError(
+      f"conv_transpose needs NHWC input and an HWIO kernel with matching channels, got {x.shape} and {w.shape}"
+    )
   n, h, wd, _ = x.shape
   kh, kw, cin, cout = w.shape
   strides = tuple(int(s) for s in strides)
@@ -134,6 +140,7 @@ def _conv_transpose_pads(k: int, s: int, padding: str) -> tuple[int, int]:
     raise ValueError(f"conv_transpose padding must be 'SAME', 'VALID' or (low, high) pairs, got {padding!r}")
   return before, length - before
 
+
 def xla_conv(x: jax.Array, w: jax.Array, strides: Sequence[int], padding) -> jax.Array:
   """``lax.conv_general_dilated`` in NHWC/HWIO (the reference :func:`conv` is checked against)."""
   return lax.conv_general_dilated(x, w, tuple(strides), padding, dimension_numbers=_NHWC)
@@ -147,9 +154,20 @@ def _is_nhwc(dimension_numbers) -> bool:
   return tuple(dimension_numbers) == _NHWC
 
 
-def conv(x: jax.Array, w: jax.Array, window_strides: Sequence[int], padding, lhs_dilation=None,
-         rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1, precision=None,
-         preferred_element_type=None, *, xla_filter_gradients: bool = True) -> jax.Array:
+def conv(
+  x: jax.Array,
+  w: jax.Array,
+  window_strides: Sequence[int],
+  padding,
+  lhs_dilation=None,
+  rhs_dilation=None,
+  dimension_numbers=None,
+  feature_group_count: int = 1,
+  precision=None,
+  preferred_element_type=None,
+  *,
+  xla_filter_gradients: bool = True,
+) -> jax.Array:
   """``lax.conv_general_dilated`` with matrix-product gradients where they pay; its signature, so
   ``nn.Conv(conv_general_dilated=conv)`` takes it.
 
@@ -158,13 +176,26 @@ def conv(x: jax.Array, w: jax.Array, window_strides: Sequence[int], padding, lhs
   ``xla_filter_gradients=False`` keeps the products for the filter gradient on an AVX-512 host too
   (see `takes_xla_filter_gradient`).
   """
-  supported = ((dimension_numbers is None or _is_nhwc(dimension_numbers)) and x.ndim == 4
-               and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-               and feature_group_count == 1 and preferred_element_type is None)
+  supported = (
+    (dimension_numbers is None or _is_nhwc(dimension_numbers))
+    and x.ndim == 4
+    and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+    and feature_group_count == 1
+    and preferred_element_type is None
+  )
   if not supported:
-    return lax.conv_general_dilated(x, w, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-                                    feature_group_count, precision=precision,
-                                    preferred_element_type=preferred_element_type)
+    return lax.conv_general_dilated(
+      x,
+      w,
+      window_strides,
+      padding,
+      lhs_dilation,
+      rhs_dilation,
+      dimension_numbers,
+      feature_group_count,
+      precision=precision,
+      preferred_element_type=preferred_element_type,
+    )
   del precision  # float32 products are exact-rounded on CPU; the forward keeps XLA's default
   strides = tuple(int(s) for s in window_strides)
   if isinstance(padding, str):
@@ -205,8 +236,10 @@ def matmul_conv(x, w, strides, pads):
     xs = x if sh == sw == 1 else x[:, ::sh, ::sw]
     return _matmul(xs.reshape(-1, cin), w2).astype(x.dtype).reshape(n, out_h, out_w, cout)
   x_padded = jnp.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0)))
-  bands = [_matmul(patches, w2).astype(x.dtype).reshape(n, r1 - r0, out_w, cout)
-           for r0, r1, patches in _patch_bands(x_padded, kh, kw, strides, out_h, out_w)]
+  bands = [
+    _matmul(patches, w2).astype(x.dtype).reshape(n, r1 - r0, out_w, cout)
+    for r0, r1, patches in _patch_bands(x_padded, kh, kw, strides, out_h, out_w)
+  ]
   return bands[0] if len(bands) == 1 else jnp.concatenate(bands, axis=1)
 
 
@@ -215,8 +248,9 @@ def _taps(x_padded, kh, kw, strides, out_h, out_w):
   sh, sw = strides
   n, _, _, c = x_padded.shape
   return [
-      lax.slice(x_padded, (0, i, j, 0), (n, i + sh * (out_h - 1) + 1, j + sw * (out_w - 1) + 1, c), (1, sh, sw, 1))
-      for i in range(kh) for j in range(kw)
+    lax.slice(x_padded, (0, i, j, 0), (n, i + sh * (out_h - 1) + 1, j + sw * (out_w - 1) + 1, c), (1, sh, sw, 1))
+    for i in range(kh)
+    for j in range(kw)
   ]
 
 
@@ -234,7 +268,7 @@ def _patch_bands(x_padded, kh, kw, strides, out_h, out_w):
   rows = -(-out_h // -(-out_h // max(1, _CHUNK_BYTES // row_bytes)))  # equal bands, each ≤ the budget
   for r0 in range(0, out_h, rows):
     r1 = min(out_h, r0 + rows)
-    taps = _taps(x_padded[:, strides[0] * r0:strides[0] * (r1 - 1) + kh], kh, kw, strides, r1 - r0, out_w)
+    taps = _taps(x_padded[:, strides[0] * r0 : strides[0] * (r1 - 1) + kh], kh, kw, strides, r1 - r0, out_w)
     patches = taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
     yield r0, r1, patches.reshape(-1, kh * kw * cin)
 
@@ -249,8 +283,10 @@ def _filter_gradient(x_padded, dy, kh, kw, strides):
   _, out_h, out_w, cout = dy.shape
   row_bytes = n * out_w * kh * kw * cin * jnp.dtype(x_padded.dtype).itemsize
   if -(-out_h // max(1, _CHUNK_BYTES // row_bytes)) <= _MAX_UNROLLED_BANDS:
-    return sum(_matmul(patches, dy[:, r0:r1].reshape(-1, cout), (0, 0))
-               for r0, r1, patches in _patch_bands(x_padded, kh, kw, strides, out_h, out_w))
+    return sum(
+      _matmul(patches, dy[:, r0:r1].reshape(-1, cout), (0, 0))
+      for r0, r1, patches in _patch_bands(x_padded, kh, kw, strides, out_h, out_w)
+    )
   rows = max(r for r in range(1, out_h + 1) if out_h % r == 0 and (r == 1 or r * row_bytes <= _CHUNK_BYTES))
   sh = strides[0]
   in_rows = sh * (rows - 1) + kh
@@ -272,8 +308,11 @@ def _col2im(parts, kw, strides, padded_hw):
   for t, part in enumerate(parts):
     i, j = divmod(t, kw)
     _, out_h, out_w, _ = part.shape
-    spread = lax.pad(part, jnp.zeros((), part.dtype), ((0, 0, 0), (i, hp - i - sh * (out_h - 1) - 1, sh - 1),
-                                                       (j, wp - j - sw * (out_w - 1) - 1, sw - 1), (0, 0, 0)))
+    spread = lax.pad(
+      part,
+      jnp.zeros((), part.dtype),
+      ((0, 0, 0), (i, hp - i - sh * (out_h - 1) - 1, sh - 1), (j, wp - j - sw * (out_w - 1) - 1, sw - 1), (0, 0, 0)),
+    )
     total = spread if total is None else total + spread
   return total
 
@@ -300,7 +339,7 @@ def _conv_bwd(strides, pads, xla_dw, residuals, dy):
   # z and the col2im sum stay float32 whatever the compute dtype; dx is rounded once at the end.
   z = _matmul(dy2, w.reshape(kh * kw * cin, cout), (1, 1)).reshape(n, out_h, out_w, kh * kw, cin)
   dx_padded = _col2im([z[:, :, :, t, :] for t in range(kh * kw)], kw, strides, (h + ph0 + ph1, wd + pw0 + pw1))
-  dx = dx_padded[:, ph0:ph0 + h, pw0:pw0 + wd, :].astype(x.dtype)
+  dx = dx_padded[:, ph0 : ph0 + h, pw0 : pw0 + wd, :].astype(x.dtype)
   return dx, dw
 
 
@@ -317,8 +356,14 @@ def square_max_pool(x: jax.Array, window: int, stride: int, padding: int) -> jax
 
 
 def _reduce_max(x, window, stride, padding):
-  return lax.reduce_window(x, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1),
-                           ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+  return lax.reduce_window(
+    x,
+    -jnp.inf,
+    lax.max,
+    (1, window, window, 1),
+    (1, stride, stride, 1),
+    ((0, 0), (padding, padding), (padding, padding), (0, 0)),
+  )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
@@ -345,7 +390,7 @@ def _max_pool_bwd(window, stride, padding, residuals, dy):
     claimed = claimed | hit
     routed.append(jnp.where(hit, dy, zero))
   dx_padded = _col2im(routed, window, (stride, stride), (h + 2 * p, wd + 2 * p))
-  return (dx_padded[:, p:p + h, p:p + wd, :],)
+  return (dx_padded[:, p : p + h, p : p + wd, :],)
 
 
 _max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
@@ -363,13 +408,19 @@ class ConvTranspose(nn.ConvTranspose):
 
   @nn.compact
   def __call__(self, inputs):
-    plain = (inputs.ndim == 4 and self.mask is None and not self.transpose_kernel and self.padding != "CIRCULAR"
-             and self.kernel_dilation in (None, 1, (1, 1)) and self.preferred_element_type is None)
+    plain = (
+      inputs.ndim == 4
+      and self.mask is None
+      and not self.transpose_kernel
+      and self.padding != "CIRCULAR"
+      and self.kernel_dilation in (None, 1, (1, 1))
+      and self.preferred_element_type is None
+    )
     if not plain:
       return super().__call__(inputs)
     as_pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
     kernel_size, strides = as_pair(self.kernel_size), as_pair(self.strides or 1)
-    kernel = self.param("kernel", self.kernel_init, kernel_size + (inputs.shape[-1], self.features), self.param_dtype)
+    kernel = self.param("kernel", self.kernel_init, (*kernel_size, inputs.shape[-1], self.features), self.param_dtype)
     bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
     inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
     padding = nn.linear.canonicalize_padding(self.padding, 2)
@@ -377,13 +428,17 @@ class ConvTranspose(nn.ConvTranspose):
     return y if bias is None else y + bias
 
 
-def max_pool(inputs: jax.Array, window_shape: Sequence[int], strides: Sequence[int] | None = None,
-             padding="VALID") -> jax.Array:
+def max_pool(
+  inputs: jax.Array, window_shape: Sequence[int], strides: Sequence[int] | None = None, padding="VALID"
+) -> jax.Array:
   """``flax.linen.max_pool`` whose gradient is :func:`square_max_pool`'s for square, symmetric 2-D cases."""
   strides = tuple(strides or (1,) * len(window_shape))
   if inputs.ndim == 4 and len(set(window_shape)) == 1 and len(set(strides)) == 1:
-    pads = (lax.padtype_to_pads(inputs.shape[1:3], window_shape, strides, padding) if isinstance(padding, str)
-            else tuple(tuple(p) for p in padding))
+    pads = (
+      lax.padtype_to_pads(inputs.shape[1:3], window_shape, strides, padding)
+      if isinstance(padding, str)
+      else tuple(tuple(p) for p in padding)
+    )
     if len({p for pair in pads for p in pair}) == 1:
       return square_max_pool(inputs, window_shape[0], strides[0], pads[0][0])
   return nn.max_pool(inputs, tuple(window_shape), strides, padding)
@@ -396,8 +451,11 @@ def layers(xla_filter_gradients: bool = True) -> Layers:
   ``xla_filter_gradients=False`` keeps products for every filter gradient (`takes_xla_filter_gradient`).
   """
   fn = conv if xla_filter_gradients else functools.partial(conv, xla_filter_gradients=False)
-  return Layers(conv=functools.partial(nn.Conv, conv_general_dilated=fn),
-                conv_transpose=functools.partial(ConvTranspose, convolution=fn), max_pool=max_pool)
+  return Layers(
+    conv=functools.partial(nn.Conv, conv_general_dilated=fn),
+    conv_transpose=functools.partial(ConvTranspose, convolution=fn),
+    max_pool=max_pool,
+  )
 
 
 def setup(enabled: bool = True) -> Layers:
@@ -442,8 +500,9 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 def _user_sets_malloc() -> bool:
-  return (any(name in os.environ for name in _USER_MALLOC_VARIABLES)
-          or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""))
+  return any(name in os.environ for name in _USER_MALLOC_VARIABLES) or "glibc.malloc." in os.environ.get(
+    "GLIBC_TUNABLES", ""
+  )
 
 
 def _accelerator_host() -> bool:

@@ -64,7 +64,7 @@ def sl3_generator(p: jax.Array) -> jax.Array:
     raise ValueError(f"homography parameters need a last axis of {HOMOGRAPHY_NUM_PARAMS}, got shape {p.shape}")
   last = -(p[..., 0] + p[..., 4])
   flat = jnp.concatenate([p, last[..., None]], axis=-1)
-  return flat.reshape(p.shape[:-1] + (3, 3))
+  return flat.reshape((*p.shape[:-1], 3, 3))
 
 
 def homography_from_params(p: jax.Array) -> jax.Array:
@@ -100,15 +100,15 @@ def affine_from_params(p: jax.Array) -> jax.Array:
   if p.shape[-1] != AFFINE_NUM_PARAMS:
     raise ValueError(f"affine parameters need a last axis of {AFFINE_NUM_PARAMS}, got shape {p.shape}")
   p = p.astype(_compute_dtype(p.dtype))
-  zeros = jnp.zeros(p.shape[:-1] + (3,), p.dtype)
-  a = jnp.concatenate([p, zeros], axis=-1).reshape(p.shape[:-1] + (3, 3))
+  zeros = jnp.zeros((*p.shape[:-1], 3), p.dtype)
+  a = jnp.concatenate([p, zeros], axis=-1).reshape((*p.shape[:-1], 3, 3))
   return _expm(a)
 
 
 def _expm(a: jax.Array) -> jax.Array:
   batch_shape = a.shape[:-2]
   flat = a.reshape((-1, 3, 3))
-  return jax.vmap(jax.scipy.linalg.expm)(flat).reshape(batch_shape + (3, 3))
+  return jax.vmap(jax.scipy.linalg.expm)(flat).reshape((*batch_shape, 3, 3))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ def _normalized_from_pixel_matrix(hw: tuple[int, int], dtype=jnp.float32) -> jax
 
 
 def homography_normalized_to_pixel(
-    h_norm: jax.Array, in_hw: tuple[int, int], out_hw: tuple[int, int] | None = None
+  h_norm: jax.Array, in_hw: tuple[int, int], out_hw: tuple[int, int] | None = None
 ) -> jax.Array:
   """Converts an output→input homography from normalised to pixel coordinates.
 
@@ -143,16 +143,20 @@ def homography_normalized_to_pixel(
   """
   out_hw = in_hw if out_hw is None else out_hw
   dtype = _compute_dtype(h_norm.dtype)
-  return _pixel_from_normalized_matrix(in_hw, dtype) @ h_norm.astype(dtype) @ _normalized_from_pixel_matrix(out_hw, dtype)
+  return (
+    _pixel_from_normalized_matrix(in_hw, dtype) @ h_norm.astype(dtype) @ _normalized_from_pixel_matrix(out_hw, dtype)
+  )
 
 
 def homography_pixel_to_normalized(
-    h_pix: jax.Array, in_hw: tuple[int, int], out_hw: tuple[int, int] | None = None
+  h_pix: jax.Array, in_hw: tuple[int, int], out_hw: tuple[int, int] | None = None
 ) -> jax.Array:
   """Inverse of `homography_normalized_to_pixel`."""
   out_hw = in_hw if out_hw is None else out_hw
   dtype = _compute_dtype(h_pix.dtype)
-  return _normalized_from_pixel_matrix(in_hw, dtype) @ h_pix.astype(dtype) @ _pixel_from_normalized_matrix(out_hw, dtype)
+  return (
+    _normalized_from_pixel_matrix(in_hw, dtype) @ h_pix.astype(dtype) @ _pixel_from_normalized_matrix(out_hw, dtype)
+  )
 
 
 def identity_grid(out_hw: tuple[int, int], dtype=jnp.float32) -> jax.Array:
@@ -300,10 +304,10 @@ def warp_grid(images: jax.Array, grid: jax.Array, padding: Padding = "zeros") ->
 
 
 def warp(
-    images: jax.Array,
-    h: jax.Array,
-    out_hw: tuple[int, int] | None = None,
-    padding: Padding = "zeros",
+  images: jax.Array,
+  h: jax.Array,
+  out_hw: tuple[int, int] | None = None,
+  padding: Padding = "zeros",
 ) -> jax.Array:
   """Warps ``images[B, H, W, C]`` by output→input homographies ``h[B, 3, 3]`` (normalised coords).
 
@@ -347,7 +351,7 @@ def _bilinear_sample(images: jax.Array, u: jax.Array, v: jax.Array, padding: Pad
   """Samples at pixel coordinates ``u`` (column), ``v`` (row), each ``[B, Ho, Wo]``."""
   if images.ndim != 4 or u.ndim != 3 or u.shape != v.shape or u.shape[0] != images.shape[0]:
     raise ValueError(
-        f"sampling needs images [B, H, W, C] and coordinates [B, Ho, Wo] for the same B; got {images.shape} and {u.shape}"
+      f"sampling needs images [B, H, W, C] and coordinates [B, Ho, Wo] for the same B; got {images.shape} and {u.shape}"
     )
   if images.shape[1] < 2 or images.shape[2] < 2:
     raise ValueError(f"sampling needs images of at least 2×2 pixels, got {images.shape[1:3]}")

@@ -65,8 +65,9 @@ class Loop:
   final_checkpoint: bool = True
   done_message: Callable[[], str] | None = None
 
-  def run(self, state: Any, start: int, step_fn: Callable[[Any, int], tuple[Any, Mapping]],
-          ckpt: checkpoint.StageCheckpoints) -> Any:
+  def run(
+    self, state: Any, start: int, step_fn: Callable[[Any, int], tuple[Any, Mapping]], ckpt: checkpoint.StageCheckpoints
+  ) -> Any:
     """Steps ``start + 1 … total`` with ``step_fn(state, step) → (state, metrics)``; returns the final state."""
     with progress.Progress(self.name, self.total, start, self.images_per_step, self.log_dir) as bar:
       if start == 0 and self.extra_metrics is not None:  # the untrained model's scores, for comparison
@@ -79,8 +80,12 @@ class Loop:
         state, metrics = step_fn(state, step)
         last = step == self.total
         checkpointing = (step % self.checkpoint_every == 0 and not last) or (last and self.final_checkpoint)
-        logged = (step % self.log_every == 0 or checkpointing or last
-                  or (self.extra_log_steps is not None and self.extra_log_steps(step)))
+        logged = (
+          step % self.log_every == 0
+          or checkpointing
+          or last
+          or (self.extra_log_steps is not None and self.extra_log_steps(step))
+        )
         if logged:
           self._report(bar, step, {**metrics, **(self.extra_metrics(step, state) if self.extra_metrics else {})})
         if self.after_step is not None:

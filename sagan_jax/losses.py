@@ -7,12 +7,11 @@ grepping "eq. 3" or "SCL" finds it.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
-
 
 # --------------------------------------------------------------------------------------------------
 # Adversarial terms (eq. 1).
@@ -69,11 +68,11 @@ def query_history_pool(images: jax.Array, count: jax.Array, fakes: jax.Array, ke
 
 
 def gradient_penalty(
-    critic_fn: Callable[[jax.Array], jax.Array],
-    real: jax.Array,
-    fake: jax.Array,
-    key: jax.Array,
-    target_norm: float = 1.0,
+  critic_fn: Callable[[jax.Array], jax.Array],
+  real: jax.Array,
+  fake: jax.Array,
+  key: jax.Array,
+  target_norm: float = 1.0,
 ) -> jax.Array:
   """WGAN-GP (Gulrajani et al. 2017): ``E[(‖∇D(x̂)‖₂ - 1)²]`` at random interpolates x̂ of real and fake.
 
@@ -195,13 +194,13 @@ def contrastive_loss(embedding_a: jax.Array, embedding_b: jax.Array, positive: j
 
 
 def generator_objective(
-    adversarial: jax.Array,
-    cycle: jax.Array,
-    identity: jax.Array,
-    siamese: jax.Array,
-    lambda_cyc: float,
-    lambda_idt: float,
-    lambda_siam: float,
+  adversarial: jax.Array,
+  cycle: jax.Array,
+  identity: jax.Array,
+  siamese: jax.Array,
+  lambda_cyc: float,
+  lambda_idt: float,
+  lambda_siam: float,
 ) -> jax.Array:
   """Eq. 7: ``L_{G,S} = L_adv + λ_cyc·L_cyc + λ_idt·L_idt + λ_siam·L_siam`` for one direction."""
   return adversarial + lambda_cyc * cycle + lambda_idt * identity + lambda_siam * siamese

@@ -49,14 +49,17 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
 def check_batch_divisible(batch_size: int, mesh: Mesh) -> None:
   n = mesh.shape[DATA_AXIS]
   if batch_size % n:
-    raise ValueError(f"batch size {batch_size} is not a multiple of the {n} devices of the mesh; change the config's batch_size")
+    raise ValueError(
+      f"batch size {batch_size} is not a multiple of the {n} devices of the mesh; change the config's batch_size"
+    )
 
 
 _distributed_initialized = False
 
 
-def initialize_distributed(enabled: bool, coordinator_address: str = "", num_processes: int = 0,
-                           process_id: int = -1) -> None:
+def initialize_distributed(
+  enabled: bool, coordinator_address: str = "", num_processes: int = 0, process_id: int = -1
+) -> None:
   """Joins this process to a multi-host run (`jax.distributed.initialize`); a no-op unless ``enabled``.
 
   Must run before the first computation. With ``coordinator_address``, ``num_processes`` and
@@ -65,20 +68,27 @@ def initialize_distributed(enabled: bool, coordinator_address: str = "", num_pro
   the config's ``distributed`` fields whose names the errors use. On CPU the processes exchange
   collectives through gloo.
   """
-  global _distributed_initialized
+  global _distributed_initialized  # noqa: PLW0603  (jax.distributed.initialize is once per process too)
   if not enabled or _distributed_initialized:
     return
-  given = {"coordinator_address": bool(coordinator_address), "num_processes": num_processes > 0,
-           "process_id": process_id >= 0}
+  given = {
+    "coordinator_address": bool(coordinator_address),
+    "num_processes": num_processes > 0,
+    "process_id": process_id >= 0,
+  }
   if any(given.values()) and not all(given.values()):
     missing = [f"config.distributed.{k}" for k, v in given.items() if not v]
-    raise ConfigError(f"{', '.join(missing)} unset while other distributed fields are set: give "
-                     "coordinator_address ('host:port' of process 0), num_processes and process_id together, "
-                     "or none of them to let JAX detect the cluster")
+    raise ConfigError(
+      f"{', '.join(missing)} unset while other distributed fields are set: give "
+      "coordinator_address ('host:port' of process 0), num_processes and process_id together, "
+      "or none of them to let JAX detect the cluster"
+    )
   if all(given.values()):
     if not process_id < num_processes:
-      raise ConfigError(f"config.distributed.process_id={process_id} is not below num_processes={num_processes}: "
-                       "processes are numbered 0 .. num_processes-1")
+      raise ConfigError(
+        f"config.distributed.process_id={process_id} is not below num_processes={num_processes}: "
+        "processes are numbered 0 .. num_processes-1"
+      )
     if ":" not in coordinator_address:
       raise ConfigError(f"config.distributed.coordinator_address={coordinator_address!r}: expected 'host:port'")
     jax.distributed.initialize(coordinator_address, num_processes, process_id)

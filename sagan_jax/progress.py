@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 import jax
 import numpy as np
@@ -29,9 +29,11 @@ class Progress:
     if not self._main:
       return
     from tqdm.auto import tqdm  # noqa: PLC0415  (only process 0 needs it)
+
     self._bar = tqdm(total=total, initial=start, desc=name, unit="step", dynamic_ncols=True, mininterval=1.0)
     if log_dir:
       from tensorboardX import SummaryWriter  # noqa: PLC0415
+
       self._writer = SummaryWriter(os.path.join(log_dir, name))
 
   def update(self, step: int, metrics: Mapping[str, float] | None = None) -> None:
@@ -86,5 +88,6 @@ def check_finite(stage: str, step: int, metrics: Mapping[str, float]) -> None:
   if bad:
     names = ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))
     raise NonFiniteLossError(
-        f"{stage}: non-finite loss at step {step} ({names}). The last good checkpoint is kept; lower the learning "
-        "rate, check the input data, or use float32 (config dtype) and rerun the same command to resume from it")
+      f"{stage}: non-finite loss at step {step} ({names}). The last good checkpoint is kept; lower the learning "
+      "rate, check the input data, or use float32 (config dtype) and rerun the same command to resume from it"
+    )

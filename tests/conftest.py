@@ -7,9 +7,10 @@ pytest before any test module.
 Many tests build the same tiny networks and steps afresh (new closures, so jit's in-memory cache
 misses) and the multi-process test starts processes that compile them again. A persistent
 compilation cache in a temporary directory, made for this session and deleted after it, lets each
-identical program compile once (BENCHMARKS.md, "Test suite"). The variables go to the environment, so train.py subprocesses share it, and so do pytest-xdist's workers
-(`-n 2`, the README's test command): the controlling process imports this file before it starts them,
-and only it, which made the directory, removes it. A cache directory the user set already is kept.
+identical program compile once (BENCHMARKS.md, "Test suite"). The variables go to the environment,
+so train.py subprocesses share it, and so do pytest-xdist's workers (`-n 2`, the README's test
+command): the controlling process imports this file before it starts them, and only it, which made
+the directory, removes it. A cache directory the user set already is kept.
 """
 
 import atexit

@@ -17,12 +17,12 @@ from sagan_jax.models.layers import Layers
 # (height, width, cin, cout, kernel, stride, padding): ResNet-50's kinds, odd sizes that leave
 # input rows unread by a strided window, and asymmetric padding.
 CASES = [
-    (9, 7, 3, 4, 1, 1, ((0, 0), (0, 0))),
-    (9, 7, 3, 4, 1, 2, ((0, 0), (0, 0))),
-    (8, 6, 3, 5, 3, 1, ((1, 1), (1, 1))),
-    (9, 7, 2, 3, 3, 2, ((1, 1), (1, 1))),
-    (11, 10, 3, 4, 7, 2, ((3, 3), (3, 3))),
-    (8, 7, 2, 3, 3, 2, ((0, 2), (1, 0))),
+  (9, 7, 3, 4, 1, 1, ((0, 0), (0, 0))),
+  (9, 7, 3, 4, 1, 2, ((0, 0), (0, 0))),
+  (8, 6, 3, 5, 3, 1, ((1, 1), (1, 1))),
+  (9, 7, 2, 3, 3, 2, ((1, 1), (1, 1))),
+  (11, 10, 3, 4, 7, 2, ((3, 3), (3, 3))),
+  (8, 7, 2, 3, 3, 2, ((0, 2), (1, 0))),
 ]
 
 
@@ -40,8 +40,12 @@ def matmul_gradients(x, w, strides, padding, xla_dw=False):
 
 
 # A stride-1 1×1 filter gradient is one product, with no patches to band.
-BANDED = [(*case, bands) for case in CASES for bands in ("whole", "unrolled", "loop", "loop_of_two_rows")
-          if bands == "whole" or case[4:6] != (1, 1)]
+BANDED = [
+  (*case, bands)
+  for case in CASES
+  for bands in ("whole", "unrolled", "loop", "loop_of_two_rows")
+  if bands == "whole" or case[4:6] != (1, 1)
+]
 
 
 @pytest.mark.parametrize("h,w_,cin,cout,k,s,padding,bands", BANDED)
@@ -80,14 +84,21 @@ def test_gradient_agrees_with_a_numpy_brute_force():
           if 0 <= r < 5 and 0 <= c < 4:
             dw[i, j] += np.outer(x[0, r, c], dy[0, a, b])
             dx[0, r, c] += w[i, j] @ dy[0, a, b]
-  _, got_dx, got_dw = _grads(matmul_gradients, jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32),
-                             jnp.asarray(dy, jnp.float32), (s, s), ((p, p), (p, p)))
+  _, got_dx, got_dw = _grads(
+    matmul_gradients,
+    jnp.asarray(x, jnp.float32),
+    jnp.asarray(w, jnp.float32),
+    jnp.asarray(dy, jnp.float32),
+    (s, s),
+    ((p, p), (p, p)),
+  )
   np.testing.assert_allclose(got_dx, dx, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(got_dw, dw, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("host_rule,max_batch,asked", [
-    (False, 32, True), (True, 32, True), (True, 1, True), (True, 32, False)])
+@pytest.mark.parametrize(
+  "host_rule,max_batch,asked", [(False, 32, True), (True, 32, True), (True, 1, True), (True, 32, False)]
+)
 @pytest.mark.parametrize("k,s", [(3, 1), (7, 1), (3, 2), (1, 1)])
 def test_stride1_filter_gradients_follow_the_host_rule(k, s, host_rule, max_batch, asked, monkeypatch):
   """Every setting gives XLA's gradients; XLA's filter gradient runs only for stride-1 k×k layers on a
@@ -118,26 +129,36 @@ def test_layers_keep_the_products_or_take_xla_filter_gradients_on_avx512(monkeyp
   cpu.layers.cache_clear()
   x = jnp.ones((2, 6, 5, 3))
   params = nn.Conv(4, (3, 3)).init(jax.random.key(0), x)
-  count = lambda layers: str(jax.make_jaxpr(jax.grad(
-      lambda p, x: jnp.sum(layers.conv(4, (3, 3), padding=((1, 1), (1, 1))).apply(p, x)), argnums=(0, 1)))(
-          params, x)).count("conv_general_dilated[")
+  count = lambda layers: str(
+    jax.make_jaxpr(
+      jax.grad(lambda p, x: jnp.sum(layers.conv(4, (3, 3), padding=((1, 1), (1, 1))).apply(p, x)), argnums=(0, 1))
+    )(params, x)
+  ).count("conv_general_dilated[")
   # flax: forward, input and filter gradients; products: the forward; AVX-512: the forward and XLA's filter gradient
   assert (count(Layers()), count(cpu.layers(xla_filter_gradients=False)), count(cpu.layers())) == (3, 1, 2)
   cpu.layers.cache_clear()
 
 
 def test_cpu_flags_are_read_from_the_first_processor():
-  cpuinfo = ("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma avx512f avx512bw\n\n"
-             "processor\t: 1\nflags\t\t: fpu\n")
+  cpuinfo = (
+    "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma avx512f avx512bw\n\n"
+    "processor\t: 1\nflags\t\t: fpu\n"
+  )
   assert cpu._cpu_flags(cpuinfo) == {"fpu", "sse2", "avx2", "fma", "avx512f", "avx512bw"}
   assert "avx512f" not in cpu._cpu_flags("processor\t: 0\nflags\t: fpu sse2 avx2 fma avx512_bf16\n")
   assert cpu._cpu_flags("Processor\t: ARMv8\nFeatures\t: fp asimd\n") == frozenset()
 
 
-@pytest.mark.parametrize("cin,cout,k,products", [
-    (3, 4, 1, True), (4, 4, 3, True),  # k·k·cin/cout = 0.75, and 9: the limit
-    (3, 16, 7, False), (16, 3, 7, False), (8, 1, 4, False),  # 9.2, 261, 128: XLA's gradients
-])
+@pytest.mark.parametrize(
+  "cin,cout,k,products",
+  [
+    (3, 4, 1, True),
+    (4, 4, 3, True),  # k·k·cin/cout = 0.75, and 9: the limit
+    (3, 16, 7, False),
+    (16, 3, 7, False),
+    (8, 1, 4, False),  # 9.2, 261, 128: XLA's gradients
+  ],
+)
 def test_narrow_output_layers_keep_xla_gradients(cin, cout, k, products):
   """``conv`` uses the product gradients up to _MAX_EXPANSION and XLA's above; both give XLA's numbers."""
   rng = np.random.default_rng(cin * 100 + cout)
@@ -164,8 +185,9 @@ def test_string_padding_is_lax_padding(padding):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
 
 
-@pytest.mark.parametrize("cin,cout,k,s,xla_dw", [
-    (4, 8, 4, 2, False), (6, 6, 3, 1, False), (6, 6, 3, 1, True), (3, 5, 1, 2, False)])
+@pytest.mark.parametrize(
+  "cin,cout,k,s,xla_dw", [(4, 8, 4, 2, False), (6, 6, 3, 1, False), (6, 6, 3, 1, True), (3, 5, 1, 2, False)]
+)
 def test_gradient_of_the_input_gradient_matches_xla(cin, cout, k, s, xla_dw):
   """WGAN-GP differentiates a critic's input gradient again: d/dw ‖∂(Σ r·conv(x, w))/∂x‖² as XLA's."""
   rng = np.random.default_rng(k * 10 + s)
@@ -196,8 +218,7 @@ def test_bfloat16_gradients_stay_within_its_rounding_of_float32(s, xla_dw):
   y = cpu.xla_conv(x, w, (s, s), pads)
   dy = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
   _, dx32, dw32 = _grads(conv, x, w, dy, (s, s), pads)
-  _, dx16, dw16 = _grads(conv, x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), dy.astype(jnp.bfloat16),
-                         (s, s), pads)
+  _, dx16, dw16 = _grads(conv, x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), dy.astype(jnp.bfloat16), (s, s), pads)
   assert dx16.dtype == dw16.dtype == jnp.bfloat16
   # Inputs rounded to 8 bits of mantissa (relative 2^-9 each), accumulated in float32: the error is a
   # few 2^-9 of the typical entry, far below what accumulating the filter gradient's n·h·w terms (128
@@ -219,17 +240,25 @@ def test_flax_conv_with_it_has_the_same_parameters_and_output():
   np.testing.assert_allclose(g_ours["params"]["kernel"], g_ref["params"]["kernel"], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs", [
+@pytest.mark.parametrize(
+  "kwargs",
+  [
     {"rhs_dilation": (2, 2)},
     {"feature_group_count": 3},
     {"dimension_numbers": ("NCHW", "OIHW", "NCHW")},
-])
+  ],
+)
 def test_what_it_does_not_cover_is_lax_itself(kwargs):
   rng = np.random.default_rng(9)
   x = jnp.asarray(rng.standard_normal((1, 3, 6, 6) if "dimension_numbers" in kwargs else (1, 6, 6, 3)), jnp.float32)
-  w = jnp.asarray(rng.standard_normal((3, 1 if "feature_group_count" in kwargs else 3, 3, 3)
-                                      if "dimension_numbers" in kwargs else (3, 3, 1 if "feature_group_count" in kwargs
-                                                                             else 3, 3)), jnp.float32)
+  w = jnp.asarray(
+    rng.standard_normal(
+      (3, 1 if "feature_group_count" in kwargs else 3, 3, 3)
+      if "dimension_numbers" in kwargs
+      else (3, 3, 1 if "feature_group_count" in kwargs else 3, 3)
+    ),
+    jnp.float32,
+  )
   if "dimension_numbers" not in kwargs:
     kwargs = {**kwargs, "dimension_numbers": ("NHWC", "HWIO", "NHWC")}
   args = (x, w, (1, 1), ((1, 1), (1, 1)))
@@ -242,7 +271,9 @@ def _lax_conv_transpose(x, w, strides, padding):
   return lax.conv_transpose(x, w, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-@pytest.mark.parametrize("h,w_,k,strides,padding", [
+@pytest.mark.parametrize(
+  "h,w_,k,strides,padding",
+  [
     (5, 4, 3, (2, 2), "SAME"),  # the generators' upsampling layers
     (5, 4, 3, (2, 2), "VALID"),
     (6, 3, 4, (2, 2), "SAME"),  # even kernel: phases with equal tap counts
@@ -251,7 +282,8 @@ def _lax_conv_transpose(x, w, strides, padding):
     (4, 5, 2, (3, 3), "VALID"),  # stride above the kernel: phases with no tap at all (zeros)
     (4, 4, 3, (2, 2), ((1, 2), (0, 1))),  # explicit padding of the dilated input
     (4, 4, 3, (2, 2), ((4, 0), (-1, 3))),  # padding beyond the kernel, and cropping
-])
+  ],
+)
 def test_conv_transpose_matches_lax_forward_and_gradients(h, w_, k, strides, padding):
   rng = np.random.default_rng(h * 100 + k)
   x = jnp.asarray(rng.standard_normal((2, h, w_, 3)), jnp.float32)
@@ -265,8 +297,12 @@ def test_conv_transpose_matches_lax_forward_and_gradients(h, w_, k, strides, pad
       assert a.shape == b.shape, name
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()), err_msg=name)
   # No dilated convolution anywhere in the program, gradients included (XLA-CPU's slow path).
-  dilated = lambda fn: re.search(r"lhs_dilation=\((?!1, 1\))", str(jax.make_jaxpr(
-      lambda x, w: _grads(fn, x, w, dy, strides, padding))(x, w))) is not None
+  dilated = lambda fn: (
+    re.search(
+      r"lhs_dilation=\((?!1, 1\))", str(jax.make_jaxpr(lambda x, w: _grads(fn, x, w, dy, strides, padding))(x, w))
+    )
+    is not None
+  )
   assert dilated(_lax_conv_transpose) == (strides != (1, 1)) and not dilated(cpu.conv_transpose)
 
 
@@ -298,6 +334,7 @@ def test_conv_transpose_refuses_what_it_cannot_compute():
   with pytest.raises(ValueError, match="give no output"):
     cpu.conv_transpose(jnp.zeros((1, 1, 1, 3)), jnp.zeros((3, 3, 3, 2)), (1, 1), ((0, 0), (0, 0)))
 
+
 @pytest.mark.parametrize("ties", [False, True])
 def test_max_pool_gradient_matches_select_and_scatter(ties):
   """Same routing as XLA's select_and_scatter, ties included (values drawn from {0, 1, 2})."""
@@ -317,14 +354,17 @@ def test_max_pool_gradient_matches_select_and_scatter(ties):
 
 
 def test_resnet_gradients_are_the_same_with_either_layers():
-  from sagan_jax.reid.resnet import IDE  # noqa: PLC0415
+  from sagan_jax.reid.resnet import IDE
 
   rng = np.random.default_rng(6)
   x = jnp.asarray(rng.uniform(-1, 1, (4, 32, 16, 3)), jnp.float32)
   labels = jnp.asarray([0, 1, 2, 1])
-  nets = {"flax": IDE(num_classes=3, stage_sizes=(1, 1, 1, 1), width=8),
-          "cpu": IDE(num_classes=3, stage_sizes=(1, 1, 1, 1), width=8, conv=cpu.layers().conv,
-                     max_pool=cpu.layers().max_pool)}
+  nets = {
+    "flax": IDE(num_classes=3, stage_sizes=(1, 1, 1, 1), width=8),
+    "cpu": IDE(
+      num_classes=3, stage_sizes=(1, 1, 1, 1), width=8, conv=cpu.layers().conv, max_pool=cpu.layers().max_pool
+    ),
+  }
   variables = nets["flax"].init(jax.random.key(0), x)
   assert jax.tree.structure(nets["cpu"].init(jax.random.key(0), x)) == jax.tree.structure(variables)
 
@@ -339,17 +379,19 @@ def test_resnet_gradients_are_the_same_with_either_layers():
   # float32 rounding differs (other summation orders), amplified where batch norm's backward
   # subtracts nearly equal sums: agreement to 1e-4 of each leaf's largest entry.
   for (path, a), (_, b) in zip(ours, ref):
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * float(jnp.abs(b).max()),
-                               err_msg=jax.tree_util.keystr(path))
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * float(jnp.abs(b).max()), err_msg=jax.tree_util.keystr(path))
 
 
-@pytest.mark.parametrize("window,strides,padding,fast", [
+@pytest.mark.parametrize(
+  "window,strides,padding,fast",
+  [
     ((3, 3), (2, 2), ((1, 1), (1, 1)), True),  # the ResNet stem
     ((2, 2), (2, 2), "SAME", True),  # SiaNet's, on an even map: no padding
     ((2, 2), (2, 2), "VALID", True),
     ((3, 2), (2, 2), "VALID", False),  # not square: flax's
     ((3, 3), (2, 2), ((0, 1), (0, 1)), False),  # asymmetric padding: flax's
-])
+  ],
+)
 def test_max_pool_is_flax_max_pool(window, strides, padding, fast):
   rng = np.random.default_rng(11)
   x = jnp.asarray(rng.integers(0, 3, (2, 8, 6, 3)), jnp.float32)  # ties

@@ -24,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def tiny_config(bench_dir, variant="sagan"):
   """tests/tiny_config.py (configs/synthetic.py shrunk) on the benchmark generated in ``bench_dir``."""
   import importlib.util
+
   spec = importlib.util.spec_from_file_location("tiny_config", os.path.join(ROOT, "tests", "tiny_config.py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -59,8 +60,16 @@ def end_to_end(bench, tmp_path_factory):
 
 def test_end_to_end_run_writes_every_output_and_reruns_as_a_no_op(end_to_end):
   config, workdir = end_to_end
-  for path in ("config.json", "results.json", "results.md", "sagan/metrics.jsonl", "ide/metrics.jsonl",
-               "sagan/samples/step_0000002.png", "sagan/samples/step_0000004.png", "translated/labels.json"):
+  for path in (
+    "config.json",
+    "results.json",
+    "results.md",
+    "sagan/metrics.jsonl",
+    "ide/metrics.jsonl",
+    "sagan/samples/step_0000002.png",
+    "sagan/samples/step_0000004.png",
+    "translated/labels.json",
+  ):
     assert os.path.isfile(os.path.join(workdir, path)), path
   assert any(f.startswith("events") for _, _, fs in os.walk(os.path.join(workdir, "tensorboard")) for f in fs)
   with open(os.path.join(workdir, "translated", "labels.json")) as f:
@@ -68,6 +77,7 @@ def test_end_to_end_run_writes_every_output_and_reruns_as_a_no_op(end_to_end):
   assert len(labels["names"]) == 3 * labels["meta"]["source_images"]  # M = 3 images per source image
   assert labels["person_id"][:3] == [labels["person_id"][0]] * 3
   from PIL import Image
+
   grid = np.asarray(Image.open(os.path.join(workdir, "sagan/samples/step_0000004.png")))
   # 4 rows of 4× crops (32×16 → 128×64, 8-pixel gaps) under a 14-pixel heading row; 9 columns:
   # source, 3 × (S1(x), G1(S1(x))), ground truth, target.
@@ -111,6 +121,7 @@ def test_preemption_and_crash_resume_with_identical_losses(bench, tmp_path, monk
       original_update(self, step, metrics)
       if self.name == "sagan" and step == step_to_stop:
         action()
+
     return update
 
   monkeypatch.setattr(progress.Progress, "update", interrupt_at(3, lambda: os.kill(os.getpid(), signal.SIGTERM)))
@@ -118,11 +129,13 @@ def test_preemption_and_crash_resume_with_identical_losses(bench, tmp_path, monk
     stages.train(config, interrupted)
   assert exit_info.value.code == stages.PREEMPTED_EXIT
   from sagan_jax.checkpoint import StageCheckpoints
+
   with StageCheckpoints(os.path.join(interrupted, "sagan", "checkpoints")) as ckpt:
     assert ckpt.latest_step() == 3 and ckpt.read_record() == {"complete": False}  # saved at SIGTERM
 
   def crash():
     raise RuntimeError("simulated kill")
+
   monkeypatch.setattr(progress.Progress, "update", interrupt_at(5, crash))
   with pytest.raises(RuntimeError, match="simulated kill"):
     stages.train(config, interrupted)  # resumes at 3, checkpoints at 4, dies after 5
@@ -192,6 +205,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(bench, tmp_pat
     stages.train(config, str(tmp_path))
   step = int(re.search(r"at step (\d+)", str(info.value)).group(1))
   from sagan_jax.checkpoint import StageCheckpoints
+
   with StageCheckpoints(str(tmp_path / "ide" / "checkpoints")) as ckpt:
     assert ckpt.latest_step() == step - 1  # checkpoint_every=1: every good step saved, the bad one not
   assert not os.path.exists(tmp_path / "results.json")
@@ -199,9 +213,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(bench, tmp_pat
 
 def test_results_table_in_the_papers_prid_layout():
   mean = lambda r1: {"R-1": r1, "R-5": r1 + 10, "R-10": r1 + 20, "mAP": r1 / 2}
-  result = {"experiment": "duke2prid", "variant": "sagan_m10", "protocol": "prid2011", "target": "prid2011",
-            "tables": {"a2b": {"mean": mean(10.0)}, "b2a": {"mean": mean(30.0)}},
-            "settings": {"normalize_features": False, "flip_average": True, "ap_mode": "step", "num_codes": 10}}
+  result = {
+    "experiment": "duke2prid",
+    "variant": "sagan_m10",
+    "protocol": "prid2011",
+    "target": "prid2011",
+    "tables": {"a2b": {"mean": mean(10.0)}, "b2a": {"mean": mean(30.0)}},
+    "settings": {"normalize_features": False, "flip_average": True, "ap_mode": "step", "num_codes": 10},
+  }
   text = results.markdown([result], "Table III")
   assert "| Method | PRID-CamA R-1 | PRID-CamA R-5 | PRID-CamA R-10 | PRID-CamA mAP | PRID-CamB R-1 |" in text
   assert "| SA-GAN [M=10] | 10.0 | 20.0 | 30.0 | 5.0 | 30.0 | 40.0 | 50.0 | 15.0 |" in text
@@ -209,12 +228,28 @@ def test_results_table_in_the_papers_prid_layout():
   # Row labels carry the M a run actually used (the M sweep overrides num_codes of "sagan").
   label = lambda variant, codes: results.method_name({"variant": variant, "settings": {"num_codes": codes}})
   assert [label("sagan", 4), label("sagan_m10", 10), label("ws", 1), label("wd", 3), label("original", 0)] == [
-      "SA-GAN [M=4]", "SA-GAN [M=10]", "SA-GAN (WS)", "SA-GAN (WD) [M=3]", "Original"]
+    "SA-GAN [M=4]",
+    "SA-GAN [M=10]",
+    "SA-GAN (WS)",
+    "SA-GAN (WD) [M=3]",
+    "Original",
+  ]
 
 
 def test_train_py_rejects_an_unknown_config_key():
-  out = subprocess.run([sys.executable, "train.py", "--config=configs/synthetic.py", "--workdir=/nonexistent/x",
-                        "--config.sagan.lamda_idt=3"], cwd=ROOT, capture_output=True, text=True)
+  out = subprocess.run(
+    [
+      sys.executable,
+      "train.py",
+      "--config=configs/synthetic.py",
+      "--workdir=/nonexistent/x",
+      "--config.sagan.lamda_idt=3",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=False,
+  )
   assert out.returncode != 0
   assert "unknown config key 'lamda_idt' (from --config.sagan.lamda_idt)" in out.stderr
   assert not os.path.exists("/nonexistent/x")
@@ -222,7 +257,9 @@ def test_train_py_rejects_an_unknown_config_key():
 
 def test_m_sweep_plot_puts_each_point_where_its_value_is(tmp_path):
   from PIL import Image
+
   from sagan_jax.experiments.__main__ import line_plot
+
   path = str(tmp_path / "msweep.png")
   line_plot([1, 2, 4, 10], [10.0, 20.0, 15.0, 12.0], path, "M", "R-1 (%)", size=(480, 320))
   img = np.asarray(Image.open(path)).astype(int)
@@ -244,17 +281,26 @@ def _train_py(workdir, bench_dir, devices, log_path, extra=()):
   """
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
-  env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={devices}",
-                                       "--xla_backend_optimization_level=0"])
+  env["XLA_FLAGS"] = " ".join(
+    [*flags, f"--xla_force_host_platform_device_count={devices}", "--xla_backend_optimization_level=0"]
+  )
   # flax's layers, as the in-process runs it is compared with (tests/test_cpu.py checks the CPU layers).
-  command = [sys.executable, "train.py", "--config=tests/tiny_config.py", f"--workdir={workdir}",
-             f"--config.data.synthetic_dir={bench_dir}", "--nocpu_fast_path", *extra]
+  command = [
+    sys.executable,
+    "train.py",
+    "--config=tests/tiny_config.py",
+    f"--workdir={workdir}",
+    f"--config.data.synthetic_dir={bench_dir}",
+    "--nocpu_fast_path",
+    *extra,
+  ]
   with open(log_path, "w") as log:
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
 def _free_port():
   import socket
+
   with socket.socket() as s:
     s.bind(("localhost", 0))
     return s.getsockname()[1]
@@ -264,10 +310,23 @@ def _two_processes(workdir, bench_dir, logs_dir, *extra):
   """Runs train.py as a 2-process job (2 simulated CPU devices each, gloo collectives); returns their outputs."""
   port = _free_port()
   logs = [logs_dir / f"{os.path.basename(workdir)}_process_{i}.log" for i in range(2)]
-  procs = [_train_py(workdir, bench_dir, 2, logs[i], extra=[
-      "--config.sagan.num_codes=3", "--config.distributed.enabled=True",
-      f"--config.distributed.coordinator_address=localhost:{port}", "--config.distributed.num_processes=2",
-      f"--config.distributed.process_id={i}", *extra]) for i in range(2)]
+  procs = [
+    _train_py(
+      workdir,
+      bench_dir,
+      2,
+      logs[i],
+      extra=[
+        "--config.sagan.num_codes=3",
+        "--config.distributed.enabled=True",
+        f"--config.distributed.coordinator_address=localhost:{port}",
+        "--config.distributed.num_processes=2",
+        f"--config.distributed.process_id={i}",
+        *extra,
+      ],
+    )
+    for i in range(2)
+  ]
   try:
     for p in procs:
       p.wait(timeout=600)
@@ -372,6 +431,7 @@ def test_two_processes_train_as_one_and_only_process_0_writes(end_to_end, bench,
 
 def test_distributed_fields_are_given_together():
   from sagan_jax import parallel
+
   with pytest.raises(ValueError, match=r"config.distributed.num_processes, config.distributed.process_id unset"):
     parallel.initialize_distributed(True, coordinator_address="localhost:1234")
   with pytest.raises(ValueError, match=r"process_id=2 is not below num_processes=2"):

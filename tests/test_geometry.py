@@ -42,8 +42,10 @@ def _brute_force_warp(images, h, out_hw):
     u = (q[..., 0] / q[..., 2] + 1) * (in_w - 1) / 2
     v = (q[..., 1] / q[..., 2] + 1) * (in_h - 1) / 2
     channels = [
-        jax.scipy.ndimage.map_coordinates(jnp.asarray(images[i, ..., k], jnp.float32), [v, u], order=1, mode="constant", cval=0.0)
-        for k in range(c)
+      jax.scipy.ndimage.map_coordinates(
+        jnp.asarray(images[i, ..., k], jnp.float32), [v, u], order=1, mode="constant", cval=0.0
+      )
+      for k in range(c)
     ]
     results.append(jnp.stack(channels, axis=-1))
   return jnp.stack(results)
@@ -67,7 +69,9 @@ def test_homography_identity_inverse_and_determinant():
   np.testing.assert_allclose(h @ h_inv, jnp.broadcast_to(jnp.eye(3), h.shape), atol=1e-5)
   np.testing.assert_allclose(h_inv, jnp.linalg.inv(h), atol=1e-5)
   np.testing.assert_allclose(jnp.linalg.det(h), 1.0, atol=1e-5)
-  np.testing.assert_array_equal(geometry.homography_from_params(jnp.zeros((3, 8))), jnp.broadcast_to(jnp.eye(3), (3, 3, 3)))
+  np.testing.assert_array_equal(
+    geometry.homography_from_params(jnp.zeros((3, 8))), jnp.broadcast_to(jnp.eye(3), (3, 3, 3))
+  )
 
 
 def test_homography_small_parameters_are_first_order_matrix_entries():
@@ -161,7 +165,9 @@ def test_warp_then_inverse_warp_returns_input_in_the_interior():
   back = geometry.warp(there, geometry.homography_from_params(-p))
   # Where the round trip never left the image, an all-ones image comes back as ones exactly enough.
   ones = jnp.ones((4, h, w, 1))
-  round_trip_ones = geometry.warp(geometry.warp(ones, geometry.homography_from_params(p)), geometry.homography_from_params(-p))
+  round_trip_ones = geometry.warp(
+    geometry.warp(ones, geometry.homography_from_params(p)), geometry.homography_from_params(-p)
+  )
   valid = jnp.abs(round_trip_ones - 1.0) < 1e-5
   assert float(valid.mean()) > 0.5
   # Two bilinear resamplings blur by about f''·t(1-t)/2 per axis and pass; on this image (|f''| up to
@@ -195,10 +201,16 @@ def test_warp_agrees_with_map_coordinates_in_float64_on_noise():
     u = (grid[..., 0] + 1) * (ww - 1) / 2
     v = (grid[..., 1] + 1) * (hh - 1) / 2
     ref = jnp.stack(
-        [
-            jnp.stack([jax.scipy.ndimage.map_coordinates(images[i, ..., k], [v[i], u[i]], order=1, mode="constant") for k in range(c)], -1)
-            for i in range(b)
-        ]
+      [
+        jnp.stack(
+          [
+            jax.scipy.ndimage.map_coordinates(images[i, ..., k], [v[i], u[i]], order=1, mode="constant")
+            for k in range(c)
+          ],
+          -1,
+        )
+        for i in range(b)
+      ]
     )
     np.testing.assert_allclose(ours, ref, atol=1e-12)
 
@@ -206,7 +218,9 @@ def test_warp_agrees_with_map_coordinates_in_float64_on_noise():
 def test_warp_grid_matches_warp_for_homography_grids():
   images = _random_images(jax.random.key(12), (2, 16, 12, 3), smooth=True)
   h = geometry.homography_from_params(0.2 * jax.random.normal(jax.random.key(13), (2, 8)))
-  np.testing.assert_allclose(geometry.warp_grid(images, geometry.homography_grid(h, (16, 12))), geometry.warp(images, h), atol=1e-5)
+  np.testing.assert_allclose(
+    geometry.warp_grid(images, geometry.homography_grid(h, (16, 12))), geometry.warp(images, h), atol=1e-5
+  )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -217,7 +231,10 @@ def test_padding_modes_half_a_pixel_outside():
   # A 2×3 image with columns 1, 2, 3; sample half a pixel left of column 0 and right of column 2.
   images = jnp.tile(jnp.array([1.0, 2.0, 3.0])[None, None, :, None], (1, 2, 1, 1))
   half_pixel = 2 * 0.5 / 2  # normalised size of half a pixel when W = 3
-  for tx, zeros_expect, border_expect in [(-half_pixel, [0.5, 1.5, 2.5], [1.0, 1.5, 2.5]), (half_pixel, [1.5, 2.5, 1.5], [1.5, 2.5, 3.0])]:
+  for tx, zeros_expect, border_expect in [
+    (-half_pixel, [0.5, 1.5, 2.5], [1.0, 1.5, 2.5]),
+    (half_pixel, [1.5, 2.5, 1.5], [1.5, 2.5, 3.0]),
+  ]:
     for padding, expect in [("zeros", zeros_expect), ("border", border_expect)]:
       out = geometry.warp(images, _translation(tx, 0.0), padding=padding)
       np.testing.assert_allclose(out[0, 0, :, 0], expect, atol=1e-6, err_msg=f"{padding} tx={tx}")
@@ -245,7 +262,9 @@ def test_bfloat16_runs_and_stays_close_to_float32():
   all_b16 = jax.jit(geometry.warp)(images.astype(jnp.bfloat16), h.astype(jnp.bfloat16))
   assert all_b16.dtype == jnp.bfloat16
   assert float(jnp.abs(all_b16.astype(jnp.float32) - f32).mean()) < 4e-3
-  grads = jax.grad(lambda i: geometry.warp(i, h.astype(jnp.bfloat16)).astype(jnp.float32).sum())(images.astype(jnp.bfloat16))
+  grads = jax.grad(lambda i: geometry.warp(i, h.astype(jnp.bfloat16)).astype(jnp.float32).sum())(
+    images.astype(jnp.bfloat16)
+  )
   assert grads.dtype == jnp.bfloat16 and bool(jnp.isfinite(grads.astype(jnp.float32)).all())
 
 
@@ -300,7 +319,15 @@ def test_gradients_match_finite_differences_in_float64(padding):
     check_grads(f, (images, p), order=1, modes=("rev",), eps=1e-6, atol=1e-5, rtol=1e-5)
 
     grid = geometry.homography_grid(geometry.homography_from_params(p), (5, 4))
-    check_grads(lambda i, g: geometry.warp_grid(i, g, padding=padding), (images, grid), order=1, modes=("rev",), eps=1e-6, atol=1e-5, rtol=1e-5)
+    check_grads(
+      lambda i, g: geometry.warp_grid(i, g, padding=padding),
+      (images, grid),
+      order=1,
+      modes=("rev",),
+      eps=1e-6,
+      atol=1e-5,
+      rtol=1e-5,
+    )
 
 
 def test_gradient_with_respect_to_translation_is_the_image_gradient():

@@ -20,8 +20,15 @@ def _fresh(poison=False):
 
 
 def _loop(logged, total=6, **kwargs):
-  return loop.Loop("unit", "Unit", total, log_every=2, checkpoint_every=2,
-                   log_metrics=lambda step, m: logged.append((step, float(m.get("loss", -1)))), **kwargs)
+  return loop.Loop(
+    "unit",
+    "Unit",
+    total,
+    log_every=2,
+    checkpoint_every=2,
+    log_metrics=lambda step, m: logged.append((step, float(m.get("loss", -1)))),
+    **kwargs,
+  )
 
 
 def test_stop_checkpoints_the_step_and_a_resume_finishes_as_an_uninterrupted_run(tmp_path):
@@ -58,8 +65,13 @@ def test_hooks_scores_and_a_stage_that_saves_its_own_last_checkpoint(tmp_path):
   logged, pictures = [], []
   scores = lambda step, state: {"score": float(step) / 10} if step in (0, 3, 6) else {}
   with StageCheckpoints(str(tmp_path)) as ckpt:
-    _loop(logged, extra_metrics=scores, after_step=lambda step, state: pictures.append(step),
-          extra_log_steps=lambda step: step == 3, final_checkpoint=False).run(_fresh(), 0, _step, ckpt)
+    _loop(
+      logged,
+      extra_metrics=scores,
+      after_step=lambda step, state: pictures.append(step),
+      extra_log_steps=lambda step: step == 3,
+      final_checkpoint=False,
+    ).run(_fresh(), 0, _step, ckpt)
     assert ckpt.latest_step() == 4  # the last step is the stage's to save
   assert [s for s, _ in logged] == [0, 2, 3, 4, 6] and pictures == [1, 2, 3, 4, 5, 6]
 

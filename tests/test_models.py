@@ -33,11 +33,16 @@ def test_generator_is_the_same_function_with_flax_and_cpu_layers():
   tree and initial values, same outputs and gradients up to float32 rounding (1e-4 of the largest)."""
   x = _images()
   fast = cpu.layers()
-  nets = {"flax": ResnetGenerator(features=8, num_blocks=1),
-          "cpu": ResnetGenerator(features=8, num_blocks=1, conv=fast.conv, conv_transpose=fast.conv_transpose)}
+  nets = {
+    "flax": ResnetGenerator(features=8, num_blocks=1),
+    "cpu": ResnetGenerator(features=8, num_blocks=1, conv=fast.conv, conv_transpose=fast.conv_transpose),
+  }
   params = {name: g.init(jax.random.key(1), x) for name, g in nets.items()}
   assert jax.tree.structure(params["flax"]) == jax.tree.structure(params["cpu"])
-  assert {k for k in params["flax"]["params"] if k.startswith("ConvTranspose")} == {"ConvTranspose_0", "ConvTranspose_1"}
+  assert {k for k in params["flax"]["params"] if k.startswith("ConvTranspose")} == {
+    "ConvTranspose_0",
+    "ConvTranspose_1",
+  }
   for a, b in zip(jax.tree.leaves(params["flax"]), jax.tree.leaves(params["cpu"])):
     np.testing.assert_array_equal(a, b)
   loss = lambda name: jax.jit(jax.value_and_grad(lambda p: jnp.sum(nets[name].apply(p, x) ** 2)))(params["flax"])
@@ -103,8 +108,11 @@ def test_spatial_transformer_output_depends_on_the_spatial_code():
 def test_transform_helpers():
   p = 0.2 * jax.random.normal(jax.random.key(8), (B, 8))
   m = stm.transform_matrices(p, "homography")
-  np.testing.assert_allclose(m @ stm.transform_matrices(stm.invert_params(p, "homography"), "homography"),
-                             jnp.broadcast_to(jnp.eye(3), (B, 3, 3)), atol=1e-5)
+  np.testing.assert_allclose(
+    m @ stm.transform_matrices(stm.invert_params(p, "homography"), "homography"),
+    jnp.broadcast_to(jnp.eye(3), (B, 3, 3)),
+    atol=1e-5,
+  )
   with pytest.raises(ValueError, match="transform must be one of"):
     stm.num_params("projective")
   with pytest.raises(ValueError, match="matrices"):
@@ -121,5 +129,7 @@ def test_spatial_critic_and_sianet_shapes():
   assert e.shape == (B, 12)
   np.testing.assert_allclose(jnp.linalg.norm(e, axis=-1), 1.0, rtol=1e-5)
   # SPGAN's four stages on a paper-scale crop.
-  shape = jax.eval_shape(lambda x: SiaNet().init_with_output(jax.random.key(0), x)[0], jnp.zeros((1, 256, 128, 3))).shape
+  shape = jax.eval_shape(
+    lambda x: SiaNet().init_with_output(jax.random.key(0), x)[0], jnp.zeros((1, 256, 128, 3))
+  ).shape
   assert shape == (1, 128)

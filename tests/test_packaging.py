@@ -9,15 +9,32 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORE = ("sagan_jax.geometry", "sagan_jax.losses", "sagan_jax.fidelity", "sagan_jax.models", "sagan_jax.sagan")
 # Top-level modules of the [train] extra (and TensorFlow, which nothing may import). absl-py is
 # declared there for our command lines, but flax, optax and ml_collections import it themselves.
-TRAIN_ONLY = ("tensorflow_datasets", "tensorflow", "grain", "orbax", "PIL", "tqdm", "tensorboardX",
-              "importlib_resources", "array_record")
+TRAIN_ONLY = (
+  "tensorflow_datasets",
+  "tensorflow",
+  "grain",
+  "orbax",
+  "PIL",
+  "tqdm",
+  "tensorboardX",
+  "importlib_resources",
+  "array_record",
+)
 
 
 def test_core_modules_import_none_of_the_train_extras():
-  code = (f"import sys; import {', '.join(CORE)}; "
-          f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({TRAIN_ONLY!r})))")
-  out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                       env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  code = (
+    f"import sys; import {', '.join(CORE)}; "
+    f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({TRAIN_ONLY!r})))"
+  )
+  out = subprocess.run(
+    [sys.executable, "-c", code],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+    env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
   assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
@@ -32,5 +49,5 @@ def test_pyproject_declares_the_core_and_the_extras():
   for requirement in project["dependencies"] + project["optional-dependencies"]["train"]:
     assert ">=" in requirement and "==" not in requirement, requirement
   for script, target in project["scripts"].items():
-    module, function = target.split(":")
+    module, _function = target.split(":")
     assert os.path.isfile(os.path.join(ROOT, *module.split(".")) + ".py"), script

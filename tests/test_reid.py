@@ -1,5 +1,7 @@
 """IDE ResNet: torchvision conversion against an independent numpy forward, and learning on synthetic ids."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,11 +35,15 @@ def torchvision_state_dict(stage_sizes, width, rng, num_classes=1000):
     f = width * 2**stage
     for i in range(blocks):
       p = f"layer{stage + 1}.{i}"
-      conv(f"{p}.conv1", f, in_c, 1); bn(f"{p}.bn1", f)
-      conv(f"{p}.conv2", f, f, 3); bn(f"{p}.bn2", f)
-      conv(f"{p}.conv3", 4 * f, f, 1); bn(f"{p}.bn3", 4 * f)
+      conv(f"{p}.conv1", f, in_c, 1)
+      bn(f"{p}.bn1", f)
+      conv(f"{p}.conv2", f, f, 3)
+      bn(f"{p}.bn2", f)
+      conv(f"{p}.conv3", 4 * f, f, 1)
+      bn(f"{p}.bn3", 4 * f)
       if i == 0:
-        conv(f"{p}.downsample.0", 4 * f, in_c, 1); bn(f"{p}.downsample.1", 4 * f)
+        conv(f"{p}.downsample.0", 4 * f, in_c, 1)
+        bn(f"{p}.downsample.1", 4 * f)
       in_c = 4 * f
   sd["fc.weight"] = rng.normal(0, 0.01, (num_classes, in_c)).astype(np.float32)
   sd["fc.bias"] = np.zeros(num_classes, np.float32)
@@ -46,28 +52,31 @@ def torchvision_state_dict(stage_sizes, width, rng, num_classes=1000):
 
 # --- an independent numpy forward with torch's semantics (NCHW, OIHW, eval-mode batch norm) ---
 
+
 def _conv(x, w, stride, pad):
   x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-  n, c, h, wd = x.shape
+  n, _c, h, wd = x.shape
   o, _, k, _ = w.shape
   oh, ow = (h - k) // stride + 1, (wd - k) // stride + 1
   out = np.zeros((n, o, oh, ow))
   for i in range(k):
     for j in range(k):
-      patch = x[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride]
+      patch = x[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride]
       out += np.einsum("nchw,oc->nohw", patch, w[:, :, i, j])
   return out
 
 
 def _bn(x, sd, name):
   scale = sd[f"{name}.weight"] / np.sqrt(sd[f"{name}.running_var"] + 1e-5)
-  return (x - sd[f"{name}.running_mean"][None, :, None, None]) * scale[None, :, None, None] + sd[f"{name}.bias"][None, :, None, None]
+  return (x - sd[f"{name}.running_mean"][None, :, None, None]) * scale[None, :, None, None] + sd[f"{name}.bias"][
+    None, :, None, None
+  ]
 
 
 def _maxpool(x):
   x = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
   h, w = (x.shape[2] - 3) // 2 + 1, (x.shape[3] - 3) // 2 + 1
-  return np.max([x[:, :, i:i + 2 * h:2, j:j + 2 * w:2] for i in range(3) for j in range(3)], axis=0)
+  return np.max([x[:, :, i : i + 2 * h : 2, j : j + 2 * w : 2] for i in range(3) for j in range(3)], axis=0)
 
 
 def numpy_resnet(sd, x_nchw, stage_sizes):
@@ -105,16 +114,20 @@ def test_resnet50_state_dict_maps_onto_every_parameter():
   variables = convert_torchvision.convert_state_dict(sd)
   expected = jax.eval_shape(lambda: ResNet().init(jax.random.key(0), jnp.zeros((1, 256, 128, 3)), train=False))
   assert jax.tree_util.tree_map(np.shape, variables) == jax.tree_util.tree_map(lambda s: s.shape, dict(expected))
-  assert sum(np.size(v) for v in jax.tree_util.tree_leaves(variables["params"])) == 25_557_032 - 2_049_000  # torchvision's count minus fc
+  assert (
+    sum(np.size(v) for v in jax.tree_util.tree_leaves(variables["params"])) == 25_557_032 - 2_049_000
+  )  # torchvision's count minus fc
   sd["layer5.0.conv1.weight"] = sd["conv1.weight"]
-  with pytest.raises(KeyError, match="layer5.0.conv1.weight"):
+  with pytest.raises(KeyError, match=re.escape("layer5.0.conv1.weight")):
     convert_torchvision.convert_state_dict(sd)
 
 
 def test_converted_backbone_loads_into_the_ide_state_and_a_mismatch_names_the_converter(tmp_path):
   """save → load → create_state puts the converted weights in place; another width is refused."""
   stages = (1, 1, 1, 1)
-  variables = convert_torchvision.convert_state_dict(torchvision_state_dict(stages, 8, np.random.default_rng(4)), stages)
+  variables = convert_torchvision.convert_state_dict(
+    torchvision_state_dict(stages, 8, np.random.default_rng(4)), stages
+  )
   convert_torchvision.save(variables, str(tmp_path / "backbone"))
   loaded = convert_torchvision.load(str(tmp_path / "backbone"))
   config = ide.ide_config()
@@ -123,15 +136,19 @@ def test_converted_backbone_loads_into_the_ide_state_and_a_mismatch_names_the_co
   state = ide.create_state(model, optimizer, config.image_size, 0, parallel.make_mesh(1), pretrained_backbone=loaded)
   kernel = np.asarray(state.params["backbone"]["layer1_0"]["conv2"]["kernel"])
   np.testing.assert_array_equal(kernel, variables["params"]["layer1_0"]["conv2"]["kernel"])
-  np.testing.assert_array_equal(np.asarray(state.batch_stats["backbone"]["bn1"]["var"]), variables["batch_stats"]["bn1"]["var"])
+  np.testing.assert_array_equal(
+    np.asarray(state.batch_stats["backbone"]["bn1"]["var"]), variables["batch_stats"]["bn1"]["var"]
+  )
   config.width = 16
   with pytest.raises(ValueError, match=r"python -m sagan_jax\.reid\.convert_torchvision"):
-    ide.create_state(ide.make_model(config, 3), optimizer, config.image_size, 0, parallel.make_mesh(1),
-                     pretrained_backbone=loaded)
+    ide.create_state(
+      ide.make_model(config, 3), optimizer, config.image_size, 0, parallel.make_mesh(1), pretrained_backbone=loaded
+    )
 
 
-LEARN = synthetic.BenchmarkSpec(height=64, width=32, train_ids=40, test_ids=40, num_cameras=3, images_per_camera=3,
-                                distractors=10, junk=4, seed=11)
+LEARN = synthetic.BenchmarkSpec(
+  height=64, width=32, train_ids=40, test_ids=40, num_cameras=3, images_per_camera=3, distractors=10, junk=4, seed=11
+)
 
 
 def test_ide_learns_identities_that_transfer_to_unseen_ones(tmp_path):
@@ -144,17 +161,27 @@ def test_ide_learns_identities_that_transfer_to_unseen_ones(tmp_path):
   config.learning_rate = 0.05  # from scratch, a small model: faster than the paper's fine-tuning rate
   mesh = parallel.make_mesh()
   labels = builders.read_labels(builder, "train")["person_id"]
-  batches = pipeline.TrainBatches(builder.as_data_source("train"), global_batch_size=config.batch_size,
-                                  image_size=config.image_size, seed=0, masks="ones")
+  batches = pipeline.TrainBatches(
+    builder.as_data_source("train"),
+    global_batch_size=config.batch_size,
+    image_size=config.image_size,
+    seed=0,
+    masks="ones",
+  )
   model = ide.make_model(config, num_classes=int(labels.max()) + 1)
   optimizer = ide.make_optimizer(config, batches.steps_per_epoch)
   state = ide.create_state(model, optimizer, config.image_size, seed=0, mesh=mesh)
   feature_fn = ide.make_feature_fn(model, mesh, normalize=True, flip_average=False)
 
   def evaluate(state):
-    sets = [ide.extract(feature_fn, state, pipeline.eval_batches(builder.as_data_source(split), batch_size=32,
-                                                                 image_size=config.image_size, masks="ones"))
-            for split in ("query", "gallery")]
+    sets = [
+      ide.extract(
+        feature_fn,
+        state,
+        pipeline.eval_batches(builder.as_data_source(split), batch_size=32, image_size=config.image_size, masks="ones"),
+      )
+      for split in ("query", "gallery")
+    ]
     return ide.rank_table(*sets)
 
   before = evaluate(state)
@@ -166,9 +193,11 @@ def test_ide_learns_identities_that_transfer_to_unseen_ones(tmp_path):
     if k == 199:
       break
   after = evaluate(state)
-  print(f"\nIDE on synthetic source ({LEARN.train_ids} train ids → {LEARN.test_ids} unseen test ids, "
-        f"gallery: their other images + distractors): loss {np.mean(losses[:10]):.2f} → {np.mean(losses[-10:]):.2f}; "
-        f"R-1 {before['R-1']:.1f}% → {after['R-1']:.1f}%, mAP {before['mAP']:.1f}% → {after['mAP']:.1f}%")
+  print(
+    f"\nIDE on synthetic source ({LEARN.train_ids} train ids → {LEARN.test_ids} unseen test ids, "
+    f"gallery: their other images + distractors): loss {np.mean(losses[:10]):.2f} → {np.mean(losses[-10:]):.2f}; "
+    f"R-1 {before['R-1']:.1f}% → {after['R-1']:.1f}%, mAP {before['mAP']:.1f}% → {after['mAP']:.1f}%"
+  )
   assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
   assert after["R-1"] > 60.0 and after["R-1"] > before["R-1"] + 20.0
   assert after["mAP"] > before["mAP"] + 10.0
@@ -177,10 +206,12 @@ def test_ide_learns_identities_that_transfer_to_unseen_ones(tmp_path):
 def test_prid_tables_protocol_on_ideal_features():
   """Features that encode the id exactly: every split, both directions, ranks first with 100 queries."""
   rng = np.random.default_rng(0)
+
   def camera(count, camid):
     pids = np.arange(1, count + 1)
     features = np.eye(800)[pids] + 0.01 * rng.random((count, 800))
     return features, pids, np.full(count, camid)
+
   tables = ide.prid_tables(camera(385, 1), camera(749, 2))
   for direction in ("a2b", "b2a"):
     assert tables[direction]["mean"]["R-1"] == pytest.approx(100.0)
@@ -189,6 +220,7 @@ def test_prid_tables_protocol_on_ideal_features():
     assert all(t["num_queries"] == 100 for t in tables[direction]["splits"])
   # Swap two test ids' cam_b features in split 0 only: that split's R-1 drops by exactly 2 queries.
   from sagan_jax.data import prid
+
   a, b = prid.load_splits()[0]["test"][:2]
   features, pids, cams = camera(749, 2)
   features[[a - 1, b - 1]] = features[[b - 1, a - 1]]
@@ -218,7 +250,11 @@ def test_bfloat16_compute_tracks_float32_features_and_gradients():
     @jax.jit
     def features_loss_gradient(variables):
       value, grads = jax.value_and_grad(loss)(variables["params"])
-      return model.apply(variables, x, train=False)[1], value, jnp.concatenate([g.ravel() for g in jax.tree.leaves(grads)])
+      return (
+        model.apply(variables, x, train=False)[1],
+        value,
+        jnp.concatenate([g.ravel() for g in jax.tree.leaves(grads)]),
+      )
 
     return [np.asarray(v, np.float64) for v in features_loss_gradient(variables)]
 

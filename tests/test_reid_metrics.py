@@ -39,12 +39,16 @@ def test_hand_computed_case_with_junk_distractor_and_unmatched_query():
   #            good  junk  neg  junk(-1) good  distractor
   g_pids = np.array([1, 1, 2, -1, 1, 0])
   g_cams = np.array([2, 1, 2, 2, 3, 1])
-  distmat = np.array([
+  distmat = np.array(
+    [
       [0.5, 0.1, 0.3, 0.05, 0.9, 0.2],  # pid 1 cam 1: valid order 5, 2, 0, 4 → good ranks 2, 3
-      [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],   # pid 2 cam 2: its only match is same-camera junk → skipped
-  ])
+      [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],  # pid 2 cam 2: its only match is same-camera junk → skipped
+    ]
+  )
   q_pids, q_cams = np.array([1, 2]), np.array([1, 2])
-  cmc, step_ap, details = metrics.evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=5, return_details=True)
+  cmc, step_ap, details = metrics.evaluate_rank(
+    distmat, q_pids, g_pids, q_cams, g_cams, max_rank=5, return_details=True
+  )
   np.testing.assert_allclose(cmc, [0, 0, 1, 1, 1])
   assert step_ap == pytest.approx((1 / 3 + 2 / 4) / 2)
   assert details["num_queries"] == 1 and details["num_skipped"] == 1
@@ -60,7 +64,9 @@ def test_ties_are_broken_by_gallery_index():
   np.testing.assert_allclose(cmc, [0, 1, 1])  # the negative (index 0) comes first
   assert ap == pytest.approx((1 / 2 + 2 / 3) / 2)
   # The same negative at the end of the gallery ranks after both tied good matches.
-  cmc, ap = metrics.evaluate_rank(np.array([[0.4, 0.4, 0.4]]), q[0], np.array([7, 7, 5]), q[1], np.array([2, 2, 1]), max_rank=3)
+  cmc, ap = metrics.evaluate_rank(
+    np.array([[0.4, 0.4, 0.4]]), q[0], np.array([7, 7, 5]), q[1], np.array([2, 2, 1]), max_rank=3
+  )
   np.testing.assert_allclose(cmc, [1, 1, 1])
   assert ap == pytest.approx(1.0)
 
@@ -84,7 +90,9 @@ def test_agrees_with_brute_force_reference(seed):
   q_cams = rng.integers(1, 5, num_q)
   # Quantised distances make exact ties frequent, the hard case for the fast path.
   distmat = np.round(rng.random((num_q, num_g)) * 40).astype(np.float32)
-  cmc, step_ap, details = metrics.evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=20, return_details=True)
+  cmc, step_ap, details = metrics.evaluate_rank(
+    distmat, q_pids, g_pids, q_cams, g_cams, max_rank=20, return_details=True
+  )
   _, trap_ap = metrics.evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=20, ap_mode="trapezoid")
   ref_cmc, ref_step, ref_trap = brute_force(distmat, q_pids, g_pids, q_cams, g_cams, 20)
   np.testing.assert_allclose(cmc, ref_cmc, atol=1e-12)
@@ -107,8 +115,8 @@ def test_good_match_indices_against_a_per_query_scan():
   most = max(len(e) for e in expected)
   assert good.shape == (40, 1 << (most - 1).bit_length()) and good.shape[1] >= most
   for row, e in zip(good, expected):
-    np.testing.assert_array_equal(row[:len(e)], e)
-    assert np.all(row[len(e):] == -1)
+    np.testing.assert_array_equal(row[: len(e)], e)
+    assert np.all(row[len(e) :] == -1)
   assert metrics.good_match_indices(q_pids, g_pids[:0], q_cams, g_cams[:0]).shape == (40, 0)
 
 
@@ -116,7 +124,7 @@ def test_good_match_indices_against_a_per_query_scan():
 def test_jax_backend_gives_the_numpy_scores_with_ties_and_in_blocks(seed):
   rng = np.random.default_rng(seed)
   num_q, num_g = 45, 300
-  q_pids, g_pids, q_cams, g_cams = labels = random_labels(rng, num_q, num_g)
+  _q_pids, _g_pids, _q_cams, _g_cams = labels = random_labels(rng, num_q, num_g)
   # Small integer features: every distance is an integer that float32 holds exactly whatever the
   # order of the sums, so both backends see the same distances, with many exact ties.
   qf = rng.integers(-2, 3, (num_q, 5)).astype(np.float32)
@@ -128,8 +136,9 @@ def test_jax_backend_gives_the_numpy_scores_with_ties_and_in_blocks(seed):
     cmc, ap, details = metrics.evaluate_rank(distmat, *labels, max_rank=20, ap_mode=mode, return_details=True)
     assert details["num_skipped"] > 0
     for block_size in (None, 7):  # one block; seven, the last one padded
-      got_cmc, got_ap, got = metrics.evaluate_features(qf, gf, *labels, max_rank=20, ap_mode=mode, return_details=True,
-                                                       backend="jax", block_size=block_size)
+      got_cmc, got_ap, got = metrics.evaluate_features(
+        qf, gf, *labels, max_rank=20, ap_mode=mode, return_details=True, backend="jax", block_size=block_size
+      )
       np.testing.assert_array_equal(got_cmc, cmc)
       np.testing.assert_allclose(got_cmc, ref_cmc, atol=1e-12)
       assert got_ap == ap == pytest.approx(ref_ap, abs=1e-12)

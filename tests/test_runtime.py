@@ -26,13 +26,17 @@ def _fresh_process(code: str, **env) -> str:
   """Runs code in a new Python (malloc starts from its defaults), without the user's malloc variables."""
   environ = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
   environ.update(PYTHONPATH=_ROOT, **env)
-  return subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True).stdout.strip()
+  return subprocess.run(
+    [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
+  ).stdout.strip()
 
 
 def _applied_in_fresh_process(**env) -> str:
   """configure_host_allocator's result, and whether JAX's CPU dispatch is asynchronous after it."""
-  code = ("import jax; from sagan_jax import cpu; applied = cpu.configure_host_allocator(); "
-          "print(applied, jax.config.read('jax_cpu_enable_async_dispatch'))")
+  code = (
+    "import jax; from sagan_jax import cpu; applied = cpu.configure_host_allocator(); "
+    "print(applied, jax.config.read('jax_cpu_enable_async_dispatch'))"
+  )
   return _fresh_process(code, **env)
 
 
@@ -50,8 +54,10 @@ def test_settings_apply_on_glibc_and_leave_the_users_environment_alone():
   assert _applied_in_fresh_process(GLIBC_TUNABLES="glibc.rtld.nns=4") == "True False"  # not malloc's
   # Only on CPU hosts, and never with --nocpu_fast_path (setup(enabled=False)).
   assert _applied_in_fresh_process(JAX_PLATFORMS="cuda") == "False True"
-  off = ("import jax; from sagan_jax import cpu; cpu.setup(enabled=False); "
-         "print(jax.config.read('jax_cpu_enable_async_dispatch'))")
+  off = (
+    "import jax; from sagan_jax import cpu; cpu.setup(enabled=False); "
+    "print(jax.config.read('jax_cpu_enable_async_dispatch'))"
+  )
   assert _fresh_process(off, JAX_PLATFORMS="cpu") == "True"
 
 
@@ -89,8 +95,9 @@ def _transparent_huge_pages_always() -> bool:
 
 @pytest.mark.skipif(cpu._glibc() is None, reason="mallopt is glibc's; elsewhere the function is a no-op")
 def test_tuned_allocator_keeps_a_steps_temporaries_mapped():
-  tuned, default = (json.loads(_fresh_process(_FAULTS_PER_CALL.replace("sys.argv[1]", repr(mode))))
-                    for mode in ("tuned", "default"))
+  tuned, default = (
+    json.loads(_fresh_process(_FAULTS_PER_CALL.replace("sys.argv[1]", repr(mode)))) for mode in ("tuned", "default")
+  )
   assert tuned["tuned"] and not default["tuned"]
   assert tuned["temp_pages"] * 4096 >= 64 << 20
   # glibc's defaults map the temporaries (and the 32 MiB output) afresh on every call: a fault per

@@ -47,15 +47,15 @@ def _set_stm_output(params, name, p):
 
 
 @pytest.mark.parametrize(
-    "variant,networks",
-    [
-        ("sagan", {"G1", "G2", "S1", "S2", "D1", "D2", "DT1", "DT2", "SiaNet"}),
-        ("ws", {"G1", "G2", "D1", "D2", "SiaNet"}),
-        ("wp", {"S1", "S2", "D1", "D2", "DT1", "DT2", "SiaNet"}),
-        ("wd", {"G1", "G2", "S1", "S2", "D1", "D2", "DT1", "DT2", "SiaNet"}),
-        ("cyclegan", {"G1", "G2", "D1", "D2"}),
-        ("cyclegan_star", {"G1", "G2", "D1", "D2"}),
-    ],
+  "variant,networks",
+  [
+    ("sagan", {"G1", "G2", "S1", "S2", "D1", "D2", "DT1", "DT2", "SiaNet"}),
+    ("ws", {"G1", "G2", "D1", "D2", "SiaNet"}),
+    ("wp", {"S1", "S2", "D1", "D2", "DT1", "DT2", "SiaNet"}),
+    ("wd", {"G1", "G2", "S1", "S2", "D1", "D2", "DT1", "DT2", "SiaNet"}),
+    ("cyclegan", {"G1", "G2", "D1", "D2"}),
+    ("cyclegan_star", {"G1", "G2", "D1", "D2"}),
+  ],
 )
 def test_each_variant_has_the_networks_it_should(tiny_sagan_config, variant, networks):
   model = SAGAN(tiny_sagan_config(variant))
@@ -173,8 +173,11 @@ def test_critic_mask_modes_change_only_the_mask_channel(tiny_sagan_config, mode)
 
 
 def _adam_first_moment(opt_state) -> dict:
-  found = [leaf for leaf in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
-           if isinstance(leaf, optax.ScaleByAdamState)]
+  found = [
+    leaf
+    for leaf in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
+    if isinstance(leaf, optax.ScaleByAdamState)
+  ]
   assert len(found) == 1, opt_state
   return found[0].mu
 
@@ -197,8 +200,11 @@ def test_sharded_steps_match_the_single_device_steps_and_compile_once(tiny_sagan
       if i == 0:
         # After one Adam step each group's first moment is (1 - b1)·gradient: the critics' and
         # the generators' gradients on a batch sharded over n devices, without compiling them apart.
-        grads = {name: mu for group in ("critic", "generator", "sianet")
-                 for name, mu in _adam_first_moment(state.opt_state[group]).items()}
+        grads = {
+          name: mu
+          for group in ("critic", "generator", "sianet")
+          for name, mu in _adam_first_moment(state.opt_state[group]).items()
+        }
         grads = jax.device_get(grads)
     assert critic_step._cache_size() == 1 and generator_step._cache_size() == 1  # no recompilation
     results[n] = (grads, jax.device_get(state.params), jax.device_get(metrics))
@@ -233,7 +239,9 @@ def test_sharded_steps_match_the_single_device_steps_and_compile_once(tiny_sagan
   # The steps changed every network.
   initial = create_state(model, 0).params
   for name in initial:
-    moved = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(initial[name]), jax.tree.leaves(params_1[name])))
+    moved = max(
+      float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(initial[name]), jax.tree.leaves(params_1[name]))
+    )
     assert moved > 0, name
 
 
@@ -257,7 +265,9 @@ def test_critic_and_sianet_gradients_are_the_same_with_flax_and_cpu_layers(tiny_
     return {**critic, **sianet}
 
   # Product gradients are dots and pads: fewer convolutions in the differentiated program.
-  convs = {impl: str(jax.make_jaxpr(lambda m=m: gradients(m))()).count("conv_general_dilated[") for impl, m in models.items()}
+  convs = {
+    impl: str(jax.make_jaxpr(lambda m=m: gradients(m))()).count("conv_general_dilated[") for impl, m in models.items()
+  }
   assert convs["matmul"] < convs["xla"], convs
   ours = jax.tree_util.tree_leaves_with_path(jax.jit(lambda: gradients(models["matmul"]))())
   ref = jax.tree_util.tree_leaves_with_path(jax.jit(lambda: gradients(models["xla"]))())
@@ -388,18 +398,23 @@ def test_pixel_path_moves_towards_a_colour_shifted_domain(tiny_sagan_config):
   def evaluate(params):
     fake = model.pixel_adapt(params, "G1", x, x_mask)
     pcl = float(jnp.mean(jnp.abs(model.pixel_adapt(params, "G2", fake, x_mask) - x)))
-    critic = lambda img: float(jnp.mean(model._critic_scores(params, XY.critic, jnp.concatenate([img, y_mask if img is y else x_mask], -1))))
+    critic = lambda img: float(
+      jnp.mean(model._critic_scores(params, XY.critic, jnp.concatenate([img, y_mask if img is y else x_mask], -1)))
+    )
     mean_colour = lambda img: jnp.mean(img, axis=(0, 1, 2))
     return {
-        "pcl": pcl,
-        "wasserstein_translated": critic(y) - critic(fake),
-        "wasserstein_source": critic(y) - critic(x),
-        "colour_gap_translated": float(jnp.linalg.norm(mean_colour(fake) - mean_colour(y))),
-        "colour_gap_source": float(jnp.linalg.norm(mean_colour(x) - mean_colour(y))),
+      "pcl": pcl,
+      "wasserstein_translated": critic(y) - critic(fake),
+      "wasserstein_source": critic(y) - critic(x),
+      "colour_gap_translated": float(jnp.linalg.norm(mean_colour(fake) - mean_colour(y))),
+      "colour_gap_source": float(jnp.linalg.norm(mean_colour(x) - mean_colour(y))),
     }
 
-  colour_gap = jax.jit(lambda params: jnp.linalg.norm(
-      jnp.mean(model.pixel_adapt(params, "G1", x, x_mask), axis=(0, 1, 2)) - jnp.mean(y, axis=(0, 1, 2))))
+  colour_gap = jax.jit(
+    lambda params: jnp.linalg.norm(
+      jnp.mean(model.pixel_adapt(params, "G1", x, x_mask), axis=(0, 1, 2)) - jnp.mean(y, axis=(0, 1, 2))
+    )
+  )
   state = create_state(model, 0, parallel.make_mesh(1))
   before = evaluate(state.params)
   # 150 steps in chunks of 5. The generator and critic chase each other, so G1's mean colour
@@ -411,8 +426,14 @@ def test_pixel_path_moves_towards_a_colour_shifted_domain(tiny_sagan_config):
     state, critic_metrics, _ = _train(model, state, steps=5, n_critic=2, target_fn=target, key=k)
     gaps.append(float(colour_gap(state.params)))
   after = evaluate(state.params)
-  print("colour shift, before:", before, "after 150 steps:", after,
-        f"mean colour gap over steps 55-150: {np.mean(gaps[-20:]):.3f}; every 25 steps:", np.round(gaps[4::5], 3))
+  print(
+    "colour shift, before:",
+    before,
+    "after 150 steps:",
+    after,
+    f"mean colour gap over steps 55-150: {np.mean(gaps[-20:]):.3f}; every 25 steps:",
+    np.round(gaps[4::5], 3),
+  )
   # Measured (pytest -s): PCL 0.86 → 0.23. G1(X)'s colour gap to Y starts at 1.05 (X's own:
   # 0.237); its mean over steps 55-150 was 0.150, and in one-off runs 0.133 with initial
   # parameters of seed 1, 0.144 and 0.155 on the build before the generators' upsampling changed
@@ -456,8 +477,10 @@ def test_paper_scale_networks_and_steps_trace_in_bfloat16():
   mesh = parallel.make_mesh()
   h, w = c.image_size
   sharded = parallel.batch_sharded(mesh)
-  batch = {name: jax.ShapeDtypeStruct((8, h, w, channels), jnp.float32, sharding=sharded)
-           for name, channels in (("x", 3), ("x_mask", 1), ("y", 3), ("y_mask", 1))}
+  batch = {
+    name: jax.ShapeDtypeStruct((8, h, w, channels), jnp.float32, sharding=sharded)
+    for name, channels in (("x", 3), ("x_mask", 1), ("y", 3), ("y_mask", 1))
+  }
   layout = lambda tree: jax.tree_util.tree_map(lambda leaf: (leaf.shape, leaf.dtype), tree)
   for step in make_steps(model, mesh):
     new_state, metrics = jax.eval_shape(step, state, batch)

@@ -14,18 +14,27 @@ from sagan_jax.experiments import seeds
 
 
 def result(variant, r1, mapv, viewpoint=None):
-  out = {"experiment": "synthetic", "variant": variant, "protocol": "query_gallery", "target": "market1501",
-         "tables": {"query_gallery": {"R-1": r1, "R-5": r1 + 5, "R-10": r1 + 8, "mAP": mapv}},
-         "settings": {"normalize_features": True, "flip_average": False, "ap_mode": "step", "num_codes": 1}}
+  out = {
+    "experiment": "synthetic",
+    "variant": variant,
+    "protocol": "query_gallery",
+    "target": "market1501",
+    "tables": {"query_gallery": {"R-1": r1, "R-5": r1 + 5, "R-10": r1 + 8, "mAP": mapv}},
+    "settings": {"normalize_features": True, "flip_average": False, "ap_mode": "step", "num_codes": 1},
+  }
   if viewpoint is not None:
     out["fidelity"] = {"pixel_error": 0.5, "viewpoint_error": viewpoint, "code_diversity": 0.1}
   return out
 
 
 TABLE = {
-    "original": {0: result("original", 50.0, 40.0), 1: result("original", 52.0, 41.0), 2: result("original", 48.0, 42.0)},
-    "sagan": {0: result("sagan", 60.0, 45.0, 0.2), 1: result("sagan", 51.0, 44.0, 0.4), 2: result("sagan", 58.0, 46.0, 0.3)},
-    "wd": {0: result("wd", 55.0, 46.0, 0.5), 1: result("wd", 53.0, 45.0, 0.6), 2: result("wd", 57.0, 47.0, 0.9)},
+  "original": {0: result("original", 50.0, 40.0), 1: result("original", 52.0, 41.0), 2: result("original", 48.0, 42.0)},
+  "sagan": {
+    0: result("sagan", 60.0, 45.0, 0.2),
+    1: result("sagan", 51.0, 44.0, 0.4),
+    2: result("sagan", 58.0, 46.0, 0.3),
+  },
+  "wd": {0: result("wd", 55.0, 46.0, 0.5), 1: result("wd", 53.0, 45.0, 0.6), 2: result("wd", 57.0, 47.0, 0.9)},
 }
 
 
@@ -33,7 +42,9 @@ def test_summary_means_and_sample_sds_by_hand():
   s = seeds.summarize(TABLE)
   assert s["original"]["R-1"] == {"mean": 50.0, "sd": pytest.approx(2.0), "n": 3}
   assert s["sagan"]["R-1"]["mean"] == pytest.approx(169 / 3)
-  assert s["sagan"]["R-1"]["sd"] == pytest.approx(np.sqrt(((60 - 169 / 3) ** 2 + (51 - 169 / 3) ** 2 + (58 - 169 / 3) ** 2) / 2))
+  assert s["sagan"]["R-1"]["sd"] == pytest.approx(
+    np.sqrt(((60 - 169 / 3) ** 2 + (51 - 169 / 3) ** 2 + (58 - 169 / 3) ** 2) / 2)
+  )
   assert s["sagan"]["viewpoint_error"]["mean"] == pytest.approx(0.3) and "viewpoint_error" not in s["original"]
   assert seeds.summarize({"x": {0: result("x", 10.0, 5.0)}})["x"]["R-1"]["sd"] == 0.0
 
@@ -114,12 +125,19 @@ def test_runner_errors_are_one_line_with_status_2(tmp_path, monkeypatch, capsys)
     runner.ablation("configs/synthetic.py", str(tmp_path), [], ("original",), (0,))
   assert info.value.code == 2
   assert capsys.readouterr().err.strip().splitlines() == [
-      f"error: the run in {tmp_path}/seed0/original stopped with status 1 (its output is above); rerun this command "
-      "to resume it and the rest"]
-  for argv, message in ((["ablation", "--config=configs/synthetic.py", f"--workdir={tmp_path}", "--seeds=a"],
-                         "error: --seeds='a': expected integers like --seeds=0,1,2,3,4"),
-                        (["ablation", "--config=configs/synthetic.py", f"--workdir={tmp_path}", "--variants=sagan,bogus"],
-                         "error: --variants: unknown ['bogus']")):
+    f"error: the run in {tmp_path}/seed0/original stopped with status 1 (its output is above); rerun this command "
+    "to resume it and the rest"
+  ]
+  for argv, message in (
+    (
+      ["ablation", "--config=configs/synthetic.py", f"--workdir={tmp_path}", "--seeds=a"],
+      "error: --seeds='a': expected integers like --seeds=0,1,2,3,4",
+    ),
+    (
+      ["ablation", "--config=configs/synthetic.py", f"--workdir={tmp_path}", "--variants=sagan,bogus"],
+      "error: --variants: unknown ['bogus']",
+    ),
+  ):
     with pytest.raises(SystemExit) as info:
       runner.main([sys.executable, *argv])
     assert info.value.code == 2 and capsys.readouterr().err.startswith(message)

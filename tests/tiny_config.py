@@ -16,8 +16,9 @@ def get_config(arg=None):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   c = module.get_config(arg)
-  c.data.synthetic_spec.update(height=64, width=32, train_ids=8, test_ids=6, num_cameras=2, images_per_camera=2,
-                               distractors=4, junk=2, seed=3)
+  c.data.synthetic_spec.update(
+    height=64, width=32, train_ids=8, test_ids=6, num_cameras=2, images_per_camera=2, distractors=4, junk=2, seed=3
+  )
   s = c.sagan
   s.image_size = (32, 16)
   s.generator_features, s.generator_blocks, s.critic_features, s.critic_layers = 8, 1, 8, 2
@@ -26,8 +27,9 @@ def get_config(arg=None):
   if s.gan_loss == "wgan":  # the CycleGAN variants keep their one discriminator update
     s.n_critic = 2
   c.sagan_train.update(batch_size=8, steps=4, log_every=1, sample_every=2, checkpoint_every=2)
-  c.ide.update(image_size=(32, 16), width=8, batch_size=8, epochs=2, lr_decay_epochs=(1,), log_every=1,
-               checkpoint_every=4)
+  c.ide.update(
+    image_size=(32, 16), width=8, batch_size=8, epochs=2, lr_decay_epochs=(1,), log_every=1, checkpoint_every=4
+  )
   c.translate.batch_size = 16
   c.eval.batch_size = 16
   return c

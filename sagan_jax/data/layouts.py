@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Callable
+from collections.abc import Callable
 
 MARKET_ROOT = "Market-1501-v15.09.15"
 DUKE_ROOT = "DukeMTMC-reID"
@@ -69,9 +69,10 @@ def _mask_path(manual_dir: str, relative: str, masks_dir: str | None) -> str | N
   path = os.path.join(masks_dir, os.path.splitext(relative)[0] + ".png")
   if not os.path.isfile(path):
     raise DatasetLayoutError(
-        f"missing mask {path!r} for image {relative!r}: masks mirror the image tree under "
-        f"{masks_dir!r} as single-channel PNGs with the image's stem (write them with "
-        "`python -m sagan_jax.masks infer`, or build without masks)")
+      f"missing mask {path!r} for image {relative!r}: masks mirror the image tree under "
+      f"{masks_dir!r} as single-channel PNGs with the image's stem (write them with "
+      "`python -m sagan_jax.masks infer`, or build without masks)"
+    )
   return path
 
 
@@ -79,8 +80,14 @@ def default_masks_dir(manual_dir: str) -> str:
   return os.path.join(manual_dir, MASKS_ROOT)
 
 
-def _scan_folder(manual_dir: str, folder: str, pattern: re.Pattern, scheme: str, masks_dir: str | None,
-                 camera_of: Callable[[re.Match, str], int]) -> list[Record]:
+def _scan_folder(
+  manual_dir: str,
+  folder: str,
+  pattern: re.Pattern,
+  scheme: str,
+  masks_dir: str | None,
+  camera_of: Callable[[re.Match, str], int],
+) -> list[Record]:
   """Every image of ``manual_dir/folder``; ``camera_of(match, path)`` reads (and checks) its camera."""
   base = os.path.join(manual_dir, folder)
   records = []
@@ -90,19 +97,29 @@ def _scan_folder(manual_dir: str, folder: str, pattern: re.Pattern, scheme: str,
     if m is None:
       raise DatasetLayoutError(f"file {path!r} does not match the naming scheme {scheme} of {folder}")
     relative = f"{folder}/{name}"
-    records.append(Record(path=path, filename=relative, person_id=int(m.group(1)), camera_id=camera_of(m, path),
-                          mask_path=_mask_path(manual_dir, relative, masks_dir)))
+    records.append(
+      Record(
+        path=path,
+        filename=relative,
+        person_id=int(m.group(1)),
+        camera_id=camera_of(m, path),
+        mask_path=_mask_path(manual_dir, relative, masks_dir),
+      )
+    )
   return records
 
 
 def _require_root(manual_dir: str, root: str, what: str) -> None:
   if not os.path.isdir(os.path.join(manual_dir, root)):
     raise DatasetLayoutError(
-        f"missing folder {os.path.join(manual_dir, root)!r}: put the extracted {what} inside the manual directory {manual_dir!r}")
+      f"missing folder {os.path.join(manual_dir, root)!r}: put the extracted {what} inside the manual "
+      f"directory {manual_dir!r}"
+    )
 
 
-def _scan_official(manual_dir: str, root: str, pattern: re.Pattern, scheme: str, num_cameras: int,
-                   masks_dir: str | None) -> dict[str, list[Record]]:
+def _scan_official(
+  manual_dir: str, root: str, pattern: re.Pattern, scheme: str, num_cameras: int, masks_dir: str | None
+) -> dict[str, list[Record]]:
   _require_root(manual_dir, root, f"{root} folder")
 
   def camera_of(m: re.Match, path: str) -> int:
@@ -111,8 +128,10 @@ def _scan_official(manual_dir: str, root: str, pattern: re.Pattern, scheme: str,
       raise DatasetLayoutError(f"file {path!r}: camera {camera} outside 1..{num_cameras}")
     return camera
 
-  return {split: _scan_folder(manual_dir, f"{root}/{folder}", pattern, scheme, masks_dir, camera_of)
-          for split, folder in MARKET_SPLITS.items()}
+  return {
+    split: _scan_folder(manual_dir, f"{root}/{folder}", pattern, scheme, masks_dir, camera_of)
+    for split, folder in MARKET_SPLITS.items()
+  }
 
 
 def scan_market1501(manual_dir: str, masks_dir: str | None = None) -> dict[str, list[Record]]:
@@ -128,6 +147,14 @@ def scan_dukemtmc_reid(manual_dir: str, masks_dir: str | None = None) -> dict[st
 def scan_prid2011(manual_dir: str, masks_dir: str | None = None) -> dict[str, list[Record]]:
   """Splits ``cam_a`` and ``cam_b`` (every single-shot image); protocols select from them."""
   _require_root(manual_dir, PRID_ROOT, "prid_2011 folder (with single_shot/cam_a and single_shot/cam_b)")
-  return {split: _scan_folder(manual_dir, f"prid_2011/single_shot/{split}", PRID_NAME, "person_NNNN.png", masks_dir,
-                              lambda m, path, camera=camera: camera)
-          for split, camera in PRID_CAMERAS.items()}
+  return {
+    split: _scan_folder(
+      manual_dir,
+      f"prid_2011/single_shot/{split}",
+      PRID_NAME,
+      "person_NNNN.png",
+      masks_dir,
+      lambda m, path, camera=camera: camera,
+    )
+    for split, camera in PRID_CAMERAS.items()
+  }

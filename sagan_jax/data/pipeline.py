@@ -16,7 +16,8 @@ Masks: ``masks="data"`` reads the dataset's ``mask`` feature (build it with ``co
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import grain
 import jax
@@ -56,8 +57,10 @@ def preprocess(example: dict[str, Any], image_size: tuple[int, int], masks: str,
   rgb = np.asarray(image, np.float32) / 127.5 - 1.0
   if masks == "data":
     if "mask" not in example:
-      raise KeyError("masks='data' but the dataset has no 'mask' feature: build it with config='masked' "
-                     "(masks under MANUAL_DIR/masks/), or set the config's masks to 'ones'")
+      raise KeyError(
+        "masks='data' but the dataset has no 'mask' feature: build it with config='masked' "
+        "(masks under MANUAL_DIR/masks/), or set the config's masks to 'ones'"
+      )
     mask_image = Image.fromarray(np.asarray(example["mask"])[..., 0])
     if mask_image.size != (width, height):
       mask_image = mask_image.resize((width, height), Image.BILINEAR)
@@ -68,9 +71,9 @@ def preprocess(example: dict[str, Any], image_size: tuple[int, int], masks: str,
   if flip:
     out = out[:, ::-1]
   return {
-      "image": np.ascontiguousarray(out),
-      "person_id": np.int32(example["person_id"]),
-      "camera_id": np.int32(example["camera_id"]),
+    "image": np.ascontiguousarray(out),
+    "person_id": np.int32(example["person_id"]),
+    "camera_id": np.int32(example["camera_id"]),
   }
 
 
@@ -81,9 +84,20 @@ def _stack(elements: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 class TrainBatches:
   """Endless, shuffled, augmented batches of one split; ``batches[k]`` is this process's part of batch k."""
 
-  def __init__(self, source, *, global_batch_size: int, image_size: tuple[int, int], seed: int,
-               indices: Sequence[int] | None = None, masks: str = "data", flip: bool = True,
-               process_index: int | None = None, process_count: int | None = None, num_threads: int = 2):
+  def __init__(
+    self,
+    source,
+    *,
+    global_batch_size: int,
+    image_size: tuple[int, int],
+    seed: int,
+    indices: Sequence[int] | None = None,
+    masks: str = "data",
+    flip: bool = True,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    num_threads: int = 2,
+  ):
     if masks not in MASK_MODES:  # checked here too, so a bad value fails at construction, not in a worker
       raise ValueError(f"masks={masks!r}: expected one of {MASK_MODES}")
     if masks == "ones":
@@ -102,7 +116,9 @@ class TrainBatches:
     def transform(example, rng: np.random.Generator):
       return preprocess(example, image_size, masks, flip=flip and bool(rng.random() < 0.5))
 
-    self._elements = grain.MapDataset.source(subset).shuffle(seed=seed).repeat(None).random_map(transform, seed=seed + 1)
+    self._elements = (
+      grain.MapDataset.source(subset).shuffle(seed=seed).repeat(None).random_map(transform, seed=seed + 1)
+    )
     self._batches = grain.MapDataset.range(0, sys.maxsize).map(self._local_batch)
 
   @property
@@ -122,8 +138,9 @@ class TrainBatches:
     return iter(self._batches[start:].to_iter_dataset(options))
 
 
-def eval_batches(source, *, batch_size: int, image_size: tuple[int, int], indices: Sequence[int] | None = None,
-                 masks: str = "data") -> Iterator[tuple[dict[str, np.ndarray], int]]:
+def eval_batches(
+  source, *, batch_size: int, image_size: tuple[int, int], indices: Sequence[int] | None = None, masks: str = "data"
+) -> Iterator[tuple[dict[str, np.ndarray], int]]:
   """Every selected example once, in order, unflipped: ``(batch, num_valid)``.
 
   The last batch is padded (by repeating its last example) to ``batch_size`` so a compiled step

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -49,8 +49,7 @@ def load_splits(path: str = SPLITS_FILE) -> list[dict[str, list[int]]]:
     return json.load(f)["splits"]
 
 
-def protocol(pids_a: Sequence[int], pids_b: Sequence[int], split: int, direction: str = "a2b"
-             ) -> dict[str, list[int]]:
+def protocol(pids_a: Sequence[int], pids_b: Sequence[int], split: int, direction: str = "a2b") -> dict[str, list[int]]:
   """Indices into the ``cam_a``/``cam_b`` splits (given by their person ids) for one split and direction.
 
   Returns ``{"train_a", "train_b", "query", "gallery"}``: the training-id images of each camera
@@ -66,8 +65,8 @@ def protocol(pids_a: Sequence[int], pids_b: Sequence[int], split: int, direction
   pids_a = [int(p) for p in pids_a]
   pids_b = [int(p) for p in pids_b]
   out = {
-      "train_a": [i for i, p in enumerate(pids_a) if p in train],
-      "train_b": [i for i, p in enumerate(pids_b) if p in train],
+    "train_a": [i for i, p in enumerate(pids_a) if p in train],
+    "train_b": [i for i, p in enumerate(pids_b) if p in train],
   }
   query_pids, gallery_pids = (pids_a, pids_b) if direction == "a2b" else (pids_b, pids_a)
   out["query"] = [i for i, p in enumerate(query_pids) if p in test]

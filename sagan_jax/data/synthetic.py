@@ -48,7 +48,7 @@ import json
 import os
 import shutil
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -66,16 +66,36 @@ DEFAULT_TILT = -0.3
 TARGET_COLOUR_MATRIX = ((0.55, 0.45, 0.10), (0.40, 0.55, 0.15), (0.05, 0.25, 0.90))
 TARGET_GAMMA = 0.75
 
-_PALETTE = np.array([
-    (200, 30, 30), (30, 150, 40), (30, 60, 200), (230, 200, 40), (240, 240, 240), (25, 25, 25),
-    (130, 130, 130), (120, 40, 160), (240, 130, 30), (30, 180, 190), (150, 90, 40), (240, 150, 190),
-    (20, 40, 90), (100, 120, 30), (170, 20, 80), (200, 180, 140),
-], np.float32)
+_PALETTE = np.array(
+  [
+    (200, 30, 30),
+    (30, 150, 40),
+    (30, 60, 200),
+    (230, 200, 40),
+    (240, 240, 240),
+    (25, 25, 25),
+    (130, 130, 130),
+    (120, 40, 160),
+    (240, 130, 30),
+    (30, 180, 190),
+    (150, 90, 40),
+    (240, 150, 190),
+    (20, 40, 90),
+    (100, 120, 30),
+    (170, 20, 80),
+    (200, 180, 140),
+  ],
+  np.float32,
+)
 _SKIN = np.array([(235, 200, 170), (205, 160, 120), (160, 110, 75), (100, 65, 40)], np.float32)
 _HAIR = np.array([(20, 15, 10), (90, 60, 30), (170, 140, 80), (120, 120, 120)], np.float32)
 _BACKGROUNDS = {
-    "source": np.array([(120, 120, 115), (150, 140, 120), (95, 105, 120), (135, 150, 135), (110, 95, 85), (160, 160, 160)], np.float32),
-    "target": np.array([(70, 80, 70), (90, 85, 100), (60, 70, 90), (100, 95, 80), (80, 60, 60), (75, 90, 95)], np.float32),
+  "source": np.array(
+    [(120, 120, 115), (150, 140, 120), (95, 105, 120), (135, 150, 135), (110, 95, 85), (160, 160, 160)], np.float32
+  ),
+  "target": np.array(
+    [(70, 80, 70), (90, 85, 100), (60, 70, 90), (100, 95, 80), (80, 60, 60), (75, 90, 95)], np.float32
+  ),
 }
 
 
@@ -115,12 +135,22 @@ def random_identity(rng: np.random.Generator) -> Identity:
 
   top = colour()
   return Identity(
-      top=top, top2=colour(), pattern=str(rng.choice(["plain", "plain", "hstripes", "vstripes", "checks"])),
-      bottom=colour(), skin=_SKIN[rng.integers(len(_SKIN))], hair=_HAIR[rng.integers(len(_HAIR))],
-      long_sleeves=bool(rng.random() < 0.6), shorts=bool(rng.random() < 0.25), skirt=bool(rng.random() < 0.15),
-      height=float(rng.uniform(0.78, 0.92)), width=float(rng.uniform(0.36, 0.52)), head=float(rng.uniform(0.06, 0.08)),
-      hat=colour() if rng.random() < 0.2 else None, backpack=colour() if rng.random() < 0.3 else None,
-      handbag=colour() if rng.random() < 0.2 else None)
+    top=top,
+    top2=colour(),
+    pattern=str(rng.choice(["plain", "plain", "hstripes", "vstripes", "checks"])),
+    bottom=colour(),
+    skin=_SKIN[rng.integers(len(_SKIN))],
+    hair=_HAIR[rng.integers(len(_HAIR))],
+    long_sleeves=bool(rng.random() < 0.6),
+    shorts=bool(rng.random() < 0.25),
+    skirt=bool(rng.random() < 0.15),
+    height=float(rng.uniform(0.78, 0.92)),
+    width=float(rng.uniform(0.36, 0.52)),
+    head=float(rng.uniform(0.06, 0.08)),
+    hat=colour() if rng.random() < 0.2 else None,
+    backpack=colour() if rng.random() < 0.3 else None,
+    handbag=colour() if rng.random() < 0.2 else None,
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,15 +165,24 @@ def random_camera(rng: np.random.Generator, domain: str) -> Camera:
   palette = _BACKGROUNDS[domain]
   background = palette[rng.integers(len(palette))] + rng.normal(0, 10, 3)
   blocks = tuple(
-      (*sorted(rng.uniform(0, 1, 2)), *sorted(rng.uniform(0, 0.7, 2)), palette[rng.integers(len(palette))] + rng.normal(0, 20, 3))
-      for _ in range(rng.integers(1, 4)))
+    (
+      *sorted(rng.uniform(0, 1, 2)),
+      *sorted(rng.uniform(0, 0.7, 2)),
+      palette[rng.integers(len(palette))] + rng.normal(0, 20, 3),
+    )
+    for _ in range(rng.integers(1, 4))
+  )
   spread = 0.08 if domain == "source" else 0.2  # target cameras disagree more about colour
-  return Camera(background=background, floor=background * rng.uniform(0.6, 0.9), blocks=blocks,
-                gain=rng.uniform(1 - spread, 1 + spread, 3) * rng.uniform(0.85, 1.15))
+  return Camera(
+    background=background,
+    floor=background * rng.uniform(0.6, 0.9),
+    blocks=blocks,
+    gain=rng.uniform(1 - spread, 1 + spread, 3) * rng.uniform(0.85, 1.15),
+  )
 
 
 def _fill(draw: ImageDraw.ImageDraw, shape: str, box, colour, mask: ImageDraw.ImageDraw, *args):
-  c = tuple(int(v) for v in np.clip(colour, 0, 255)) + (255,)
+  c = (*tuple(int(v) for v in np.clip(colour, 0, 255)), 255)
   getattr(draw, shape)(box, *args, fill=c)
   getattr(mask, shape)(box, *args, fill=255)
 
@@ -166,11 +205,13 @@ def render_person(person: Identity, rng: np.random.Generator, size_hw: tuple[int
   feet_y = top_y + body_h
   swing = rng.uniform(-0.08, 0.08) * w
   leg_w = shoulder * 0.42
+
   # Backpack behind the body in the front view, over it in the back view.
   def backpack():
     if person.backpack is not None:
       side = shoulder * (0.8 if back_view else 1.15)
       _fill(d, "rectangle", (cx - side, neck_y + 0.05 * body_h, cx + side, waist_y - 0.02 * body_h), person.backpack, m)
+
   if not back_view:
     backpack()
   # Legs (trousers or shorts) or a skirt.
@@ -178,28 +219,62 @@ def render_person(person: Identity, rng: np.random.Generator, size_hw: tuple[int
     x = cx + sign * shoulder * 0.45 + sign * swing * 0.5
     _fill(d, "rectangle", (x - leg_w / 2, waist_y, x + leg_w / 2, feet_y - 0.03 * body_h), person.bottom, m)
     if person.shorts:
-      _fill(d, "rectangle", (x - leg_w / 2, waist_y + 0.22 * body_h, x + leg_w / 2, feet_y - 0.03 * body_h), person.skin, m)
-    _fill(d, "rectangle", (x - leg_w / 2 - 1, feet_y - 0.03 * body_h, x + leg_w / 2 + 2 * sign, feet_y), (30, 25, 25), m)
+      _fill(
+        d, "rectangle", (x - leg_w / 2, waist_y + 0.22 * body_h, x + leg_w / 2, feet_y - 0.03 * body_h), person.skin, m
+      )
+    _fill(
+      d, "rectangle", (x - leg_w / 2 - 1, feet_y - 0.03 * body_h, x + leg_w / 2 + 2 * sign, feet_y), (30, 25, 25), m
+    )
   if person.skirt:
-    _fill(d, "polygon", [(cx - shoulder * 0.8, waist_y), (cx + shoulder * 0.8, waist_y),
-                         (cx + shoulder * 1.1, waist_y + 0.25 * body_h), (cx - shoulder * 1.1, waist_y + 0.25 * body_h)], person.bottom, m)
+    _fill(
+      d,
+      "polygon",
+      [
+        (cx - shoulder * 0.8, waist_y),
+        (cx + shoulder * 0.8, waist_y),
+        (cx + shoulder * 1.1, waist_y + 0.25 * body_h),
+        (cx - shoulder * 1.1, waist_y + 0.25 * body_h),
+      ],
+      person.bottom,
+      m,
+    )
   # Arms.
   arm_w = shoulder * 0.32
   for sign in (-1, 1):
     x = cx + sign * (shoulder + arm_w / 2)
     dx = -sign * swing * 0.6
     sleeve_end = waist_y if person.long_sleeves else neck_y + 0.13 * body_h
-    _fill(d, "polygon", [(x - arm_w / 2, neck_y + 2), (x + arm_w / 2, neck_y + 2),
-                         (x + arm_w / 2 + dx, sleeve_end), (x - arm_w / 2 + dx, sleeve_end)], person.top, m)
+    _fill(
+      d,
+      "polygon",
+      [
+        (x - arm_w / 2, neck_y + 2),
+        (x + arm_w / 2, neck_y + 2),
+        (x + arm_w / 2 + dx, sleeve_end),
+        (x - arm_w / 2 + dx, sleeve_end),
+      ],
+      person.top,
+      m,
+    )
     if not person.long_sleeves:
-      _fill(d, "polygon", [(x - arm_w / 2 + dx * 0.3, sleeve_end), (x + arm_w / 2 + dx * 0.3, sleeve_end),
-                           (x + arm_w / 2 + dx, waist_y), (x - arm_w / 2 + dx, waist_y)], person.skin, m)
+      _fill(
+        d,
+        "polygon",
+        [
+          (x - arm_w / 2 + dx * 0.3, sleeve_end),
+          (x + arm_w / 2 + dx * 0.3, sleeve_end),
+          (x + arm_w / 2 + dx, waist_y),
+          (x - arm_w / 2 + dx, waist_y),
+        ],
+        person.skin,
+        m,
+      )
     _fill(d, "ellipse", (x + dx - arm_w / 2, waist_y - 2, x + dx + arm_w / 2, waist_y + arm_w - 2), person.skin, m)
   # Torso with its pattern (the pattern is on the front only).
   torso = (cx - shoulder, neck_y, cx + shoulder, waist_y)
   _fill(d, "rectangle", torso, person.top, m)
   if not back_view and person.pattern != "plain":
-    c2 = tuple(int(v) for v in np.clip(person.top2, 0, 255)) + (255,)
+    c2 = (*tuple(int(v) for v in np.clip(person.top2, 0, 255)), 255)
     step = max(2, int(0.05 * body_h))
     if person.pattern in ("hstripes", "checks"):
       for y in range(int(neck_y) + step, int(waist_y), 2 * step):
@@ -220,7 +295,9 @@ def render_person(person: Identity, rng: np.random.Generator, size_hw: tuple[int
   else:
     _fill(d, "chord", (cx - head_r, top_y, cx + head_r, top_y + 2 * head_r), person.hair, m, 160, 380)
   if person.hat is not None:
-    _fill(d, "rectangle", (cx - head_r * 1.2, top_y - 0.2 * head_r, cx + head_r * 1.2, top_y + 0.5 * head_r), person.hat, m)
+    _fill(
+      d, "rectangle", (cx - head_r * 1.2, top_y - 0.2 * head_r, cx + head_r * 1.2, top_y + 0.5 * head_r), person.hat, m
+    )
   _fill(d, "rectangle", (cx - head_r * 0.4, top_y + 1.9 * head_r, cx + head_r * 0.4, neck_y + 2), person.skin, m)
   rgba = np.asarray(layer).copy()
   rgba[..., 3] = np.asarray(alpha)
@@ -238,7 +315,7 @@ def render_background(camera: Camera, rng: np.random.Generator, size_hw: tuple[i
   shift = rng.uniform(-0.1, 0.1)
   for x0, x1, y0, y1, colour in camera.blocks:
     xs = slice(int(np.clip(x0 + shift, 0, 1) * w), int(np.clip(x1 + shift, 0, 1) * w))
-    image[int(y0 * h):int(y1 * h), xs] = colour
+    image[int(y0 * h) : int(y1 * h), xs] = colour
   return image
 
 
@@ -269,16 +346,25 @@ def warp_border(image: np.ndarray, h_norm: np.ndarray) -> np.ndarray:
   v = np.clip((points[..., 1] / points[..., 2] + 1) * (h - 1) / 2, 0, h - 1)
   u0, v0 = np.minimum(np.floor(u).astype(int), w - 2), np.minimum(np.floor(v).astype(int), h - 2)
   fu, fv = (u - u0)[..., None], (v - v0)[..., None]
-  return ((1 - fv) * ((1 - fu) * image[v0, u0] + fu * image[v0, u0 + 1])
-          + fv * ((1 - fu) * image[v0 + 1, u0] + fu * image[v0 + 1, u0 + 1]))
+  return (1 - fv) * ((1 - fu) * image[v0, u0] + fu * image[v0, u0 + 1]) + fv * (
+    (1 - fu) * image[v0 + 1, u0] + fu * image[v0 + 1, u0 + 1]
+  )
 
 
 def _downsample(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
   return np.asarray(Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).resize(size_hw[::-1], Image.BOX))
 
 
-def render_image(person: Identity, camera: Camera, domain: str, rng: np.random.Generator, size_hw: tuple[int, int],
-                 h_view: np.ndarray, paired: bool = False, high: bool = False):
+def render_image(
+  person: Identity,
+  camera: Camera,
+  domain: str,
+  rng: np.random.Generator,
+  size_hw: tuple[int, int],
+  h_view: np.ndarray,
+  paired: bool = False,
+  high: bool = False,
+):
   """(uint8 RGB [H, W, 3], uint8 mask [H, W] in {0, 255}) of one image of ``person`` by ``camera``.
 
   ``high``: a source camera mounted at the target's height (the person seen through ``h_view``).
@@ -289,7 +375,9 @@ def render_image(person: Identity, camera: Camera, domain: str, rng: np.random.G
   big = (size_hw[0] * SUPERSAMPLE, size_hw[1] * SUPERSAMPLE)
   person_layer = Image.fromarray(render_person(person, rng, big), "RGBA")
   if domain == "target" or high:
-    person_layer = person_layer.transform(big[::-1], Image.PERSPECTIVE, _pixel_coefficients(h_view, big), Image.BILINEAR)
+    person_layer = person_layer.transform(
+      big[::-1], Image.PERSPECTIVE, _pixel_coefficients(h_view, big), Image.BILINEAR
+    )
   rgba = np.asarray(person_layer).astype(np.float32)
   alpha = rgba[..., 3:] / 255.0
   image = rgba[..., :3] * alpha + render_background(camera, rng, big) * (1 - alpha)
@@ -308,7 +396,7 @@ def render_image(person: Identity, camera: Camera, domain: str, rng: np.random.G
   image = _downsample(image, size_hw).astype(np.float32) + rng.normal(0, 4, (*size_hw, 3))
   mask = _downsample(alpha[..., 0] * 255, size_hw) >= 128
   out = np.clip(image, 0, 255).astype(np.uint8), mask.astype(np.uint8) * 255
-  return out + (truth,) if paired else out
+  return (*out, truth) if paired else out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,7 +419,9 @@ class BenchmarkSpec:
 
 def _write(root: str, folder: str, name: str, image: np.ndarray, mask: np.ndarray) -> None:
   Image.fromarray(image).save(os.path.join(root, layouts.MARKET_ROOT, folder, name), quality=95)
-  Image.fromarray(mask, "L").save(os.path.join(root, layouts.MASKS_ROOT, layouts.MARKET_ROOT, folder, name[:-4] + ".png"))
+  Image.fromarray(mask, "L").save(
+    os.path.join(root, layouts.MASKS_ROOT, layouts.MARKET_ROOT, folder, name[:-4] + ".png")
+  )
 
 
 PAIRED_DIR = "paired"
@@ -345,8 +435,10 @@ def paired_name(source_name: str) -> str:
 def source_high_cameras(spec: BenchmarkSpec) -> frozenset[int]:
   """The 1-based ids of the source cameras mounted at the target's height (the last ones)."""
   if not 0 <= spec.source_high_cameras < spec.num_cameras:
-    raise ValueError(f"source_high_cameras={spec.source_high_cameras}: expected 0..{spec.num_cameras - 1} "
-                     "(at least one source camera stays low)")
+    raise ValueError(
+      f"source_high_cameras={spec.source_high_cameras}: expected 0..{spec.num_cameras - 1} "
+      "(at least one source camera stays low)"
+    )
   return frozenset(range(spec.num_cameras - spec.source_high_cameras + 1, spec.num_cameras + 1))
 
 
@@ -388,8 +480,9 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | 
       for k in range(spec.images_per_camera):
         train = pid <= spec.train_ids
         paired = train and paired_dir is not None
-        image, mask, *truth = render_image(person, cameras[camera], domain, rng, size, h_view, paired=paired,
-                                           high=camera + 1 in high)
+        image, mask, *truth = render_image(
+          person, cameras[camera], domain, rng, size, h_view, paired=paired, high=camera + 1 in high
+        )
         if train:
           folder = "bounding_box_train"
         else:  # Market-style: one query per test identity and camera, the rest in the gallery
@@ -401,7 +494,9 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | 
           truths[file_name] = truth[0]
   for _ in range(spec.distractors):
     camera = int(rng.integers(spec.num_cameras))
-    image, mask = render_image(random_identity(rng), cameras[camera], domain, rng, size, h_view, high=camera + 1 in high)
+    image, mask = render_image(
+      random_identity(rng), cameras[camera], domain, rng, size, h_view, high=camera + 1 in high
+    )
     _write(root, "bounding_box_test", name(0, camera), image, mask)
     counts["bounding_box_test"] += 1
   for _ in range(spec.junk):
@@ -449,46 +544,62 @@ def generate(out: str, spec: BenchmarkSpec = BenchmarkSpec(), overwrite: bool = 
       meta = json.load(f)
     # Fields added since a benchmark was written hold their defaults in it (what it was made with).
     if {**dataclasses.asdict(BenchmarkSpec()), **meta["spec"]} != dataclasses.asdict(spec):
-      raise ValueError(f"{out!r} holds a synthetic benchmark with another spec {meta['spec']}; choose another --out or pass --overwrite")
+      raise ValueError(
+        f"{out!r} holds a synthetic benchmark with another spec {meta['spec']}; "
+        "choose another --out or pass --overwrite"
+      )
     return meta
   present = sorted(os.listdir(out)) if os.path.isdir(out) else []
   if present and not ours:
     shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
-    raise ValueError(f"{out!r} is not empty ({shown}) and was not made by this generator: nothing was written or "
-                     "removed; choose an empty or new --out")
+    raise ValueError(
+      f"{out!r} is not empty ({shown}) and was not made by this generator: nothing was written or "
+      "removed; choose an empty or new --out"
+    )
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, MARKER), "w") as f:
-    f.write("written by python -m sagan_jax.data.synthetic; --overwrite replaces only source/, target/, paired/, tfds/ "
-            "and benchmark.json\n")
+    f.write(
+      "written by python -m sagan_jax.data.synthetic; --overwrite replaces only source/, target/, paired/, tfds/ "
+      "and benchmark.json\n"
+    )
   # The prepared copies (tfds/, where the experiments prepare a synthetic benchmark) go with the images.
-  for folder in DOMAINS + (PAIRED_DIR, PREPARED_DIR):
+  for folder in (*DOMAINS, PAIRED_DIR, PREPARED_DIR):
     shutil.rmtree(os.path.join(out, folder), ignore_errors=True)
   if os.path.exists(meta_path):
     os.remove(meta_path)
-  counts = {domain: write_domain(os.path.join(out, domain), domain, spec,
-                                 paired_dir=os.path.join(out, PAIRED_DIR) if domain == "source" else None)
-            for domain in DOMAINS}
+  counts = {
+    domain: write_domain(
+      os.path.join(out, domain), domain, spec, paired_dir=os.path.join(out, PAIRED_DIR) if domain == "source" else None
+    )
+    for domain in DOMAINS
+  }
   paired = counts["source"].pop("paired")
   meta = {
-      "spec": dataclasses.asdict(spec),
-      "layout": "Market-1501 (builder market1501, config masked) under source/ and target/",
-      "view_homography": view_homography(spec.tilt).tolist(),
-      "view_homography_doc": ("target-image → source-frame coordinates, normalised (x first, [-1, 1], ±1 at corner pixel "
-                              "centres): the T_xy an ideal S1 predicts"),
-      "source_viewpoints": source_viewpoints(spec),
-      "source_viewpoints_doc": "source camera → height: high cameras see the person through view_homography, as the target",
-      "target_colour_matrix": TARGET_COLOUR_MATRIX,
-      "target_gamma": TARGET_GAMMA,
-      "counts": counts,
-      "paired": {
-          "dir": PAIRED_DIR,
-          "source_split": "bounding_box_train",
-          "images": paired,
-          "viewpoints": [source_viewpoints(spec)[str(layouts.MARKET_NAME.match(n).group(2))] for n in paired],
-          "doc": ("for each listed source training image, paired/<stem>.png (RGBA, alpha = person mask) is its ideal "
-                  "translation: the same rendering warped whole by view_homography (edges repeated; unwarped for "
-                  "a high source camera, see viewpoints) in the target colours, without noise; no split reads it"),
-      },
+    "spec": dataclasses.asdict(spec),
+    "layout": "Market-1501 (builder market1501, config masked) under source/ and target/",
+    "view_homography": view_homography(spec.tilt).tolist(),
+    "view_homography_doc": (
+      "target-image → source-frame coordinates, normalised (x first, [-1, 1], ±1 at corner pixel "
+      "centres): the T_xy an ideal S1 predicts"
+    ),
+    "source_viewpoints": source_viewpoints(spec),
+    "source_viewpoints_doc": (
+      "source camera → height: high cameras see the person through view_homography, as the target"
+    ),
+    "target_colour_matrix": TARGET_COLOUR_MATRIX,
+    "target_gamma": TARGET_GAMMA,
+    "counts": counts,
+    "paired": {
+      "dir": PAIRED_DIR,
+      "source_split": "bounding_box_train",
+      "images": paired,
+      "viewpoints": [source_viewpoints(spec)[str(layouts.MARKET_NAME.match(n).group(2))] for n in paired],
+      "doc": (
+        "for each listed source training image, paired/<stem>.png (RGBA, alpha = person mask) is its ideal "
+        "translation: the same rendering warped whole by view_homography (edges repeated; unwarped for "
+        "a high source camera, see viewpoints) in the target colours, without noise; no split reads it"
+      ),
+    },
   }
   with open(meta_path + ".tmp", "w") as f:
     json.dump(meta, f, indent=1)
@@ -511,7 +622,9 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--out", required=True, help="output directory (source/, target/, benchmark.json)")
   defaults = BenchmarkSpec()
   for field in dataclasses.fields(BenchmarkSpec):
-    parser.add_argument(f"--{field.name}", type=type(getattr(defaults, field.name)), default=getattr(defaults, field.name))
+    parser.add_argument(
+      f"--{field.name}", type=type(getattr(defaults, field.name)), default=getattr(defaults, field.name)
+    )
   parser.add_argument("--overwrite", action="store_true")
   parser.add_argument("--contact_sheet", default=None, help="also write a PNG of example crops of both domains here")
   args = parser.parse_args(argv)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -64,9 +64,9 @@ def mask_keystone(mask: np.ndarray) -> float:
   if rows.size == 0:
     return float("nan")
   top, bottom = rows[0], rows[-1] + 1
-  band = max(1, int(round(_BAND * (bottom - top))))
+  band = max(1, round(_BAND * (bottom - top)))
   widths = np.sum(mask > 0, axis=1).astype(np.float64)
-  return float(np.mean(widths[top:top + band]) / max(np.mean(widths[bottom - band:bottom]), 1.0))
+  return float(np.mean(widths[top : top + band]) / max(np.mean(widths[bottom - band : bottom]), 1.0))
 
 
 def split_at_largest_gap(scores: Mapping[int, float]) -> dict[str, tuple[int, ...]]:
@@ -79,22 +79,25 @@ def split_at_largest_gap(scores: Mapping[int, float]) -> dict[str, tuple[int, ..
   return {"low": tuple(sorted(order[:cut])), "high": tuple(sorted(order[cut:]))}
 
 
-def derive_groups(mask_paths: Sequence[str], camera_ids: Sequence[int], per_camera: int = 400
-                  ) -> tuple[dict[str, tuple[int, ...]], dict[int, float]]:
+def derive_groups(
+  mask_paths: Sequence[str], camera_ids: Sequence[int], per_camera: int = 400
+) -> tuple[dict[str, tuple[int, ...]], dict[int, float]]:
   """Groups from masks: each camera's median `mask_keystone` over (at most) ``per_camera`` of its masks.
 
   Returns the groups and the per-camera scores (printed by the plan, so the user can check them).
   """
   camera_ids = np.asarray(camera_ids)
   scores = {}
-  for camera in sorted(set(int(c) for c in camera_ids)):
+  for camera in sorted({int(c) for c in camera_ids}):
     rows = np.flatnonzero(camera_ids == camera)
     picks = rows[np.linspace(0, len(rows) - 1, min(per_camera, len(rows))).round().astype(int)]
     values = [mask_keystone(np.asarray(Image.open(mask_paths[i]).convert("L"))) for i in picks]
     values = [v for v in values if np.isfinite(v)]
     if not values:
-      raise ConfigError(f"camera {camera}: every sampled mask is empty (e.g. {mask_paths[picks[0]]!r}); "
-                       "viewpoint groups cannot be derived; set config.data.viewpoint_groups by hand")
+      raise ConfigError(
+        f"camera {camera}: every sampled mask is empty (e.g. {mask_paths[picks[0]]!r}); "
+        "viewpoint groups cannot be derived; set config.data.viewpoint_groups by hand"
+      )
     scores[camera] = float(np.median(values))
   return split_at_largest_gap(scores), scores
 
@@ -119,12 +122,15 @@ def check_cover(groups: Mapping[str, Sequence[int]], cameras: Sequence[int], dat
       if c in owner:
         raise ConfigError(f"viewpoint groups of {dataset}: camera {c} is in both {owner[c]!r} and {name!r}")
       owner[c] = name
-  present = sorted(set(int(c) for c in cameras))
+  present = sorted({int(c) for c in cameras})
   missing = [c for c in present if c not in owner]
   if missing:
-    raise ConfigError(f"viewpoint groups of {dataset} {dict(groups)} leave out cameras {missing}: "
-                     "add them to config.data.viewpoint_groups")
+    raise ConfigError(
+      f"viewpoint groups of {dataset} {dict(groups)} leave out cameras {missing}: "
+      "add them to config.data.viewpoint_groups"
+    )
   empty = [name for name, members in groups.items() if not set(members) & set(present)]
   if empty:
-    raise ConfigError(f"viewpoint groups of {dataset}: {empty} hold no camera with training images "
-                     f"(cameras present: {present})")
+    raise ConfigError(
+      f"viewpoint groups of {dataset}: {empty} hold no camera with training images (cameras present: {present})"
+    )

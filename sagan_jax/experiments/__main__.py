@@ -1,4 +1,6 @@
-"""Runs several rows of the paper over seeds: ``python -m sagan_jax.experiments {ablation,msweep} --config=FILE --workdir=DIR``.
+"""Runs several rows of the paper over seeds.
+
+  python -m sagan_jax.experiments {ablation,msweep} --config=FILE --workdir=DIR
 
   ablation  Tables I–III: the variants (``--variants``, default all eight; ``sagan_one_group`` adds
             SA-GAN [M=1] with the source adapted as one group), for every seed of ``--seeds``
@@ -28,7 +30,8 @@ from PIL import Image, ImageDraw
 
 from sagan_jax import fileio
 from sagan_jax.experiments import config as config_lib
-from sagan_jax.experiments import results, seeds as seeds_lib
+from sagan_jax.experiments import results
+from sagan_jax.experiments import seeds as seeds_lib
 
 # The folder holding this package, so a run's subprocess imports the same sagan_jax from any folder.
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -66,14 +69,22 @@ def _run(config_file: str, variant: str, workdir: str, overrides: list[str]) -> 
   if done is not None:
     print(f"complete, not run again: {workdir}", flush=True)
     return done
-  command = [sys.executable, "-m", "sagan_jax.experiments.train_main", f"--config={config_file}:variant={variant}",
-             f"--workdir={workdir}", *overrides]
+  command = [
+    sys.executable,
+    "-m",
+    "sagan_jax.experiments.train_main",
+    f"--config={config_file}:variant={variant}",
+    f"--workdir={workdir}",
+    *overrides,
+  ]
   print("$", " ".join(command), flush=True)
   path = os.pathsep.join(filter(None, [_PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))
   done = subprocess.run(command, check=False, env={**os.environ, "PYTHONPATH": path})
   if done.returncode:
-    _fail(f"the run in {workdir} stopped with status {done.returncode} (its output is above); rerun this command "
-          "to resume it and the rest")
+    _fail(
+      f"the run in {workdir} stopped with status {done.returncode} (its output is above); rerun this command "
+      "to resume it and the rest"
+    )
   return _complete(workdir)
 
 
@@ -103,7 +114,9 @@ def ablation(config_file, workdir, overrides, variants=ALL_VARIANTS, seeds=(0,),
         continue
       if row == "sagan_m10" and "sagan" in variants:
         _share_gan(os.path.join(seed_dir, "sagan"), run_dir)
-      table.setdefault(row, {})[seed] = _run(config_file, variant, run_dir, [*overrides, *extra, f"--config.seed={seed}"])
+      table.setdefault(row, {})[seed] = _run(
+        config_file, variant, run_dir, [*overrides, *extra, f"--config.seed={seed}"]
+      )
   if not table:
     _fail(f"no complete run under {workdir} for these seeds and variants")
   experiment = next(iter(next(iter(table.values())).values()))["experiment"]
@@ -111,9 +124,14 @@ def ablation(config_file, workdir, overrides, variants=ALL_VARIANTS, seeds=(0,),
   text = seeds_lib.markdown(table, f"{experiment}: ablation over seeds {', '.join(map(str, done_seeds))}", ROW_LABELS)
   if missing:
     text += f"\nNot run yet (--report_only): {', '.join(missing)}.\n"
-  record = {"seeds": done_seeds, "variants": list(table), "missing": missing, "summary": seeds_lib.summarize(table),
-            "claims": seeds_lib.evaluate_claims(table),
-            "runs": {row: {str(s): r for s, r in by_seed.items()} for row, by_seed in table.items()}}
+  record = {
+    "seeds": done_seeds,
+    "variants": list(table),
+    "missing": missing,
+    "summary": seeds_lib.summarize(table),
+    "claims": seeds_lib.evaluate_claims(table),
+    "runs": {row: {str(s): r for s, r in by_seed.items()} for row, by_seed in table.items()},
+  }
   fileio.write_text_atomic(os.path.join(workdir, "ablation.json"), json.dumps(record, indent=1))
   fileio.write_text_atomic(os.path.join(workdir, "ablation.md"), text)
   print(text)
@@ -167,11 +185,20 @@ def msweep(config_file, workdir, overrides, codes=M_VALUES, seeds=(0,)):
   values = {m: [r1[m][s][first_group] for s in seeds] for m in codes}
   mean = {m: float(np.mean(v)) for m, v in values.items()}
   sd = {m: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()}
-  record = {"seeds": list(seeds), "group": first_group,
-            "R-1": {str(m): {"mean": mean[m], "sd": sd[m], "per_seed": values[m]} for m in codes}}
+  record = {
+    "seeds": list(seeds),
+    "group": first_group,
+    "R-1": {str(m): {"mean": mean[m], "sd": sd[m], "per_seed": values[m]} for m in codes},
+  }
   fileio.write_text_atomic(os.path.join(workdir, "msweep.json"), json.dumps(record, indent=1))
-  line_plot(list(codes), [mean[m] for m in codes], os.path.join(workdir, "msweep.png"), "M",
-            f"R-1 (%) {first_group}, mean ± sd of {len(seeds)}", spread=[sd[m] for m in codes])
+  line_plot(
+    list(codes),
+    [mean[m] for m in codes],
+    os.path.join(workdir, "msweep.png"),
+    "M",
+    f"R-1 (%) {first_group}, mean ± sd of {len(seeds)}",
+    spread=[sd[m] for m in codes],
+  )
   print(json.dumps(record, indent=1))
   return record
 
@@ -185,8 +212,13 @@ def main(argv) -> None:
   if ":" in config_file:
     _fail("--config takes the file only: the runner sets variant=... itself")
   overrides = [a for a in rest if a.startswith("--config.")]
-  unknown = [a for a in rest if not a.startswith(("--config=", "--workdir=", "--config.", "--variants=", "--codes=",
-                                                   "--seeds=", "--report_only"))]
+  unknown = [
+    a
+    for a in rest
+    if not a.startswith(
+      ("--config=", "--workdir=", "--config.", "--variants=", "--codes=", "--seeds=", "--report_only")
+    )
+  ]
   if unknown:
     _fail(f"unknown arguments {unknown}; see `python -m sagan_jax.experiments`")
   if any(a.startswith("--config.seed=") for a in overrides):

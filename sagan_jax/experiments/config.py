@@ -34,8 +34,10 @@ def parse_arg(arg: str | None) -> dict[str, str]:
     out[key.strip()] = value.strip()
   unknown = set(out) - {"variant"}
   if unknown:
-    raise ConfigError(f"unknown config argument(s) {sorted(unknown)}: only variant=... is accepted "
-                     f"(one of {', '.join(VARIANTS)}); set other fields with --config.<field>=value")
+    raise ConfigError(
+      f"unknown config argument(s) {sorted(unknown)}: only variant=... is accepted "
+      f"(one of {', '.join(VARIANTS)}); set other fields with --config.<field>=value"
+    )
   return out
 
 
@@ -153,12 +155,20 @@ def stages_of(c, devices: int | None = None) -> tuple[str, ...]:
 def check_numbers(c, stages, devices: int | None = None) -> None:
   """Positive steps, epochs, intervals and batch sizes, and (given the run's device count) batches a
   multiple of it: the fields a later stage would reject, hours into a run."""
-  positive = {"sagan": ("sagan_train.steps", "sagan_train.batch_size", "sagan_train.log_every",
-                        "sagan_train.sample_every", "sagan_train.checkpoint_every", "sagan_train.fidelity_every",
-                        "sagan.n_critic"),
-              "translate": ("translate.batch_size", "sagan.num_codes"),
-              "ide": ("ide.epochs", "ide.batch_size", "ide.log_every", "ide.checkpoint_every"),
-              "evaluate": ("eval.batch_size",)}
+  positive = {
+    "sagan": (
+      "sagan_train.steps",
+      "sagan_train.batch_size",
+      "sagan_train.log_every",
+      "sagan_train.sample_every",
+      "sagan_train.checkpoint_every",
+      "sagan_train.fidelity_every",
+      "sagan.n_critic",
+    ),
+    "translate": ("translate.batch_size", "sagan.num_codes"),
+    "ide": ("ide.epochs", "ide.batch_size", "ide.log_every", "ide.checkpoint_every"),
+    "evaluate": ("eval.batch_size",),
+  }
   divisible = {"sagan": ("sagan_train.batch_size",), "ide": ("ide.batch_size",)}
   field = lambda name: c[name.split(".")[0]][name.split(".")[1]]
   for stage in stages:
@@ -167,8 +177,10 @@ def check_numbers(c, stages, devices: int | None = None) -> None:
         raise ConfigError(f"config.{name}={field(name)!r}: expected a positive integer")
     for name in divisible.get(stage, ()) if devices else ():
       if field(name) % devices:
-        raise ConfigError(f"config.{name}={field(name)} is not a multiple of the {devices} devices the batch is "
-                          f"split over: use a multiple of {devices}")
+        raise ConfigError(
+          f"config.{name}={field(name)} is not a multiple of the {devices} devices the batch is "
+          f"split over: use a multiple of {devices}"
+        )
 
 
 PRID_MODES = ("per_split", "one_split")
@@ -178,12 +190,16 @@ def check_ide_init(c) -> None:
   """The IDE starts from ImageNet weights (the paper's), or from scratch only when asked for."""
   pretrained = c.ide.pretrained
   if pretrained == "":
-    raise ConfigError("config.ide.pretrained is empty: the paper fine-tunes an ImageNet ResNet-50; convert "
-                     "torchvision's with python -m sagan_jax.reid.convert_torchvision resnet50.pth OUT_DIR and pass "
-                     "--config.ide.pretrained=OUT_DIR, or --config.ide.pretrained=none to train from scratch")
+    raise ConfigError(
+      "config.ide.pretrained is empty: the paper fine-tunes an ImageNet ResNet-50; convert "
+      "torchvision's with python -m sagan_jax.reid.convert_torchvision resnet50.pth OUT_DIR and pass "
+      "--config.ide.pretrained=OUT_DIR, or --config.ide.pretrained=none to train from scratch"
+    )
   if pretrained != "none" and not os.path.isdir(pretrained):
-    raise ConfigError(f"config.ide.pretrained={pretrained!r} is not a folder: make it with "
-                     "python -m sagan_jax.reid.convert_torchvision resnet50.pth OUT_DIR")
+    raise ConfigError(
+      f"config.ide.pretrained={pretrained!r} is not a folder: make it with "
+      "python -m sagan_jax.reid.convert_torchvision resnet50.pth OUT_DIR"
+    )
 
 
 PAPER_DATASETS = {"market": "market1501", "duke": "dukemtmc_reid", "prid": "prid2011"}

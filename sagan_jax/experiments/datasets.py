@@ -7,7 +7,7 @@ run's plan, `sagan_jax.experiments.plan`.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -39,8 +39,10 @@ class Datasets:
     d = config.data
     if d.synthetic_dir:
       self.synthetic_dir = os.path.abspath(d.synthetic_dir)
-      self.manual_dirs = {"source": os.path.join(self.synthetic_dir, "source"),
-                          "target": os.path.join(self.synthetic_dir, "target")}
+      self.manual_dirs = {
+        "source": os.path.join(self.synthetic_dir, "source"),
+        "target": os.path.join(self.synthetic_dir, "target"),
+      }
       default_data_dir = os.path.join(self.synthetic_dir, synthetic.PREPARED_DIR)
     else:
       self.synthetic_dir = None
@@ -48,14 +50,18 @@ class Datasets:
       default_data_dir = os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
       for role in ("source", "target"):
         if not self.manual_dirs[role]:
-          raise ConfigError(f"config.data.{role}.manual_dir is empty: set it to the folder holding the extracted "
-                           f"{d[role].name} dataset (see docs/data.md)")
+          raise ConfigError(
+            f"config.data.{role}.manual_dir is empty: set it to the folder holding the extracted "
+            f"{d[role].name} dataset (see docs/data.md)"
+          )
     self.names = {"source": d.source.name, "target": d.target.name}
     for role, name in self.names.items():
       if name not in builders.BUILDERS:
         raise ConfigError(f"config.data.{role}.name={name!r}: expected one of {sorted(builders.BUILDERS)}")
     if self.names["source"] == "prid2011":
-      raise ConfigError("config.data.source.name='prid2011': PRID2011 has no labelled training split; use it as the target")
+      raise ConfigError(
+        "config.data.source.name='prid2011': PRID2011 has no labelled training split; use it as the target"
+      )
     self.data_dir = d.data_dir or default_data_dir
     self._builders = {}
 
@@ -83,8 +89,9 @@ class Datasets:
       if self.names["source"] == self.names["target"]:  # two datasets with one builder name (synthetic)
         data_dir = os.path.join(data_dir, role)
       self._builders[role] = parallel.process_0_first(
-          f"prepare {role}", lambda: builders.prepare(self.names[role], self.manual_dirs[role], data_dir,
-                                                      with_masks=self.with_masks))
+        f"prepare {role}",
+        lambda: builders.prepare(self.names[role], self.manual_dirs[role], data_dir, with_masks=self.with_masks),
+      )
     return self._builders[role]
 
   def source_train(self):

@@ -13,7 +13,9 @@ from sagan_jax.experiments import stages
 
 _CONFIG = cli.define_config_file("config", None, "experiment config file (configs/*.py[:variant=...])")
 _WORKDIR = flags.DEFINE_string("workdir", None, "the run's directory (with ide/checkpoints)")
-_RANK_VIS = flags.DEFINE_integer("rank_vis", 0, "write top-10 ranked-list PNGs of this many queries to WORKDIR/rank_vis")
+_RANK_VIS = flags.DEFINE_integer(
+  "rank_vis", 0, "write top-10 ranked-list PNGs of this many queries to WORKDIR/rank_vis"
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -54,13 +54,19 @@ def load(benchmark_dir: str, image_size: tuple[int, int]) -> PairedSet:
   sources, truths = [], []
   for name in paired["images"]:
     stem = os.path.splitext(name)[0]
-    example = {"image": np.asarray(Image.open(os.path.join(split, name)).convert("RGB")),
-               "mask": np.asarray(Image.open(os.path.join(masks, stem + ".png")).convert("L"))[..., None],
-               "person_id": 0, "camera_id": 0}
+    example = {
+      "image": np.asarray(Image.open(os.path.join(split, name)).convert("RGB")),
+      "mask": np.asarray(Image.open(os.path.join(masks, stem + ".png")).convert("L"))[..., None],
+      "person_id": 0,
+      "camera_id": 0,
+    }
     sources.append(pipeline.preprocess(example, image_size, "data", flip=False)["image"])
     rgba = np.asarray(Image.open(os.path.join(benchmark_dir, paired["dir"], synthetic.paired_name(name))))
-    truths.append(pipeline.preprocess({"image": rgba[..., :3], "mask": rgba[..., 3:], "person_id": 0, "camera_id": 0},
-                                      image_size, "data", flip=False)["image"])
+    truths.append(
+      pipeline.preprocess(
+        {"image": rgba[..., :3], "mask": rgba[..., 3:], "person_id": 0, "camera_id": 0}, image_size, "data", flip=False
+      )["image"]
+    )
   # A high source camera already sees the target's viewpoint: its true warp is the identity.
   viewpoints = paired.get("viewpoints", ["low"] * len(paired["images"]))
   h_view = np.asarray(meta["view_homography"], np.float32)
@@ -72,8 +78,13 @@ def load(benchmark_dir: str, image_size: tuple[int, int]) -> PairedSet:
 def subset(paired_set: PairedSet, names) -> PairedSet:
   """The images of ``paired_set`` whose names are in ``names`` (one viewpoint group's share)."""
   keep = np.asarray([n in set(names) for n in paired_set.names])
-  return PairedSet(paired_set.source[keep], paired_set.truth[keep], paired_set.h_true[keep],
-                   tuple(n for n, k in zip(paired_set.names, keep) if k), paired_set.reference)
+  return PairedSet(
+    paired_set.source[keep],
+    paired_set.truth[keep],
+    paired_set.h_true[keep],
+    tuple(n for n, k in zip(paired_set.names, keep) if k),
+    paired_set.reference,
+  )
 
 
 def _warp_corners(model: SAGAN, p: jax.Array) -> jax.Array:
@@ -103,8 +114,9 @@ def _translate_fixed_codes(model: SAGAN, params, images, masks, codes):
   return jax.lax.map(one_code, codes)
 
 
-def translate_fixed(model: SAGAN, params, paired: PairedSet, key: jax.Array, num_codes: int = NUM_CODES,
-                    batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def translate_fixed(
+  model: SAGAN, params, paired: PairedSet, key: jax.Array, num_codes: int = NUM_CODES, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
   """``(adapted [M, N, H, W, 3], corners [M, N, 4, 2])`` of the paired images under ``num_codes`` fixed codes.
 
   The codes are drawn once from ``key`` and shared by every image, so "code k" names one warp
@@ -114,7 +126,7 @@ def translate_fixed(model: SAGAN, params, paired: PairedSet, key: jax.Array, num
   codes = model.spatial_codes(key, num_codes)
   adapted, corners = [], []
   for start in range(0, len(paired.source), batch_size):
-    chunk = paired.source[start:start + batch_size]
+    chunk = paired.source[start : start + batch_size]
     a, c = _translate_fixed_codes(model, params, jnp.asarray(chunk[..., :3]), jnp.asarray(chunk[..., 3:]), codes)
     adapted.append(np.asarray(a))
     corners.append(np.asarray(c))
@@ -122,22 +134,32 @@ def translate_fixed(model: SAGAN, params, paired: PairedSet, key: jax.Array, num
 
 
 def score(paired: PairedSet, adapted: np.ndarray, corners: np.ndarray) -> dict[str, float]:
-  """``fidelity/pixel_error``, ``fidelity/viewpoint_error`` (mean and per code ``_code{k}``), ``fidelity/code_diversity``."""
+  """``fidelity/pixel_error``, ``fidelity/viewpoint_error`` (mean, and per code ``_code{k}``) and
+  ``fidelity/code_diversity``."""
   num_codes = adapted.shape[0]
   truth, mask, source = paired.truth[..., :3], paired.truth[..., 3:], paired.source[..., :3]
-  pixel = fidelity.pixel_error(adapted.reshape(-1, *adapted.shape[2:]), np.tile(truth, (num_codes, 1, 1, 1)),
-                               np.tile(source, (num_codes, 1, 1, 1)), np.tile(mask, (num_codes, 1, 1, 1)))
+  pixel = fidelity.pixel_error(
+    adapted.reshape(-1, *adapted.shape[2:]),
+    np.tile(truth, (num_codes, 1, 1, 1)),
+    np.tile(source, (num_codes, 1, 1, 1)),
+    np.tile(mask, (num_codes, 1, 1, 1)),
+  )
   true_corners = fidelity.map_corners(jnp.asarray(paired.h_true))  # [N, 4, 2]
-  per_code = np.asarray(jnp.mean(fidelity.corner_viewpoint_error(jnp.asarray(corners), true_corners, paired.reference),
-                                 axis=1))
-  out = {"fidelity/pixel_error": float(pixel), "fidelity/viewpoint_error": float(np.mean(per_code)),
-         "fidelity/code_diversity": float(fidelity.corner_code_diversity(jnp.swapaxes(jnp.asarray(corners), 0, 1)))}
+  per_code = np.asarray(
+    jnp.mean(fidelity.corner_viewpoint_error(jnp.asarray(corners), true_corners, paired.reference), axis=1)
+  )
+  out = {
+    "fidelity/pixel_error": float(pixel),
+    "fidelity/viewpoint_error": float(np.mean(per_code)),
+    "fidelity/code_diversity": float(fidelity.corner_code_diversity(jnp.swapaxes(jnp.asarray(corners), 0, 1))),
+  }
   out.update({f"fidelity/viewpoint_error_code{k}": float(v) for k, v in enumerate(per_code)})
   return out
 
 
-def measure(model: SAGAN, params, paired: PairedSet, key: jax.Array, num_codes: int = NUM_CODES,
-            batch_size: int = 64) -> dict[str, float]:
+def measure(
+  model: SAGAN, params, paired: PairedSet, key: jax.Array, num_codes: int = NUM_CODES, batch_size: int = 64
+) -> dict[str, float]:
   """`score` of `translate_fixed`: one translator's fidelity on the paired images."""
   return score(paired, *translate_fixed(model, params, paired, key, num_codes, batch_size))
 
@@ -149,8 +171,11 @@ def measure_groups(translators, key: jax.Array, num_codes: int = NUM_CODES) -> d
   """
   parts = [(subset, *translate_fixed(model, params, subset, key, num_codes)) for model, params, subset in translators]
   parts = [p for p in parts if len(p[0].names)]
-  joined = PairedSet(*(np.concatenate([getattr(p[0], f) for p in parts]) for f in ("source", "truth", "h_true")),
-                     tuple(n for p in parts for n in p[0].names), parts[0][0].reference)
+  joined = PairedSet(
+    *(np.concatenate([getattr(p[0], f) for p in parts]) for f in ("source", "truth", "h_true")),
+    tuple(n for p in parts for n in p[0].names),
+    parts[0][0].reference,
+  )
   return score(joined, np.concatenate([p[1] for p in parts], axis=1), np.concatenate([p[2] for p in parts], axis=1))
 
 
@@ -158,5 +183,7 @@ def as_result(metrics: dict[str, float]) -> dict:
   """The ``fidelity`` entry of ``results.json``: the three scores, plus the per-code viewpoint errors."""
   strip = lambda k: k.split("/", 1)[1]
   out = {strip(k): v for k, v in metrics.items() if not k.startswith("fidelity/viewpoint_error_code")}
-  out["viewpoint_error_per_code"] = [v for k, v in sorted(metrics.items()) if k.startswith("fidelity/viewpoint_error_code")]
+  out["viewpoint_error_per_code"] = [
+    v for k, v in sorted(metrics.items()) if k.startswith("fidelity/viewpoint_error_code")
+  ]
   return out

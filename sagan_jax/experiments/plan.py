@@ -78,20 +78,39 @@ class Plan:
     for e in self.evaluations:
       evaluated.setdefault(e.ide, set()).add(e.split)
     return {
-        "stages": list(self.stages),
-        "viewpoint_groups": {"groups": {k: list(v) for k, v in self.groups.items()}, "source": self.groups_source},
-        "adaptations": [{
-            "name": a.name or "default", "group": a.group, "source_cameras": list(a.source_cameras),
-            "source_images": int(len(a.source_indices)), "target_images": a.target_images,
-            "target_ids": list(a.target_ids), "target_split": a.target_split, "ide": a.ide or "default",
-            "evaluated_splits": sorted(s for s in evaluated.get(a.ide, ()) if s is not None),
-            "workdir": {"sagan": a.subdir("sagan"), "translated": a.subdir("translated")},
-        } for a in self.adaptations],
-        "ide_models": [{"name": k or "default", "adaptations": [a or "default" for a in v], "workdir": self.ide_subdir(k)}
-                       for k, v in self.ide_models.items()],
-        "evaluations": [{"name": e.name, "split": e.split, "direction": e.direction, "query_ids": list(e.query_ids),
-                         "gallery_ids": list(e.gallery_ids), "ide": e.ide or "default"} for e in self.evaluations],
-        "notes": list(self.notes),
+      "stages": list(self.stages),
+      "viewpoint_groups": {"groups": {k: list(v) for k, v in self.groups.items()}, "source": self.groups_source},
+      "adaptations": [
+        {
+          "name": a.name or "default",
+          "group": a.group,
+          "source_cameras": list(a.source_cameras),
+          "source_images": len(a.source_indices),
+          "target_images": a.target_images,
+          "target_ids": list(a.target_ids),
+          "target_split": a.target_split,
+          "ide": a.ide or "default",
+          "evaluated_splits": sorted(s for s in evaluated.get(a.ide, ()) if s is not None),
+          "workdir": {"sagan": a.subdir("sagan"), "translated": a.subdir("translated")},
+        }
+        for a in self.adaptations
+      ],
+      "ide_models": [
+        {"name": k or "default", "adaptations": [a or "default" for a in v], "workdir": self.ide_subdir(k)}
+        for k, v in self.ide_models.items()
+      ],
+      "evaluations": [
+        {
+          "name": e.name,
+          "split": e.split,
+          "direction": e.direction,
+          "query_ids": list(e.query_ids),
+          "gallery_ids": list(e.gallery_ids),
+          "ide": e.ide or "default",
+        }
+        for e in self.evaluations
+      ],
+      "notes": list(self.notes),
     }
 
 
@@ -105,7 +124,7 @@ def source_groups(config, datasets: Datasets, labels: dict) -> tuple[dict[str, t
   cameras = labels["camera_id"]
   name = datasets.names["source"]
   if spec == "none":
-    return {"all": tuple(sorted(set(int(c) for c in cameras)))}, "ungrouped (config.data.viewpoint_groups='none')"
+    return {"all": tuple(sorted({int(c) for c in cameras}))}, "ungrouped (config.data.viewpoint_groups='none')"
   if isinstance(spec, dict):
     viewpoints.check_cover(spec, cameras, name)
     return spec, "config.data.viewpoint_groups"
@@ -125,15 +144,17 @@ def source_groups(config, datasets: Datasets, labels: dict) -> tuple[dict[str, t
   paths = [os.path.join(masks_dir, os.path.splitext(f)[0] + ".png") for f in labels["filename"]]
   missing = [p for p in paths if not os.path.isfile(p)]
   if missing:
-    raise GroupsPending(f"viewpoint groups of {name} are derived from its training masks, and {missing[0]!r} "
-                        f"({len(missing)} of {len(paths)}) is not written yet: the masks stage writes them")
+    raise GroupsPending(
+      f"viewpoint groups of {name} are derived from its training masks, and {missing[0]!r} "
+      f"({len(missing)} of {len(paths)}) is not written yet: the masks stage writes them"
+    )
   groups, scores = viewpoints.derive_groups(paths, cameras)
   shown = ", ".join(f"c{c} {s:.3f}" for c, s in sorted(scores.items()))
   return groups, f"derived from the training masks (median top/bottom width ratio: {shown})"
 
 
 def _ids(pids) -> tuple[int, ...]:
-  return tuple(sorted(set(int(p) for p in pids)))
+  return tuple(sorted({int(p) for p in pids}))
 
 
 def build(config, datasets: Datasets, stages: tuple[str, ...]) -> Plan:
@@ -153,8 +174,19 @@ def build(config, datasets: Datasets, stages: tuple[str, ...]) -> Plan:
     out = []
     for g, members in groups.items():
       name = "_".join(p for p in ((g if len(groups) > 1 else ""), suffix) if p)
-      out.append(Adaptation(name, g, tuple(members), np.flatnonzero(np.isin(cameras, members)), target_indices,
-                            target_images, target_ids, split, ide_name))
+      out.append(
+        Adaptation(
+          name,
+          g,
+          tuple(members),
+          np.flatnonzero(np.isin(cameras, members)),
+          target_indices,
+          target_images,
+          target_ids,
+          split,
+          ide_name,
+        )
+      )
     return out
 
   adaptations: list[Adaptation] = []
@@ -166,8 +198,9 @@ def build(config, datasets: Datasets, stages: tuple[str, ...]) -> Plan:
     query, gallery = (builders.read_labels(target, s)["person_id"] for s in ("query", "gallery"))
     evaluations.append(Evaluation("query_gallery", None, None, _ids(query[query > 0]), _ids(gallery[gallery > 0]), ""))
     target_source = target.as_data_source("train")
-    return Plan(stages, adaptations, {"": [a.name for a in adaptations]}, evaluations, groups, groups_source, notes,
-                target_source)
+    return Plan(
+      stages, adaptations, {"": [a.name for a in adaptations]}, evaluations, groups, groups_source, notes, target_source
+    )
 
   cam = {s: builders.read_labels(target, s)["person_id"] for s in ("cam_a", "cam_b")}
   splits = prid.load_splits()
@@ -184,8 +217,9 @@ def build(config, datasets: Datasets, stages: tuple[str, ...]) -> Plan:
     for direction in prid.DIRECTIONS:
       idx = prid.protocol(cam["cam_a"], cam["cam_b"], k, direction)
       q, g = (cam["cam_a"], cam["cam_b"]) if direction == "a2b" else (cam["cam_b"], cam["cam_a"])
-      out.append(Evaluation(f"split{k}_{direction}", k, direction, _ids(q[idx["query"]]), _ids(g[idx["gallery"]]),
-                            ide_name))
+      out.append(
+        Evaluation(f"split{k}_{direction}", k, direction, _ids(q[idx["query"]]), _ids(g[idx["gallery"]]), ide_name)
+      )
     return out
 
   mode = c.data.prid_adaptation  # checked by config.stages_of, which every entry point calls first
@@ -216,8 +250,10 @@ def build(config, datasets: Datasets, stages: tuple[str, ...]) -> Plan:
       else:
         evaluations += split_evaluations(k, "")
     if left_out:
-      notes.append(f"one_split: adapted on split {k0}'s training ids; not evaluated, as the adaptation saw their "
-                   f"test identities: {', '.join(left_out)}")
+      notes.append(
+        f"one_split: adapted on split {k0}'s training ids; not evaluated, as the adaptation saw their "
+        f"test identities: {', '.join(left_out)}"
+      )
   return Plan(stages, adaptations, ide_models, evaluations, groups, groups_source, notes, target_source)
 
 
@@ -235,23 +271,29 @@ def check_leak_free(plan: Plan) -> None:
 def describe(plan: Plan, config) -> str:
   """The plan as text: stages, adaptations, IDE models, evaluations, notes."""
   j = plan.as_json()
-  lines = [f"experiment {config.experiment or '(unnamed)'}, variant {config.variant}",
-           f"stages: {', '.join(j['stages'])}",
-           f"viewpoint groups: {', '.join(f'{g} = cameras {list(c)}' for g, c in plan.groups.items())} "
-           f"({plan.groups_source})"]
-  lines.append(f"adaptations ({len(j['adaptations'])}):" if j["adaptations"] else "adaptations: none (IDE on the raw source)")
+  lines = [
+    f"experiment {config.experiment or '(unnamed)'}, variant {config.variant}",
+    f"stages: {', '.join(j['stages'])}",
+    f"viewpoint groups: {', '.join(f'{g} = cameras {list(c)}' for g, c in plan.groups.items())} ({plan.groups_source})",
+  ]
+  lines.append(
+    f"adaptations ({len(j['adaptations'])}):" if j["adaptations"] else "adaptations: none (IDE on the raw source)"
+  )
   for a in j["adaptations"]:
     split = f", PRID split {a['target_split']}'s training ids" if a["target_split"] is not None else ""
-    lines.append(f"  {a['name']}: source group {a['group']} (cameras {a['source_cameras']}, {a['source_images']} images)"
-                 f" → {a['target_images']} target images of {len(a['target_ids'])} ids{split}; "
-                 f"trains IDE {a['ide']}; {a['workdir']['sagan']}/")
+    lines.append(
+      f"  {a['name']}: source group {a['group']} (cameras {a['source_cameras']}, {a['source_images']} images)"
+      f" → {a['target_images']} target images of {len(a['target_ids'])} ids{split}; "
+      f"trains IDE {a['ide']}; {a['workdir']['sagan']}/"
+    )
   for m in j["ide_models"]:
     trained = f"translations of {', '.join(m['adaptations'])}" if m["adaptations"] else "raw source images"
     lines.append(f"IDE {m['name']}: {trained}; {m['workdir']}/")
   lines.append(f"evaluations ({len(j['evaluations'])}):")
   for e in j["evaluations"]:
     where = f"split {e['split']} {e['direction']}" if e["split"] is not None else "query/gallery"
-    lines.append(f"  {e['name']}: {where}, {len(e['query_ids'])} query ids, {len(e['gallery_ids'])} gallery ids, "
-                 f"IDE {e['ide']}")
+    lines.append(
+      f"  {e['name']}: {where}, {len(e['query_ids'])} query ids, {len(e['gallery_ids'])} gallery ids, IDE {e['ide']}"
+    )
   lines += [f"note: {n}" for n in j["notes"]]
   return "\n".join(lines)

@@ -20,7 +20,7 @@ def _framed(image: np.ndarray, colour, size_hw, border: int = 4) -> np.ndarray:
   inner = np.asarray(Image.fromarray(image).resize((w - 2 * border, h - 2 * border), Image.BILINEAR))
   out = np.empty((h, w, 3), np.uint8)
   out[:] = colour
-  out[border:h - border, border:w - border] = inner
+  out[border : h - border, border : w - border] = inner
   return out
 
 
@@ -46,8 +46,11 @@ def write(out_dir: str, builder, query, gallery, count: int, seed: int = 0) -> l
     pid, cam = query[1][qi], query[2][qi]
     keep = ~(((gallery[1] == pid) & (gallery[2] == cam)) | (gallery[1] == -1))
     order = np.flatnonzero(keep)[np.argsort(distmat[row][keep], kind="stable")][:TOP_K]
-    picture = ranked_list(np.asarray(q_source[int(qi)]["image"]), [np.asarray(g_source[int(g)]["image"]) for g in order],
-                          gallery[1][order] == pid)
+    picture = ranked_list(
+      np.asarray(q_source[int(qi)]["image"]),
+      [np.asarray(g_source[int(g)]["image"]) for g in order],
+      gallery[1][order] == pid,
+    )
     path = os.path.join(out_dir, f"query_{int(qi):05d}_pid{int(pid)}.png")
     Image.fromarray(picture).save(path)
     paths.append(path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from sagan_jax import fileio
 from sagan_jax.experiments.config import VARIANT_NAMES
@@ -43,26 +43,36 @@ def markdown(results: Sequence[Mapping], title: str) -> str:
     cells += [f"{r['fidelity'][c]:.3f}" if c in r.get("fidelity", {}) else "–" for c in fidelity]
     lines.append(f"| {method_name(r)} | " + " | ".join(cells) + " |")
   settings = results[0]["settings"]
-  lines += ["", f"Features: pool5{', L2-normalised' if settings['normalize_features'] else ''}"
-                f"{', flip-averaged' if settings['flip_average'] else ''}; Euclidean distance; AP: "
-                f"{settings['ap_mode']}; CMC and mAP in %."]
+  lines += [
+    "",
+    f"Features: pool5{', L2-normalised' if settings['normalize_features'] else ''}"
+    f"{', flip-averaged' if settings['flip_average'] else ''}; Euclidean distance; AP: "
+    f"{settings['ap_mode']}; CMC and mAP in %.",
+  ]
   groups = settings.get("viewpoint_groups") or {}
   if len(groups) > 1:
-    lines.append("Viewpoint groups, each adapted on its own: " + "; ".join(f"{g}: cameras {', '.join(map(str, c))}"
-                                                                          for g, c in groups.items()) + ".")
+    lines.append(
+      "Viewpoint groups, each adapted on its own: "
+      + "; ".join(f"{g}: cameras {', '.join(map(str, c))}" for g, c in groups.items())
+      + "."
+    )
   if settings.get("ide_init") == "from scratch":
     lines.append("IDE trained from scratch (no ImageNet initialisation).")
   if settings.get("evaluated_splits") is not None:
     lines.append(f"PRID2011 splits evaluated: {', '.join(map(str, settings['evaluated_splits']))}.")
   lines += [f"Note: {n}" for n in settings.get("notes", [])]
   if fidelity:
-    lines.append("Fidelity of the X→Y translation against the paired ground truth: pixel_error and viewpoint_error are "
-                 "1 for no translation and 0 for an exact one; code_diversity is the corner spread between spatial codes.")
+    lines.append(
+      "Fidelity of the X→Y translation against the paired ground truth: pixel_error and viewpoint_error are "
+      "1 for no translation and 0 for an exact one; code_diversity is the corner spread between spatial codes."
+    )
   return "\n".join(lines) + "\n"
 
 
 def write(workdir: str, result: Mapping) -> None:
   """``results.json`` and ``results.md`` of one run (written to temporary names, then renamed)."""
-  for name, text in (("results.json", json.dumps(result, indent=1)),
-                     ("results.md", markdown([result], f"{result['experiment']}: {method_name(result)}"))):
+  for name, text in (
+    ("results.json", json.dumps(result, indent=1)),
+    ("results.md", markdown([result], f"{result['experiment']}: {method_name(result)}")),
+  ):
     fileio.write_text_atomic(os.path.join(workdir, name), text)

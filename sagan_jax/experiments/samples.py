@@ -34,8 +34,16 @@ def headings(model: SAGAN, num_codes: int, with_truth: bool) -> list[str]:
   return titles + (["ground truth"] if with_truth else []) + ["target (random)"]
 
 
-def grid(model: SAGAN, params, source: np.ndarray, target: np.ndarray, key: jax.Array, num_codes: int = 3,
-         truth: np.ndarray | None = None, scale: int = 4) -> np.ndarray:
+def grid(
+  model: SAGAN,
+  params,
+  source: np.ndarray,
+  target: np.ndarray,
+  key: jax.Array,
+  num_codes: int = 3,
+  truth: np.ndarray | None = None,
+  scale: int = 4,
+) -> np.ndarray:
   """uint8 picture: one row per source image ``source[B, H, W, 4]`` (RGB + mask, in [-1, 1] / {0, 1}).
 
   Columns: the source; for each of ``num_codes`` spatial codes S1(x) then G1(S1(x)) (only the
@@ -55,7 +63,7 @@ def grid(model: SAGAN, params, source: np.ndarray, target: np.ndarray, key: jax.
   for r in range(b):
     for j in range(c):
       top, left = head + pad + r * (h + pad), pad + j * (w + pad)
-      canvas[top:top + h, left:left + w] = np.round((np.clip(cols[r, j], -1, 1) + 1) * 127.5).astype(np.uint8)
+      canvas[top : top + h, left : left + w] = np.round((np.clip(cols[r, j], -1, 1) + 1) * 127.5).astype(np.uint8)
   picture = Image.fromarray(canvas)
   draw = ImageDraw.Draw(picture)
   for j, title in enumerate(headings(model, num_codes, truth is not None)):

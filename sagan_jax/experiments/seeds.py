@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -35,15 +35,15 @@ class Claim:
 
 
 CLAIMS = (
-    Claim("SA-GAN [M=1] > Original", "sagan", "original", ("R-1", "mAP")),
-    Claim("SA-GAN [M=1] > CycleGAN", "sagan", "cyclegan", ("R-1", "mAP")),
-    Claim("SA-GAN [M=1] > CycleGAN*", "sagan", "cyclegan_star", ("R-1", "mAP")),
-    Claim("SA-GAN [M=1] > SA-GAN (WS)", "sagan", "ws", ("R-1", "mAP")),
-    Claim("SA-GAN [M=1] > SA-GAN (WP)", "sagan", "wp", ("R-1", "mAP")),
-    Claim("SA-GAN [M=1] > SA-GAN (WD)", "sagan", "wd", ("R-1", "mAP")),
-    Claim("SA-GAN (WD) viewpoint_error above SA-GAN [M=1]'s", "sagan", "wd", ("viewpoint_error",)),
-    Claim("SA-GAN [M=10] > SA-GAN [M=1]", "sagan_m10", "sagan", ("R-1", "mAP")),
-    Claim("viewpoint groups > one group", "sagan", "sagan_one_group", ("R-1", "mAP")),
+  Claim("SA-GAN [M=1] > Original", "sagan", "original", ("R-1", "mAP")),
+  Claim("SA-GAN [M=1] > CycleGAN", "sagan", "cyclegan", ("R-1", "mAP")),
+  Claim("SA-GAN [M=1] > CycleGAN*", "sagan", "cyclegan_star", ("R-1", "mAP")),
+  Claim("SA-GAN [M=1] > SA-GAN (WS)", "sagan", "ws", ("R-1", "mAP")),
+  Claim("SA-GAN [M=1] > SA-GAN (WP)", "sagan", "wp", ("R-1", "mAP")),
+  Claim("SA-GAN [M=1] > SA-GAN (WD)", "sagan", "wd", ("R-1", "mAP")),
+  Claim("SA-GAN (WD) viewpoint_error above SA-GAN [M=1]'s", "sagan", "wd", ("viewpoint_error",)),
+  Claim("SA-GAN [M=10] > SA-GAN [M=1]", "sagan_m10", "sagan", ("R-1", "mAP")),
+  Claim("viewpoint groups > one group", "sagan", "sagan_one_group", ("R-1", "mAP")),
 )
 
 
@@ -67,8 +67,10 @@ def summarize(table: Mapping[str, Mapping[int, Mapping]]) -> dict[str, dict[str,
     for seed in sorted(by_seed):
       for k, v in metric_values(by_seed[seed]).items():
         values.setdefault(k, []).append(v)
-    out[variant] = {k: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
-                    for k, v in values.items()}
+    out[variant] = {
+      k: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+      for k, v in values.items()
+    }
   return out
 
 
@@ -101,9 +103,17 @@ def evaluate_claims(table: Mapping[str, Mapping[int, Mapping]], claims: Sequence
           break
         diffs.append(b[metric] - a[metric] if lower_is_better(metric) else a[metric] - b[metric])
       else:
-        out.append({"claim": claim.text, "metric": metric, "seeds": seeds, "differences": diffs,
-                    "mean": float(np.mean(diffs)) if diffs else math.nan,
-                    "agree": sum(d > 0 for d in diffs), "verdict": verdict(diffs)})
+        out.append(
+          {
+            "claim": claim.text,
+            "metric": metric,
+            "seeds": seeds,
+            "differences": diffs,
+            "mean": float(np.mean(diffs)) if diffs else math.nan,
+            "agree": sum(d > 0 for d in diffs),
+            "verdict": verdict(diffs),
+          }
+        )
   return out
 
 
@@ -122,21 +132,34 @@ def markdown(table: Mapping[str, Mapping[int, Mapping]], title: str, labels: Map
   seeds = sorted({s for by_seed in table.values() for s in by_seed})
   fidelity = [c for c in FIDELITY_COLUMNS if any(c in m for m in summary.values())]
   group = next(iter(results.table_rows(next(iter(next(iter(table.values())).values())))))
-  lines = [f"### {title}", "", f"Mean ± sd over seeds {', '.join(map(str, seeds))} ({group}; CMC and mAP in %).", "",
-           "| Method | seeds | " + " | ".join(RANK_COLUMNS + tuple(fidelity)) + " |",
-           "|" + "---|" * (2 + len(RANK_COLUMNS) + len(fidelity))]
+  lines = [
+    f"### {title}",
+    "",
+    f"Mean ± sd over seeds {', '.join(map(str, seeds))} ({group}; CMC and mAP in %).",
+    "",
+    "| Method | seeds | " + " | ".join(RANK_COLUMNS + tuple(fidelity)) + " |",
+    "|" + "---|" * (2 + len(RANK_COLUMNS) + len(fidelity)),
+  ]
   for variant, stats in summary.items():
     n = len(table[variant])
     cells = [_cell(stats.get(c), 1) for c in RANK_COLUMNS] + [_cell(stats.get(c), 3) for c in fidelity]
     lines.append(f"| {labels.get(variant, variant)} | {n} | " + " | ".join(cells) + " |")
-  lines += ["", "| Claim | metric | paired differences (per seed) | mean | seeds agreeing | verdict |",
-            "|---|---|---|---|---|---|"]
+  lines += [
+    "",
+    "| Claim | metric | paired differences (per seed) | mean | seeds agreeing | verdict |",
+    "|---|---|---|---|---|---|",
+  ]
   for c in claims:
     digits = 3 if lower_is_better(c["metric"]) else 1
     diffs = ", ".join(f"{d:+.{digits}f}" for d in c["differences"])
-    lines.append(f"| {c['claim']} | {c['metric']} | {diffs} | {c['mean']:+.{digits}f} | "
-                 f"{c['agree']}/{len(c['differences'])} | {c['verdict']} |")
-  lines += ["", f"Paired difference: the claimed-better row minus the other on the same seed (for fidelity errors, "
-                f"the other minus the claimed-better). Verdict: holds when at least {MIN_SEEDS} seeds all agree in "
-                "sign with the claim, reversed when they all disagree, otherwise not settled."]
+    lines.append(
+      f"| {c['claim']} | {c['metric']} | {diffs} | {c['mean']:+.{digits}f} | "
+      f"{c['agree']}/{len(c['differences'])} | {c['verdict']} |"
+    )
+  lines += [
+    "",
+    f"Paired difference: the claimed-better row minus the other on the same seed (for fidelity errors, "
+    f"the other minus the claimed-better). Verdict: holds when at least {MIN_SEEDS} seeds all agree in "
+    "sign with the claim, reversed when they all disagree, otherwise not settled.",
+  ]
   return "\n".join(lines) + "\n"

@@ -53,17 +53,36 @@ FIDELITY_FILE = "fidelity.json"  # under sagan/: the final fidelity scores, when
 PREEMPTED_EXIT = 143  # 128 + SIGTERM, as a shell reports a process ended by it
 # Fields that change how a run is driven or reported, not what it computes: a workdir may be
 # resumed with other values.
-_FREE_FIELDS = ("stages", "distributed", "distributed.", "data.num_threads", "data.data_dir", "sagan_train.log_every",
-                "sagan_train.sample_every", "sagan_train.checkpoint_every", "sagan_train.fidelity_every",
-                "ide.log_every", "ide.checkpoint_every", "masks.log_every", "masks.checkpoint_every", "eval.",
-                "translate.batch_size")
+_FREE_FIELDS = (
+  "stages",
+  "distributed",
+  "distributed.",
+  "data.num_threads",
+  "data.data_dir",
+  "sagan_train.log_every",
+  "sagan_train.sample_every",
+  "sagan_train.checkpoint_every",
+  "sagan_train.fidelity_every",
+  "ide.log_every",
+  "ide.checkpoint_every",
+  "masks.log_every",
+  "masks.checkpoint_every",
+  "eval.",
+  "translate.batch_size",
+)
 
 
 # Fields added to the config since workdirs were first recorded, with the value that computes what
 # those workdirs computed; and fields removed since, which no longer mean anything.
-_ADDED_FIELDS = {"sagan.stm_head": "pool", "sagan.gan_loss": "wgan", "sagan.history_pool": 0,
-                 "sagan.lr_schedule": "constant", "data.synthetic_spec.source_high_cameras": 0,
-                 "data.viewpoint_groups": "none", "data.prid_adaptation": "per_split"}
+_ADDED_FIELDS = {
+  "sagan.stm_head": "pool",
+  "sagan.gan_loss": "wgan",
+  "sagan.history_pool": 0,
+  "sagan.lr_schedule": "constant",
+  "data.synthetic_spec.source_high_cameras": 0,
+  "data.viewpoint_groups": "none",
+  "data.prid_adaptation": "per_split",
+}
 # The gradient implementations (now the entry points' --cpu_fast_path) computed the same function.
 _REMOVED_FIELDS = ("ide.normalize_features", "ide.flip_average", "sagan.gradient_impl", "ide.gradient_impl")
 
@@ -97,15 +116,16 @@ class WorkdirLock:
     import socket  # noqa: PLC0415
 
     os.makedirs(os.path.dirname(self.path), exist_ok=True)
-    self._file = open(self.path, "a+")  # noqa: SIM115  (held open for the run)
+    self._file = open(self.path, "a+")
     try:
       fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       self._file.seek(0)
       holder = self._file.read().strip() or "another process"
       self._file.close()
-      raise WorkdirLockedError(f"workdir {os.path.dirname(self.path)!r} is in use by {holder}: wait for it to end, "
-                               "or use another --workdir") from None
+      raise WorkdirLockedError(
+        f"workdir {os.path.dirname(self.path)!r} is in use by {holder}: wait for it to end, or use another --workdir"
+      ) from None
     self._file.seek(0)
     previous = self._file.read().strip()
     if previous:
@@ -169,8 +189,14 @@ class SigtermFlag:
 class Run:
   """What every stage needs: config, workdir, mesh, datasets, the SIGTERM flag, the networks' layers."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str, sigterm: SigtermFlag | None,
-               record_plan: bool = True, layers: Layers = Layers()):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    sigterm: SigtermFlag | None,
+    record_plan: bool = True,
+    layers: Layers = Layers(),
+  ):
     self.config, self.workdir, self.sigterm = config, os.path.abspath(workdir), sigterm
     self.record_plan, self.layers = record_plan, layers
     self._polls = 0
@@ -241,19 +267,24 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def _comparable(config_dict: dict) -> dict[str, Any]:
   flat = _flatten(json.loads(json.dumps(config_dict)))
-  return {k: v for k, v in flat.items() if not any(k == f or (f.endswith(".") and k.startswith(f)) for f in _FREE_FIELDS)}
+  return {
+    k: v for k, v in flat.items() if not any(k == f or (f.endswith(".") and k.startswith(f)) for f in _FREE_FIELDS)
+  }
 
 
-def claim_workdir(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False,
-                  create: bool = True) -> None:
+def claim_workdir(
+  config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False, create: bool = True
+) -> None:
   """Records the config in a new workdir; refuses a workdir made by a config that computes otherwise.
 
   With ``create=False`` (evaluation) a workdir without a recorded config is an error, not a new run.
   """
   path = os.path.join(workdir, CONFIG_FILE)
   if not create and not os.path.isfile(path):
-    raise FileNotFoundError(f"{workdir!r} holds no run ({CONFIG_FILE} missing): train one with "
-                            f"python train.py --config=... --workdir={workdir}")
+    raise FileNotFoundError(
+      f"{workdir!r} holds no run ({CONFIG_FILE} missing): train one with "
+      f"python train.py --config=... --workdir={workdir}"
+    )
   current = json.loads(config.to_json_best_effort())
   if os.path.isfile(path):
     with open(path) as f:
@@ -265,11 +296,15 @@ def claim_workdir(config: ml_collections.ConfigDict, workdir: str, allow_config_
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if changed and not allow_config_change:
       shown = "; ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in changed[:6])
-      fix = ("use a new --workdir, or pass --allow_config_change to continue this one with the new config" if create
-             else "evaluate it with the config that trained it (the same --config and --config.<field> values)")
+      fix = (
+        "use a new --workdir, or pass --allow_config_change to continue this one with the new config"
+        if create
+        else "evaluate it with the config that trained it (the same --config and --config.<field> values)"
+      )
       raise WorkdirMismatchError(
-          f"workdir {workdir!r} was made by another config ({len(changed)} fields differ: {shown}"
-          f"{'; ...' if len(changed) > 6 else ''}): {fix}")
+        f"workdir {workdir!r} was made by another config ({len(changed)} fields differ: {shown}"
+        f"{'; ...' if len(changed) > 6 else ''}): {fix}"
+      )
     if not changed:
       return
   if jax.process_index() == 0:
@@ -289,17 +324,25 @@ def stage_masks(run: Run) -> None:
     logging.info("masks stage: nothing to do (data.masks=%r)", c.data.masks)
     return
   if not c.masks.images_dir:
-    raise ValueError("config.masks.images_dir is empty: the masks stage trains the U-Net on LIP "
-                     "(config.masks.source='lip', images_dir=LIP root) or on images with a mirrored mask tree "
-                     "(source='pairs'); or set config.data.masks='data' if MANUAL_DIR/masks/ exist")
+    raise ValueError(
+      "config.masks.images_dir is empty: the masks stage trains the U-Net on LIP "
+      "(config.masks.source='lip', images_dir=LIP root) or on images with a mirrored mask tree "
+      "(source='pairs'); or set config.data.masks='data' if MANUAL_DIR/masks/ exist"
+    )
   run.datasets.ensure_synthetic()
   mask_config = ml_collections.ConfigDict(c.masks.to_dict())
   with mask_config.unlocked():
     mask_config.image_size = tuple(c.sagan.image_size)
     mask_config.seed = c.seed + c.masks.seed  # --config.seed reseeds every stage
   try:
-    _, record = training.train(mask_config, sources.training_source(mask_config), run.path("masks", "unet"),
-                               run.mesh, log_dir=run.tensorboard, stop=run.preempted)
+    _, record = training.train(
+      mask_config,
+      sources.training_source(mask_config),
+      run.path("masks", "unet"),
+      run.mesh,
+      log_dir=run.tensorboard,
+      stop=run.preempted,
+    )
   except loop.Stopped as e:
     raise Preempted("masks", e.step) from None
   # Inference: each process masks its share of the images on its own devices.
@@ -309,9 +352,15 @@ def stage_masks(run: Run) -> None:
   batch = max(local_mesh.size, 32 - 32 % local_mesh.size)
   for role in ("source", "target"):
     manual = run.datasets.manual_dirs[role]
-    counts = infer.infer(lambda rgb: predict(params, rgb), manual, infer.default_out_dir(manual),
-                         run.image_size, batch, shard=(jax.process_index(), jax.process_count()),
-                         producer=infer.unet_producer(mask_config.to_dict()))
+    counts = infer.infer(
+      lambda rgb: predict(params, rgb),
+      manual,
+      infer.default_out_dir(manual),
+      run.image_size,
+      batch,
+      shard=(jax.process_index(), jax.process_count()),
+      producer=infer.unet_producer(mask_config.to_dict()),
+    )
     logging.info("masks for %s (%s): %s (U-Net held-out IoU %.3f)", role, manual, counts, record["heldout_iou"])
   parallel.barrier("masks written")
 
@@ -321,7 +370,10 @@ def stage_masks(run: Run) -> None:
 
 
 def _gan_batch(x: dict, y: dict, mesh) -> dict[str, jax.Array]:
-  x, y = pipeline.to_global_batch({"image": x["image"]}, mesh)["image"], pipeline.to_global_batch({"image": y["image"]}, mesh)["image"]
+  x, y = (
+    pipeline.to_global_batch({"image": x["image"]}, mesh)["image"],
+    pipeline.to_global_batch({"image": y["image"]}, mesh)["image"],
+  )
   return {"x": x[..., :3], "x_mask": x[..., 3:], "y": y[..., :3], "y_mask": y[..., 3:]}
 
 
@@ -336,8 +388,9 @@ def _sample_batches(run: Run, a: plan_lib.Adaptation, paired_set, count: int = 4
   ground truth when the benchmark has them, else the first source training images; target images."""
   size = run.image_size
   x_source, _ = run.datasets.source_train()
-  first = lambda src, idx, n: next(pipeline.eval_batches(src, batch_size=n, image_size=size, indices=idx,
-                                                         masks=run.datasets.mask_mode))[0]["image"]
+  first = lambda src, idx, n: next(
+    pipeline.eval_batches(src, batch_size=n, image_size=size, indices=idx, masks=run.datasets.mask_mode)
+  )[0]["image"]
   targets = first(run.plan.target_source, a.target_indices, 2 * count)
   if paired_set is not None and len(paired_set.names):
     return paired_set.source[:count], targets, paired_set.truth[:count]
@@ -351,8 +404,11 @@ def _paired_set(run: Run, a: plan_lib.Adaptation | None = None):
     return None
   # Called by process 0 alone, after the stage read the datasets (which generated the benchmark).
   if not paired.available(d.synthetic_dir):
-    logging.warning("%s has no paired ground truth (made by an older version): no fidelity scores; "
-                    "regenerate it with python -m sagan_jax.data.synthetic --out DIR --overwrite", d.synthetic_dir)
+    logging.warning(
+      "%s has no paired ground truth (made by an older version): no fidelity scores; "
+      "regenerate it with python -m sagan_jax.data.synthetic --out DIR --overwrite",
+      d.synthetic_dir,
+    )
     return None
   full = paired.load(d.synthetic_dir, run.image_size)
   if a is None:
@@ -386,8 +442,14 @@ def _train_sagan(run: Run, a: plan_lib.Adaptation) -> None:
     per_step = c.sagan.n_critic + 1  # batches drawn per generator update (a fresh batch per critic update)
     x_source, _ = run.datasets.source_train()
     make = lambda src, idx, seed: pipeline.TrainBatches(
-        src, global_batch_size=t.batch_size, image_size=run.image_size, seed=seed, indices=idx,
-        masks=run.datasets.mask_mode, num_threads=c.data.num_threads)
+      src,
+      global_batch_size=t.batch_size,
+      image_size=run.image_size,
+      seed=seed,
+      indices=idx,
+      masks=run.datasets.mask_mode,
+      num_threads=c.data.num_threads,
+    )
     start = int(state.step)
     run.trim_metrics(where, start)
     xs = make(x_source, _source_indices(run, a), c.seed).iterate(start * per_step)
@@ -414,8 +476,9 @@ def _train_sagan(run: Run, a: plan_lib.Adaptation) -> None:
       if step == t.steps and final_scores and run.is_main:  # written once the final metrics passed their check
         fileio.write_text_atomic(run.path(where, FIDELITY_FILE), json.dumps(paired.as_result(final_scores), indent=1))
       if run.is_main and (step % t.sample_every == 0 or step == t.steps):
-        picture = samples.grid(model, parallel.local_copy(state.params), sample_x, sample_y, sample_key,
-                               truth=sample_truth)
+        picture = samples.grid(
+          model, parallel.local_copy(state.params), sample_x, sample_y, sample_key, truth=sample_truth
+        )
         samples.save(picture, run.path(where, "samples", f"step_{step:07d}.png"))
 
     def step_fn(state, step):
@@ -426,10 +489,20 @@ def _train_sagan(run: Run, a: plan_lib.Adaptation) -> None:
       return state, {**critic_metrics, **metrics}
 
     os.makedirs(run.path(where), exist_ok=True)
-    training = loop.Loop(name, label, t.steps, t.log_every, t.checkpoint_every, t.batch_size * per_step,
-                         log_dir=run.tensorboard, should_stop=run.preempted,
-                         log_metrics=lambda step, m: run.log_metrics(where, step, m), extra_metrics=fidelity_scores,
-                         after_step=after_step, extra_log_steps=lambda step: step % t.fidelity_every == 0)
+    training = loop.Loop(
+      name,
+      label,
+      t.steps,
+      t.log_every,
+      t.checkpoint_every,
+      t.batch_size * per_step,
+      log_dir=run.tensorboard,
+      should_stop=run.preempted,
+      log_metrics=lambda step, m: run.log_metrics(where, step, m),
+      extra_metrics=fidelity_scores,
+      after_step=after_step,
+      extra_log_steps=lambda step: step % t.fidelity_every == 0,
+    )
     try:
       training.run(state, start, step_fn, ckpt)
     except loop.Stopped as e:
@@ -450,8 +523,10 @@ def _write_joint_fidelity(run: Run) -> None:
     return
   translators = [(*load_sagan_params(run, a), a) for a in run.plan.adaptations]
   if run.is_main:
-    scores = paired.measure_groups([(model, parallel.local_copy(params), _paired_set(run, a))
-                                    for model, params, a in translators], jax.random.key(run.config.seed + 4))
+    scores = paired.measure_groups(
+      [(model, parallel.local_copy(params), _paired_set(run, a)) for model, params, a in translators],
+      jax.random.key(run.config.seed + 4),
+    )
     fileio.write_text_atomic(path, json.dumps(paired.as_result(scores), indent=1))
   parallel.barrier("joint fidelity written")
 
@@ -503,14 +578,26 @@ def _translate(run: Run, a: plan_lib.Adaptation) -> None:
   name = f"translate {a.name}" if a.name else "translate"
   with progress.Progress(name, len(starts), 0, batch * num_codes) as bar:
     for k, begin in enumerate(starts):
-      batch_names = names[begin * num_codes:(begin + batch) * num_codes]
+      batch_names = names[begin * num_codes : (begin + batch) * num_codes]
       done = all(os.path.isfile(os.path.join(root, n)) for n in batch_names)
       if k % jax.process_count() == jax.process_index() and not done:
-        images, valid = next(pipeline.eval_batches(x_source, batch_size=batch, image_size=run.image_size,
-                                                   indices=indices[begin:begin + batch], masks=run.datasets.mask_mode))
-        adapted, masks, _ = sagan_steps.translate(model, params, jnp.asarray(images["image"][..., :3]),
-                                                  jnp.asarray(images["image"][..., 3:]), num_codes,
-                                                  jax.random.fold_in(base_key, k))
+        images, valid = next(
+          pipeline.eval_batches(
+            x_source,
+            batch_size=batch,
+            image_size=run.image_size,
+            indices=indices[begin : begin + batch],
+            masks=run.datasets.mask_mode,
+          )
+        )
+        adapted, masks, _ = sagan_steps.translate(
+          model,
+          params,
+          jnp.asarray(images["image"][..., :3]),
+          jnp.asarray(images["image"][..., 3:]),
+          num_codes,
+          jax.random.fold_in(base_key, k),
+        )
         adapted, masks = np.asarray(adapted), np.asarray(masks)
         for i in range(valid):
           for m in range(num_codes):
@@ -520,9 +607,19 @@ def _translate(run: Run, a: plan_lib.Adaptation) -> None:
         raise Preempted(name, k + 1, f"stopped after batch {k + 1} of {len(starts)} (its images are kept)")
   parallel.barrier("translation written")
   if run.is_main:
-    translated.write_labels(root, names, pids, cams, {"num_codes": num_codes, "source_images": count,
-                                                      "variant": c.variant, "adaptation": a.name,
-                                                      "source_cameras": list(a.source_cameras)})
+    translated.write_labels(
+      root,
+      names,
+      pids,
+      cams,
+      {
+        "num_codes": num_codes,
+        "source_images": count,
+        "variant": c.variant,
+        "adaptation": a.name,
+        "source_cameras": list(a.source_cameras),
+      },
+    )
   parallel.barrier("translation labels written")  # the IDE stage of every process reads them next
 
 
@@ -536,7 +633,9 @@ def _ide_training_set(run: Run, ide_name: str):
     pids = builders.read_labels(run.datasets.builder("source"), "train")["person_id"]
     return source, idx, pids
   by_name = {a.name: a for a in run.plan.adaptations}
-  parts = [translated.TranslatedSource(run.path(by_name[n].subdir("translated"))) for n in run.plan.ide_models[ide_name]]
+  parts = [
+    translated.TranslatedSource(run.path(by_name[n].subdir("translated"))) for n in run.plan.ide_models[ide_name]
+  ]
   if len(parts) == 1:
     return parts[0], None, parts[0].person_ids
   return Concat(parts), None, np.concatenate([p.person_ids for p in parts])
@@ -566,9 +665,16 @@ def _train_ide(run: Run, ide_name: str) -> None:
   source, idx, pids = _ide_training_set(run, ide_name)
   classes = np.unique(pids)
   parallel.check_batch_divisible(cfg.batch_size, run.mesh)
-  batches = pipeline.TrainBatches(source, global_batch_size=cfg.batch_size, image_size=cfg.image_size,
-                                  seed=cfg.seed, indices=idx, masks="unused", flip=cfg.flip,
-                                  num_threads=run.config.data.num_threads)
+  batches = pipeline.TrainBatches(
+    source,
+    global_batch_size=cfg.batch_size,
+    image_size=cfg.image_size,
+    seed=cfg.seed,
+    indices=idx,
+    masks="unused",
+    flip=cfg.flip,
+    num_threads=run.config.data.num_threads,
+  )
   total = cfg.epochs * batches.steps_per_epoch
   model = ide.make_model(cfg, len(classes), run.layers)
   optimizer = ide.make_optimizer(cfg, batches.steps_per_epoch)
@@ -593,10 +699,18 @@ def _train_ide(run: Run, ide_name: str) -> None:
       return train_step(state, batch["image"], batch["label"])
 
     training = loop.Loop(
-        name, label, total, run.config.ide.log_every, run.config.ide.checkpoint_every, cfg.batch_size,
-        record=lambda step, complete: {"complete": complete, "num_classes": len(classes)}, log_dir=run.tensorboard,
-        should_stop=run.preempted, log_metrics=lambda step, m: run.log_metrics(where, step, m),
-        done_message=lambda: f"done: {total} steps, {len(classes)} identities, {batches.num_examples} images")
+      name,
+      label,
+      total,
+      run.config.ide.log_every,
+      run.config.ide.checkpoint_every,
+      cfg.batch_size,
+      record=lambda step, complete: {"complete": complete, "num_classes": len(classes)},
+      log_dir=run.tensorboard,
+      should_stop=run.preempted,
+      log_metrics=lambda step, m: run.log_metrics(where, step, m),
+      done_message=lambda: f"done: {total} steps, {len(classes)} identities, {batches.num_examples} images",
+    )
     try:
       training.run(state, start, step_fn, ckpt)
     except loop.Stopped as e:
@@ -607,8 +721,10 @@ def load_ide(run: Run, ide_name: str = ""):
   """(model, state, config) of the workdir's completed IDE ``ide_name``."""
   cfg = _ide_config(run)
   where = run.plan.ide_subdir(ide_name)
-  missing = FileNotFoundError(f"no complete IDE model in {run.path(where)!r}: run the ide stage first "
-                              f"(python train.py --config=... --workdir={run.workdir})")
+  missing = FileNotFoundError(
+    f"no complete IDE model in {run.path(where)!r}: run the ide stage first "
+    f"(python train.py --config=... --workdir={run.workdir})"
+  )
   if not os.path.isdir(run.path(where, "checkpoints")):
     raise missing
   with checkpoint.StageCheckpoints(run.path(where, "checkpoints")) as ckpt:
@@ -641,10 +757,17 @@ def evaluate(run: Run, rank_vis: int = 0) -> dict:
     model, state, cfg = load_ide(run, ide_name)
     feature_fn = ide.make_feature_fn(model, local_mesh, c.eval.normalize_features, c.eval.flip_average)
     state = parallel.local_copy(state)
+
     def features(split):
       try:
-        return ide.extract_split(feature_fn, state, builder.as_data_source(split), batch_size=batch,
-                                 image_size=cfg.image_size, stop=run.preempted)
+        return ide.extract_split(
+          feature_fn,
+          state,
+          builder.as_data_source(split),
+          batch_size=batch,
+          image_size=cfg.image_size,
+          stop=run.preempted,
+        )
       except ide.Stopped:
         raise Preempted("evaluate", 0, "stopped before writing results") from None
 
@@ -673,14 +796,21 @@ def evaluate(run: Run, rank_vis: int = 0) -> dict:
       rankvis.write(run.path("rank_vis"), builder, query, gallery, rank_vis)
   plan_json = run.plan.as_json()
   result = {
-      "experiment": c.experiment, "variant": c.variant, "protocol": protocol,
-      "target": run.datasets.names["target"], "tables": tables,
-      "settings": {"normalize_features": c.eval.normalize_features, "flip_average": c.eval.flip_average,
-                   "ap_mode": c.eval.ap_mode, "num_codes": c.sagan.num_codes if c.variant != "original" else 0,
-                   "ide_init": "imagenet" if c.ide.pretrained not in ("", PRETRAINED_NONE) else "from scratch",
-                   "viewpoint_groups": {g: list(v) for g, v in run.plan.groups.items()} if c.variant != "original" else {},
-                   "evaluated_splits": run.plan.evaluated_splits() if protocol == "prid2011" else None,
-                   "notes": plan_json["notes"]},
+    "experiment": c.experiment,
+    "variant": c.variant,
+    "protocol": protocol,
+    "target": run.datasets.names["target"],
+    "tables": tables,
+    "settings": {
+      "normalize_features": c.eval.normalize_features,
+      "flip_average": c.eval.flip_average,
+      "ap_mode": c.eval.ap_mode,
+      "num_codes": c.sagan.num_codes if c.variant != "original" else 0,
+      "ide_init": "imagenet" if c.ide.pretrained not in ("", PRETRAINED_NONE) else "from scratch",
+      "viewpoint_groups": {g: list(v) for g, v in run.plan.groups.items()} if c.variant != "original" else {},
+      "evaluated_splits": run.plan.evaluated_splits() if protocol == "prid2011" else None,
+      "notes": plan_json["notes"],
+    },
   }
   fidelity_path = run.path("sagan", FIDELITY_FILE)
   if c.variant != "original" and os.path.isfile(fidelity_path):
@@ -696,13 +826,23 @@ def stage_evaluate(run: Run) -> None:
   evaluate(run)
 
 
-STAGE_FUNCTIONS = {"masks": stage_masks, "sagan": stage_sagan, "translate": stage_translate, "ide": stage_ide,
-                   "evaluate": stage_evaluate}
+STAGE_FUNCTIONS = {
+  "masks": stage_masks,
+  "sagan": stage_sagan,
+  "translate": stage_translate,
+  "ide": stage_ide,
+  "evaluate": stage_evaluate,
+}
 
 
 @contextlib.contextmanager
-def started(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False, create: bool = True,
-            layers: Layers = Layers()):
+def started(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  allow_config_change: bool = False,
+  create: bool = True,
+  layers: Layers = Layers(),
+):
   """Checks and claims the workdir, installs the SIGTERM handler; yields the `Run`."""
   d = config.distributed
   parallel.initialize_distributed(d.enabled, d.coordinator_address, d.num_processes, d.process_id)
@@ -733,8 +873,9 @@ def show_plan(config: ml_collections.ConfigDict, workdir: str, fmt: str = "text"
   return out
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False,
-          layers: Layers = Layers()) -> None:
+def train(
+  config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False, layers: Layers = Layers()
+) -> None:
   """Runs the config's stages in order (each skipped when complete, resumed otherwise).
 
   ``layers``: what the networks are built from (`sagan_jax.cpu.setup` decides, in the entry points).

@@ -17,9 +17,12 @@ from sagan_jax.experiments import stages
 _CONFIG = cli.define_config_file("config", None, "experiment config file (configs/*.py[:variant=...])")
 _WORKDIR = flags.DEFINE_string("workdir", None, "directory of this run's checkpoints, pictures and results")
 _ALLOW = flags.DEFINE_bool("allow_config_change", False, "continue a workdir made by a different config")
-_PLAN = flags.DEFINE_enum("plan", None, ["text", "json"],
-                          "print the run's adaptations and evaluations and exit, writing nothing to the workdir "
-                          "(--plan or --plan=json)")
+_PLAN = flags.DEFINE_enum(
+  "plan",
+  None,
+  ["text", "json"],
+  "print the run's adaptations and evaluations and exit, writing nothing to the workdir (--plan or --plan=json)",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 

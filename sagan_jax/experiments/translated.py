@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -34,8 +34,12 @@ def write_image(root: str, name: str, rgb: np.ndarray, mask: np.ndarray) -> None
 
 
 def write_labels(root: str, names: Sequence[str], person_ids, camera_ids, meta: dict) -> None:
-  labels = {"names": list(names), "person_id": [int(p) for p in person_ids],
-            "camera_id": [int(c) for c in camera_ids], "meta": meta}
+  labels = {
+    "names": list(names),
+    "person_id": [int(p) for p in person_ids],
+    "camera_id": [int(c) for c in camera_ids],
+    "meta": meta,
+  }
   fileio.write_text_atomic(os.path.join(root, LABELS), json.dumps(labels))
 
 
@@ -62,5 +66,9 @@ class TranslatedSource(Sequence):
   def __getitem__(self, i: int) -> dict:
     i = int(i)
     rgba = np.asarray(Image.open(os.path.join(self.root, self.names[i])).convert("RGBA"))
-    return {"image": rgba[..., :3], "mask": rgba[..., 3:], "person_id": self.person_ids[i],
-            "camera_id": self.camera_ids[i]}
+    return {
+      "image": rgba[..., :3],
+      "mask": rgba[..., 3:],
+      "person_id": self.person_ids[i],
+      "camera_id": self.camera_ids[i],
+    }

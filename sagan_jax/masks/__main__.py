@@ -1,10 +1,10 @@
 """``python -m sagan_jax.masks {train,infer,teacher} ...``: the mask U-Net's command line.
 
-  train    fit the U-Net:  --workdir=W --config.source=pairs --config.images_dir=DIR [--config.masks_dir=M]
-                           (or --config.source=lip --config.images_dir=LIP_ROOT); any --config.<field>=value
-  infer    write masks:    --workdir=W --data_dir=MANUAL_DIR [--out=MANUAL_DIR/masks]
-  teacher  pseudo-labels:  --data_dir=DIR [--out=DIR/masks] [--model_dir=~/.cache/sagan_jax]
-                           (needs requirements-masks.txt; downloads the mediapipe wheel once)
+train    fit the U-Net:  --workdir=W --config.source=pairs --config.images_dir=DIR [--config.masks_dir=M]
+                         (or --config.source=lip --config.images_dir=LIP_ROOT); any --config.<field>=value
+infer    write masks:    --workdir=W --data_dir=MANUAL_DIR [--out=MANUAL_DIR/masks]
+teacher  pseudo-labels:  --data_dir=DIR [--out=DIR/masks] [--model_dir=~/.cache/sagan_jax]
+                         (needs requirements-masks.txt; downloads the mediapipe wheel once)
 """
 
 from __future__ import annotations
@@ -18,13 +18,17 @@ from absl import app, flags
 from sagan_jax import cli, loop, parallel
 from sagan_jax.masks import infer, sources, training
 
-_CONFIG = cli.define_config_file("config", os.path.join(os.path.dirname(__file__), "config.py"),
-                                 "the U-Net training config")
+_CONFIG = cli.define_config_file(
+  "config", os.path.join(os.path.dirname(__file__), "config.py"), "the U-Net training config"
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "U-Net checkpoint directory (train, infer)")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "directory of images to mask (infer, teacher)")
 _OUT = flags.DEFINE_string("out", None, "mask tree to write (default DATA_DIR/masks)")
-_MODEL_DIR = flags.DEFINE_string("model_dir", os.path.join(os.path.expanduser("~"), ".cache", "sagan_jax"),
-                                 "where the teacher's model file is kept (teacher)")
+_MODEL_DIR = flags.DEFINE_string(
+  "model_dir",
+  os.path.join(os.path.expanduser("~"), ".cache", "sagan_jax"),
+  "where the teacher's model file is kept (teacher)",
+)
 _BATCH = flags.DEFINE_integer("batch_size", 32, "images per U-Net forward pass (infer)")
 
 COMMANDS = ("train", "infer", "teacher")
@@ -51,8 +55,13 @@ def _run(command: str) -> None:
     config = _CONFIG.value
     with SigtermFlag() as sigterm:
       try:
-        _, record = training.train(config, sources.training_source(config), _required(_WORKDIR, command),
-                                   log_dir=os.path.join(_WORKDIR.value, "tensorboard"), stop=lambda: sigterm.raised)
+        _, record = training.train(
+          config,
+          sources.training_source(config),
+          _required(_WORKDIR, command),
+          log_dir=os.path.join(_WORKDIR.value, "tensorboard"),
+          stop=lambda: sigterm.raised,
+        )
       except loop.Stopped as e:
         print(f"preempted (SIGTERM): U-Net saved at step {e.step}; rerun the same command to resume", file=sys.stderr)
         sys.exit(PREEMPTED_EXIT)
@@ -64,8 +73,14 @@ def _run(command: str) -> None:
     model, params, record = training.load(_required(_WORKDIR, command), mesh)
     predict = training.make_predict_fn(model, mesh)
     batch = _BATCH.value - _BATCH.value % mesh.size or mesh.size
-    counts = infer.infer(lambda rgb: predict(params, rgb), data_dir, out, tuple(record["config"]["image_size"]), batch,
-                         producer=infer.unet_producer(record["config"]))
+    counts = infer.infer(
+      lambda rgb: predict(params, rgb),
+      data_dir,
+      out,
+      tuple(record["config"]["image_size"]),
+      batch,
+      producer=infer.unet_producer(record["config"]),
+    )
     print(f"masks in {out}: {counts['written']} written, {counts['skipped']} already there")
   else:
     from sagan_jax.masks import teacher  # noqa: PLC0415  (optional dependency)

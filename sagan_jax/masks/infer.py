@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -40,7 +40,7 @@ def pending(data_dir: str, out_dir: str) -> tuple[list[str], int]:
 
 def _batches(paths: Sequence[str], batch_size: int) -> Iterator[list[str]]:
   for start in range(0, len(paths), batch_size):
-    yield list(paths[start:start + batch_size])
+    yield list(paths[start : start + batch_size])
 
 
 PROVENANCE = ".sagan_jax_masks.json"  # in a mask tree: what wrote its masks
@@ -51,8 +51,11 @@ def unet_producer(unet_config) -> dict:
   """A U-Net's identity as a mask producer: its training settings (training is deterministic, so
   two runs with equal settings write equal masks and may share a tree)."""
   settings = dict(unet_config)
-  return {"unet": {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(settings.items())
-                   if k not in _NOT_PRODUCING}}
+  return {
+    "unet": {
+      k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(settings.items()) if k not in _NOT_PRODUCING
+    }
+  }
 
 
 def check_provenance(out_dir: str, producer: dict, write: bool = True) -> None:
@@ -63,13 +66,17 @@ def check_provenance(out_dir: str, producer: dict, write: bool = True) -> None:
     with open(path) as f:
       previous = json.load(f)
     if previous != producer:
-      raise ConfigError(f"the masks under {out_dir!r} were written by {previous}, not by {producer}: remove that "
-                        "folder to write new ones, or use them as they are with config.data.masks='data'")
+      raise ConfigError(
+        f"the masks under {out_dir!r} were written by {previous}, not by {producer}: remove that "
+        "folder to write new ones, or use them as they are with config.data.masks='data'"
+      )
     return
   has_masks = os.path.isdir(out_dir) and any(f.endswith(".png") for _, _, fs in os.walk(out_dir) for f in fs)
   if has_masks:
-    raise ConfigError(f"{out_dir!r} already holds masks this project did not write: use them with "
-                      "config.data.masks='data', or move them away to write U-Net masks")
+    raise ConfigError(
+      f"{out_dir!r} already holds masks this project did not write: use them with "
+      "config.data.masks='data', or move them away to write U-Net masks"
+    )
   if write:
     os.makedirs(out_dir, exist_ok=True)
     with open(path + ".tmp", "w") as f:
@@ -77,9 +84,16 @@ def check_provenance(out_dir: str, producer: dict, write: bool = True) -> None:
     os.replace(path + ".tmp", path)
 
 
-def infer(predict: Callable[[np.ndarray], np.ndarray], data_dir: str, out_dir: str, image_size: tuple[int, int],
-          batch_size: int, on_batch: Callable[[int], None] | None = None,
-          shard: tuple[int, int] = (0, 1), producer: dict | None = None) -> dict[str, int]:
+def infer(
+  predict: Callable[[np.ndarray], np.ndarray],
+  data_dir: str,
+  out_dir: str,
+  image_size: tuple[int, int],
+  batch_size: int,
+  on_batch: Callable[[int], None] | None = None,
+  shard: tuple[int, int] = (0, 1),
+  producer: dict | None = None,
+) -> dict[str, int]:
   """Masks every image under ``data_dir`` that has none under ``out_dir`` yet.
 
   ``predict(rgb[B, H, W, 3] in [-1, 1]) → probability [B, H, W]`` runs at ``image_size``; each
@@ -92,14 +106,18 @@ def infer(predict: Callable[[np.ndarray], np.ndarray], data_dir: str, out_dir: s
   if producer is not None:
     check_provenance(out_dir, producer, write=shard[0] == 0)
   todo, done = pending(data_dir, out_dir)
-  todo = todo[shard[0]::shard[1]]
+  todo = todo[shard[0] :: shard[1]]
   height, width = image_size
   for names in _batches(todo, batch_size):
     originals = [sources.decode_image(os.path.join(data_dir, n), "RGB") for n in names]
-    rgb = np.stack([np.asarray(Image.fromarray(o).resize((width, height), Image.BILINEAR), np.float32) / 127.5 - 1
-                    for o in originals])
+    rgb = np.stack(
+      [
+        np.asarray(Image.fromarray(o).resize((width, height), Image.BILINEAR), np.float32) / 127.5 - 1
+        for o in originals
+      ]
+    )
     rgb = np.concatenate([rgb, np.repeat(rgb[-1:], batch_size - len(names), axis=0)])
-    prob = np.asarray(predict(rgb), np.float32)[:len(names)]
+    prob = np.asarray(predict(rgb), np.float32)[: len(names)]
     for name, original, p in zip(names, originals, prob):
       full = np.asarray(Image.fromarray(p, mode="F").resize((original.shape[1], original.shape[0]), Image.BILINEAR))
       write_mask(sources.mask_path_for(out_dir, name), full > 0.5)

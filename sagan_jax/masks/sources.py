@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -39,9 +39,8 @@ class Pair:
 
 def decode_image(path: str, mode: str) -> np.ndarray:
   try:
-    with open(path, "rb") as f:
-      with Image.open(io.BytesIO(f.read())) as image:
-        return np.asarray(image.convert(mode))
+    with open(path, "rb") as f, Image.open(io.BytesIO(f.read())) as image:
+      return np.asarray(image.convert(mode))
   except (UnidentifiedImageError, OSError, SyntaxError) as e:
     raise CorruptImageError(f"cannot decode {path!r} ({e}); replace or remove the file") from e
 
@@ -62,8 +61,10 @@ class PairSource(Sequence):
     image = decode_image(pair.image_path, "RGB")
     labels = decode_image(pair.mask_path, "L")
     if labels.shape != image.shape[:2]:
-      raise DatasetLayoutError(f"mask {pair.mask_path!r} is {labels.shape[0]}×{labels.shape[1]} but its image "
-                               f"{pair.image_path!r} is {image.shape[0]}×{image.shape[1]}")
+      raise DatasetLayoutError(
+        f"mask {pair.mask_path!r} is {labels.shape[0]}×{labels.shape[1]} but its image "
+        f"{pair.image_path!r} is {image.shape[0]}×{image.shape[1]}"
+      )
     mask = np.where(labels >= pair.foreground_min, 255, 0).astype(np.uint8)[..., None]
     return {"image": image, "mask": mask, "person_id": 0, "camera_id": 0}
 
@@ -75,7 +76,9 @@ def walk_images(images_dir: str, exclude: Sequence[str] = ()) -> list[str]:
   excluded = {os.path.abspath(e) for e in exclude}
   found = []
   for root, dirs, files in os.walk(images_dir):
-    dirs[:] = sorted(d for d in dirs if not d.startswith(".") and os.path.abspath(os.path.join(root, d)) not in excluded)
+    dirs[:] = sorted(
+      d for d in dirs if not d.startswith(".") and os.path.abspath(os.path.join(root, d)) not in excluded
+    )
     for name in sorted(files):
       if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
         found.append(os.path.relpath(os.path.join(root, name), images_dir))
@@ -95,8 +98,10 @@ def mirrored_pairs(images_dir: str, masks_dir: str) -> PairSource:
   for relative in walk_images(images_dir, exclude=[masks_dir]):
     mask = mask_path_for(masks_dir, relative)
     if not os.path.isfile(mask):
-      raise DatasetLayoutError(f"missing mask {mask!r} for image {os.path.join(images_dir, relative)!r}: masks "
-                               f"mirror the image tree under {masks_dir!r} with the image's stem and .png")
+      raise DatasetLayoutError(
+        f"missing mask {mask!r} for image {os.path.join(images_dir, relative)!r}: masks "
+        f"mirror the image tree under {masks_dir!r} with the image's stem and .png"
+      )
     pairs.append(Pair(os.path.join(images_dir, relative), mask, 128))
   return PairSource(pairs)
 
@@ -109,8 +114,10 @@ def lip_pairs(root: str, split: str = "train") -> PairSource:
   labels_dir = os.path.join(root, "TrainVal_parsing_annotations", f"{split}_segmentations")
   for folder in (images_dir, labels_dir):
     if not os.path.isdir(folder):
-      raise DatasetLayoutError(f"missing folder {folder!r}: a LIP directory holds TrainVal_images/{split}_images "
-                               f"and TrainVal_parsing_annotations/{split}_segmentations")
+      raise DatasetLayoutError(
+        f"missing folder {folder!r}: a LIP directory holds TrainVal_images/{split}_images "
+        f"and TrainVal_parsing_annotations/{split}_segmentations"
+      )
   pairs = []
   for relative in walk_images(images_dir):
     labels = mask_path_for(labels_dir, relative)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -48,13 +48,15 @@ def letterbox(image: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, Le
   top, left = (size - inner[0]) // 2, (size - inner[1]) // 2
   boxed = np.zeros((size, size, 3), np.float32)
   resized = Image.fromarray(image).resize((inner[1], inner[0]), Image.BILINEAR)
-  boxed[top:top + inner[0], left:left + inner[1]] = np.asarray(resized, np.float32) / 255.0
+  boxed[top : top + inner[0], left : left + inner[1]] = np.asarray(resized, np.float32) / 255.0
   return boxed, Letterbox(h, w, inner, top, left)
 
 
 def unletterbox(prob: np.ndarray, box: Letterbox) -> np.ndarray:
   """A ``[size, size]`` map over the letterboxed square → ``[H, W]`` over the original image."""
-  inner = np.ascontiguousarray(prob[box.top:box.top + box.inner_hw[0], box.left:box.left + box.inner_hw[1]], np.float32)
+  inner = np.ascontiguousarray(
+    prob[box.top : box.top + box.inner_hw[0], box.left : box.left + box.inner_hw[1]], np.float32
+  )
   return np.asarray(Image.fromarray(inner, mode="F").resize((box.width, box.height), Image.BILINEAR))
 
 
@@ -65,8 +67,10 @@ def fetch_model(dest_dir: str) -> str:
     return path
   os.makedirs(dest_dir, exist_ok=True)
   with tempfile.TemporaryDirectory() as tmp:
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", MEDIAPIPE_WHEEL,
-                    "-d", tmp], check=True)
+    subprocess.run(
+      [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", MEDIAPIPE_WHEEL, "-d", tmp],
+      check=True,
+    )
     wheels = [f for f in os.listdir(tmp) if f.endswith(".whl")]
     if len(wheels) != 1:
       raise RuntimeError(f"pip download {MEDIAPIPE_WHEEL} gave {wheels}, expected one wheel")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.struct
 import jax
@@ -99,8 +100,11 @@ def make_train_step(model: UNet, optimizer, mesh, dice_weight: float):
 def make_predict_fn(model: UNet, mesh):
   """``predict(params, rgb[B, H, W, 3]) → foreground probability [B, H, W]``, jit over the mesh."""
   rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-  jitted = jax.jit(lambda params, rgb: jax.nn.sigmoid(model.apply({"params": params}, rgb))[..., 0],
-                   in_shardings=(rep, data), out_shardings=data)
+  jitted = jax.jit(
+    lambda params, rgb: jax.nn.sigmoid(model.apply({"params": params}, rgb))[..., 0],
+    in_shardings=(rep, data),
+    out_shardings=data,
+  )
   # Host images are placed explicitly: jit refuses numpy inputs with a sharding in multi-process runs.
   return lambda params, rgb: jitted(params, jax.device_put(rgb, data))
 
@@ -110,7 +114,7 @@ def split_holdout(num_examples: int, fraction: float, seed: int) -> tuple[np.nda
   if num_examples < 2:
     raise ValueError(f"mask training needs at least 2 (image, mask) pairs to hold one out, got {num_examples}")
   order = np.random.default_rng(seed).permutation(num_examples)
-  held = min(num_examples - 1, max(1, int(round(fraction * num_examples))))
+  held = min(num_examples - 1, max(1, round(fraction * num_examples)))
   return np.sort(order[held:]), np.sort(order[:held])
 
 
@@ -139,23 +143,48 @@ def train(config, source, workdir: str, mesh=None, log_dir: str | None = None, s
     state, record = ckpt.resume(state)
     if record.get("complete"):
       return state.params, record
-    batches = pipeline.TrainBatches(source, global_batch_size=config.batch_size, image_size=tuple(config.image_size),
-                                    seed=config.seed, indices=train_idx, masks="data")
+    batches = pipeline.TrainBatches(
+      source,
+      global_batch_size=config.batch_size,
+      image_size=tuple(config.image_size),
+      seed=config.seed,
+      indices=train_idx,
+      masks="data",
+    )
     step_fn = make_train_step(model, optimizer, mesh, config.dice_weight)
     start = int(state.step)
     local_batches = batches.iterate(start)
-    training = loop.Loop("masks", "masks", config.steps, config.log_every, config.checkpoint_every, config.batch_size,
-                         log_dir=log_dir, should_stop=stop, final_checkpoint=False)
-    state = training.run(state, start, lambda state, step: step_fn(state, pipeline.to_global_batch(
-        next(local_batches), mesh)["image"]), ckpt)
+    training = loop.Loop(
+      "masks",
+      "masks",
+      config.steps,
+      config.log_every,
+      config.checkpoint_every,
+      config.batch_size,
+      log_dir=log_dir,
+      should_stop=stop,
+      final_checkpoint=False,
+    )
+    state = training.run(
+      state,
+      start,
+      lambda state, step: step_fn(state, pipeline.to_global_batch(next(local_batches), mesh)["image"]),
+      ckpt,
+    )
     # Every process scores all held-out masks on its own devices (the same number on each).
     predict = make_predict_fn(model, parallel.local_mesh())
-    held_iou = evaluate_iou(predict, parallel.local_copy(state.params), source, held_idx,
-                            tuple(config.image_size), config.batch_size)
+    held_iou = evaluate_iou(
+      predict, parallel.local_copy(state.params), source, held_idx, tuple(config.image_size), config.batch_size
+    )
     if jax.process_index() == 0:
       print(f"[masks] held-out IoU {held_iou:.3f} on {len(held_idx)} masks", flush=True)
-    record = {"complete": True, "heldout_iou": held_iou, "num_heldout": int(len(held_idx)),
-              "num_train": int(len(train_idx)), "config": config.to_dict()}
+    record = {
+      "complete": True,
+      "heldout_iou": held_iou,
+      "num_heldout": len(held_idx),
+      "num_train": len(train_idx),
+      "config": config.to_dict(),
+    }
     ckpt.save(config.steps, state, record, force=True)
     ckpt.wait()
   return state.params, record

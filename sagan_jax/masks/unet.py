@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -39,8 +40,10 @@ class UNet(nn.Module):
   def __call__(self, x):
     factor = 2 ** (len(self.features) - 1)
     if x.shape[1] % factor or x.shape[2] % factor:
-      raise ValueError(f"the U-Net pools {len(self.features) - 1} times: image height and width must be "
-                       f"divisible by {factor}, got {x.shape[1:3]}")
+      raise ValueError(
+        f"the U-Net pools {len(self.features) - 1} times: image height and width must be "
+        f"divisible by {factor}, got {x.shape[1:3]}"
+      )
     x = x.astype(self.dtype)
     skips = []
     for i, f in enumerate(self.features):

@@ -65,8 +65,10 @@ class ResnetGenerator(nn.Module):
   @nn.compact
   def __call__(self, x):
     if x.shape[1] % 4 or x.shape[2] % 4:
-      raise ValueError(f"the generator downsamples twice: image height and width must be divisible by 4, got {x.shape[1:3]}")
-    rgb = x[..., :self.out_channels].astype(jnp.float32)
+      raise ValueError(
+        f"the generator downsamples twice: image height and width must be divisible by 4, got {x.shape[1:3]}"
+      )
+    rgb = x[..., : self.out_channels].astype(jnp.float32)
     x = x.astype(self.dtype)
     f = self.features
     conv = self.conv
@@ -92,7 +94,9 @@ class ResnetGenerator(nn.Module):
     if self.pointwise_features:
       p = nn.Conv(self.pointwise_features, (1, 1), dtype=self.dtype)(rgb.astype(self.dtype))
       p = nn.Conv(self.pointwise_features, (1, 1), dtype=self.dtype)(nn.leaky_relu(p, 0.2))
-      x = x + nn.Conv(self.out_channels, (1, 1), dtype=self.dtype, kernel_init=nn.initializers.zeros)(nn.leaky_relu(p, 0.2))
+      x = x + nn.Conv(self.out_channels, (1, 1), dtype=self.dtype, kernel_init=nn.initializers.zeros)(
+        nn.leaky_relu(p, 0.2)
+      )
     if self.residual:
       # 0.999 keeps atanh finite on saturated pixels (|x| = 1 after the [-1, 1] scaling of 0 and 255).
       return jnp.tanh(jnp.arctanh(jnp.clip(rgb, -0.999, 0.999)) + x.astype(jnp.float32))

@@ -52,11 +52,11 @@ def invert_params(params: jax.Array, transform: str) -> jax.Array:
 
 
 def apply_transform(
-    images: jax.Array,
-    params: jax.Array,
-    transform: str,
-    tps_control_hw: tuple[int, int] = (5, 3),
-    padding: geometry.Padding = "zeros",
+  images: jax.Array,
+  params: jax.Array,
+  transform: str,
+  tps_control_hw: tuple[int, int] = (5, 3),
+  padding: geometry.Padding = "zeros",
 ) -> jax.Array:
   """Warps ``images[B, H, W, C]`` (RGB and mask together) by predicted parameters ``[B, P]``."""
   if transform == "tps":
@@ -90,8 +90,7 @@ class SpatialTransformer(nn.Module):
     codes = jnp.broadcast_to(z[:, None, None, :].astype(images.dtype), (b, h, w, z.shape[-1]))
     x = jnp.concatenate([images, codes], axis=-1).astype(self.dtype)
     for i in range(self.num_layers):
-      x = self.conv(self.features * min(2**i, 8), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
-                    dtype=self.dtype)(x)
+      x = self.conv(self.features * min(2**i, 8), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), dtype=self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
     if self.head == "pool":
       x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
@@ -101,6 +100,8 @@ class SpatialTransformer(nn.Module):
       raise ValueError(f"STM head must be 'pool' or 'flatten', got {self.head!r}")
     x = nn.leaky_relu(nn.Dense(self.hidden)(x), 0.2)
     out = nn.Dense(
-        num_params(self.transform, self.tps_control_hw), kernel_init=nn.initializers.zeros, bias_init=nn.initializers.zeros
+      num_params(self.transform, self.tps_control_hw),
+      kernel_init=nn.initializers.zeros,
+      bias_init=nn.initializers.zeros,
     )(x)
     return out

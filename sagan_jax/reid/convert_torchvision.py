@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
@@ -68,10 +68,14 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray], stage_sizes: Sequen
       _put(params, path, "bias", take(f"{prefix}.bias"))
       _put(stats, path, "mean", take(f"{prefix}.running_mean"))
       _put(stats, path, "var", take(f"{prefix}.running_var"))
-  unexpected = sorted(k for k in state_dict if k not in used and not k.startswith("fc.") and not k.endswith("num_batches_tracked"))
+  unexpected = sorted(
+    k for k in state_dict if k not in used and not k.startswith("fc.") and not k.endswith("num_batches_tracked")
+  )
   if unexpected:
-    raise KeyError(f"unexpected tensors {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}: not a torchvision "
-                   f"ResNet with stages {tuple(stage_sizes)}")
+    raise KeyError(
+      f"unexpected tensors {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}: not a torchvision "
+      f"ResNet with stages {tuple(stage_sizes)}"
+    )
   return {"params": params, "batch_stats": stats}
 
 
@@ -90,7 +94,7 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) != 3:
     raise SystemExit("usage: python -m sagan_jax.reid.convert_torchvision resnet50.pth OUT_DIR")
   try:
-    import torch  # only the converter needs torch, to read the .pth file
+    import torch  # noqa: PLC0415  (only the converter needs torch, to read the .pth file)
   except ImportError as e:
     raise SystemExit("reading a .pth file needs torch: pip install torch (CPU wheel); the core never imports it") from e
   state = torch.load(argv[1], map_location="cpu", weights_only=True)

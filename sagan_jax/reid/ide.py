@@ -9,7 +9,8 @@ not give one). The batch is sharded over the mesh, so batch-norm statistics are 
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import flax.struct
 import jax
@@ -20,8 +21,8 @@ import optax
 
 from sagan_jax import parallel, runtime
 from sagan_jax.data import pipeline, prid
-from sagan_jax.reid import metrics
 from sagan_jax.models.layers import Layers
+from sagan_jax.reid import metrics
 from sagan_jax.reid.resnet import IDE, imagenet_normalize
 
 
@@ -53,29 +54,49 @@ class IDEState:
 
 def make_model(config: ml_collections.ConfigDict, num_classes: int, layers: Layers = Layers()) -> IDE:
   """The IDE of ``config``; ``layers``: flax's by default, `sagan_jax.cpu.layers` on a CPU host (same parameters)."""
-  return IDE(num_classes=num_classes, stage_sizes=tuple(config.stage_sizes), width=config.width,
-             dtype=jnp.dtype(config.dtype), conv=layers.conv, max_pool=layers.max_pool)
+  return IDE(
+    num_classes=num_classes,
+    stage_sizes=tuple(config.stage_sizes),
+    width=config.width,
+    dtype=jnp.dtype(config.dtype),
+    conv=layers.conv,
+    max_pool=layers.max_pool,
+  )
 
 
 def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
   schedule = optax.piecewise_constant_schedule(
-      config.learning_rate, {int(e * steps_per_epoch): 0.1 for e in config.lr_decay_epochs})
+    config.learning_rate, {int(e * steps_per_epoch): 0.1 for e in config.lr_decay_epochs}
+  )
   # Decay on conv/dense kernels only (not batch-norm scales or biases), as torch's usual IDE recipes do.
   decay_mask = lambda params: jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == "kernel", params)
-  return optax.chain(optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
-                     optax.sgd(schedule, momentum=config.momentum))
+  return optax.chain(
+    optax.add_decayed_weights(config.weight_decay, mask=decay_mask), optax.sgd(schedule, momentum=config.momentum)
+  )
 
 
-def create_state(model: IDE, optimizer: optax.GradientTransformation, image_size, seed: int,
-                 mesh: jax.sharding.Mesh | None = None, pretrained_backbone: dict | None = None) -> IDEState:
+def create_state(
+  model: IDE,
+  optimizer: optax.GradientTransformation,
+  image_size,
+  seed: int,
+  mesh: jax.sharding.Mesh | None = None,
+  pretrained_backbone: dict | None = None,
+) -> IDEState:
   """Fresh (or backbone-pretrained) IDE state, replicated over ``mesh`` when one is given."""
   variables = runtime.jit_init(functools.partial(model.init, train=False))(
-      jax.random.key(seed), jnp.zeros((1, *image_size, 3), jnp.float32))
+    jax.random.key(seed), jnp.zeros((1, *image_size, 3), jnp.float32)
+  )
   params, batch_stats = variables["params"], variables["batch_stats"]
   if pretrained_backbone is not None:
     params = {**params, "backbone": _checked_like(params["backbone"], pretrained_backbone["params"], "params")}
-    batch_stats = {**batch_stats, "backbone": _checked_like(batch_stats["backbone"], pretrained_backbone["batch_stats"], "batch_stats")}
-  state = IDEState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats, opt_state=optimizer.init(params))
+    batch_stats = {
+      **batch_stats,
+      "backbone": _checked_like(batch_stats["backbone"], pretrained_backbone["batch_stats"], "batch_stats"),
+    }
+  state = IDEState(
+    step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats, opt_state=optimizer.init(params)
+  )
   return state if mesh is None else jax.device_put(state, parallel.replicated(mesh))
 
 
@@ -83,8 +104,10 @@ def _checked_like(reference, loaded, what: str):
   ref_shapes = jax.tree_util.tree_map(np.shape, reference)
   got_shapes = jax.tree_util.tree_map(np.shape, loaded)
   if ref_shapes != got_shapes:
-    raise ValueError(f"pretrained backbone {what} do not match the configured ResNet (stage_sizes/width); "
-                     "convert a torchvision ResNet-50 with `python -m sagan_jax.reid.convert_torchvision`")
+    raise ValueError(
+      f"pretrained backbone {what} do not match the configured ResNet (stage_sizes/width); "
+      "convert a torchvision ResNet-50 with `python -m sagan_jax.reid.convert_torchvision`"
+    )
   return jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), loaded)
 
 
@@ -95,8 +118,9 @@ def make_train_step(model: IDE, optimizer: optax.GradientTransformation, mesh: j
     x = imagenet_normalize(images[..., :3])
 
     def loss_fn(params):
-      (logits, _), updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x, train=True,
-                                         mutable=["batch_stats"])
+      (logits, _), updates = model.apply(
+        {"params": params, "batch_stats": state.batch_stats}, x, train=True, mutable=["batch_stats"]
+      )
       loss = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
       return loss, (logits, updates["batch_stats"])
 
@@ -151,8 +175,9 @@ def extract(feature_fn, state: IDEState, batches: Iterable[tuple[dict[str, np.nd
   return features, np.concatenate(pids), np.concatenate(cams)
 
 
-def extract_split(feature_fn, state: IDEState, source, *, batch_size: int, image_size, stop=None
-                  ) -> tuple[np.ndarray, ...]:
+def extract_split(
+  feature_fn, state: IDEState, source, *, batch_size: int, image_size, stop=None
+) -> tuple[np.ndarray, ...]:
   """`extract` over a whole split, shared by the processes of a multi-host run; every process gets it all.
 
   ``feature_fn`` must run on this process's devices (`make_feature_fn` over a mesh of
@@ -170,8 +195,9 @@ def extract_split(feature_fn, state: IDEState, source, *, batch_size: int, image
   from jax.experimental import multihost_utils  # noqa: PLC0415
 
   if features is None:  # more processes than batches: this one contributes nothing
-    dim = jax.eval_shape(lambda: feature_fn(state.params, state.batch_stats,
-                                            np.zeros((batch_size, *image_size, 3), np.float32))).shape[-1]
+    dim = jax.eval_shape(
+      lambda: feature_fn(state.params, state.batch_stats, np.zeros((batch_size, *image_size, 3), np.float32))
+    ).shape[-1]
     features, pids, cams = np.zeros((0, dim), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32)
   padded_rows = -(-len(starts) // num_procs) * batch_size  # the most rows any process holds
   pad = lambda a: np.concatenate([a, np.zeros((padded_rows - len(a), *a.shape[1:]), a.dtype)])
@@ -180,7 +206,7 @@ def extract_split(feature_fn, state: IDEState, source, *, batch_size: int, image
   for proc in range(num_procs):
     index = np.concatenate(rows(proc) or [np.zeros(0, np.int64)])
     for o, g in zip(out, gathered):
-      o[index] = np.asarray(g)[proc, :len(index)]
+      o[index] = np.asarray(g)[proc, : len(index)]
   return tuple(out)
 
 
@@ -189,9 +215,18 @@ def rank_table(query, gallery, ap_mode: str = "step", ranks=(1, 5, 10, 20), back
 
   ``backend``: where distances and ranks are computed (`metrics.evaluate_features`).
   """
-  cmc, mean_ap, details = metrics.evaluate_features(query[0], gallery[0], query[1], gallery[1], query[2], gallery[2],
-                                                    max_rank=max(ranks), ap_mode=ap_mode, return_details=True,
-                                                    backend=backend)
+  cmc, mean_ap, details = metrics.evaluate_features(
+    query[0],
+    gallery[0],
+    query[1],
+    gallery[1],
+    query[2],
+    gallery[2],
+    max_rank=max(ranks),
+    ap_mode=ap_mode,
+    return_details=True,
+    backend=backend,
+  )
   table = {f"R-{k}": 100.0 * float(cmc[k - 1]) for k in ranks}
   table["mAP"] = 100.0 * mean_ap
   table["num_queries"] = details["num_queries"]

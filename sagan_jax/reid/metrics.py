@@ -74,7 +74,7 @@ def positive_ranks(row: np.ndarray, good: np.ndarray, valid: np.ndarray) -> np.n
   cand_d = row[candidates]
   upper = np.searchsorted(good_d, cand_d, side="right")  # goods at distance ≤ d
   # closer[j]: valid items strictly closer than the j-th good match.
-  closer = np.cumsum(np.bincount(upper, minlength=len(good) + 1))[:len(good)]
+  closer = np.cumsum(np.bincount(upper, minlength=len(good) + 1))[: len(good)]
   lower = np.searchsorted(good_d, cand_d, side="left")  # goods at distance < d
   if np.any(lower != upper):  # some valid item is exactly as far as a good match: order ties by index
     for j in range(len(good)):
@@ -91,8 +91,16 @@ def _check_labels(num_q: int, num_g: int, q_pids, g_pids, q_camids, g_camids, wh
   return q_pids, g_pids, q_camids, g_camids
 
 
-def evaluate_rank(distmat: np.ndarray, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50,
-                  ap_mode: str = "step", return_details: bool = False):
+def evaluate_rank(
+  distmat: np.ndarray,
+  q_pids,
+  g_pids,
+  q_camids,
+  g_camids,
+  max_rank: int = 50,
+  ap_mode: str = "step",
+  return_details: bool = False,
+):
   """CMC curve (``cmc[k]`` = fraction of queries with a good match in the top k+1) and mAP.
 
   Returns ``(cmc[max_rank], mAP)``, or ``(cmc, mAP, details)`` with ``details`` holding
@@ -112,7 +120,7 @@ def evaluate_rank(distmat: np.ndarray, q_pids, g_pids, q_camids, g_camids, max_r
   not_junk_box = g_pids != -1
   for i in np.flatnonzero(counts):
     valid = not_junk_box & ~((g_pids == q_pids[i]) & (g_camids == q_camids[i]))
-    ranks[i, :counts[i]] = positive_ranks(distmat[i], good[i, :counts[i]], valid)
+    ranks[i, : counts[i]] = positive_ranks(distmat[i], good[i, : counts[i]], valid)
   return _scores(ranks, counts, max_rank, ap_mode, return_details)
 
 
@@ -125,8 +133,9 @@ def _scores(ranks: np.ndarray, counts: np.ndarray, max_rank: int, ap_mode: str, 
   scored = counts > 0
   skipped = int(np.sum(~scored))
   if skipped:
-    logging.warning("evaluate_rank: %d of %d queries have no good match in the gallery and were skipped",
-                    skipped, len(counts))
+    logging.warning(
+      "evaluate_rank: %d of %d queries have no good match in the gallery and were skipped", skipped, len(counts)
+    )
   if not np.any(scored):
     raise ValueError("no query has a good match (same id, other camera) in the gallery: check the query/gallery split")
   ranks, counts = ranks[scored].astype(np.float64), counts[scored]
@@ -151,9 +160,19 @@ def _scores(ranks: np.ndarray, counts: np.ndarray, max_rank: int, ap_mode: str, 
 # From features, on the host or on a JAX device.
 
 
-def evaluate_features(query: np.ndarray | jax.Array, gallery: np.ndarray | jax.Array, q_pids, g_pids, q_camids,
-                      g_camids, max_rank: int = 50, ap_mode: str = "step", return_details: bool = False,
-                      backend: str = "auto", block_size: int | None = None):
+def evaluate_features(
+  query: np.ndarray | jax.Array,
+  gallery: np.ndarray | jax.Array,
+  q_pids,
+  g_pids,
+  q_camids,
+  g_camids,
+  max_rank: int = 50,
+  ap_mode: str = "step",
+  return_details: bool = False,
+  backend: str = "auto",
+  block_size: int | None = None,
+):
   """`evaluate_rank` of the squared Euclidean distances between ``query`` [Q, D] and ``gallery`` [G, D].
 
   ``backend``: ``"numpy"`` builds the distance matrix with `squared_euclidean` (BLAS) and calls
@@ -210,8 +229,9 @@ def good_match_indices(q_pids, g_pids, q_camids, g_camids) -> np.ndarray:
   return out
 
 
-def _device_good_ranks(query, gallery, q_pids, g_pids, q_camids, g_camids, good: np.ndarray,
-                       block_size: int | None) -> np.ndarray:
+def _device_good_ranks(
+  query, gallery, q_pids, g_pids, q_camids, g_camids, good: np.ndarray, block_size: int | None
+) -> np.ndarray:
   num_q, num_g = query.shape[0], gallery.shape[0]
   block = min(num_q, block_size or max(1, (256 << 20) // (4 * num_g)))
   pad = -num_q % block  # padded queries have no good match: their ranks are discarded
@@ -221,8 +241,12 @@ def _device_good_ranks(query, gallery, q_pids, g_pids, q_camids, g_camids, good:
   query = jnp.pad(jax.device_put(query, device).astype(jnp.float32), ((0, pad), (0, 0)))
   q_pids, q_camids, good = ints(padded(q_pids, 0)), ints(padded(q_camids, 0)), ints(padded(good, -1))
   gallery_args = (jax.device_put(gallery, device).astype(jnp.float32), ints(g_pids), ints(g_camids))
-  outputs = [_block_good_ranks(query[s:s + block], q_pids[s:s + block], q_camids[s:s + block], good[s:s + block],
-                               *gallery_args) for s in range(0, num_q + pad, block)]
+  outputs = [
+    _block_good_ranks(
+      query[s : s + block], q_pids[s : s + block], q_camids[s : s + block], good[s : s + block], *gallery_args
+    )
+    for s in range(0, num_q + pad, block)
+  ]
   if not all(bool(finite) for _, finite in outputs):
     raise ValueError("the distances have non-finite entries (NaN/Inf features?); fix the features before evaluating")
   return np.concatenate([np.asarray(ranks) for ranks, _ in outputs])[:num_q]
@@ -240,7 +264,8 @@ def _block_good_ranks(query, q_pids, q_camids, good, gallery, g_pids, g_camids):
   index = jnp.arange(distances.shape[1])
   # An item precedes a good match when it is closer, or as close and earlier in the gallery.
   ahead = (distances[:, None, :] < good_distances[:, :, None]) | (
-      (distances[:, None, :] == good_distances[:, :, None]) & (index[None, None, :] < good[:, :, None]))
+    (distances[:, None, :] == good_distances[:, :, None]) & (index[None, None, :] < good[:, :, None])
+  )
   ranks = jnp.sum(ahead & valid[:, None, :], axis=-1, dtype=jnp.int32)
   # Ascending, padding last: the layout `_scores` reads, so the host only scores.
   ranks = jnp.sort(jnp.where(good >= 0, ranks, jnp.iinfo(jnp.int32).max), axis=1)

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 from sagan_jax.models.layers import ModuleDef
 
 RESNET50_STAGES = (3, 4, 6, 3)
+
+
 def _batch_norm(train: bool, dtype, name: str) -> nn.BatchNorm:
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name)
 
@@ -37,13 +39,16 @@ class Bottleneck(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    conv = lambda f, k, s, p, name: self.conv(f, (k, k), (s, s), padding=((p, p), (p, p)), use_bias=False,
-                                              dtype=self.dtype, name=name)
+    conv = lambda f, k, s, p, name: self.conv(
+      f, (k, k), (s, s), padding=((p, p), (p, p)), use_bias=False, dtype=self.dtype, name=name
+    )
     y = nn.relu(_batch_norm(train, self.dtype, "bn1")(conv(self.features, 1, 1, 0, "conv1")(x)))
     y = nn.relu(_batch_norm(train, self.dtype, "bn2")(conv(self.features, 3, self.stride, 1, "conv2")(y)))
     y = _batch_norm(train, self.dtype, "bn3")(conv(4 * self.features, 1, 1, 0, "conv3")(y))
     if self.downsample:
-      x = _batch_norm(train, self.dtype, "downsample_bn")(conv(4 * self.features, 1, self.stride, 0, "downsample_conv")(x))
+      x = _batch_norm(train, self.dtype, "downsample_bn")(
+        conv(4 * self.features, 1, self.stride, 0, "downsample_conv")(x)
+      )
     return nn.relu(x + y)
 
 
@@ -63,15 +68,22 @@ class ResNet(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = x.astype(self.dtype)
-    x = self.conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False, dtype=self.dtype,
-                  name="conv1")(x)
+    x = self.conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False, dtype=self.dtype, name="conv1")(
+      x
+    )
     x = nn.relu(_batch_norm(train, self.dtype, "bn1")(x))
     x = self.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for stage, blocks in enumerate(self.stage_sizes):
       for i in range(blocks):
         stride = 2 if stage > 0 and i == 0 else 1
-        x = Bottleneck(self.width * 2**stage, stride, downsample=i == 0, dtype=self.dtype, conv=self.conv,
-                       name=f"layer{stage + 1}_{i}")(x, train)
+        x = Bottleneck(
+          self.width * 2**stage,
+          stride,
+          downsample=i == 0,
+          dtype=self.dtype,
+          conv=self.conv,
+          name=f"layer{stage + 1}_{i}",
+        )(x, train)
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2))  # pool5, float32 whatever the compute dtype
 
 

@@ -5,4 +5,13 @@ from sagan_jax.sagan.config import VARIANTS, apply_tiny_scale, apply_variant, sa
 from sagan_jax.sagan.model import SAGAN
 from sagan_jax.sagan.steps import SAGANState, make_steps, translate
 
-__all__ = ["SAGAN", "SAGANState", "VARIANTS", "apply_tiny_scale", "apply_variant", "make_steps", "sagan_config", "translate"]
+__all__ = [
+  "SAGAN",
+  "VARIANTS",
+  "SAGANState",
+  "apply_tiny_scale",
+  "apply_variant",
+  "make_steps",
+  "sagan_config",
+  "translate",
+]

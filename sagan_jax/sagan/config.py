@@ -18,28 +18,52 @@ class Variant:
 
 
 # SA-GAN with every part on, M = 1; each row below sets all of these switches.
-_SAGAN = {"spatial": True, "spatial_critic": True, "pixel": True, "disentangled_cycle": True, "siamese": True,
-          "use_mask": True, "identity_loss": "mask", "num_codes": 1}
+_SAGAN = {
+  "spatial": True,
+  "spatial_critic": True,
+  "pixel": True,
+  "disentangled_cycle": True,
+  "siamese": True,
+  "use_mask": True,
+  "identity_loss": "mask",
+  "num_codes": 1,
+}
 # CycleGAN as published (Zhu et al. 2017): pixel level only, RGB input, its ResNet generator and
 # instance-norm PatchGAN, least squares, a history pool of 50 fakes, Adam(2e-4, 0.5, 0.999)
 # constant for the first half of the updates then linear to zero, one D update per G update.
-_CYCLEGAN = {**_SAGAN, "spatial": False, "spatial_critic": False, "siamese": False, "use_mask": False,
-             "identity_loss": "none", "generator_residual": False, "generator_pointwise_features": 0,
-             "generator_upsample": "transpose", "critic_norm": "instance", "gan_loss": "lsgan", "lipschitz": "none",
-             "n_critic": 1, "history_pool": 50, "learning_rate": 2e-4, "adam_b1": 0.5, "adam_b2": 0.999,
-             "stm_learning_rate": 0.0, "lr_schedule": "linear_decay"}
+_CYCLEGAN = {
+  **_SAGAN,
+  "spatial": False,
+  "spatial_critic": False,
+  "siamese": False,
+  "use_mask": False,
+  "identity_loss": "none",
+  "generator_residual": False,
+  "generator_pointwise_features": 0,
+  "generator_upsample": "transpose",
+  "critic_norm": "instance",
+  "gan_loss": "lsgan",
+  "lipschitz": "none",
+  "n_critic": 1,
+  "history_pool": 50,
+  "learning_rate": 2e-4,
+  "adam_b1": 0.5,
+  "adam_b2": 0.999,
+  "stm_learning_rate": 0.0,
+  "lr_schedule": "linear_decay",
+}
 
 # Every row of Tables I–III, in the order the ablation reports them. WS, WP and WD use M = 1, as the
 # paper compares them with SA-GAN [M=1] (Table III).
 VARIANTS = {
-    "original": Variant("Original", None),  # IDE on the raw source images
-    "cyclegan": Variant("CycleGAN", _CYCLEGAN),
-    "cyclegan_star": Variant("CycleGAN*", {**_CYCLEGAN, "identity_loss": "mapping"}),  # + identity mapping loss
-    "wp": Variant("SA-GAN (WP)", {**_SAGAN, "pixel": False}),  # spatial level only: images are S1's output
-    "wd": Variant("SA-GAN (WD)", {**_SAGAN, "disentangled_cycle": False}),  # ‖G2(S2(G1(S1(x)))) - x‖, not eq. 4
-    "ws": Variant("SA-GAN (WS)", {**_SAGAN, "spatial": False, "spatial_critic": False}),  # pixel level only
-    "sagan": Variant("SA-GAN [M=1]", _SAGAN),
-    "sagan_m10": Variant("SA-GAN [M=10]", {**_SAGAN, "num_codes": 10}),
+  "original": Variant("Original", None),  # IDE on the raw source images
+  "cyclegan": Variant("CycleGAN", _CYCLEGAN),
+  "cyclegan_star": Variant("CycleGAN*", {**_CYCLEGAN, "identity_loss": "mapping"}),  # + identity mapping loss
+  "wp": Variant("SA-GAN (WP)", {**_SAGAN, "pixel": False}),  # spatial level only: images are S1's output
+  "wd": Variant("SA-GAN (WD)", {**_SAGAN, "disentangled_cycle": False}),  # ‖G2(S2(G1(S1(x)))) - x‖, not eq. 4
+  "ws": Variant("SA-GAN (WS)", {**_SAGAN, "spatial": False, "spatial_critic": False}),  # pixel level only
+  "sagan": Variant("SA-GAN [M=1]", _SAGAN),
+  "sagan_m10": Variant("SA-GAN [M=10]", {**_SAGAN, "num_codes": 10}),
 }
 
 

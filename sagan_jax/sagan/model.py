@@ -102,22 +102,41 @@ class SAGAN:
     self.transform = c.transform
     self.tps_control_hw = tuple(c.tps_control_hw)
     self.num_transform_params = stm_lib.num_params(c.transform, self.tps_control_hw)
-    self.generator = ResnetGenerator(c.generator_features, c.generator_blocks, residual=c.generator_residual,
-                                     pointwise_features=c.generator_pointwise_features,
-                                     upsample=c.generator_upsample, dtype=dtype, conv=layers.conv,
-                                     conv_transpose=layers.conv_transpose)
+    self.generator = ResnetGenerator(
+      c.generator_features,
+      c.generator_blocks,
+      residual=c.generator_residual,
+      pointwise_features=c.generator_pointwise_features,
+      upsample=c.generator_upsample,
+      dtype=dtype,
+      conv=layers.conv,
+      conv_transpose=layers.conv_transpose,
+    )
     self.critic = PatchCritic(c.critic_features, c.critic_layers, c.critic_norm, dtype=dtype, conv=layers.conv)
-    self.stm = SpatialTransformer(c.transform, c.stm_features, c.stm_layers, c.stm_hidden, self.tps_control_hw,
-                                  head=c.stm_head, dtype=dtype, conv=layers.conv)
+    self.stm = SpatialTransformer(
+      c.transform,
+      c.stm_features,
+      c.stm_layers,
+      c.stm_hidden,
+      self.tps_control_hw,
+      head=c.stm_head,
+      dtype=dtype,
+      conv=layers.conv,
+    )
     self.spatial_critic = SpatialCritic(c.spatial_critic_hidden, c.spatial_critic_layers, dtype=dtype)
-    self.sianet = SiaNet(tuple(c.sianet_widths), c.sianet_embed_dim, dtype=dtype, conv=layers.conv,
-                         max_pool=layers.max_pool)
+    self.sianet = SiaNet(
+      tuple(c.sianet_widths), c.sianet_embed_dim, dtype=dtype, conv=layers.conv, max_pool=layers.max_pool
+    )
 
   # Two models of equal configs are interchangeable: compiled steps (`make_steps`, `translate`,
   # which take the model as a static argument) are reused across instances.
   def __eq__(self, other) -> bool:
-    return (isinstance(other, SAGAN) and self.config == other.config and self.train_steps == other.train_steps
-            and self.layers == other.layers)
+    return (
+      isinstance(other, SAGAN)
+      and self.config == other.config
+      and self.train_steps == other.train_steps
+      and self.layers == other.layers
+    )
 
   def __hash__(self) -> int:
     return hash((self.config, self.train_steps, self.layers))
@@ -196,15 +215,25 @@ class SAGAN:
     """The masks the networks see: all ones when the configuration runs mask-free (plain CycleGAN)."""
     return masks if self.config.use_mask else jnp.ones_like(masks)
 
-  def adapt(self, params: Params, d: Direction, images: jax.Array, masks: jax.Array, z: jax.Array,
-            transform: jax.Array | None = None) -> Adapted:
+  def adapt(
+    self,
+    params: Params,
+    d: Direction,
+    images: jax.Array,
+    masks: jax.Array,
+    z: jax.Array,
+    transform: jax.Array | None = None,
+  ) -> Adapted:
     """Spatial then pixel adaptation of ``images[B, H, W, 3]`` with masks ``[B, H, W, 1]``.
 
     ``transform`` replaces the STM's prediction (the parameters of T) when given.
     """
     if self.config.spatial:
-      p = transform if transform is not None else self.stm.apply(
-          {"params": params[d.stm]}, jnp.concatenate([images, masks], -1), z)
+      p = (
+        transform
+        if transform is not None
+        else self.stm.apply({"params": params[d.stm]}, jnp.concatenate([images, masks], -1), z)
+      )
       warped = self.apply_transform(jnp.concatenate([images, masks], -1), p)
       spatial, warped_mask, inside = warped[..., :3], warped[..., 3:4], self.inside(masks, p)
     else:
@@ -249,8 +278,9 @@ class SAGAN:
       out = losses.wgan_generator_loss(self._critic_scores(params, d.critic, fake))
     if d.spatial_critic in params:
       scores = self.spatial_critic.apply({"params": params[d.spatial_critic]}, a.transform)
-      out = out + (losses.lsgan_generator_loss(scores) if self.config.gan_loss == "lsgan"
-                   else losses.wgan_generator_loss(scores))
+      out = out + (
+        losses.lsgan_generator_loss(scores) if self.config.gan_loss == "lsgan" else losses.wgan_generator_loss(scores)
+      )
     return out
 
   def _critic_input(self, inputs: jax.Array) -> jax.Array:
@@ -273,11 +303,19 @@ class SAGAN:
     k_x, k_y, _ = jax.random.split(key, 3)
     x, y = batch["x"], batch["y"]
     mx, my = self.masks_for_input(batch["x_mask"]), self.masks_for_input(batch["y_mask"])
-    return {"y": jax.lax.stop_gradient(self.adapt(frozen_params, XY, x, mx, self.spatial_codes(k_x, x.shape[0]))),
-            "x": jax.lax.stop_gradient(self.adapt(frozen_params, YX, y, my, self.spatial_codes(k_y, y.shape[0])))}
+    return {
+      "y": jax.lax.stop_gradient(self.adapt(frozen_params, XY, x, mx, self.spatial_codes(k_x, x.shape[0]))),
+      "x": jax.lax.stop_gradient(self.adapt(frozen_params, YX, y, my, self.spatial_codes(k_y, y.shape[0]))),
+    }
 
-  def critic_loss(self, critic_params: Params, frozen_params: Params, batch: dict, key: jax.Array,
-                  fakes: dict[str, Adapted] | None = None):
+  def critic_loss(
+    self,
+    critic_params: Params,
+    frozen_params: Params,
+    batch: dict,
+    key: jax.Array,
+    fakes: dict[str, Adapted] | None = None,
+  ):
     """Eq. 1, critic side, for D1, D2 (and DT1, DT2), plus the gradient penalty when configured.
 
     With ``gan_loss="lsgan"``, CycleGAN's least-squares loss instead. ``fakes`` (`fake_images`,
@@ -312,8 +350,13 @@ class SAGAN:
     for name, real_img, real_mask, fake in (("D1", y, my, fake_y), ("D2", x, mx, fake_x)):
       scores = functools.partial(self._critic_scores, critic_params, name)
       patches = functools.partial(self._critic_patches, critic_params, name)
-      critic_term(name, scores, jnp.concatenate([real_img, real_mask], -1), jnp.concatenate([fake.adapted, fake.mask], -1),
-                  patches)
+      critic_term(
+        name,
+        scores,
+        jnp.concatenate([real_img, real_mask], -1),
+        jnp.concatenate([fake.adapted, fake.mask], -1),
+        patches,
+      )
     if "DT1" in critic_params:
       # DT1: fake T_xy, real (T_yx)⁻¹; DT2 mirrors it.
       for name, fake, real in (("DT1", fake_y, fake_x), ("DT2", fake_x, fake_y)):
@@ -343,8 +386,8 @@ class SAGAN:
 
     total, metrics = 0.0, {}
     for src, d, source, source_mask, target, target_mask, z in (
-        ("x", XY, x, mx, y, my, z_x),
-        ("y", YX, y, my, x, mx, z_y),
+      ("x", XY, x, mx, y, my, z_x),
+      ("y", YX, y, my, x, mx, z_y),
     ):
       a = adapted[src]
       adversarial = self._adversarial(params, d, a)
@@ -352,7 +395,7 @@ class SAGAN:
       identity = self._identity_loss(params, d, a, target, target_mask)
       siamese = siamese_terms[src] if siamese_terms is not None else 0.0
       direction_total = losses.generator_objective(
-          adversarial, cycle, identity, siamese, c.lambda_cyc, c.lambda_idt, c.lambda_siam
+        adversarial, cycle, identity, siamese, c.lambda_cyc, c.lambda_idt, c.lambda_siam
       )
       total = total + direction_total
       metrics.update({f"generator/{src}/{k}": v for k, v in cycle_metrics.items()})
@@ -363,8 +406,9 @@ class SAGAN:
     metrics["generator/loss"] = total
     return total, (metrics, siamese_images)
 
-  def _cycle_loss(self, params: Params, d: Direction, source: jax.Array, source_mask: jax.Array, a: Adapted,
-                  z: jax.Array):
+  def _cycle_loss(
+    self, params: Params, d: Direction, source: jax.Array, source_mask: jax.Array, a: Adapted, z: jax.Array
+  ):
     """Eq. 4 (disentangled: SCL + λ_pcl·PCL), or the entangled loss for WD, or CycleGAN's for WS."""
     c = self.config
     fake = jnp.concatenate([a.adapted, a.mask], -1)
@@ -378,7 +422,7 @@ class SAGAN:
       entangled = losses.pixel_cycle_loss(source, recovered)
       return entangled, {"entangled_cycle": entangled}
     scl = losses.spatial_cycle_loss(
-        self._comparable_transform(stm_lib.invert_params(a.transform, self.transform)), self._comparable_transform(t_back)
+      self._comparable_transform(stm_lib.invert_params(a.transform, self.transform)), self._comparable_transform(t_back)
     )
     # Path 2 (orange): the exact inverse (T_xy)⁻¹ recovers the geometry, G2 the pixels (eq. 2).
     if not c.pcl_trains_stm:

@@ -9,7 +9,8 @@ norm, so sharding the batch changes no result (only the order of float reduction
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax
 import jax
@@ -57,14 +58,16 @@ def create_state(model: SAGAN, seed: int | jax.Array, mesh: Mesh | None = None) 
   params = model.init_params(init_key)
   tx = model.optimizers()
   opt_state = {
-      "generator": tx["generator"].init(_group(params, model.generator_names)),
-      "critic": tx["critic"].init(_group(params, model.critic_names)),
-      "sianet": tx["sianet"].init(_group(params, model.sianet_names)),
+    "generator": tx["generator"].init(_group(params, model.generator_names)),
+    "critic": tx["critic"].init(_group(params, model.critic_names)),
+    "sianet": tx["sianet"].init(_group(params, model.sianet_names)),
   }
   if model.config.history_pool:
     h, w = model.config.image_size
-    empty = lambda: {"images": jnp.zeros((model.config.history_pool, h, w, 4), jnp.float32),
-                     "count": jnp.zeros((), jnp.int32)}
+    empty = lambda: {
+      "images": jnp.zeros((model.config.history_pool, h, w, 4), jnp.float32),
+      "count": jnp.zeros((), jnp.int32),
+    }
     opt_state[POOL_KEY] = {"D1": empty(), "D2": empty()}
   state = SAGANState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), rng, params, opt_state)
   return state if mesh is None else jax.device_put(state, parallel.replicated(mesh))
@@ -82,18 +85,21 @@ def critic_update(model: SAGAN, state: SAGANState, batch: Batch) -> tuple[SAGANS
     for name, side, k in (("D1", "y", 0), ("D2", "x", 1)):
       a = fakes[side]
       shown, images, count = losses.query_history_pool(
-          state.pools[name]["images"], state.pools[name]["count"], jnp.concatenate([a.adapted, a.mask], -1),
-          jax.random.fold_in(key, 100 + k))
+        state.pools[name]["images"],
+        state.pools[name]["count"],
+        jnp.concatenate([a.adapted, a.mask], -1),
+        jax.random.fold_in(key, 100 + k),
+      )
       fakes[side] = a._replace(adapted=shown[..., :3], mask=shown[..., 3:])
       pools[name] = {"images": images, "count": count}
   grads, metrics = jax.grad(model.critic_loss, has_aux=True)(critic_params, state.params, batch, key, fakes)
   updates, opt_state = tx.update(grads, state.opt_state["critic"], critic_params)
   new_params = {**state.params, **optax.apply_updates(critic_params, updates)}
   return state.replace(
-      critic_steps=state.critic_steps + 1,
-      rng=rng,
-      params=new_params,
-      opt_state={**state.opt_state, "critic": opt_state, **({POOL_KEY: pools} if pools else {})},
+    critic_steps=state.critic_steps + 1,
+    rng=rng,
+    params=new_params,
+    opt_state={**state.opt_state, "critic": opt_state, **({POOL_KEY: pools} if pools else {})},
   ), metrics
 
 
@@ -126,7 +132,7 @@ def make_steps(model: SAGAN, mesh: Mesh) -> tuple[Callable, Callable]:
   """
   rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
   compile_step = lambda fn: jax.jit(
-      functools.partial(fn, model), in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0
+    functools.partial(fn, model), in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0
   )
   return compile_step(critic_update), compile_step(generator_update)
 
