@@ -40,10 +40,27 @@ def tiny_sagan_config():
   return lambda variant="sagan": apply_tiny_scale(apply_variant(sagan_config(), variant))
 
 
-# The files whose tests take longest, run first: pytest-xdist (`--dist loadfile`) hands whole files to
-# its workers in collection order, and a long file started last keeps one worker busy while the
-# other idles (BENCHMARKS.md, "Test suite").
-_LONGEST_FIRST = ("test_experiments.py", "test_fidelity.py", "test_sagan.py", "test_protocol.py", "test_masks.py")
+# The files whose tests take longest, run first, in this order: pytest-xdist (`--dist loadfile`)
+# hands whole files to its workers in collection order (once told not to sort them by test count),
+# and a long file started last keeps one worker busy while the other idles. test_protocol.py comes
+# after test_experiments.py, whose end-to-end run compiles the tiny programs both use
+# (BENCHMARKS.md, "Test suite").
+_LONGEST_FIRST = (
+  "test_experiments.py",
+  "test_sagan.py",
+  "test_fidelity.py",
+  "test_protocol.py",
+  "test_cpu.py",
+  "test_reid.py",
+  "test_masks.py",
+  "test_models.py",
+  "test_geometry.py",
+)
+
+
+def pytest_configure(config):
+  if hasattr(config.option, "loadscopereorder"):  # pytest-xdist's: sort files by test count
+    config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(session, config, items):
