@@ -100,6 +100,11 @@ def test_a_partly_complete_multi_seed_ablation_trains_only_what_is_missing(tmp_p
   ran.clear()
   runner.ablation("configs/synthetic.py", str(tmp_path), [], variants, (0, 1))
   assert ran == []  # everything complete: nothing runs again
+  # M=10 asked for alone, later, shares the GAN of the seed's complete M=1 run too.
+  (tmp_path / "seed2" / "sagan" / "sagan").mkdir(parents=True)
+  (tmp_path / "seed2" / "sagan" / "results.json").write_text(json.dumps(result("sagan", 52.0, 40.0)))
+  runner.ablation("configs/synthetic.py", str(tmp_path), [], ("sagan_m10",), (2,))
+  assert ran == [("sagan_m10", 2, False)] and (tmp_path / "seed2" / "sagan_m10" / "sagan").is_dir()
 
 
 def test_msweep_over_seeds_writes_mean_and_sd(tmp_path, monkeypatch):

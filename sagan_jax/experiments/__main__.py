@@ -112,8 +112,8 @@ def ablation(config_file, workdir, overrides, variants=ALL_VARIANTS, seeds=(0,),
         else:
           table.setdefault(row, {})[seed] = done
         continue
-      if row == "sagan_m10" and "sagan" in variants:
-        _share_gan(os.path.join(seed_dir, "sagan"), run_dir)
+      if row == "sagan_m10" and _complete(os.path.join(seed_dir, "sagan")) is not None:
+        _share_gan(os.path.join(seed_dir, "sagan"), run_dir)  # the same GAN: only M differs
       table.setdefault(row, {})[seed] = _run(
         config_file, variant, run_dir, [*overrides, *extra, f"--config.seed={seed}"]
       )
