@@ -46,7 +46,7 @@ def add_flag(parser: argparse.ArgumentParser, layers: bool = True) -> None:
 def apply(args: argparse.Namespace) -> str:
   """Applies the allocator choice (before any computation) and describes it for the table's header."""
   if args.host_allocator == "tuned":
-    applied = not cpu._accelerator_host() and cpu.configure_host_allocator()
+    applied = cpu.configure_host_allocator()  # itself a no-op on accelerator hosts
     return "host allocator tuned" if applied else "host allocator tuning unavailable here"
   return "default host allocator"
 
