@@ -11,6 +11,11 @@ identical program compile once (BENCHMARKS.md, "Test suite"). The variables go t
 so train.py subprocesses share it, and so do pytest-xdist's workers (`-n 2`, the README's test
 command): the controlling process imports this file before it starts them, and only it, which made
 the directory, removes it. A cache directory the user set already is kept.
+
+Most tests are compile-bound: they build tiny programs and run them a few times. They run with XLA's
+optimisation passes mostly off (`jax_disable_most_optimizations`), which compiles about twice as
+fast. The few tests that train for hundreds of steps run 1.5-3.5 times slower that way, so they carry
+`@pytest.mark.xla_optimized` and get the full compiler (BENCHMARKS.md, "Test suite").
 """
 
 import atexit
@@ -59,6 +64,7 @@ _LONGEST_FIRST = (
 
 
 def pytest_configure(config):
+  config.addinivalue_line("markers", "xla_optimized: run-bound; compile with every XLA optimisation on")
   if hasattr(config.option, "loadscopereorder"):  # pytest-xdist's: sort files by test count
     config.option.loadscopereorder = False
 
@@ -67,3 +73,11 @@ def pytest_collection_modifyitems(session, config, items):
   del session, config
   rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
   items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file is kept
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+  # Before the test's fixtures, so a module fixture built for a marked test is optimised too.
+  import jax
+
+  jax.config.update("jax_disable_most_optimizations", item.get_closest_marker("xla_optimized") is None)

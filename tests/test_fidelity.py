@@ -94,6 +94,7 @@ def _read_split(root, domain, size):
   return np.stack(out)
 
 
+@pytest.mark.xla_optimized
 def test_a_short_training_run_moves_both_fidelity_scores_below_one(tmp_path, tiny_sagan_config):
   """The default recipe at the tiny scale on a small synthetic benchmark: T_xy moves towards the true
   viewpoint and G1(S1(x)) towards the paired ground truth within 300 generator updates."""

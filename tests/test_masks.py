@@ -72,6 +72,7 @@ def trained_unet(tmp_path_factory):
   return root, fresh_dir, record, mesh
 
 
+@pytest.mark.xla_optimized
 def test_unet_learns_synthetic_masks(trained_unet):
   root, fresh_dir, record, mesh = trained_unet
   model, params, loaded = training.load(str(root / "unet"), mesh)

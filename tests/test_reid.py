@@ -151,6 +151,7 @@ LEARN = synthetic.BenchmarkSpec(
 )
 
 
+@pytest.mark.xla_optimized
 def test_ide_learns_identities_that_transfer_to_unseen_ones(tmp_path):
   """Trained on the synthetic source's training ids, ranked on its disjoint test ids."""
   manual = str(tmp_path / "source")

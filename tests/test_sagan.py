@@ -343,6 +343,7 @@ def _train(model, state, steps, n_critic, target_fn, key, batch_size=16):
   return state, critic_metrics, generator_metrics
 
 
+@pytest.mark.xla_optimized
 def test_spatial_path_recovers_a_known_homography(tiny_sagan_config):
   """Domains related only by a homography: S1 must learn it from unpaired images (WP: spatial path)."""
   p_true = jnp.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.15, 0.0, 0.35])  # shift down + vertical keystone
@@ -377,6 +378,7 @@ def test_spatial_path_recovers_a_known_homography(tiny_sagan_config):
   assert after < 0.5 * before, (before, after)
 
 
+@pytest.mark.xla_optimized
 def test_pixel_path_moves_towards_a_colour_shifted_domain(tiny_sagan_config):
   """Domains related only by a colour shift: PCL falls and G1's outputs look more like Y to the critic."""
 
