@@ -64,7 +64,7 @@ _LONGEST_FIRST = (
 
 
 def pytest_configure(config):
-  config.addinivalue_line("markers", "xla_optimized: run-bound; compile with every XLA optimisation on")
+  config.addinivalue_line("markers", "xla_optimized: compile this test with every XLA optimisation on")
   if hasattr(config.option, "loadscopereorder"):  # pytest-xdist's: sort files by test count
     config.option.loadscopereorder = False
 
