@@ -56,7 +56,7 @@ def layers(name: str) -> Layers:
   if name not in LAYERS:
     raise SystemExit(f"--layers: {name!r} is not one of {', '.join(LAYERS)}")
   if name == "auto":
-    return Layers() if cpu._accelerator_host() else cpu.layers()
+    return Layers() if cpu.accelerator_host() else cpu.layers()
   return {"cpu": cpu.layers(), "cpu_products": cpu.layers(xla_filter_gradients=False), "flax": Layers()}[name]
 
 

@@ -464,7 +464,7 @@ def setup(enabled: bool = True) -> Layers:
   Returns flax's :class:`Layers` on an accelerator host (decided without starting a JAX backend,
   which must wait for ``jax.distributed.initialize``) or with ``enabled=False`` (``--nocpu_fast_path``).
   """
-  if not enabled or _accelerator_host():
+  if not enabled or accelerator_host():
     return Layers()
   configure_host_allocator()
   return layers()
@@ -505,7 +505,7 @@ def _user_sets_malloc() -> bool:
   )
 
 
-def _accelerator_host() -> bool:
+def accelerator_host() -> bool:
   """Whether JAX will run on an accelerator, decided without starting a backend (which would be too late)."""
   platforms = os.environ.get("JAX_PLATFORMS", "")
   if platforms:
@@ -528,7 +528,7 @@ def configure_host_allocator(top_pad_mb: int = 256) -> bool:
   """
   if top_pad_mb < 0:
     raise ValueError(f"top_pad_mb must be >= 0, got {top_pad_mb}")
-  if _user_sets_malloc() or _accelerator_host():
+  if _user_sets_malloc() or accelerator_host():
     return False
   libc = _glibc()
   if libc is None:

@@ -407,7 +407,10 @@ def test_max_pool_is_flax_max_pool(window, strides, padding, fast):
 def test_setup_is_flax_when_turned_off_or_on_an_accelerator_host(monkeypatch):
   assert cpu.setup(enabled=False) == Layers()
   monkeypatch.setenv("JAX_PLATFORMS", "cuda")
-  assert cpu.setup() == Layers()
+  assert cpu.accelerator_host() and cpu.setup() == Layers()
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu,tpu")
+  assert cpu.accelerator_host()
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  assert not cpu.accelerator_host()
   monkeypatch.setattr(cpu, "configure_host_allocator", lambda: False)  # the allocator belongs to fresh processes
   assert cpu.setup() is cpu.layers() and cpu.layers() != Layers()
