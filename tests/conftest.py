@@ -15,7 +15,8 @@ the directory, removes it. A cache directory the user set already is kept.
 Most tests are compile-bound: they build tiny programs and run them a few times. They run with XLA's
 optimisation passes mostly off (`jax_disable_most_optimizations`), which compiles about twice as
 fast. The few tests that train for hundreds of steps run 1.5-3.5 times slower that way, so they carry
-`@pytest.mark.xla_optimized` and get the full compiler (BENCHMARKS.md, "Test suite").
+`@pytest.mark.xla_optimized` and get the full compiler (BENCHMARKS.md, "Test suite"). A
+`JAX_DISABLE_MOST_OPTIMIZATIONS` set in the environment wins, for every test (1 or 0).
 """
 
 import atexit
@@ -78,6 +79,8 @@ def pytest_collection_modifyitems(session, config, items):
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
   # Before the test's fixtures, so a module fixture built for a marked test is optimised too.
+  if "JAX_DISABLE_MOST_OPTIMIZATIONS" in os.environ:  # the user's choice, read by jax at import
+    return
   import jax
 
   jax.config.update("jax_disable_most_optimizations", item.get_closest_marker("xla_optimized") is None)
