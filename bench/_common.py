@@ -1,4 +1,6 @@
-"""What every benchmark shares: the CPU fast path's switches, XLA's FLOP count, the device's matmul rate.
+"""What every benchmark shares: the CPU fast path's flags, XLA's FLOP count, the device's matmul rate.
+
+Benchmarks run as modules from the repository root: ``python -m bench.NAME [--flags]``.
 
 MFU (model FLOPs utilisation) is stated against the rate this device *measures* for a large
 square matmul in the compute dtype (`matmul_rate`), not a datasheet peak, so a figure means
@@ -7,7 +9,6 @@ square matmul in the compute dtype (`matmul_rate`), not a datasheet peak, so a f
 
 from __future__ import annotations
 
-import argparse
 import functools
 import glob
 import os
@@ -19,6 +20,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+from absl import flags
 
 from sagan_jax import cpu
 from sagan_jax.models.layers import Layers
@@ -26,24 +28,28 @@ from sagan_jax.models.layers import Layers
 LAYERS = ("auto", "cpu", "cpu_products", "flax")
 
 
-def add_flag(parser: argparse.ArgumentParser, layers: bool = True) -> None:
-  parser.add_argument(
-    "--host_allocator",
-    choices=["tuned", "default"],
-    default="tuned",
-    help="'tuned' applies sagan_jax.cpu.configure_host_allocator as train.py does on a CPU host; "
-    "'default' keeps glibc's settings (to measure the difference)",
-  )
-  if layers:
-    parser.add_argument(
-      "--layers",
-      default="auto",
-      help="comma list of the networks' layers to time in turn: auto (what train.py picks here), cpu "
-      "(sagan_jax.cpu.layers), cpu_products (the same with products for every filter gradient), flax",
-    )
+flags.DEFINE_enum(
+  "host_allocator",
+  "tuned",
+  ["tuned", "default"],
+  "'tuned' applies sagan_jax.cpu.configure_host_allocator as train.py does on a CPU host; "
+  "'default' keeps glibc's settings (to measure the difference)",
+)
+flags.DEFINE_string(
+  "layers",
+  "auto",
+  "comma list of the networks' layers to time in turn: auto (what train.py picks here), cpu "
+  "(sagan_jax.cpu.layers), cpu_products (the same with products for every filter gradient), flax",
+)
+flags.DEFINE_string(
+  "trace",
+  None,
+  "after timing, profile one more step of the first row and write its perfetto trace to this file "
+  "(python -m bench.trace_summary FILE says where the accelerator time goes)",
+)
 
 
-def apply(args: argparse.Namespace) -> str:
+def apply(args=flags.FLAGS) -> str:
   """Applies the allocator choice (before any computation) and describes it for the table's header."""
   if args.host_allocator == "tuned":
     applied = cpu.configure_host_allocator()  # itself a no-op on accelerator hosts
@@ -58,16 +64,6 @@ def layers(name: str) -> Layers:
   if name == "auto":
     return Layers() if cpu.accelerator_host() else cpu.layers()
   return {"cpu": cpu.layers(), "cpu_products": cpu.layers(xla_filter_gradients=False), "flax": Layers()}[name]
-
-
-def add_trace_flag(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument(
-    "--trace",
-    default=None,
-    metavar="FILE.json.gz",
-    help="after timing, profile one more step of the first row and write its perfetto trace to this file "
-    "(python bench/trace_summary.py FILE says where the accelerator time goes)",
-  )
 
 
 def trace(fn, path: str) -> None:

@@ -4,16 +4,23 @@ Why the test suite compiles most tests with `jax_disable_most_optimizations` and
 training tests `xla_optimized` (tests/conftest.py): each option is timed in a fresh process, as
 `XLA_FLAGS` is read once per process.
 
-Usage: python bench/bench_compile_options.py [--batch 8] [--height 64] [--width 32] [--calls 5]
+Usage: python -m bench.bench_compile_options [--batch 8] [--height 64] [--width 32] [--calls 5]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
+
+from absl import app, flags
+
+flags.DEFINE_integer("batch", 8, "images per batch")
+flags.DEFINE_integer("height", 64, "image height")
+flags.DEFINE_integer("width", 32, "image width")
+flags.DEFINE_integer("calls", 5, "timed calls after the compile")
+flags.DEFINE_string("child", None, "(internal) JSON of jax.config updates: run one measurement in this process")
 
 # name → (environment additions, jax.config updates)
 OPTIONS = {
@@ -23,6 +30,7 @@ OPTIONS = {
   "jax_optimization_level=O0": ({}, {"jax_optimization_level": "O0"}),
   "jax_exec_time_optimization_effort=-1": ({}, {"jax_exec_time_optimization_effort": -1.0}),
 }
+flags.DEFINE_list("options", list(OPTIONS), "which compile options to time (names of OPTIONS)")
 
 
 def _measure(updates: dict, batch: int, height: int, width: int, calls: int) -> dict:
@@ -50,14 +58,9 @@ def _measure(updates: dict, batch: int, height: int, width: int, calls: int) -> 
   return {"compile_s": compile_s, "call_s": (time.perf_counter() - start) / calls}
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--height", type=int, default=64)
-  parser.add_argument("--width", type=int, default=32)
-  parser.add_argument("--calls", type=int, default=5)
-  parser.add_argument("--child", help=argparse.SUPPRESS)  # JSON of the config updates: run one measurement
-  args = parser.parse_args()
+def main(argv) -> None:
+  del argv
+  args = flags.FLAGS
   if args.child is not None:
     print(json.dumps(_measure(json.loads(args.child), args.batch, args.height, args.width, args.calls)))
     return
@@ -66,13 +69,17 @@ def main():
   print(f"ResnetGenerator(features=16, num_blocks=2) gradient, batch {args.batch}, {args.height}×{args.width}, CPU")
   print("| option | compile, s | one call, s |")
   print("|---|---|---|")
-  for name, (env_add, updates) in OPTIONS.items():
+  unknown = [o for o in args.options if o not in OPTIONS]
+  if unknown:
+    raise app.UsageError(f"--options: unknown {unknown}; choose from {', '.join(OPTIONS)}")
+  for name in args.options:
+    env_add, updates = OPTIONS[name]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", **env_add}
     if "XLA_FLAGS" not in env_add:
       env.pop("XLA_FLAGS", None)
     sizes = [f"--batch={args.batch}", f"--height={args.height}", f"--width={args.width}", f"--calls={args.calls}"]
     out = subprocess.run(
-      [sys.executable, __file__, *sizes, f"--child={json.dumps(updates)}"],
+      [sys.executable, "-m", "bench.bench_compile_options", *sizes, f"--child={json.dumps(updates)}"],
       cwd=root,
       env={**env, "PYTHONPATH": root},
       capture_output=True,
@@ -84,4 +91,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -25,26 +25,34 @@ The table ends with the stem's 3×3/2 max pool: XLA's gradient (``select_and_sca
 ``sagan_jax.cpu.square_max_pool``'s. ``--band_mib`` sets the im2col band budget of ``cpu`` (default
 8 MiB; ``--band_mib 1024`` builds each layer's patches whole, which shows what the bands save).
 
-Usage: python bench/bench_convs.py [--batch 8] [--height 256 --width 128] [--repeats 5] [--impl xla|both]
+Usage: python -m bench.bench_convs [--batch 8] [--height 256 --width 128] [--repeats 5] [--impl xla|both]
        [--band_mib 8] [--net resnet50|sagan_synthetic]
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 from jax import lax
+
+from bench import _common
+
+flags.DEFINE_integer("batch", 8, "images per batch")
+flags.DEFINE_integer("height", 256, "image height")
+flags.DEFINE_integer("width", 128, "image width")
+flags.DEFINE_integer("repeats", 5, "timed repetitions (median)")
+flags.DEFINE_enum("impl", "both", ("xla", "both"), "'xla' (XLA's gradients only) or 'both' (and sagan_jax.cpu's)")
+flags.DEFINE_float("band_mib", 8.0, "im2col band budget of sagan_jax.cpu")
+flags.DEFINE_enum(
+  "net", "resnet50", ("resnet50", "sagan_synthetic"), "whose convolutions: the IDE ResNet-50 or the main job's SA-GAN"
+)
 
 _ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -169,17 +177,9 @@ def time_conv(c: Conv, batch: int, repeats: int, impls: tuple[str, ...]):
   return out
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--height", type=int, default=256)
-  parser.add_argument("--width", type=int, default=128)
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--impl", choices=("xla", "both"), default="both")
-  parser.add_argument("--band_mib", type=float, default=8.0, help="im2col band budget of sagan_jax.cpu")
-  parser.add_argument("--net", choices=("resnet50", "sagan_synthetic"), default="resnet50")
-  _common.add_flag(parser, layers=False)
-  args = parser.parse_args()
+def main(argv) -> None:
+  del argv
+  args = flags.FLAGS
   allocator = _common.apply(args)
   impls = ("xla",) if args.impl == "xla" else ("xla", "matmul")
   from sagan_jax import cpu
@@ -263,4 +263,4 @@ def max_pool_line(batch: int, height: int, width: int, repeats: int) -> str:
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -1,6 +1,6 @@
 """Evaluation speed on a Market-1501-sized problem: distance matrix, then CMC + mAP.
 
-    python bench/bench_evaluation.py [--queries 3368 --gallery 15913 --dim 2048 --repeats 3]
+    python -m bench.bench_evaluation [--queries 3368 --gallery 15913 --dim 2048 --repeats 3]
                                      [--backend numpy,jax]
 
 Labels follow Market-1501's test set (750 ids over 6 cameras, 2,793 distractors of id 0 among the
@@ -15,19 +15,21 @@ same scores; the script checks it.
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-import _common
 import jax
 import numpy as np
+from absl import app, flags
 
+from bench import _common
 from sagan_jax.reid import metrics
+
+flags.DEFINE_integer("queries", 3368, "query features")
+flags.DEFINE_integer("gallery", 15913, "gallery features")
+flags.DEFINE_integer("dim", 2048, "feature dimension")
+flags.DEFINE_integer("repeats", 3, "timed repetitions (median)")
+flags.DEFINE_string("backend", "numpy", "comma list of evaluate_features backends: numpy, jax")
 
 
 def market_like(num_q: int, num_g: int, dim: int, seed: int = 0):
@@ -55,15 +57,9 @@ def timed(fn, repeats):
   return statistics.median(times), out
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--queries", type=int, default=3368)
-  parser.add_argument("--gallery", type=int, default=15913)
-  parser.add_argument("--dim", type=int, default=2048)
-  parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--backend", default="numpy", help="comma list of evaluate_features backends: numpy, jax")
-  _common.add_flag(parser, layers=False)
-  args = parser.parse_args()
+def main(argv) -> None:
+  del argv
+  args = flags.FLAGS
   allocator = _common.apply(args)
   qf, gf, q_pids, g_pids, q_cams, g_cams = market_like(args.queries, args.gallery, args.dim)
   labels = (q_pids, g_pids, q_cams, g_cams)
@@ -103,7 +99,7 @@ def main():
         (f"jax on {jax.devices()[0].device_kind}, features on the device", "inside the totals", t_dev, float("nan"))
       )
     else:
-      parser.error(f"--backend: unknown backend {backend!r} (numpy, jax)")
+      raise app.UsageError(f"--backend: unknown backend {backend!r} (numpy, jax)")
     scores[backend] = (cmc, mean_ap, ap_trap)
   print(
     f"Market-sized evaluation: {args.queries} queries × {args.gallery} gallery × {args.dim}-d, float32, "
@@ -128,4 +124,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

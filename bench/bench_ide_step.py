@@ -15,33 +15,49 @@ slow stretch of a shared machine slows every row alike and the ratios between ro
 time (batch 128 takes about 15 GB of temporaries per model).
 
 Usage:
-  python bench/bench_ide_step.py                            # batch 8 and 128, float32 and bfloat16
-  python bench/bench_ide_step.py --batches 8 --dtypes float32 --steps 5 --torch --forward
-  python bench/bench_ide_step.py --batches 8 --dtypes float32 --layers flax,cpu
-  python bench/bench_ide_step.py --batches 128 --sequential --torch
-  python bench/bench_ide_step.py --batches 128 --dtypes bfloat16 --trace ide.json.gz   # then bench/trace_summary.py
+  python -m bench.bench_ide_step                            # batch 8 and 128, float32 and bfloat16
+  python -m bench.bench_ide_step --batches 8 --dtypes float32 --steps 5 --torch --forward
+  python -m bench.bench_ide_step --batches 8 --dtypes float32 --layers flax,cpu
+  python -m bench.bench_ide_step --batches 128 --sequential --torch
+  python -m bench.bench_ide_step --batches 128 --dtypes bfloat16 --trace ide.json.gz   # then bench/trace_summary.py
   Options: --classes 751 (Market-1501's training ids) --height 256 --width 128
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import app, flags
 
+from bench import _common
 from sagan_jax import parallel
 from sagan_jax.reid import ide
+from sagan_jax.reid import train as ide_train
+
+flags.DEFINE_string("batches", "8,128", "comma list of batch sizes (one row each)")
+flags.DEFINE_string("dtypes", "float32,bfloat16", "comma list of compute dtypes")
+flags.DEFINE_integer("steps", 3, "timed steps per row (median), after one warm-up step")
+flags.DEFINE_integer("classes", 751, "identities of the IDE head")
+flags.DEFINE_string("stage_sizes", "3,4,6,3", "residual blocks per stage (ResNet-50's by default)")
+flags.DEFINE_integer("resnet_width", 64, "the first stage's width (ResNet-50's 64 by default)")
+flags.DEFINE_integer("height", 256, "image height")
+flags.DEFINE_integer("width", 128, "image width")
+flags.DEFINE_bool("torch", False, "add torchvision's step (float32) for comparison")
+flags.DEFINE_bool("forward", False, "add rows timing the forward pass alone")
+flags.DEFINE_bool(
+  "sequential",
+  False,
+  "time each row alone right after building it (one model in memory at a time, for batch 128 on a small "
+  "host) instead of round-robin across the batch size's rows",
+)
 
 
 def _time_rows(rows: list[dict], steps: int, trace: str | None = None) -> None:
@@ -74,13 +90,19 @@ def _time_rows(rows: list[dict], steps: int, trace: str | None = None) -> None:
     del row["step"]  # frees the row's state before the next group is built
 
 
-def jax_row(batch: int, dtype: str, classes: int, size: tuple[int, int], layers: str) -> dict:
+def _config(dtype: str, size: tuple[int, int]):
   cfg = ide.ide_config()
   cfg.dtype, cfg.image_size = dtype, size
+  cfg.stage_sizes, cfg.width = tuple(int(s) for s in flags.FLAGS.stage_sizes.split(",")), flags.FLAGS.resnet_width
+  return cfg
+
+
+def jax_row(batch: int, dtype: str, classes: int, size: tuple[int, int], layers: str) -> dict:
+  cfg = _config(dtype, size)
   mesh = parallel.make_mesh()
   parallel.check_batch_divisible(batch, mesh)
   model = ide.make_model(cfg, classes, _common.layers(layers))
-  optimizer = ide.make_optimizer(cfg, steps_per_epoch=100)
+  optimizer = ide_train.make_optimizer(cfg, steps_per_epoch=100)
   state = ide.create_state(model, optimizer, size, 0, mesh)
   rng = np.random.default_rng(0)
   images = jax.device_put(rng.uniform(-1, 1, (batch, *size, 3)).astype(np.float32), parallel.batch_sharded(mesh))
@@ -119,11 +141,10 @@ def _model_flops(cfg, classes, optimizer, mesh, state, images, labels) -> float:
 
 def jax_forward_row(batch: int, dtype: str, classes: int, size: tuple[int, int]) -> dict:
   """The training step's forward pass alone (train-mode batch norm, loss), to split forward from backward."""
-  cfg = ide.ide_config()
-  cfg.dtype, cfg.image_size = dtype, size
+  cfg = _config(dtype, size)
   model = ide.make_model(cfg, classes, _common.layers("auto"))
   mesh = parallel.make_mesh()
-  state = ide.create_state(model, ide.make_optimizer(cfg, 100), size, 0, mesh)
+  state = ide.create_state(model, ide_train.make_optimizer(cfg, 100), size, 0, mesh)
   rng = np.random.default_rng(0)
   images = rng.uniform(-1, 1, (batch, *size, 3)).astype(np.float32)
   labels = rng.integers(0, classes, batch).astype(np.int32)
@@ -187,25 +208,9 @@ def torch_row(batch: int, classes: int, size: tuple[int, int], forward_only: boo
   }
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--batches", default="8,128")
-  parser.add_argument("--dtypes", default="float32,bfloat16")
-  parser.add_argument("--steps", type=int, default=3, help="timed steps per row (median), after one warm-up step")
-  parser.add_argument("--classes", type=int, default=751)
-  parser.add_argument("--height", type=int, default=256)
-  parser.add_argument("--width", type=int, default=128)
-  parser.add_argument("--torch", action="store_true", help="add torchvision's step (float32) for comparison")
-  parser.add_argument("--forward", action="store_true", help="add rows timing the forward pass alone")
-  parser.add_argument(
-    "--sequential",
-    action="store_true",
-    help="time each row alone right after building it (one model in memory at a time, for "
-    "batch 128 on a small host) instead of round-robin across the batch size's rows",
-  )
-  _common.add_flag(parser)
-  _common.add_trace_flag(parser)
-  args = parser.parse_args()
+def main(argv) -> None:
+  del argv
+  args = flags.FLAGS
   allocator = _common.apply(args)
   size = (args.height, args.width)
   batches = [int(b) for b in args.batches.split(",")]
@@ -270,4 +275,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -11,35 +11,32 @@ does), then times, for each output size and thread count:
 Compare the last column with the consumers: the IDE step and SA-GAN iteration images/s of
 ``bench_ide_step.py`` / ``bench_sagan_step.py`` on the same machine.
 
-Usage: python bench/bench_pipeline.py [--height 256 --width 128 --ids 40 --batch 32 --batches 20]
+Usage: python -m bench.bench_pipeline [--height 256 --width 128 --ids 40 --batch 32 --batches 20]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from absl import app, flags
 
-import _common
-
+from bench import _common
 from sagan_jax.data import builders, pipeline, synthetic
 
+flags.DEFINE_integer("height", 256, "stored image height (Market-1501's crops: 128×64)")
+flags.DEFINE_integer("width", 128, "image width")
+flags.DEFINE_integer("ids", 40, "training identities of the generated benchmark")
+flags.DEFINE_integer("batch", 32, "images per batch")
+flags.DEFINE_integer("batches", 20, "timed batches per row, after the first")
+flags.DEFINE_string("threads", "1,2", "comma list of decoding thread counts")
+flags.DEFINE_string("sizes", "256x128,64x32", "output sizes (the IDE's, the synthetic config's)")
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--height", type=int, default=256, help="stored image height (Market-1501's crops: 128×64)")
-  parser.add_argument("--width", type=int, default=128)
-  parser.add_argument("--ids", type=int, default=40, help="training identities of the generated benchmark")
-  parser.add_argument("--batch", type=int, default=32)
-  parser.add_argument("--batches", type=int, default=20, help="timed batches per row, after the first")
-  parser.add_argument("--threads", default="1,2")
-  parser.add_argument("--sizes", default="256x128,64x32", help="output sizes (the IDE's, the synthetic config's)")
-  _common.add_flag(parser, layers=False)
-  args = parser.parse_args()
+
+def main(argv) -> None:
+  del argv
+  args = flags.FLAGS
   allocator = _common.apply(args)
   with tempfile.TemporaryDirectory() as root:
     spec = synthetic.BenchmarkSpec(
@@ -88,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

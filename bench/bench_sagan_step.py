@@ -7,32 +7,41 @@ With several implementations the steps are taken in turn (round-robin), so a mac
 drifts slows every row alike and the ratios between rows hold.
 
 Usage:
-  python bench/bench_sagan_step.py --scale cpu        # the tests' tiny networks (32×16)
-  python bench/bench_sagan_step.py --scale synthetic  # the main job's networks (configs/synthetic.py, 64×32)
-  python bench/bench_sagan_step.py --scale paper      # 256×128, batch 8, 9 residual blocks
-  python bench/bench_sagan_step.py --scale synthetic --layers flax,cpu
+  python -m bench.bench_sagan_step --scale cpu        # the tests' tiny networks (32×16)
+  python -m bench.bench_sagan_step --scale synthetic  # the main job's networks (configs/synthetic.py, 64×32)
+  python -m bench.bench_sagan_step --scale paper      # 256×128, batch 8, 9 residual blocks
+  python -m bench.bench_sagan_step --scale synthetic --layers flax,cpu
   Options: --batch N --dtype float32|bfloat16 --iterations N --n_critic N
            --trace FILE.json.gz (profile one more iteration; bench/trace_summary.py reads it)
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-import _common
 import jax
 import jax.numpy as jnp
+from absl import app, flags
 
+from bench import _common
 from sagan_jax import parallel
 from sagan_jax.sagan import SAGAN, apply_tiny_scale, make_steps, sagan_config
 from sagan_jax.sagan.steps import create_state
+from sagan_jax.sagan.train import optimizers
+
+flags.DEFINE_enum(
+  "scale",
+  "cpu",
+  ["cpu", "synthetic", "paper"],
+  "network size: cpu (the tests'), synthetic (the main job's), paper (256×128)",
+)
+flags.DEFINE_integer("batch", 8, "images per batch")
+flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "compute dtype")
+flags.DEFINE_integer("iterations", 5, "timed iterations (median), after a warm-up")
+flags.DEFINE_integer("n_critic", None, "critic updates per iteration (default: the config's, 5)")
 
 _SYNTHETIC = os.path.join(os.path.dirname(__file__), "..", "configs", "synthetic.py")
 
@@ -51,18 +60,9 @@ def configure(scale: str, dtype: str):
   return c
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--scale", choices=["cpu", "synthetic", "paper"], default="cpu")
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-  parser.add_argument("--iterations", type=int, default=5)
-  parser.add_argument(
-    "--n_critic", type=int, default=None, help="critic updates per iteration (default: the config's, 5)"
-  )
-  _common.add_flag(parser)
-  _common.add_trace_flag(parser)
-  args = parser.parse_args()
+def main(argv) -> None:
+  del argv
+  args = flags.FLAGS
   allocator = _common.apply(args)
 
   mesh = parallel.make_mesh()
@@ -80,8 +80,9 @@ def main() -> None:
       "y_mask": (jax.random.uniform(keys[3], (args.batch, h, w, 1)) > 0.5).astype(jnp.float32),
     }
     batch = jax.device_put(batch, parallel.batch_sharded(mesh))
-    state = create_state(model, 0, mesh)
-    critic_step, generator_step = make_steps(model, mesh)
+    tx = optimizers(c, 0)
+    state = create_state(model, tx, 0, mesh)
+    critic_step, generator_step = make_steps(model, tx, mesh)
     start = time.perf_counter()
     # Run the executables compiled here: calling the jitted functions would compile them again
     # (ahead-of-time compilation does not fill the jit cache).
@@ -156,4 +157,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

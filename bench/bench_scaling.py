@@ -17,7 +17,7 @@ shards adds in another order than one over 1). Adam's first step moves every ent
 so where a gradient entry is itself rounding noise its sign, and the update, can flip (a difference
 of up to 2 in the update column) while the gradients agree to float32 precision.
 
-Usage: python bench/bench_scaling.py [--devices 1,2,4,8] [--repeats 5]
+Usage: python -m bench.bench_scaling [--devices 1,2,4,8] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -30,21 +30,25 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()  # before jax is imported
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import argparse
-import time
+import time  # noqa: E402  (after the device count, which must precede jax)
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from absl import app, flags  # noqa: E402
 
-import _common
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
+from bench import _common  # noqa: E402
+from sagan_jax import parallel  # noqa: E402
+from sagan_jax.reid import ide  # noqa: E402
+from sagan_jax.reid import train as ide_train  # noqa: E402
+from sagan_jax.sagan import SAGAN, apply_tiny_scale, make_steps, sagan_config  # noqa: E402
+from sagan_jax.sagan.steps import create_state  # noqa: E402
+from sagan_jax.sagan.train import optimizers  # noqa: E402
 
-from sagan_jax import parallel
-from sagan_jax.reid import ide
-from sagan_jax.sagan import SAGAN, apply_tiny_scale, make_steps, sagan_config
-from sagan_jax.sagan.steps import create_state
+flags.DEFINE_string("devices", "1,2,4,8", "comma list of simulated CPU device counts")
+flags.DEFINE_list("steps", ["sagan", "ide"], "which steps to time: sagan (critic + generator), ide")
+flags.DEFINE_integer("repeats", 5, "timed repetitions (median)")
 
 
 def _timed(fn, repeats):
@@ -57,10 +61,11 @@ def _timed(fn, repeats):
 
 
 def sagan_run(n: int, batch: dict, repeats: int):
-  model = SAGAN(apply_tiny_scale(sagan_config()))
+  config = apply_tiny_scale(sagan_config())
+  model, tx = SAGAN(config), optimizers(config, 0)
   mesh = parallel.make_mesh(n)
-  state0 = create_state(model, 0, mesh)
-  critic_step, generator_step = make_steps(model, mesh)
+  state0 = create_state(model, tx, 0, mesh)
+  critic_step, generator_step = make_steps(model, tx, mesh)
   batch = jax.device_put(batch, parallel.batch_sharded(mesh))
 
   def both():  # the steps donate their state: each call starts from a copy of the initial one
@@ -77,7 +82,7 @@ def ide_run(n: int, images, labels, repeats: int):
   cfg = ide.ide_config()
   cfg.image_size, cfg.stage_sizes, cfg.width = (32, 16), (1, 1, 1, 1), 8
   model = ide.make_model(cfg, num_classes=10)
-  optimizer = ide.make_optimizer(cfg, steps_per_epoch=10)
+  optimizer = ide_train.make_optimizer(cfg, steps_per_epoch=10)
   mesh = parallel.make_mesh(n)
   step = ide.make_train_step(model, optimizer, mesh)
   data = parallel.batch_sharded(mesh)
@@ -115,12 +120,9 @@ def compare(params, reference, initial) -> tuple[float, float]:
   return float(diff.max() / scale), float((diff > 1e-5 * scale).mean())
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--devices", default="1,2,4,8")
-  parser.add_argument("--repeats", type=int, default=5)
-  _common.add_flag(parser, layers=False)
-  args = parser.parse_args()
+def main(argv) -> None:
+  del argv
+  args = flags.FLAGS
   allocator = _common.apply(args)
   counts = [int(d) for d in args.devices.split(",")]
   if max(counts) > jax.device_count():
@@ -134,22 +136,33 @@ def main() -> None:
   ide_labels = rng.integers(0, 10, 8).astype(np.int32)
 
   rows = []
-  gan_initial = jax.device_get(create_state(SAGAN(apply_tiny_scale(sagan_config())), 0).params)
+  tiny = apply_tiny_scale(sagan_config())
   cfg = ide.ide_config()
   cfg.image_size, cfg.stage_sizes, cfg.width = (32, 16), (1, 1, 1, 1), 8
-  ide_initial = jax.device_get(
-    ide.create_state(ide.make_model(cfg, 10), ide.make_optimizer(cfg, 10), (32, 16), 0, parallel.make_mesh(1)).params
-  )
-  for name, run, inputs, initial, losses in (
-    ("SA-GAN critic + generator", sagan_run, (gan_batch,), gan_initial, ("critic/loss", "generator/loss")),
-    ("IDE SGD step", ide_run, (ide_images, ide_labels), ide_initial, ("loss",)),
-  ):
+  initial = {
+    "sagan": lambda: create_state(SAGAN(tiny), optimizers(tiny, 0), 0).params,
+    "ide": lambda: (
+      ide.create_state(
+        ide.make_model(cfg, 10), ide_train.make_optimizer(cfg, 10), (32, 16), 0, parallel.make_mesh(1)
+      ).params
+    ),
+  }
+  table = {
+    "sagan": ("SA-GAN critic + generator", sagan_run, (gan_batch,), ("critic/loss", "generator/loss")),
+    "ide": ("IDE SGD step", ide_run, (ide_images, ide_labels), ("loss",)),
+  }
+  unknown = [s for s in args.steps if s not in table]
+  if unknown:
+    raise app.UsageError(f"--steps: unknown {unknown}; choose from {', '.join(table)}")
+  for key in args.steps:
+    name, run, inputs, losses = table[key]
+    start_params = jax.device_get(initial[key]())
     reference = reference_moments = None
     for n in counts:
       params, moments, metrics, seconds, compiles = run(n, *inputs, args.repeats)
       if reference is None:
         reference, reference_moments = params, moments
-      worst, share = compare(params, reference, initial)
+      worst, share = compare(params, reference, start_params)
       gradient = relative_difference(moments, reference_moments)
       loss_text = ", ".join(f"{k} {float(metrics[k]):.6f}" for k in losses if k in metrics)
       rows.append((name, n, loss_text, gradient, worst, share, seconds, compiles))
@@ -169,4 +182,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -6,26 +6,30 @@ Prints one table row per implementation:
     (what a straightforward JAX implementation gets);
   * kornia.geometry.transform.warp_perspective, only when torch and kornia happen to be installed.
 
-Usage: python bench/bench_warp.py [--batch 8] [--height 256] [--width 128] [--channels 4]
+Usage: python -m bench.bench_warp [--batch 8] [--height 256] [--width 128] [--channels 4]
        [--dtype float32|bfloat16] [--repeats 50] [--host_allocator tuned|default]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-import _common
 import jax
 import jax.numpy as jnp
+from absl import app, flags
 
+from bench import _common
 from sagan_jax import geometry
+
+flags.DEFINE_integer("batch", 8, "images per batch")
+flags.DEFINE_integer("height", 256, "image height")
+flags.DEFINE_integer("width", 128, "image width")
+flags.DEFINE_integer("channels", 4, "image channels")
+flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "compute dtype")
+flags.DEFINE_integer("repeats", 50, "timed repetitions (median)")
 
 
 def _time_ms(fn, repeats: int) -> tuple[float, float]:
@@ -90,16 +94,9 @@ def _kornia_row(batch, height, width, channels, repeats):
   )
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--height", type=int, default=256)
-  parser.add_argument("--width", type=int, default=128)
-  parser.add_argument("--channels", type=int, default=4)
-  parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-  parser.add_argument("--repeats", type=int, default=50)
-  _common.add_flag(parser, layers=False)
-  args = parser.parse_args()
+def main(argv) -> None:
+  del argv
+  args = flags.FLAGS
   allocator = _common.apply(args)
 
   dtype = jnp.dtype(args.dtype)
@@ -131,4 +128,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

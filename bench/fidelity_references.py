@@ -1,30 +1,26 @@
 """Reference points of `pixel_error` on the synthetic benchmark's paired set: what the true colours
 alone, the true warp alone, and both would score (a table).
 
-    python bench/fidelity_references.py [--benchmark synthetic_benchmark] [--height 64 --width 32]
+    python -m bench.fidelity_references [--benchmark synthetic_benchmark] [--height 64 --width 32]
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
 import numpy as np
+from absl import app, flags
 
 from sagan_jax import fidelity
 from sagan_jax.data import synthetic
 from sagan_jax.experiments import paired
 
+flags.DEFINE_string("benchmark", "synthetic_benchmark", "a generated benchmark with paired/")
+flags.DEFINE_integer("height", 64, "image height")
+flags.DEFINE_integer("width", 32, "image width")
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--benchmark", default="synthetic_benchmark", help="a generated benchmark with paired/")
-  parser.add_argument("--height", type=int, default=64)
-  parser.add_argument("--width", type=int, default=32)
-  args = parser.parse_args()
+
+def main(argv) -> None:
+  del argv
+  args = flags.FLAGS
   pairs = paired.load(args.benchmark, (args.height, args.width))
   x, truth, mask = pairs.source[..., :3], pairs.truth[..., :3], pairs.truth[..., 3:]
   to_255, to_unit = (lambda a: (a + 1) * 127.5), (lambda a: a / 127.5 - 1)
@@ -41,4 +37,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

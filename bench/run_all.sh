@@ -96,18 +96,18 @@ repeats=50; steps=5; iterations=5; eval_repeats=3
 if [[ "$rows" == cpu ]]; then
   echo "== checks: tests of the timed code" | tee -a "$log"
   $PY -m pytest -q tests/test_geometry.py tests/test_reid_metrics.py tests/test_reid.py 2>&1 | tail -n 3 | tee -a "$log"
-  run "Warp" 900 $PY bench/bench_warp.py --repeats "$repeats"
-  run "Warp, bfloat16" 900 $PY bench/bench_warp.py --repeats "$repeats" --dtype bfloat16
-  run "Evaluation, Market-1501 size" 900 $PY bench/bench_evaluation.py --repeats "$eval_repeats" --backend numpy,jax
-  run "IDE ResNet-50 step" 1800 $PY bench/bench_ide_step.py --batches 8 --dtypes float32,bfloat16 --steps "$steps" \
-    --gradient_impl xla,matmul,auto
-  run "ResNet-50 convolutions one by one" 900 $PY bench/bench_convs.py --repeats "$steps"
-  run "SA-GAN convolutions one by one, synthetic scale" 900 $PY bench/bench_convs.py --net sagan_synthetic \
+  run "Warp" 900 $PY -m bench.bench_warp --repeats "$repeats"
+  run "Warp, bfloat16" 900 $PY -m bench.bench_warp --repeats "$repeats" --dtype bfloat16
+  run "Evaluation, Market-1501 size" 900 $PY -m bench.bench_evaluation --repeats "$eval_repeats" --backend numpy,jax
+  run "IDE ResNet-50 step" 1800 $PY -m bench.bench_ide_step --batches 8 --dtypes float32,bfloat16 --steps "$steps" \
+    --layers flax,cpu,auto
+  run "ResNet-50 convolutions one by one" 900 $PY -m bench.bench_convs --repeats "$steps"
+  run "SA-GAN convolutions one by one, synthetic scale" 900 $PY -m bench.bench_convs --net sagan_synthetic \
     --repeats "$steps"
-  run "SA-GAN iteration, CPU scale" 900 $PY bench/bench_sagan_step.py --scale cpu --iterations "$iterations" \
-    --gradient_impl xla,matmul,auto
-  run "Input pipeline" 900 $PY bench/bench_pipeline.py
-  run "Scaling over simulated CPU devices" 1800 $PY bench/bench_scaling.py
+  run "SA-GAN iteration, CPU scale" 900 $PY -m bench.bench_sagan_step --scale cpu --iterations "$iterations" \
+    --layers flax,cpu,auto
+  run "Input pipeline" 900 $PY -m bench.bench_pipeline
+  run "Scaling over simulated CPU devices" 1800 $PY -m bench.bench_scaling
 else
   read -r -a ide_batches <<<"${IDE_BATCHES:-$( ((quick)) && echo 8 || echo "128 8")}"
   read -r -a sagan_batches <<<"${SAGAN_BATCHES:-$( ((quick)) && echo 8 || echo "64 8")}"
@@ -115,13 +115,13 @@ else
   ide() {  # ide BATCH [--trace FILE]
     local batch=$1
     shift
-    run "IDE ResNet-50 step, batch $batch" 240 $PY bench/bench_ide_step.py --batches "$batch" \
+    run "IDE ResNet-50 step, batch $batch" 240 $PY -m bench.bench_ide_step --batches "$batch" \
       --dtypes bfloat16,float32 --steps "$steps" "$@"
   }
   sagan() {  # sagan DTYPE BATCH [--trace FILE]
     local dtype=$1 batch=$2
     shift 2
-    run "SA-GAN iteration, $scale scale, $dtype, batch $batch" 240 $PY bench/bench_sagan_step.py --scale "$scale" \
+    run "SA-GAN iteration, $scale scale, $dtype, batch $batch" 240 $PY -m bench.bench_sagan_step --scale "$scale" \
       --dtype "$dtype" --batch "$batch" --iterations "$iterations" "$@"
   }
   # What the targets need first: evaluation, the IDE step at the paper's batch, SA-GAN in bfloat16.
@@ -130,17 +130,17 @@ else
   ide_trace="$OUT/trace_ide_b${ide_batches[0]}.json.gz"
   sagan_trace="$OUT/trace_sagan_b${sagan_batches[0]}.json.gz"
   rm -f "$ide_trace" "$sagan_trace"  # a reused OUT: summarise only this run's traces
-  run "Evaluation, Market-1501 size" 120 $PY bench/bench_evaluation.py --repeats "$eval_repeats" --backend jax,numpy
+  run "Evaluation, Market-1501 size" 120 $PY -m bench.bench_evaluation --repeats "$eval_repeats" --backend jax,numpy
   ide "${ide_batches[0]}" --trace "$ide_trace"
   sagan bfloat16 "${sagan_batches[0]}" --trace "$sagan_trace"
   for trace in "$ide_trace" "$sagan_trace"; do
-    [[ -f "$trace" ]] && run "Where the time goes: $(basename "$trace")" 60 $PY bench/trace_summary.py "$trace"
+    [[ -f "$trace" ]] && run "Where the time goes: $(basename "$trace")" 60 $PY -m bench.trace_summary "$trace"
   done
   for batch in "${sagan_batches[@]:1}"; do sagan bfloat16 "$batch"; done
   for batch in "${ide_batches[@]:1}"; do ide "$batch"; done
   for batch in "${sagan_batches[@]}"; do sagan float32 "$batch"; done
-  run "Warp" 120 $PY bench/bench_warp.py --repeats "$repeats"
-  run "Input pipeline (host CPU)" 120 $PY bench/bench_pipeline.py
+  run "Warp" 120 $PY -m bench.bench_warp --repeats "$repeats"
+  run "Input pipeline (host CPU)" 120 $PY -m bench.bench_pipeline
 fi
 printf '\ntotal: %d s\n' "$((SECONDS - start))" | tee -a "$log"
 echo "wrote $log and $errlog"

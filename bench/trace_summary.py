@@ -1,6 +1,6 @@
 """Where a profiled step's time goes, from the perfetto trace a bench script's ``--trace`` wrote.
 
-    python bench/trace_summary.py TRACE.json.gz [--top 25]
+    python -m bench.trace_summary TRACE.json.gz [--top 25]
 
 Prints three tables: the busy time of every timeline in the trace (process and thread), the
 operations that took the most time, and those operations in coarse kinds (convolution, matrix
@@ -16,11 +16,12 @@ e.g. ``convolution.12 (jit_critic_update)``), else by the event's own name (a ke
 
 from __future__ import annotations
 
-import argparse
 import collections
 import gzip
 import json
 import re
+
+from absl import app, flags
 
 KINDS = (  # first match wins; matched against the hlo_op and the event's name (not the program's)
   ("convolution", re.compile(r"conv|fprop|dgrad|wgrad|cudnn", re.I)),
@@ -63,19 +64,21 @@ def kind(name: str) -> str:
   return "other"
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("trace", help="a perfetto trace (.json or .json.gz), e.g. from bench_ide_step.py --trace")
-  parser.add_argument("--top", type=int, default=25)
-  args = parser.parse_args()
-  events, processes, threads = load(args.trace)
+_TOP = flags.DEFINE_integer("top", 25, "event names listed")
+
+
+def main(argv) -> None:
+  if len(argv) != 2:
+    raise app.UsageError("usage: python -m bench.trace_summary TRACE (a .json or .json.gz perfetto trace)")
+  path = argv[1]
+  events, processes, threads = load(path)
   if not events:
-    raise SystemExit(f"{args.trace}: the trace has no complete ('X') events; was anything run under the profiler?")
+    raise SystemExit(f"{path}: the trace has no complete ('X') events; was anything run under the profiler?")
 
   busy = collections.Counter()
   for e in events:
     busy[(processes.get(e["pid"], str(e["pid"])), threads.get((e["pid"], e["tid"]), str(e["tid"])))] += e["dur"]
-  print(f"Trace {args.trace}: {len(events)} events")
+  print(f"Trace {path}: {len(events)} events")
   print("\n| process | timeline | summed event time, ms |\n|---|---|---|")
   for (process, thread), us in busy.most_common():
     print(f"| {process} | {thread} | {us / 1e3:.2f} |")
@@ -96,8 +99,8 @@ def main() -> None:
     kinds[kind(f"{op} {e['name']}")] += e["dur"]
   span = (max(e["ts"] + e["dur"] for e in ops) - min(e["ts"] for e in ops)) / 1e3
   print(f"\nOperations: {taken}; {len(ops)} events, {total / 1e3:.2f} ms summed over a {span:.2f} ms span")
-  print(f"\n| operation (top {args.top}) | calls | ms | share |\n|---|---|---|---|")
-  for name, us in by_name.most_common(args.top):
+  print(f"\n| operation (top {_TOP.value}) | calls | ms | share |\n|---|---|---|---|")
+  for name, us in by_name.most_common(_TOP.value):
     print(f"| {name} | {count[name]} | {us / 1e3:.2f} | {100 * us / total:.1f} % |")
   print("\n| kind | ms | share |\n|---|---|---|")
   for label, us in kinds.most_common():
@@ -105,4 +108,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

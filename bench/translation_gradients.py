@@ -1,6 +1,6 @@
 """Which loss terms drive SA-GAN's X→Y translation, and where: a table of gradient norms.
 
-    python bench/translation_gradients.py --config=configs/synthetic.py --workdir=runs/synthetic [--config.<field>=...]
+    python -m bench.translation_gradients --config=configs/synthetic.py --workdir=runs/synthetic [--config.<field>=...]
 
 For the untrained networks (the config's seed) and for the workdir's latest SA-GAN checkpoint,
 on a few batches of the synthetic benchmark's paired source images, each weighted term of eq. 7
@@ -14,10 +14,7 @@ on a few batches of the synthetic benchmark's paired source images, each weighte
 
 from __future__ import annotations
 
-import os
 import sys
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import jax
 import jax.numpy as jnp
@@ -28,9 +25,11 @@ from ml_collections import config_flags
 
 from sagan_jax import checkpoint, losses, parallel
 from sagan_jax.data import pipeline
-from sagan_jax.experiments import paired, stages
+from sagan_jax.experiments import paired
 from sagan_jax.experiments.datasets import Datasets
+from sagan_jax.sagan import SAGAN
 from sagan_jax.sagan import steps as sagan_steps
+from sagan_jax.sagan import train as sagan_train
 from sagan_jax.sagan.model import XY
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config", lock_config=True)
@@ -88,7 +87,7 @@ def measure(model, params, batches, p_true):
 def main(argv):
   del argv
   config = _CONFIG.value
-  model = stages.sagan_model(config)
+  model, tx = SAGAN(config.sagan), sagan_train.optimizers(config.sagan, config.sagan_train.steps)
   if not config.sagan.spatial:
     sys.exit("this table needs a configuration with spatial transformers")
   datasets = Datasets(config)
@@ -119,7 +118,7 @@ def main(argv):
     jnp.float32,
   )
   mesh = parallel.make_mesh()
-  fresh = sagan_steps.create_state(model, config.seed)
+  fresh = sagan_steps.create_state(model, tx, config.seed)
   states = {"untrained": fresh.params}
   with checkpoint.StageCheckpoints(f"{_WORKDIR.value}/sagan/checkpoints") as ckpt:
     step = ckpt.latest_step()

@@ -9,7 +9,7 @@ import sys
 from absl import flags, logging
 from ml_collections import config_flags
 
-from sagan_jax.errors import ConfigError
+from sagan_jax.errors import UserError
 
 USER_ERROR_EXIT = 2  # as argparse and absl report a usage error
 _DEBUG = flags.DEFINE_bool("debug", False, "show the traceback of a user error (a wrong path, field or dataset)")
@@ -104,24 +104,6 @@ def quiet_logging() -> None:
     logging.get_absl_logger().addFilter(_DropAdvice())
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-  """Errors that mean "fix the input", reported as one line rather than a traceback."""
-  from sagan_jax import progress  # noqa: PLC0415  (keeps flag parsing light)
-  from sagan_jax.data.builders import CorruptImageError  # noqa: PLC0415
-  from sagan_jax.data.layouts import DatasetLayoutError  # noqa: PLC0415
-  from sagan_jax.experiments.stages import WorkdirLockedError, WorkdirMismatchError  # noqa: PLC0415
-
-  return (
-    ConfigError,
-    WorkdirMismatchError,
-    WorkdirLockedError,
-    DatasetLayoutError,
-    CorruptImageError,
-    progress.NonFiniteLossError,
-    FileNotFoundError,
-  )
-
-
 # Operating-system errors a user fixes (a full disk, a read-only or forbidden folder), named by path.
 _USER_ERRNOS = {
   errno.ENOSPC: "no space left on the device",
@@ -143,7 +125,7 @@ def exit_on_user_error(fn, *args, **kwargs):
   """
   try:
     return fn(*args, **kwargs)
-  except user_errors() as e:
+  except (UserError, FileNotFoundError) as e:
     if _debug():
       raise
     print(f"error: {e}", file=sys.stderr)

@@ -4,9 +4,9 @@ Networks take their convolution, transposed convolution and max pooling from the
 default. On a CPU backend the entry points (``train.py``, ``evaluate.py``, the mask CLI, ``bench/``)
 call :func:`setup`, which returns :func:`layers`: the same functions and parameters with gradients
 written as matrix products, because XLA's CPU backend lowers convolution gradients to slow
-convolutions of unusual shapes (per-layer and per-step timings: BENCHMARKS.md §3). ``--nocpu_fast_path``
-turns all of it off. Accelerators never see this module: cuDNN and the TPU compiler have fast
-gradients of their own.
+convolutions of unusual shapes (per-layer and per-step timings: `python -m bench.bench_convs`,
+`bench.bench_ide_step`). ``--nocpu_fast_path`` turns all of it off. Accelerators never see this
+module: cuDNN and the TPU compiler have fast gradients of their own.
 
 * filter gradient: ``dw = patches(x)ᵀ · dy`` (im2col);
 * input gradient: ``z = dy · wᵀ``, each tap's share added back at its offset (col2im, one
@@ -43,7 +43,7 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 _CHUNK_BYTES = 8 << 20
 _MAX_UNROLLED_BANDS = 8
 # Narrow-output layers (k·k·cin > _MAX_EXPANSION·cout: SA-GAN's 7×7 ends, the critics' one-channel
-# output) keep XLA's gradients: dy·wᵀ would be many times dy's size (`bench/bench_convs.py`, §3).
+# output) keep XLA's gradients: dy·wᵀ would be many times dy's size (`python -m bench.bench_convs`).
 _MAX_EXPANSION = 9
 
 
@@ -67,7 +67,7 @@ def _host_has_avx512() -> bool:
 
 
 # With AVX-512, XLA-CPU's own filter gradient of a stride-1 k×k layer beats the product up to this
-# batch; on AVX2, and above it, it is the slower one (`bench/bench_convs.py --batch N`, §3).
+# batch; on AVX2, and above it, it is the slower one (`python -m bench.bench_convs --batch N`).
 _XLA_FILTER_GRADIENT_MAX_BATCH = 32
 
 
@@ -472,7 +472,8 @@ def setup(enabled: bool = True) -> Layers:
 
 # --------------------------------------------------------------------------------------------------
 # Host allocator: XLA-CPU allocates a step's buffers when it starts and frees them when it ends; with
-# glibc's defaults each large block is mmapped afresh and page-faulted every step (BENCHMARKS.md §3).
+# glibc's defaults each large block is mmapped afresh and page-faulted every step
+# (`python -m bench.bench_ide_step --host_allocator default` measures it).
 
 # mallopt parameter numbers from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1

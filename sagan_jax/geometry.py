@@ -442,7 +442,7 @@ def _sample_fwd(images, u, v, padding):
 
 
 def _sample_bwd(padding, residuals, g):
-  """Hand-written transpose: autodiff's version runs 1.5–2× slower on CPU (see bench/bench_warp.py)."""
+  """Hand-written transpose: autodiff's version runs 1.5–2× slower on CPU (`python -m bench.bench_warp`)."""
   images, taps = residuals
   b, h, w, c = images.shape
   g = g.astype(taps.fx.dtype)

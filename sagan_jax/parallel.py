@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from sagan_jax.errors import ConfigError
@@ -100,8 +101,6 @@ def initialize_distributed(
 def barrier(name: str) -> None:
   """Waits for every process (a no-op in a single-process run)."""
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # noqa: PLC0415
-
     multihost_utils.sync_global_devices(name)
 
 

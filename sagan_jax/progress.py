@@ -76,18 +76,3 @@ class Progress:
 
   def __exit__(self, *exc):
     self.close()
-
-
-class NonFiniteLossError(FloatingPointError):
-  """A loss became NaN or infinite; the stage stops, keeping its last good checkpoint."""
-
-
-def check_finite(stage: str, step: int, metrics: Mapping[str, float]) -> None:
-  """Raises `NonFiniteLossError` naming every non-finite metric of ``step``."""
-  bad = {k: float(v) for k, v in metrics.items() if not np.isfinite(float(v))}
-  if bad:
-    names = ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))
-    raise NonFiniteLossError(
-      f"{stage}: non-finite loss at step {step} ({names}). The last good checkpoint is kept; lower the learning "
-      "rate, check the input data, or use float32 (config dtype) and rerun the same command to resume from it"
-    )

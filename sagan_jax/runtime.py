@@ -2,7 +2,7 @@
 
 Initialisation programs run once per process and are random-number generation (the forward pass
 ``init`` traces is dead code to XLA); optimising their fusions costs more than running them ever
-does (compile times: BENCHMARKS.md §3).
+does (compile times: `python -m bench.bench_compile_options`).
 """
 
 from __future__ import annotations

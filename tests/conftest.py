@@ -7,7 +7,7 @@ pytest before any test module.
 Many tests build the same tiny networks and steps afresh (new closures, so jit's in-memory cache
 misses) and the multi-process test starts processes that compile them again. A persistent
 compilation cache in a temporary directory, made for this session and deleted after it, lets each
-identical program compile once (BENCHMARKS.md, "Test suite"). The variables go to the environment,
+identical program compile once (`python -m bench.bench_compile_options`). The variables go to the environment,
 so train.py subprocesses share it, and so do pytest-xdist's workers (`-n 2`, the README's test
 command): the controlling process imports this file before it starts them, and only it, which made
 the directory, removes it. A cache directory the user set already is kept.
@@ -15,7 +15,7 @@ the directory, removes it. A cache directory the user set already is kept.
 Most tests are compile-bound: they build tiny programs and run them a few times. They run with XLA's
 optimisation passes mostly off (`jax_disable_most_optimizations`), which compiles about twice as
 fast. The few tests that train for hundreds of steps run 1.5-3.5 times slower that way, so they carry
-`@pytest.mark.xla_optimized` and get the full compiler (BENCHMARKS.md, "Test suite"). A
+`@pytest.mark.xla_optimized` and get the full compiler (`python -m bench.bench_compile_options`). A
 `JAX_DISABLE_MOST_OPTIMIZATIONS` set in the environment wins, for every test (1 or 0).
 """
 
@@ -48,18 +48,21 @@ def tiny_sagan_config():
 
 # The files whose tests take longest, run first, in this order: pytest-xdist (`--dist loadfile`)
 # hands whole files to its workers in collection order (once told not to sort them by test count),
-# and a long file started last keeps one worker busy while the other idles. test_protocol.py comes
-# after test_experiments.py, whose end-to-end run compiles the tiny programs both use
-# (BENCHMARKS.md, "Test suite").
+# and a long file started last keeps one worker busy while the other idles. test_experiments_plan.py comes
+# after test_experiments_stages.py, whose end-to-end run compiles the tiny programs both use
+# (`python -m bench.bench_compile_options`).
 _LONGEST_FIRST = (
-  "test_experiments.py",
+  "test_experiments_stages.py",
   "test_sagan.py",
-  "test_fidelity.py",
-  "test_protocol.py",
+  "test_experiments_paired.py",
+  "test_bench.py",
+  "test_experiments_plan.py",
   "test_cpu.py",
   "test_reid.py",
+  "test_reid_train.py",
   "test_masks.py",
   "test_models.py",
+  "test_data_viewpoints.py",
   "test_geometry.py",
 )
 
@@ -84,3 +87,25 @@ def pytest_runtest_setup(item):
   import jax
 
   jax.config.update("jax_disable_most_optimizations", item.get_closest_marker("xla_optimized") is None)
+
+
+@pytest.fixture(scope="module")
+def tiny_benchmark(tmp_path_factory):
+  """A small synthetic benchmark (three cameras, paired ground truth): ``(folder, benchmark.json)``."""
+  from sagan_jax.data import synthetic
+
+  from helpers import TINY
+
+  out = str(tmp_path_factory.mktemp("synthetic"))
+  return out, synthetic.generate(out, TINY)
+
+
+@pytest.fixture(scope="module")
+def two_heights(tmp_path_factory):
+  """The `helpers.TWO_HEIGHTS` benchmark: ``(folder, benchmark.json)``."""
+  from sagan_jax.data import synthetic
+
+  from helpers import TWO_HEIGHTS
+
+  out = str(tmp_path_factory.mktemp("two_heights"))
+  return out, synthetic.generate(out, TWO_HEIGHTS)

@@ -1,7 +1,5 @@
 """Fidelity scores on hand-made cases: exact translators score 0, no translation scores 1."""
 
-import os
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -73,72 +71,3 @@ def test_code_diversity_is_the_mean_pairwise_corner_distance():
 
 # --------------------------------------------------------------------------------------------------
 # Learning, measured against the synthetic benchmark's ground truth.
-
-
-def _read_split(root, domain, size):
-  from PIL import Image
-
-  from sagan_jax.data import layouts, pipeline
-
-  folder = os.path.join(root, domain, layouts.MARKET_ROOT, "bounding_box_train")
-  masks = os.path.join(root, domain, layouts.MASKS_ROOT, layouts.MARKET_ROOT, "bounding_box_train")
-  out = []
-  for name in sorted(os.listdir(folder)):
-    example = {
-      "image": np.asarray(Image.open(os.path.join(folder, name)).convert("RGB")),
-      "mask": np.asarray(Image.open(os.path.join(masks, name[:-4] + ".png")))[..., None],
-      "person_id": 0,
-      "camera_id": 0,
-    }
-    out.append(pipeline.preprocess(example, size, "data", flip=False)["image"])
-  return np.stack(out)
-
-
-@pytest.mark.xla_optimized
-def test_a_short_training_run_moves_both_fidelity_scores_below_one(tmp_path, tiny_sagan_config):
-  """The default recipe at the tiny scale on a small synthetic benchmark: T_xy moves towards the true
-  viewpoint and G1(S1(x)) towards the paired ground truth within 300 generator updates."""
-  import jax
-
-  from sagan_jax import cpu, parallel
-  from sagan_jax.data import synthetic
-  from sagan_jax.experiments import paired
-  from sagan_jax.sagan import SAGAN, make_steps
-  from sagan_jax.sagan.steps import create_state
-
-  spec = synthetic.BenchmarkSpec(
-    height=64, width=32, train_ids=40, test_ids=2, num_cameras=3, distractors=1, junk=1, seed=11, paired_images=64
-  )
-  synthetic.generate(str(tmp_path), spec)
-  c = tiny_sagan_config("sagan")
-  c.learning_rate = 3e-4  # configs/synthetic.py's rate for its short budget
-  size = tuple(c.image_size)
-  x_all, y_all = _read_split(str(tmp_path), "source", size), _read_split(str(tmp_path), "target", size)
-  pairs = paired.load(str(tmp_path), size)
-  model = SAGAN(c, layers=cpu.layers())  # what train.py runs on a CPU host; it makes this run-bound test faster
-  mesh = parallel.make_mesh(1)
-  state = create_state(model, 0, mesh)
-  critic_step, generator_step = make_steps(model, mesh)
-  rng = np.random.default_rng(0)
-
-  def batch():
-    x, y = x_all[rng.integers(len(x_all), size=8)], y_all[rng.integers(len(y_all), size=8)]
-    return {"x": x[..., :3], "x_mask": x[..., 3:], "y": y[..., :3], "y_mask": y[..., 3:]}
-
-  key = jax.random.key(4)
-  before = paired.measure(model, state.params, pairs, key)
-  for _ in range(300):
-    for _ in range(c.n_critic):
-      state, _ = critic_step(state, batch())
-    state, _ = generator_step(state, batch())
-  after = paired.measure(model, parallel.local_copy(state.params), pairs, key)
-  print(
-    "\nafter 300 steps: " + ", ".join(f"{k.split('/')[1]} {v:.3f}" for k, v in after.items() if "code" not in k[-6:])
-  )
-  # Measured (pytest -s): pixel_error 1.000 → 0.631, viewpoint_error 1.000 → 0.351, code_diversity
-  # 0.091 (every 50 steps: viewpoint 1.06, 1.09, 0.91, 0.44, 0.40, 0.35; T_xy first wanders off, as
-  # on the main job). The bounds leave room for rounding changes and still need both levels to learn.
-  assert before["fidelity/viewpoint_error"] == pytest.approx(1.0, abs=1e-6)  # STMs start at the identity
-  assert after["fidelity/viewpoint_error"] < 0.7, after
-  assert after["fidelity/pixel_error"] < 0.85, after
-  assert after["fidelity/code_diversity"] > 0

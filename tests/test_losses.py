@@ -86,3 +86,25 @@ def test_contrastive_loss_hand_computed():
 def test_generator_objective_weights():
   total = losses.generator_objective(jnp.array(1.0), jnp.array(2.0), jnp.array(3.0), jnp.array(4.0), 10.0, 5.0, 2.0)
   assert float(total) == pytest.approx(1 + 20 + 15 + 8)
+
+
+def test_lsgan_losses_by_hand():
+  real, fake = jnp.array([1.0, 0.0]), jnp.array([0.0, 2.0])
+  assert float(losses.lsgan_critic_loss(real, fake)) == pytest.approx(0.5 * ((0 + 1) / 2 + (0 + 4) / 2))
+  assert float(losses.lsgan_generator_loss(fake)) == pytest.approx((1 + 1) / 2)
+
+
+def test_history_pool_fills_then_swaps_half_the_time():
+  pool, count = jnp.zeros((4, 1)), jnp.zeros((), jnp.int32)
+  shown, pool, count = losses.query_history_pool(pool, count, jnp.array([[1.0], [2.0], [3.0]]), jax.random.key(0))
+  assert shown.ravel().tolist() == [1.0, 2.0, 3.0] and pool.ravel().tolist() == [1.0, 2.0, 3.0, 0.0] and int(count) == 3
+  swapped = 0
+  for seed in range(40):
+    full, n = jnp.array([[1.0], [2.0], [3.0], [4.0]]), jnp.array(4)
+    new = jnp.array([[10.0], [20.0]])
+    s, p, n2 = losses.query_history_pool(full, n, new, jax.random.key(seed))
+    s, p = np.asarray(s).ravel(), np.asarray(p).ravel()
+    # Nothing is lost or invented: what was shown plus what is kept is what was there plus what came.
+    assert sorted(s.tolist() + p.tolist()) == sorted([1.0, 2.0, 3.0, 4.0, 10.0, 20.0]) and int(n2) == 4
+    swapped += int(np.sum(s < 10))
+  assert 25 <= swapped <= 55  # about half of the 80 fakes were swapped for a stored one

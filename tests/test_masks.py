@@ -12,7 +12,9 @@ from PIL import Image
 from sagan_jax import loop, parallel
 from sagan_jax.data import synthetic
 from sagan_jax.data.layouts import DatasetLayoutError
-from sagan_jax.masks import infer, sources, teacher, training
+from sagan_jax.masks import infer, sources, teacher
+from sagan_jax.masks import train as training
+from sagan_jax.masks.config import get_config
 from sagan_jax.masks.unet import UNet
 
 
@@ -54,7 +56,7 @@ def trained_unet(tmp_path_factory):
   synthetic.write_domain(
     fresh_dir, "target", synthetic.BenchmarkSpec(**{**SPEC.__dict__, "seed": 99, "train_ids": 8, "test_ids": 4})
   )
-  config = training.mask_config()
+  config = get_config()
   config.image_size, config.features, config.batch_size = (64, 32), (8, 16, 32), 16
   config.steps, config.learning_rate, config.holdout_fraction = 300, 3e-3, 0.2
   mesh = parallel.make_mesh()
@@ -62,13 +64,13 @@ def trained_unet(tmp_path_factory):
   # Stopped (as SIGTERM stops it) at step 120, which is checkpointed; the same call then resumes.
   polls = iter(range(10**6))
   with pytest.raises(loop.Stopped) as stopped:
-    training.train(config, source, str(root / "unet"), mesh, stop=lambda: next(polls) >= 119)
+    training.train(config, source, str(root / "unet"), mesh, seed=0, stop=lambda: next(polls) >= 119)
   assert stopped.value.step == 120
   from sagan_jax.checkpoint import StageCheckpoints
 
   with StageCheckpoints(str(root / "unet" / "checkpoints")) as ckpt:
     assert ckpt.latest_step() == 120 and ckpt.read_record() == {"complete": False}
-  _, record = training.train(config, source, str(root / "unet"), mesh)
+  _, record = training.train(config, source, str(root / "unet"), mesh, seed=0)
   return root, fresh_dir, record, mesh
 
 

@@ -186,3 +186,14 @@ def test_bad_inputs():
     metrics.evaluate_rank(np.zeros((1, 2)), np.array([1]), g[0], np.array([1]), g[1])
   with pytest.raises(ValueError, match="ap_mode"):
     metrics.evaluate_rank(np.zeros((1, 2)), np.array([1]), g[0], np.array([2]), g[1], ap_mode="interpolated")
+
+
+def test_a_junk_query_is_refused_not_scored():
+  """One junk query against one junk box would otherwise score an AP above 1."""
+  distmat = np.array([[0.1, 0.5], [0.2, 0.3]], np.float32)
+  for fn, args in (
+    (metrics.evaluate_rank, (distmat,)),
+    (metrics.evaluate_features, (np.ones((2, 4), np.float32), np.ones((2, 4), np.float32))),
+  ):
+    with pytest.raises(ValueError, match=r"query 1 has person id -1 \(1 such queries\): junk boxes"):
+      fn(*args, np.array([3, -1]), np.array([3, -1]), np.array([1, 1]), np.array([2, 2]))

@@ -10,8 +10,14 @@ from sagan_jax import cpu, geometry, parallel
 from sagan_jax.sagan import SAGAN, make_steps, sagan_config, translate
 from sagan_jax.sagan.model import XY
 from sagan_jax.sagan.steps import create_state
+from sagan_jax.sagan.train import optimizers
 
 H, W = 32, 16
+
+
+def _tx(model):
+  """The configured optimisers of ``model`` (a constant rate: no run length needed)."""
+  return optimizers(model.config, 0)
 
 
 def toy_people(key, n):
@@ -190,8 +196,8 @@ def test_sharded_steps_match_the_single_device_steps_and_compile_once(tiny_sagan
   results = {}
   for n in (1, 8):
     mesh = parallel.make_mesh(n)
-    state = create_state(model, 0, mesh)
-    critic_step, generator_step = make_steps(model, mesh)
+    state = create_state(model, _tx(model), 0, mesh)
+    critic_step, generator_step = make_steps(model, _tx(model), mesh)
     metrics = []
     for i, batch in enumerate(batches):
       state, critic_metrics = critic_step(state, batch)
@@ -237,7 +243,7 @@ def test_sharded_steps_match_the_single_device_steps_and_compile_once(tiny_sagan
   assert diffs.max() <= 2 * 2 * c.learning_rate * 1.01
   assert (diffs > 1e-5).mean() < 0.005, (diffs > 1e-5).mean()  # measured: 0.12 %
   # The steps changed every network.
-  initial = create_state(model, 0).params
+  initial = create_state(model, _tx(model), 0).params
   for name in initial:
     moved = max(
       float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(initial[name]), jax.tree.leaves(params_1[name]))
@@ -289,8 +295,8 @@ def test_bfloat16_steps_run_with_float32_parameters(tiny_sagan_config):
   c.dtype = "bfloat16"
   model = SAGAN(c)
   mesh = parallel.make_mesh(1)
-  critic_step, generator_step = make_steps(model, mesh)
-  state = create_state(model, 0, mesh)
+  critic_step, generator_step = make_steps(model, _tx(model), mesh)
+  state = create_state(model, _tx(model), 0, mesh)
   batch = _batch(jax.random.PRNGKey(0), 4, toy_people)
   state, cm = critic_step(state, batch)
   state, gm = generator_step(state, batch)
@@ -303,8 +309,8 @@ def test_weight_clipping_keeps_critic_weights_in_range(tiny_sagan_config):
   c.lipschitz, c.clip_value = "weight_clipping", 0.01
   model = SAGAN(c)
   mesh = parallel.make_mesh(1)
-  critic_step, _ = make_steps(model, mesh)
-  state, metrics = critic_step(create_state(model, 0, mesh), _batch(jax.random.PRNGKey(0), 4, toy_people))
+  critic_step, _ = make_steps(model, _tx(model), mesh)
+  state, metrics = critic_step(create_state(model, _tx(model), 0, mesh), _batch(jax.random.PRNGKey(0), 4, toy_people))
   assert "critic/D1/gradient_penalty" not in metrics
   for name in model.critic_names:
     assert max(float(jnp.abs(p).max()) for p in jax.tree.leaves(state.params[name])) <= 0.01 + 1e-7
@@ -333,7 +339,7 @@ def test_translate_gives_num_codes_outputs_and_identity_at_initialisation(tiny_s
 
 def _train(model, state, steps, n_critic, target_fn, key, batch_size=16):
   mesh = parallel.make_mesh(1)
-  critic_step, generator_step = make_steps(model, mesh)
+  critic_step, generator_step = make_steps(model, _tx(model), mesh)
   for _ in range(steps):
     for _ in range(n_critic):
       key, k = jax.random.split(key)
@@ -369,7 +375,7 @@ def test_spatial_path_recovers_a_known_homography(tiny_sagan_config):
   c.siamese = False
   c.learning_rate, c.n_critic = 1e-3, 2
   model = SAGAN(c)
-  state = create_state(model, 0, parallel.make_mesh(1))
+  state = create_state(model, _tx(model), 0, parallel.make_mesh(1))
   before = corner_error(state.params)
   state, _, _ = _train(model, state, steps=150, n_critic=c.n_critic, target_fn=target, key=jax.random.PRNGKey(1))
   after = corner_error(state.params)
@@ -417,7 +423,7 @@ def test_pixel_path_moves_towards_a_colour_shifted_domain(tiny_sagan_config):
       jnp.mean(model.pixel_adapt(params, "G1", x, x_mask), axis=(0, 1, 2)) - jnp.mean(y, axis=(0, 1, 2))
     )
   )
-  state = create_state(model, 0, parallel.make_mesh(1))
+  state = create_state(model, _tx(model), 0, parallel.make_mesh(1))
   before = evaluate(state.params)
   # 150 steps in chunks of 5. The generator and critic chase each other, so G1's mean colour
   # oscillates around Y's (gap 0.01-0.31 at single snapshots from step 10 on, measured): the colour
@@ -465,7 +471,7 @@ def test_paper_scale_networks_and_steps_trace_in_bfloat16():
   c = sagan_config()
   c.dtype = "bfloat16"  # the accelerator targets' compute dtype; parameters stay float32
   model = SAGAN(c)
-  state = jax.eval_shape(lambda: create_state(model, 0))
+  state = jax.eval_shape(lambda: create_state(model, _tx(model), 0))
   count = lambda tree: sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(tree))
   mask_channel = lambda k, cout: k * k * cout  # one more input channel of the first convolution
   f = c.generator_pointwise_features  # the per-pixel colour path: 1×1 convs 3 → f → f → 3
@@ -484,7 +490,7 @@ def test_paper_scale_networks_and_steps_trace_in_bfloat16():
     for name, channels in (("x", 3), ("x_mask", 1), ("y", 3), ("y_mask", 1))
   }
   layout = lambda tree: jax.tree_util.tree_map(lambda leaf: (leaf.shape, leaf.dtype), tree)
-  for step in make_steps(model, mesh):
+  for step in make_steps(model, _tx(model), mesh):
     new_state, metrics = jax.eval_shape(step, state, batch)
     assert jax.tree_util.tree_structure(new_state) == jax.tree_util.tree_structure(state)
     assert layout(new_state) == layout(state)

@@ -3,34 +3,32 @@
 (The command lives here, not in builders.py: TFDS builders must be imported from a package, never run as ``__main__``.)
 """
 
+from absl import app, flags
+
+from sagan_jax import cli
 from sagan_jax.data import builders
 
+_DATASET = flags.DEFINE_enum("dataset", None, sorted(builders.BUILDERS), "the dataset to build")
+_MANUAL_DIR = flags.DEFINE_string(
+  "manual_dir", None, "folder holding the extracted dataset (see its MANUAL_DOWNLOAD_INSTRUCTIONS)"
+)
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "where the prepared dataset is written")
+_MASKS = flags.DEFINE_bool("masks", False, "build the 'masked' config (masks under MANUAL_DIR/masks/)")
+_SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", False, "leave out images PIL cannot decode (and report how many)")
+flags.mark_flags_as_required(["dataset", "manual_dir", "data_dir"])
 
-def main(argv=None) -> None:
-  import argparse  # noqa: PLC0415  (the command's own import, not the builders')
 
-  parser = argparse.ArgumentParser(
-    description="Build a re-ID dataset from its manual directory (array_record, no TensorFlow)."
-  )
-  parser.add_argument("--dataset", required=True, choices=sorted(builders.BUILDERS))
-  parser.add_argument(
-    "--manual_dir", required=True, help="folder holding the extracted dataset (see MANUAL_DOWNLOAD_INSTRUCTIONS)"
-  )
-  parser.add_argument("--data_dir", required=True, help="where the prepared dataset is written")
-  parser.add_argument("--masks", action="store_true", help="build the 'masked' config (masks under MANUAL_DIR/masks/)")
-  parser.add_argument(
-    "--skip_corrupt", action="store_true", help="leave out images PIL cannot decode (and report how many)"
-  )
-  args = parser.parse_args(argv)
-  from sagan_jax import cli  # noqa: PLC0415
-
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  cli.quiet_logging()
   builder = cli.exit_on_user_error(
     builders.prepare,
-    args.dataset,
-    args.manual_dir,
-    args.data_dir,
-    with_masks=args.masks,
-    skip_corrupt=args.skip_corrupt,
+    _DATASET.value,
+    _MANUAL_DIR.value,
+    _DATA_DIR.value,
+    with_masks=_MASKS.value,
+    skip_corrupt=_SKIP_CORRUPT.value,
   )
   for split, info in builder.info.splits.items():
     labels = builders.read_labels(builder, split)
@@ -42,4 +40,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main, flags_parser=cli.parse_flags)

@@ -32,6 +32,7 @@ from absl import logging
 from PIL import Image, UnidentifiedImageError
 
 from sagan_jax.data import layouts
+from sagan_jax.errors import UserError
 
 _CITATIONS = {
   "market1501": """@inproceedings{zheng2015scalable,
@@ -57,7 +58,11 @@ _CONFIGS = [
 ]
 
 
-class CorruptImageError(ValueError):
+# How a user leaves undecodable images out, from each command that builds a dataset.
+SKIP_CORRUPT_ADVICE = "--config.data.skip_corrupt=True (train.py), or --skip_corrupt (python -m sagan_jax.data)"
+
+
+class CorruptImageError(UserError, ValueError):
   """An image (or mask) of the dataset cannot be decoded."""
 
 
@@ -145,12 +150,12 @@ def _read_image(path: str, stored_format: str, mode: str):
       converted = None if unchanged else image.convert(mode)
   except (UnidentifiedImageError, OSError, SyntaxError) as e:
     raise CorruptImageError(
-      f"cannot decode image {path!r} ({e}); replace the file, or build with skip_corrupt=True to leave it out"
+      f"cannot decode image {path!r} ({e}); replace the file, or leave it out: {SKIP_CORRUPT_ADVICE}"
     ) from e
   if size_hw[0] < MIN_HEIGHT or size_hw[1] < MIN_WIDTH:
     raise CorruptImageError(
       f"image {path!r} is {size_hw[0]}×{size_hw[1]}, below the minimum {MIN_HEIGHT}×{MIN_WIDTH}; "
-      "remove it, or build with skip_corrupt=True to leave it out"
+      f"remove it, or leave it out: {SKIP_CORRUPT_ADVICE}"
     )
   if mode == "L":  # masks: one channel, binary, whatever the file held
     source = converted if converted is not None else Image.open(io.BytesIO(data)).convert("L")

@@ -20,6 +20,8 @@ import os
 import re
 from collections.abc import Callable
 
+from sagan_jax.errors import UserError
+
 MARKET_ROOT = "Market-1501-v15.09.15"
 DUKE_ROOT = "DukeMTMC-reID"
 PRID_ROOT = os.path.join("prid_2011", "single_shot")
@@ -41,7 +43,7 @@ DUKE_SPLITS = MARKET_SPLITS
 PRID_CAMERAS = {"cam_a": 1, "cam_b": 2}
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(UserError, ValueError):
   """The dataset directory does not have the layout its builder expects."""
 
 
@@ -128,10 +130,20 @@ def _scan_official(
       raise DatasetLayoutError(f"file {path!r}: camera {camera} outside 1..{num_cameras}")
     return camera
 
-  return {
+  splits = {
     split: _scan_folder(manual_dir, f"{root}/{folder}", pattern, scheme, masks_dir, camera_of)
     for split, folder in MARKET_SPLITS.items()
   }
+  for split in ("train", "query"):  # junk (-1) and distractors (0) belong to the gallery only
+    bad = [r for r in splits[split] if r.person_id <= 0]
+    if bad:
+      kind = "a junk box" if bad[0].person_id < 0 else "a distractor"
+      raise DatasetLayoutError(
+        f"file {bad[0].path!r} is {kind} (person id {bad[0].person_id}) in the {split} split ({len(bad)} such "
+        f"files): only identities ≥ 1 can be {'queries' if split == 'query' else 'trained on'}; move it to "
+        f"{MARKET_SPLITS['gallery']} or remove it"
+      )
+  return splits
 
 
 def scan_market1501(manual_dir: str, masks_dir: str | None = None) -> dict[str, list[Record]]:

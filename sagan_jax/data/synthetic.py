@@ -42,18 +42,19 @@ translations (`sagan_jax.fidelity`).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
 import shutil
-import sys
 from collections.abc import Sequence
 
 import numpy as np
+from absl import app, flags
 from PIL import Image, ImageDraw
 
+from sagan_jax import cli
 from sagan_jax.data import layouts
+from sagan_jax.errors import ConfigError
 
 DOMAINS = ("source", "target")
 SUPERSAMPLE = 2
@@ -416,6 +417,38 @@ class BenchmarkSpec:
   # heights, the case the paper's viewpoint groups address. 0: every source camera is low.
   source_high_cameras: int = 0
 
+  def check(self, prefix: str = "--") -> None:
+    """Refuses a spec whose benchmark could not be read or evaluated; the error names ``prefix + field``."""
+    rules = (
+      ("height", self.height >= 16, "at least 16 (people need pixels; the networks downsample)"),
+      ("width", self.width >= 8, "at least 8"),
+      ("train_ids", self.train_ids >= 2, "at least 2 (an IDE needs two classes)"),
+      ("test_ids", self.test_ids >= 1, "at least 1 (the query split would be empty)"),
+      (
+        "num_cameras",
+        2 <= self.num_cameras <= 6,
+        "2 to 6 (a query needs a gallery camera other than its own; the Market-1501 layout numbers cameras 1 to 6)",
+      ),
+      (
+        "images_per_camera",
+        self.images_per_camera >= 2,
+        "at least 2 (one image of each identity and camera is its "
+        "query, the others its gallery: with 1 no query has a true match)",
+      ),
+      ("distractors", self.distractors >= 0, "0 or more"),
+      ("junk", self.junk >= 0, "0 or more"),
+      ("paired_images", self.paired_images >= 0, "0 or more"),
+      ("tilt", -0.9 <= self.tilt <= 0.9, "between -0.9 and 0.9"),
+      (
+        "source_high_cameras",
+        0 <= self.source_high_cameras < self.num_cameras,
+        f"0 to {self.num_cameras - 1} (at least one source camera stays low)",
+      ),
+    )
+    for field, ok, expected in rules:
+      if not ok:
+        raise ConfigError(f"{prefix}{field}={getattr(self, field)!r}: expected {expected}")
+
 
 def _write(root: str, folder: str, name: str, image: np.ndarray, mask: np.ndarray) -> None:
   Image.fromarray(image).save(os.path.join(root, layouts.MARKET_ROOT, folder, name), quality=95)
@@ -434,11 +467,6 @@ def paired_name(source_name: str) -> str:
 
 def source_high_cameras(spec: BenchmarkSpec) -> frozenset[int]:
   """The 1-based ids of the source cameras mounted at the target's height (the last ones)."""
-  if not 0 <= spec.source_high_cameras < spec.num_cameras:
-    raise ValueError(
-      f"source_high_cameras={spec.source_high_cameras}: expected 0..{spec.num_cameras - 1} "
-      "(at least one source camera stays low)"
-    )
   return frozenset(range(spec.num_cameras - spec.source_high_cameras + 1, spec.num_cameras + 1))
 
 
@@ -537,6 +565,7 @@ def generate(out: str, spec: BenchmarkSpec = BenchmarkSpec(), overwrite: bool = 
   regenerated. Only a folder this function made (its marker file) is ever cleared, and then only
   the folders it writes: a non-empty folder without the marker is refused, naming what is there.
   """
+  spec.check()
   meta_path = os.path.join(out, "benchmark.json")
   ours = os.path.isfile(os.path.join(out, MARKER)) or _is_benchmark_meta(meta_path)
   if os.path.exists(meta_path) and not overwrite and ours:
@@ -544,7 +573,7 @@ def generate(out: str, spec: BenchmarkSpec = BenchmarkSpec(), overwrite: bool = 
       meta = json.load(f)
     # Fields added since a benchmark was written hold their defaults in it (what it was made with).
     if {**dataclasses.asdict(BenchmarkSpec()), **meta["spec"]} != dataclasses.asdict(spec):
-      raise ValueError(
+      raise ConfigError(
         f"{out!r} holds a synthetic benchmark with another spec {meta['spec']}; "
         "choose another --out or pass --overwrite"
       )
@@ -552,7 +581,7 @@ def generate(out: str, spec: BenchmarkSpec = BenchmarkSpec(), overwrite: bool = 
   present = sorted(os.listdir(out)) if os.path.isdir(out) else []
   if present and not ours:
     shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
-    raise ValueError(
+    raise ConfigError(
       f"{out!r} is not empty ({shown}) and was not made by this generator: nothing was written or "
       "removed; choose an empty or new --out"
     )
@@ -617,29 +646,31 @@ def contact_sheet(out: str, path: str, per_domain: int = 8) -> None:
   Image.fromarray(np.concatenate(rows, axis=0)).save(path)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--out", required=True, help="output directory (source/, target/, benchmark.json)")
+def _define_flags() -> None:
+  """The command's flags: ``--out`` and one per `BenchmarkSpec` field (defined only when run as a command)."""
+  flags.DEFINE_string("out", None, "output directory (source/, target/, benchmark.json)")
   defaults = BenchmarkSpec()
+  define = {int: flags.DEFINE_integer, float: flags.DEFINE_float}
   for field in dataclasses.fields(BenchmarkSpec):
-    parser.add_argument(
-      f"--{field.name}", type=type(getattr(defaults, field.name)), default=getattr(defaults, field.name)
+    define[type(getattr(defaults, field.name))](
+      field.name, getattr(defaults, field.name), f"BenchmarkSpec.{field.name}"
     )
-  parser.add_argument("--overwrite", action="store_true")
-  parser.add_argument("--contact_sheet", default=None, help="also write a PNG of example crops of both domains here")
-  args = parser.parse_args(argv)
-  spec = BenchmarkSpec(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchmarkSpec)})
-  from sagan_jax import cli  # noqa: PLC0415  (a disk full or read-only --out is one line too)
+  flags.DEFINE_bool("overwrite", False, "replace a benchmark this generator wrote with another spec")
+  flags.DEFINE_string("contact_sheet", None, "also write a PNG of example crops of both domains here")
+  flags.mark_flag_as_required("out")
 
-  try:
-    meta = cli.exit_on_user_error(generate, args.out, spec, overwrite=args.overwrite)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  if args.contact_sheet:
-    contact_sheet(args.out, args.contact_sheet)
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  f = flags.FLAGS
+  spec = BenchmarkSpec(**{field.name: f[field.name].value for field in dataclasses.fields(BenchmarkSpec)})
+  meta = cli.exit_on_user_error(generate, f.out, spec, overwrite=f.overwrite)
+  if f.contact_sheet:
+    contact_sheet(f.out, f.contact_sheet)
   print(json.dumps(meta["counts"], indent=1))
 
 
 if __name__ == "__main__":
-  main()
+  _define_flags()
+  app.run(main, flags_parser=cli.parse_flags)

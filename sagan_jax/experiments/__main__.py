@@ -26,9 +26,11 @@ import subprocess
 import sys
 
 import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
 from PIL import Image, ImageDraw
 
-from sagan_jax import fileio
+from sagan_jax import cli, fileio
 from sagan_jax.experiments import config as config_lib
 from sagan_jax.experiments import results
 from sagan_jax.experiments import seeds as seeds_lib
@@ -44,16 +46,7 @@ M_VALUES = (1, 2, 4, 6, 8, 10)
 
 def _fail(message: str) -> None:
   print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
-def _flag(argv, name, default=None):
-  for a in argv:
-    if a.startswith(f"--{name}="):
-      return a.split("=", 1)[1]
-  if default is None:
-    _fail(f"--{name}=... is required (see `python -m sagan_jax.experiments`)")
-  return default
+  sys.exit(cli.USER_ERROR_EXIT)
 
 
 def _complete(workdir: str) -> dict | None:
@@ -203,40 +196,50 @@ def msweep(config_file, workdir, overrides, codes=M_VALUES, seeds=(0,)):
   return record
 
 
+COMMANDS = ("ablation", "msweep")
+
+
+def _define_flags() -> None:
+  """The runner's flags (defined only when run as a command, so importing the module defines none)."""
+  cli.define_config_file("config", None, "experiment config file (configs/*.py, without :variant=: the runner sets it)")
+  flags.DEFINE_string("workdir", None, "one folder per seed and row: WORKDIR/seed<S>/<row>")
+  flags.DEFINE_list("seeds", ["0"], "seeds to run, e.g. 0,1,2,3,4")
+  flags.DEFINE_list("variants", list(ALL_VARIANTS), f"ablation rows (also: {', '.join(EXTRA_ROWS)})")
+  flags.DEFINE_list("codes", [str(m) for m in M_VALUES], "msweep: the numbers of spatial codes M")
+  flags.DEFINE_bool("report_only", False, "ablation: run nothing, tabulate the seed-row pairs already complete")
+  flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _integers(name: str, values, minimum: int, example: str) -> tuple[int, ...]:
+  try:
+    out = tuple(int(v) for v in values)
+  except ValueError:
+    out = ()
+  if not out or min(out) < minimum:
+    _fail(f"--{name}={','.join(values)!r}: expected integers of at least {minimum}, like --{name}={example}")
+  return out
+
+
 def main(argv) -> None:
-  if len(argv) < 2 or argv[1] not in ("ablation", "msweep"):
-    print(__doc__, file=sys.stderr)
-    sys.exit(2)
-  command, rest = argv[1], argv[2:]
-  config_file, workdir = _flag(rest, "config"), _flag(rest, "workdir")
+  if len(argv) != 2 or argv[1] not in COMMANDS:
+    raise app.UsageError(f"usage: python -m sagan_jax.experiments {{{','.join(COMMANDS)}}} --config=FILE --workdir=DIR")
+  f = flags.FLAGS
+  config_file = config_flags.get_config_filename(f["config"])
   if ":" in config_file:
     _fail("--config takes the file only: the runner sets variant=... itself")
-  overrides = [a for a in rest if a.startswith("--config.")]
-  unknown = [
-    a
-    for a in rest
-    if not a.startswith(
-      ("--config=", "--workdir=", "--config.", "--variants=", "--codes=", "--seeds=", "--report_only")
-    )
-  ]
-  if unknown:
-    _fail(f"unknown arguments {unknown}; see `python -m sagan_jax.experiments`")
-  if any(a.startswith("--config.seed=") for a in overrides):
+  overrides = [f"--config.{k}={v}" for k, v in config_flags.get_override_values(f["config"]).items()]
+  if any(o.startswith("--config.seed=") for o in overrides):
     _fail("--config.seed is set per run by the runner: pass --seeds=0,1,2 instead")
-  try:
-    seeds = tuple(int(s) for s in _flag(rest, "seeds", "0").split(","))
-  except ValueError:
-    _fail(f"--seeds={_flag(rest, 'seeds', '0')!r}: expected integers like --seeds=0,1,2,3,4")
-  if command == "ablation":
-    variants = tuple(_flag(rest, "variants", ",".join(ALL_VARIANTS)).split(","))
-    bad = [v for v in variants if v not in config_lib.VARIANTS and v not in EXTRA_ROWS]
+  seeds = _integers("seeds", f.seeds, 0, "0,1,2,3,4")
+  if argv[1] == "ablation":
+    bad = [v for v in f.variants if v not in config_lib.VARIANTS and v not in EXTRA_ROWS]
     if bad:
       _fail(f"--variants: unknown {bad}; choose from {', '.join(config_lib.VARIANTS + tuple(EXTRA_ROWS))}")
-    ablation(config_file, workdir, overrides, variants, seeds, report_only="--report_only" in rest)
+    ablation(config_file, f.workdir, overrides, tuple(f.variants), seeds, report_only=f.report_only)
   else:
-    codes = tuple(int(m) for m in _flag(rest, "codes", ",".join(map(str, M_VALUES))).split(","))
-    msweep(config_file, workdir, overrides, codes, seeds)
+    msweep(config_file, f.workdir, overrides, _integers("codes", f.codes, 1, "1,2,4,6,8,10"), seeds)
 
 
 if __name__ == "__main__":
-  main(sys.argv)
+  _define_flags()
+  app.run(main, flags_parser=cli.parse_flags)

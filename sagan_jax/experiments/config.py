@@ -7,16 +7,17 @@ the section it belongs to (`sagan_config`, `ide_config`); what it leaves open is
 
 from __future__ import annotations
 
-import os
-
 import ml_collections
 
-from sagan_jax.data import viewpoints
+from sagan_jax.data import synthetic, viewpoints
 from sagan_jax.errors import ConfigError
-from sagan_jax.masks.training import mask_config
-from sagan_jax.reid import metrics
+from sagan_jax.masks.config import mask_config
+from sagan_jax.reid import convert_torchvision, metrics
 from sagan_jax.reid.ide import ide_config
+from sagan_jax.reid.train import PRETRAINED_NONE
 from sagan_jax.sagan import config as sagan_config_lib
+from sagan_jax.sagan import train as sagan_train
+from sagan_jax.sagan.model import SAGAN
 
 # Every row the paper reports (Tables I–III): the one table, `sagan_jax.sagan.config.VARIANTS`.
 VARIANTS = tuple(sagan_config_lib.VARIANTS)
@@ -45,7 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.experiment = ""
   c.variant = "sagan"
-  c.seed = 0
+  c.seed = 0  # the one seed: every stage derives its own streams from it by name (`experiments.run.derived_seed`)
   c.stages = ",".join(STAGES)  # a subset runs only those stages: --config.stages=ide,evaluate
   # Multi-host (one process per host, all running the same command on a shared workdir).
   # enabled=True calls jax.distributed.initialize() before anything else. With the three fields
@@ -78,10 +79,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.prid_adaptation = "per_split"
   c.data.prid_adaptation_split = 0
   c.data.num_threads = 2  # decoding threads of the input pipeline
-
-  c.masks = mask_config()
+  c.data.skip_corrupt = False  # leave out images PIL cannot decode (counted in a warning) instead of stopping
 
   c.sagan = sagan_config_lib.sagan_config()
+  c.masks = mask_config()
+  c.masks.image_size = c.sagan.get_ref("image_size")  # masks are predicted at the size SA-GAN reads
   c.sagan_train = ml_collections.ConfigDict()
   c.sagan_train.batch_size = 8  # our choice (the paper gives none; CycleGAN uses 1, SPGAN 8)
   c.sagan_train.steps = 40_000  # generator updates; our choice (≈ CycleGAN's 200 epochs at batch 1 over Market)
@@ -125,10 +127,14 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
 
 
 MASK_SOURCES = ("data", "unet", "none")
+PRID_MODES = ("per_split", "one_split")
 
 
-def stages_of(c, devices: int | None = None) -> tuple[str, ...]:
-  """The stages to run; also checks the choice fields a late stage would otherwise reject hours in."""
+def check(c, devices: int | None = None) -> tuple[str, ...]:
+  """The stages to run, once every field a stage would reject later has been checked (an error names it).
+
+  ``devices``: the run's device count, which batch sizes must be multiples of (None: not checked).
+  """
   if c.data.masks not in MASK_SOURCES:
     raise ConfigError(f"config.data.masks={c.data.masks!r}: expected one of {MASK_SOURCES}")
   if c.eval.ap_mode not in metrics.AP_MODES:
@@ -142,13 +148,31 @@ def stages_of(c, devices: int | None = None) -> tuple[str, ...]:
   viewpoints.parse(c.data.viewpoint_groups)
   if c.data.prid_adaptation not in PRID_MODES:
     raise ConfigError(f"config.data.prid_adaptation={c.data.prid_adaptation!r}: expected one of {PRID_MODES}")
+  if "masks" in stages and c.data.masks == "unet" and c.sagan.use_mask and not c.masks.images_dir:
+    raise ConfigError(
+      "config.masks.images_dir is empty: the masks stage trains the U-Net on LIP "
+      "(config.masks.source='lip', images_dir=LIP root) or on images with a mirrored mask tree "
+      "(source='pairs'); or set config.data.masks='data' if MANUAL_DIR/masks/ exist"
+    )
   if "ide" in stages:
     check_ide_init(c)
   check_numbers(c, stages, devices)
+  if c.data.synthetic_dir:
+    try:
+      spec = synthetic.BenchmarkSpec(**c.data.synthetic_spec.to_dict())
+    except TypeError as e:
+      raise ConfigError(f"config.data.synthetic_spec: {e} (its fields are BenchmarkSpec's)") from None
+    spec.check("config.data.synthetic_spec.")
+  if "masks" in stages and c.data.masks == "unet" and c.sagan.use_mask:
+    factor = 2 ** (len(c.masks.features) - 1)
+    if any(n % factor for n in c.sagan.image_size):
+      raise ConfigError(
+        f"config.sagan.image_size={tuple(c.sagan.image_size)}: the mask U-Net pools {len(c.masks.features) - 1} "
+        f"times (config.masks.features), so height and width must be multiples of {factor}"
+      )
   if c.variant != "original" and {"sagan", "translate"} & set(stages):
-    from sagan_jax.sagan.model import SAGAN  # noqa: PLC0415  (checks the GAN's choice fields; builds no parameters)
-
-    SAGAN(c.sagan)
+    SAGAN(c.sagan)  # checks the GAN's choice fields; builds no parameters
+    sagan_train.optimizers(c.sagan, c.sagan_train.steps)
   return stages
 
 
@@ -192,14 +216,11 @@ def check_ide_init(c) -> None:
   if pretrained == "":
     raise ConfigError(
       "config.ide.pretrained is empty: the paper fine-tunes an ImageNet ResNet-50; convert "
-      "torchvision's with python -m sagan_jax.reid.convert_torchvision resnet50.pth OUT_DIR and pass "
-      "--config.ide.pretrained=OUT_DIR, or --config.ide.pretrained=none to train from scratch"
+      f"torchvision's with {convert_torchvision.COMMAND} and pass --config.ide.pretrained=OUT_DIR, "
+      f"or --config.ide.pretrained={PRETRAINED_NONE} to train from scratch"
     )
-  if pretrained != "none" and not os.path.isdir(pretrained):
-    raise ConfigError(
-      f"config.ide.pretrained={pretrained!r} is not a folder: make it with "
-      "python -m sagan_jax.reid.convert_torchvision resnet50.pth OUT_DIR"
-    )
+  if pretrained != PRETRAINED_NONE:
+    convert_torchvision.check(pretrained)
 
 
 PAPER_DATASETS = {"market": "market1501", "duke": "dukemtmc_reid", "prid": "prid2011"}

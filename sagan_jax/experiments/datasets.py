@@ -90,12 +90,19 @@ class Datasets:
         data_dir = os.path.join(data_dir, role)
       self._builders[role] = parallel.process_0_first(
         f"prepare {role}",
-        lambda: builders.prepare(self.names[role], self.manual_dirs[role], data_dir, with_masks=self.with_masks),
+        lambda: builders.prepare(
+          self.names[role],
+          self.manual_dirs[role],
+          data_dir,
+          with_masks=self.with_masks,
+          skip_corrupt=self.config.data.skip_corrupt,
+        ),
       )
     return self._builders[role]
 
   def source_train(self):
-    return self.builder("source").as_data_source("train"), None
+    """The source's labelled training images (random access)."""
+    return self.builder("source").as_data_source("train")
 
   def target_is_prid(self) -> bool:
     return self.names["target"] == "prid2011"

@@ -9,7 +9,7 @@
 from absl import app, flags
 
 from sagan_jax import cli
-from sagan_jax.experiments import stages
+from sagan_jax.experiments import evaluation, stages
 
 _CONFIG = cli.define_config_file("config", None, "experiment config file (configs/*.py[:variant=...])")
 _WORKDIR = flags.DEFINE_string("workdir", None, "the run's directory (with ide/checkpoints)")
@@ -26,8 +26,8 @@ def main(argv):
   cli.quiet_logging()
 
   def evaluate():
-    with stages.started(_CONFIG.value, _WORKDIR.value, create=False, layers=layers) as run:
-      stages.evaluate(run, rank_vis=_RANK_VIS.value)
+    with stages.opened(_CONFIG.value, _WORKDIR.value, layers=layers) as run:
+      evaluation.evaluate(run, rank_vis=_RANK_VIS.value)
 
   cli.exit_on_user_error(evaluate)
 

@@ -65,10 +65,18 @@ class Plan:
   groups: dict[str, tuple[int, ...]]  # viewpoint groups of the source ({"all": every camera} when ungrouped)
   groups_source: str
   notes: list[str]
+  source_images: int  # the source's training images: every IDE's epoch, whatever M is
   target_source: Any = None  # the random-access target images adaptations index (not in the JSON)
 
   def ide_subdir(self, name: str) -> str:
     return os.path.join("ide", name) if name else "ide"
+
+  def ide_steps_per_epoch(self, batch_size: int) -> int:
+    """Updates per IDE epoch: one pass over the source images' count, so M does not change the budget."""
+    return max(1, self.source_images // batch_size)
+
+  def ide_steps(self, config) -> int:
+    return config.ide.epochs * self.ide_steps_per_epoch(config.ide.batch_size)
 
   def evaluated_splits(self, ide_name: str | None = None) -> list[int]:
     return sorted({e.split for e in self.evaluations if e.split is not None and ide_name in (None, e.ide)})
@@ -198,9 +206,10 @@ def build(config, datasets: Datasets, stages: tuple[str, ...]) -> Plan:
     query, gallery = (builders.read_labels(target, s)["person_id"] for s in ("query", "gallery"))
     evaluations.append(Evaluation("query_gallery", None, None, _ids(query[query > 0]), _ids(gallery[gallery > 0]), ""))
     target_source = target.as_data_source("train")
-    return Plan(
-      stages, adaptations, {"": [a.name for a in adaptations]}, evaluations, groups, groups_source, notes, target_source
-    )
+    ide_models = {"": [a.name for a in adaptations]}
+    plan = Plan(stages, adaptations, ide_models, evaluations, groups, groups_source, notes, len(cameras), target_source)
+    check_leak_free(plan)
+    return plan
 
   cam = {s: builders.read_labels(target, s)["person_id"] for s in ("cam_a", "cam_b")}
   splits = prid.load_splits()
@@ -222,7 +231,7 @@ def build(config, datasets: Datasets, stages: tuple[str, ...]) -> Plan:
       )
     return out
 
-  mode = c.data.prid_adaptation  # checked by config.stages_of, which every entry point calls first
+  mode = c.data.prid_adaptation  # checked by config.check, which every entry point calls first
   ide_models: dict[str, list[str]] = {}
   if not gan:
     ide_models[""] = []
@@ -254,18 +263,24 @@ def build(config, datasets: Datasets, stages: tuple[str, ...]) -> Plan:
         f"one_split: adapted on split {k0}'s training ids; not evaluated, as the adaptation saw their "
         f"test identities: {', '.join(left_out)}"
       )
-  return Plan(stages, adaptations, ide_models, evaluations, groups, groups_source, notes, target_source)
+  plan = Plan(stages, adaptations, ide_models, evaluations, groups, groups_source, notes, len(cameras), target_source)
+  check_leak_free(plan)
+  return plan
+
+
+class LeakError(AssertionError):
+  """A plan would evaluate an IDE on identities its adaptation saw: a bug, never a valid run."""
 
 
 def check_leak_free(plan: Plan) -> None:
-  """Raises if an adaptation saw a query or gallery identity of a split its IDE is evaluated on."""
+  """Raises `LeakError` if an adaptation saw a query or gallery identity of a split its IDE is evaluated on."""
   by_ide: dict[str, set[int]] = {}
   for a in plan.adaptations:
     by_ide.setdefault(a.ide, set()).update(a.target_ids)
   for e in plan.evaluations:
     seen = by_ide.get(e.ide, set()) & (set(e.query_ids) | set(e.gallery_ids))
     if seen:
-      raise AssertionError(f"evaluation {e.name} ranks identities {sorted(seen)[:5]} its adaptation saw")
+      raise LeakError(f"evaluation {e.name} ranks identities {sorted(seen)[:5]} its adaptation saw")
 
 
 def describe(plan: Plan, config) -> str:

@@ -15,8 +15,9 @@ import sys
 import jax
 from absl import app, flags
 
-from sagan_jax import cli, loop, parallel
-from sagan_jax.masks import infer, sources, training
+from sagan_jax import cli, loop, parallel, preemption, workdir
+from sagan_jax.masks import infer, sources, teacher
+from sagan_jax.masks import train as unet_train
 
 _CONFIG = cli.define_config_file(
   "config", os.path.join(os.path.dirname(__file__), "config.py"), "the U-Net training config"
@@ -50,28 +51,29 @@ def main(argv):
 
 def _run(command: str) -> None:
   if command == "train":
-    from sagan_jax.experiments.stages import PREEMPTED_EXIT, SigtermFlag  # noqa: PLC0415
-
     config = _CONFIG.value
-    with SigtermFlag() as sigterm:
+    where = _required(_WORKDIR, command)
+    workdir.check_path(where)
+    with preemption.SigtermFlag() as sigterm:
       try:
-        _, record = training.train(
+        _, record = unet_train.train(
           config,
           sources.training_source(config),
-          _required(_WORKDIR, command),
-          log_dir=os.path.join(_WORKDIR.value, "tensorboard"),
+          where,
+          seed=config.seed,
+          log_dir=os.path.join(where, "tensorboard"),
           stop=lambda: sigterm.raised,
         )
       except loop.Stopped as e:
         print(f"preempted (SIGTERM): U-Net saved at step {e.step}; rerun the same command to resume", file=sys.stderr)
-        sys.exit(PREEMPTED_EXIT)
+        sys.exit(preemption.PREEMPTED_EXIT)
     print(f"U-Net trained: held-out IoU {record['heldout_iou']:.3f} on {record['num_heldout']} masks")
   elif command == "infer":
     data_dir = _required(_DATA_DIR, command)
     out = _OUT.value or infer.default_out_dir(data_dir)
     mesh = parallel.make_mesh()
-    model, params, record = training.load(_required(_WORKDIR, command), mesh)
-    predict = training.make_predict_fn(model, mesh)
+    model, params, record = unet_train.load(_required(_WORKDIR, command), mesh)
+    predict = unet_train.make_predict_fn(model, mesh)
     batch = _BATCH.value - _BATCH.value % mesh.size or mesh.size
     counts = infer.infer(
       lambda rgb: predict(params, rgb),
@@ -79,12 +81,10 @@ def _run(command: str) -> None:
       out,
       tuple(record["config"]["image_size"]),
       batch,
-      producer=infer.unet_producer(record["config"]),
+      producer=infer.unet_producer({**record["config"], "seed": record["seed"]}),
     )
     print(f"masks in {out}: {counts['written']} written, {counts['skipped']} already there")
   else:
-    from sagan_jax.masks import teacher  # noqa: PLC0415  (optional dependency)
-
     data_dir = _required(_DATA_DIR, command)
     out = _OUT.value or infer.default_out_dir(data_dir)
     model = teacher.SelfieTeacher(teacher.fetch_model(_MODEL_DIR.value))

@@ -24,6 +24,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
+from sagan_jax.masks import infer, sources
+
 MEDIAPIPE_WHEEL = "mediapipe==0.10.14"
 MODEL_IN_WHEEL = "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite"
 INPUT_SIZE = 256
@@ -107,8 +109,6 @@ class SelfieTeacher:
 
 def label(teacher: Callable[[np.ndarray], np.ndarray], data_dir: str, out_dir: str) -> dict[str, int]:
   """Writes the teacher's thresholded masks for every image under ``data_dir`` without one in ``out_dir``."""
-  from sagan_jax.masks import infer, sources  # noqa: PLC0415
-
   todo, done = infer.pending(data_dir, out_dir)
   for name in todo:
     prob = teacher(sources.decode_image(os.path.join(data_dir, name), "RGB"))

@@ -30,7 +30,7 @@ class UNet(nn.Module):
   H and W must be divisible by ``2 ** (len(features) - 1)``.
 
   Built from flax's layers on every backend: `sagan_jax.cpu`'s product gradients gave it nothing
-  (its stride-1 3×3 convolutions are the kind XLA-CPU runs well; BENCHMARKS.md §3).
+  (its stride-1 3×3 convolutions are the kind XLA-CPU runs well; `python -m bench.bench_convs`).
   """
 
   features: Sequence[int] = (32, 64, 128, 256)

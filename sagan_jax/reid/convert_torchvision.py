@@ -15,14 +15,17 @@ Layouts: convolution weights OIHW → HWIO; batch norm ``weight``/``bias``/``run
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import app
 
+from sagan_jax.errors import ConfigError
 from sagan_jax.reid.resnet import RESNET50_STAGES
+
+COMMAND = "python -m sagan_jax.reid.convert_torchvision resnet50.pth OUT_DIR"
 
 
 def _torch_prefixes(stage_sizes: Sequence[int]):
@@ -84,15 +87,24 @@ def save(variables: dict, out_dir: str) -> None:
     checkpointer.save(os.path.abspath(out_dir), variables)
 
 
+def check(path: str, field: str = "config.ide.pretrained") -> None:
+  """Refuses a ``path`` that holds no converted backbone, naming ``field`` and how to make one."""
+  if not os.path.isdir(path):
+    raise ConfigError(f"{field}={path!r} is not a folder: make it with {COMMAND}")
+  if not os.path.isfile(os.path.join(path, "_METADATA")):
+    raise ConfigError(f"{field}={path!r} holds no converted ResNet-50 (no _METADATA file): make it with {COMMAND}")
+
+
 def load(path: str) -> dict:
   """Reads a converted backbone (numpy pytree) written by `save`."""
+  check(path)
   with ocp.StandardCheckpointer() as checkpointer:
     return checkpointer.restore(os.path.abspath(path))
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) != 3:
-    raise SystemExit("usage: python -m sagan_jax.reid.convert_torchvision resnet50.pth OUT_DIR")
+    raise app.UsageError(f"usage: {COMMAND}")
   try:
     import torch  # noqa: PLC0415  (only the converter needs torch, to read the .pth file)
   except ImportError as e:
@@ -107,4 +119,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  main(sys.argv)
+  app.run(main)

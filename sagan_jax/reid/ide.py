@@ -1,9 +1,6 @@
-"""IDE training and feature extraction, jit-compiled over the ``("data",)`` mesh.
-
-Training follows the paper (Section IV-B): SGD with momentum 0.9, learning rate 0.01 divided by 10
-after epoch 25 of 50, batch 128, random horizontal flips (the pipeline's), softmax cross-entropy
-over the training identities. Weight decay 5e-4 is our choice (the usual IDE value; the paper does
-not give one). The batch is sharded over the mesh, so batch-norm statistics are global.
+"""The IDE model's pieces: its config section, state, train step and feature extraction, jit-compiled
+over the ``("data",)`` mesh (the batch is sharded, so batch-norm statistics are global), and the
+ranking tables of a target protocol. `sagan_jax.reid.train` trains it.
 """
 
 from __future__ import annotations
@@ -18,6 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 
 from sagan_jax import parallel, runtime
 from sagan_jax.data import pipeline, prid
@@ -33,14 +31,13 @@ def ide_config() -> ml_collections.ConfigDict:
   c.width = 64
   c.dtype = "float32"  # compute dtype ("float32" or "bfloat16"); parameters stay float32
   c.batch_size = 128  # paper
-  c.epochs = 50  # paper
+  c.epochs = 50  # paper; in an experiment an epoch is one pass over the source images' count, whatever M is
   c.learning_rate = 0.01  # paper
   c.lr_decay_epochs = (25,)  # paper: divided by 10 after epoch 25
   c.momentum = 0.9  # paper
   c.weight_decay = 5e-4  # our choice: the standard IDE value (the paper gives none)
   c.flip = True  # paper: random horizontal flips
   c.pretrained = ""  # a converted torchvision ResNet-50 (`python -m sagan_jax.reid.convert_torchvision`)
-  c.seed = 0  # in an experiment, an offset from its top-level seed
   return c
 
 
@@ -61,17 +58,6 @@ def make_model(config: ml_collections.ConfigDict, num_classes: int, layers: Laye
     dtype=jnp.dtype(config.dtype),
     conv=layers.conv,
     max_pool=layers.max_pool,
-  )
-
-
-def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
-  schedule = optax.piecewise_constant_schedule(
-    config.learning_rate, {int(e * steps_per_epoch): 0.1 for e in config.lr_decay_epochs}
-  )
-  # Decay on conv/dense kernels only (not batch-norm scales or biases), as torch's usual IDE recipes do.
-  decay_mask = lambda params: jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == "kernel", params)
-  return optax.chain(
-    optax.add_decayed_weights(config.weight_decay, mask=decay_mask), optax.sgd(schedule, momentum=config.momentum)
   )
 
 
@@ -192,8 +178,6 @@ def extract_split(
   features, pids, cams = extract(feature_fn, state, batches, stop) if len(mine) else (None, None, None)
   if num_procs == 1:
     return features, pids, cams
-  from jax.experimental import multihost_utils  # noqa: PLC0415
-
   if features is None:  # more processes than batches: this one contributes nothing
     dim = jax.eval_shape(
       lambda: feature_fn(state.params, state.batch_stats, np.zeros((batch_size, *image_size, 3), np.float32))

@@ -8,6 +8,7 @@ increasing distance and scores it:
   (the Market-1501/Duke protocol: such a match is trivial), and every gallery item with person
   id -1 (Market's junk boxes);
 * distractors (person id 0) and every other id stay in the ranking as negatives;
+* a query must be a person (id ≥ 0): a junk query (id -1) is refused, not scored;
 * a query without any good match cannot be scored: it is skipped, counted, and the count is
   logged and returned with ``return_details=True``; CMC and mAP average over scored queries;
 * ties in distance are broken by gallery index (a stable order), so results never depend on a
@@ -32,8 +33,8 @@ then the same scores. Its ``backend="jax"`` computes distances and good-match ra
 first local device (a GPU or TPU), a block of queries at a time, counting for every good match the
 valid items ahead of it (a compare-and-sum over the gallery that fuses into one reduction); only
 the ranks come back to the host, where `evaluate_rank`'s scoring turns them into CMC and mAP. On a
-CPU that compare-and-sum is slower than the NumPy path above (BENCHMARKS.md, section 2), so
-``backend="auto"`` picks NumPy there.
+CPU that compare-and-sum is slower than the NumPy path above (`python -m bench.bench_evaluation
+--backend numpy,jax`), so ``backend="auto"`` picks NumPy there.
 """
 
 from __future__ import annotations
@@ -88,6 +89,13 @@ def _check_labels(num_q: int, num_g: int, q_pids, g_pids, q_camids, g_camids, wh
   q_camids, g_camids = np.asarray(q_camids), np.asarray(g_camids)
   if q_pids.shape != (num_q,) or q_camids.shape != (num_q,) or g_pids.shape != (num_g,) or g_camids.shape != (num_g,):
     raise ValueError(f"{what} is {num_q}×{num_g} but got {q_pids.shape[0]} query / {g_pids.shape[0]} gallery labels")
+  junk = np.flatnonzero(q_pids < 0)
+  if junk.size:
+    # A junk query would count the gallery's junk boxes, which the ranking removes, as matches (AP above 1).
+    raise ValueError(
+      f"query {int(junk[0])} has person id {int(q_pids[junk[0]])} ({junk.size} such queries): junk boxes "
+      "(id -1) cannot be queries; remove them from the query set"
+    )
   return q_pids, g_pids, q_camids, g_camids
 
 

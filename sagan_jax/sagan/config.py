@@ -167,7 +167,7 @@ def apply_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collect
 
 def apply_tiny_scale(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks ``config`` in place to 32×16 images and narrow networks that compile and train in
-  seconds on a CPU: the scale of the tests and of ``bench/bench_sagan_step.py --scale cpu``."""
+  seconds on a CPU: the scale of the tests and of ``python -m bench.bench_sagan_step --scale cpu``."""
   config.image_size = (32, 16)
   config.generator_features, config.generator_blocks = 8, 1
   config.critic_features, config.critic_layers = 16, 2

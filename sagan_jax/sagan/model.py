@@ -16,7 +16,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from sagan_jax import losses, runtime
 from sagan_jax.errors import ConfigError
@@ -33,7 +32,6 @@ from sagan_jax.models.layers import Layers
 Params = dict[str, Any]
 GAN_LOSSES = ("wgan", "lsgan")
 LIPSCHITZ = ("gradient_penalty", "weight_clipping", "none")
-LR_SCHEDULES = ("constant", "linear_decay")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +60,31 @@ class Adapted(NamedTuple):
   adapted: jax.Array  # [B, H, W, 3] X_adp: spatially then pixel-adapted RGB
 
 
+def _check_image_size(c) -> None:
+  """Refuses an image size one of the configuration's networks cannot take, naming the fields to change."""
+  if len(c.image_size) != 2 or min(c.image_size) < 1:
+    raise ConfigError(f"config.sagan.image_size={tuple(c.image_size)}: expected (height, width), both positive")
+  for side, n in zip(("height", "width"), c.image_size):
+    where = f"config.sagan.image_size={tuple(c.image_size)}"
+    if c.pixel and n % 4:
+      raise ConfigError(f"{where}: the generators downsample twice, so the {side} must be a multiple of 4")
+    # PatchGAN: a 4×4 stride-2 convolution halves (floor), then critic_layers − 1 more, then two 4×4 stride-1 ones.
+    patches = n // 2**c.critic_layers - 2
+    if patches < 1:
+      raise ConfigError(
+        f"{where}: the critics (critic_layers={c.critic_layers}) leave no {side} for a patch score; "
+        f"use a {side} of at least {3 * 2**c.critic_layers} or fewer critic_layers"
+      )
+    if c.siamese:
+      for _ in c.sianet_widths:  # a 4×4 stride-2 convolution (floor), then a 2×2 max pool (ceil)
+        n = -(-(n // 2) // 2) if n >= 2 else 0
+      if n < 1:
+        raise ConfigError(
+          f"{where}: SiaNet's {len(c.sianet_widths)} stages (sianet_widths) reduce the {side} to nothing; "
+          "use a larger image or fewer sianet_widths"
+        )
+
+
 @functools.lru_cache(maxsize=64)
 def _jitted_init(module):
   return runtime.jit_init(module.init)
@@ -75,21 +98,16 @@ class SAGAN:
   model has no S1/S2 or DT1/DT2, an SA-GAN (WP) model no G1/G2.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, train_steps: int = 0, layers: Layers = Layers()):
-    """``train_steps``: the generator updates of the run, over which ``lr_schedule="linear_decay"``
-    decays (0: unknown, for inference and restore targets; the rate then stays constant, with the
-    same optimiser state layout). ``layers``: what the networks' convolutions and pools are built
-    from (flax's by default; `sagan_jax.cpu.layers` on a CPU host); the parameters are the same."""
+  def __init__(self, config: ml_collections.ConfigDict, layers: Layers = Layers()):
+    """``layers``: what the networks' convolutions and pools are built from (flax's by default;
+    `sagan_jax.cpu.layers` on a CPU host); the parameters are the same."""
     self.config = ml_collections.FrozenConfigDict(config)
-    self.train_steps = int(train_steps)
     self.layers = layers
     c = self.config
     if c.gan_loss not in GAN_LOSSES:
       raise ConfigError(f"sagan.gan_loss must be one of {GAN_LOSSES}, got {c.gan_loss!r}")
     if c.lipschitz not in LIPSCHITZ:
       raise ConfigError(f"sagan.lipschitz must be one of {LIPSCHITZ}, got {c.lipschitz!r}")
-    if c.lr_schedule not in LR_SCHEDULES:
-      raise ConfigError(f"sagan.lr_schedule must be one of {LR_SCHEDULES}, got {c.lr_schedule!r}")
     if c.history_pool < 0:
       raise ConfigError(f"sagan.history_pool must be ≥ 0, got {c.history_pool}")
     if c.identity_loss not in ("mask", "mapping", "none"):
@@ -98,6 +116,12 @@ class SAGAN:
       raise ConfigError(f"sagan.critic_mask must be 'soft', 'binary' or 'none', got {c.critic_mask!r}")
     if not (c.spatial or c.pixel):
       raise ConfigError("sagan.spatial and sagan.pixel are both off: nothing would adapt the images")
+    if c.spatial and (not isinstance(c.z_dim, int) or c.z_dim < 1):
+      raise ConfigError(
+        f"config.sagan.z_dim={c.z_dim!r}: the spatial code needs at least 1 dimension (with none, every one "
+        "of the M codes would give the same warp)"
+      )
+    _check_image_size(c)
     dtype = jnp.dtype(c.dtype)
     self.transform = c.transform
     self.tps_control_hw = tuple(c.tps_control_hw)
@@ -131,18 +155,13 @@ class SAGAN:
   # Two models of equal configs are interchangeable: compiled steps (`make_steps`, `translate`,
   # which take the model as a static argument) are reused across instances.
   def __eq__(self, other) -> bool:
-    return (
-      isinstance(other, SAGAN)
-      and self.config == other.config
-      and self.train_steps == other.train_steps
-      and self.layers == other.layers
-    )
+    return isinstance(other, SAGAN) and self.config == other.config and self.layers == other.layers
 
   def __hash__(self) -> int:
-    return hash((self.config, self.train_steps, self.layers))
+    return hash((self.config, self.layers))
 
   # ------------------------------------------------------------------------------------------------
-  # Which networks exist, and their parameters and optimisers.
+  # Which networks exist, and their parameters.
 
   @property
   def generator_names(self) -> tuple[str, ...]:
@@ -183,26 +202,6 @@ class SAGAN:
       module, *args = inits[name]
       params[name] = _jitted_init(module)(k, *args)["params"]
     return params
-
-  def optimizers(self) -> dict[str, optax.GradientTransformation]:
-    """One optimiser per group: ``generator`` (G/S), ``critic`` (D/D_T), ``sianet``."""
-    c = self.config
-
-    def adam(lr):
-      if c.lr_schedule == "linear_decay":  # CycleGAN: constant for the first half, then linearly to zero
-        half = self.train_steps // 2 if self.train_steps > 0 else 2**30
-        lr = optax.join_schedules([optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, max(half, 1))], [half])
-      return optax.adam(lr, b1=c.adam_b1, b2=c.adam_b2)
-
-    if c.lipschitz == "weight_clipping":
-      critic = optax.chain(optax.rmsprop(c.clipping_learning_rate), losses.clip_params(c.clip_value))
-    else:
-      critic = adam(c.learning_rate)
-    generator = adam(c.learning_rate)
-    if c.stm_learning_rate and c.stm_learning_rate != c.learning_rate and c.spatial:
-      labels = lambda params: {name: ("stm" if name in ("S1", "S2") else "generator") for name in params}
-      generator = optax.multi_transform({"generator": generator, "stm": adam(c.stm_learning_rate)}, labels)
-    return {"generator": generator, "critic": critic, "sianet": adam(c.sianet_learning_rate)}
 
   # ------------------------------------------------------------------------------------------------
   # Forward paths.

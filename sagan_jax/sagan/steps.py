@@ -2,6 +2,8 @@
 
 `make_steps` compiles ``critic_step`` (D1, D2, DT1, DT2) and ``generator_step`` (G1, G2, S1, S2,
 then SiaNet) over a ``("data",)`` mesh: the batch is sharded, the state replicated and donated.
+The optimisers come from the caller (`Optimizers`; `sagan_jax.sagan.train.optimizers` builds the
+configured ones with their schedule).
 A training loop runs ``n_critic`` critic steps per generator step. The critics have no batch
 norm, so sharding the batch changes no result (only the order of float reductions).
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -23,6 +25,14 @@ from sagan_jax.sagan.model import SAGAN, XY
 
 POOL_KEY = "history_pool"
 Batch = dict[str, jax.Array]  # x [B,H,W,3], x_mask [B,H,W,1], y, y_mask: images in [-1, 1], masks in [0, 1]
+
+
+class Optimizers(NamedTuple):
+  """One optimiser per group of networks; hashable, so compiled steps are shared by equal ones."""
+
+  generator: optax.GradientTransformation  # G1, G2, S1, S2
+  critic: optax.GradientTransformation  # D1, D2, DT1, DT2
+  sianet: optax.GradientTransformation
 
 
 @flax.struct.dataclass
@@ -47,7 +57,7 @@ def _group(params, names):
   return {name: params[name] for name in names}
 
 
-def create_state(model: SAGAN, seed: int | jax.Array, mesh: Mesh | None = None) -> SAGANState:
+def create_state(model: SAGAN, tx: Optimizers, seed: int | jax.Array, mesh: Mesh | None = None) -> SAGANState:
   """Fresh parameters and optimiser states; replicated over ``mesh`` when one is given.
 
   Pass the mesh the steps run on: a state that is not yet on it makes the first step compile for
@@ -56,11 +66,10 @@ def create_state(model: SAGAN, seed: int | jax.Array, mesh: Mesh | None = None) 
   key = jax.random.PRNGKey(seed) if isinstance(seed, int) else seed
   init_key, rng = jax.random.split(key)
   params = model.init_params(init_key)
-  tx = model.optimizers()
   opt_state = {
-    "generator": tx["generator"].init(_group(params, model.generator_names)),
-    "critic": tx["critic"].init(_group(params, model.critic_names)),
-    "sianet": tx["sianet"].init(_group(params, model.sianet_names)),
+    "generator": tx.generator.init(_group(params, model.generator_names)),
+    "critic": tx.critic.init(_group(params, model.critic_names)),
+    "sianet": tx.sianet.init(_group(params, model.sianet_names)),
   }
   if model.config.history_pool:
     h, w = model.config.image_size
@@ -73,9 +82,8 @@ def create_state(model: SAGAN, seed: int | jax.Array, mesh: Mesh | None = None) 
   return state if mesh is None else jax.device_put(state, parallel.replicated(mesh))
 
 
-def critic_update(model: SAGAN, state: SAGANState, batch: Batch) -> tuple[SAGANState, dict]:
+def critic_update(model: SAGAN, tx: Optimizers, state: SAGANState, batch: Batch) -> tuple[SAGANState, dict]:
   """One update of the critics (eq. 1, critic side). Pure; `make_steps` compiles it."""
-  tx = model.optimizers()["critic"]
   rng, key = jax.random.split(state.rng)
   critic_params = _group(state.params, model.critic_names)
   fakes, pools = None, state.pools
@@ -93,7 +101,7 @@ def critic_update(model: SAGAN, state: SAGANState, batch: Batch) -> tuple[SAGANS
       fakes[side] = a._replace(adapted=shown[..., :3], mask=shown[..., 3:])
       pools[name] = {"images": images, "count": count}
   grads, metrics = jax.grad(model.critic_loss, has_aux=True)(critic_params, state.params, batch, key, fakes)
-  updates, opt_state = tx.update(grads, state.opt_state["critic"], critic_params)
+  updates, opt_state = tx.critic.update(grads, state.opt_state["critic"], critic_params)
   new_params = {**state.params, **optax.apply_updates(critic_params, updates)}
   return state.replace(
     critic_steps=state.critic_steps + 1,
@@ -103,19 +111,18 @@ def critic_update(model: SAGAN, state: SAGANState, batch: Batch) -> tuple[SAGANS
   ), metrics
 
 
-def generator_update(model: SAGAN, state: SAGANState, batch: Batch) -> tuple[SAGANState, dict]:
+def generator_update(model: SAGAN, tx: Optimizers, state: SAGANState, batch: Batch) -> tuple[SAGANState, dict]:
   """One update of G1, G2, S1, S2 (eq. 7, both directions), then of SiaNet (eq. 6)."""
-  tx = model.optimizers()
   rng, key = jax.random.split(state.rng)
   gen_params = _group(state.params, model.generator_names)
   grads, (metrics, siamese_images) = jax.grad(model.generator_loss, has_aux=True)(gen_params, state.params, batch, key)
-  updates, gen_opt = tx["generator"].update(grads, state.opt_state["generator"], gen_params)
+  updates, gen_opt = tx.generator.update(grads, state.opt_state["generator"], gen_params)
   params = {**state.params, **optax.apply_updates(gen_params, updates)}
   opt_state = {**state.opt_state, "generator": gen_opt}
   if model.sianet_names:
     sia_params = _group(params, model.sianet_names)
     sia_grads, sia_metrics = jax.grad(model.sianet_loss, has_aux=True)(sia_params, siamese_images)
-    sia_updates, sia_opt = tx["sianet"].update(sia_grads, state.opt_state["sianet"], sia_params)
+    sia_updates, sia_opt = tx.sianet.update(sia_grads, state.opt_state["sianet"], sia_params)
     params = {**params, **optax.apply_updates(sia_params, sia_updates)}
     opt_state = {**opt_state, "sianet": sia_opt}
     metrics = {**metrics, **sia_metrics}
@@ -123,16 +130,17 @@ def generator_update(model: SAGAN, state: SAGANState, batch: Batch) -> tuple[SAG
 
 
 @functools.lru_cache(maxsize=8)
-def make_steps(model: SAGAN, mesh: Mesh) -> tuple[Callable, Callable]:
+def make_steps(model: SAGAN, tx: Optimizers, mesh: Mesh) -> tuple[Callable, Callable]:
   """``(critic_step, generator_step)``, each ``(state, batch) → (state, metrics)``, jit-compiled.
 
   The state is replicated over the mesh and donated (its buffers are reused for the new state);
   the batch is sharded along its leading axis. Each compiles once per batch shape; equal models
-  on one mesh share the compiled steps (a resumed stage in the same process does not recompile).
+  and optimisers on one mesh share the compiled steps (a resumed stage in the same process does not
+  recompile).
   """
   rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
   compile_step = lambda fn: jax.jit(
-    functools.partial(fn, model), in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0
+    functools.partial(fn, model, tx), in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0
   )
   return compile_step(critic_update), compile_step(generator_update)
 

@@ -1,4 +1,8 @@
-"""Training and scoring the mask U-Net: BCE (+ Dice) with optax, jit-compiled over the data mesh."""
+"""The mask U-Net's trainer: ``masks`` config section + (image, mask) pairs → a finished checkpoint.
+
+BCE (+ Dice) with optax, jit-compiled over the data mesh; `train` resumes or skips a finished run,
+`load` restores one. The record keeps the settings and seed, so `load` needs only the folder.
+"""
 
 from __future__ import annotations
 
@@ -15,27 +19,8 @@ import optax
 
 from sagan_jax import checkpoint, loop, parallel, runtime
 from sagan_jax.data import pipeline
+from sagan_jax.errors import ConfigError, MissingInputError
 from sagan_jax.masks.unet import UNet
-
-
-def mask_config() -> ml_collections.ConfigDict:
-  """The U-Net's training settings (the paper gives none: it pre-trains a U-Net on LIP, Section IV-B)."""
-  c = ml_collections.ConfigDict()
-  c.source = "pairs"  # "lip" (LIP human parsing) or "pairs" (images + mirrored mask tree: GT or pseudo-labels)
-  c.images_dir = ""  # "lip": the LIP root; "pairs": the image tree
-  c.masks_dir = ""  # "pairs": the mask tree (default IMAGES_DIR/masks)
-  c.image_size = (256, 128)  # the pipeline's size: masks are predicted at the size SA-GAN sees
-  c.features = (32, 64, 128, 256)  # our choice: the original U-Net's widths halved
-  c.dtype = "float32"
-  c.batch_size = 16
-  c.steps = 3000
-  c.learning_rate = 1e-3  # Adam, cosine decay: our choice
-  c.dice_weight = 1.0  # BCE + Dice (our choice: Dice keeps thin limbs from being ignored)
-  c.holdout_fraction = 0.1  # of the pairs, never trained on, for the reported IoU
-  c.checkpoint_every = 500
-  c.log_every = 50
-  c.seed = 0  # in an experiment, an offset from its top-level seed
-  return c
 
 
 @flax.struct.dataclass
@@ -76,10 +61,10 @@ def make_optimizer(config) -> optax.GradientTransformation:
   return optax.adam(optax.cosine_decay_schedule(config.learning_rate, config.steps))
 
 
-def create_state(model: UNet, optimizer, config, mesh) -> MaskState:
-  params = runtime.jit_init(model.init)(jax.random.key(config.seed), jnp.zeros((1, *config.image_size, 3)))["params"]
+def create_state(model: UNet, optimizer, config, seed: int, mesh=None) -> MaskState:
+  params = runtime.jit_init(model.init)(jax.random.key(seed), jnp.zeros((1, *config.image_size, 3)))["params"]
   state = MaskState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
-  return jax.device_put(state, parallel.replicated(mesh))
+  return state if mesh is None else jax.device_put(state, parallel.replicated(mesh))
 
 
 def make_train_step(model: UNet, optimizer, mesh, dice_weight: float):
@@ -112,7 +97,7 @@ def make_predict_fn(model: UNet, mesh):
 def split_holdout(num_examples: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
   """(train, held-out) indices: a seeded permutation, at least one example in each part."""
   if num_examples < 2:
-    raise ValueError(f"mask training needs at least 2 (image, mask) pairs to hold one out, got {num_examples}")
+    raise ConfigError(f"mask training needs at least 2 (image, mask) pairs to hold one out, got {num_examples}")
   order = np.random.default_rng(seed).permutation(num_examples)
   held = min(num_examples - 1, max(1, round(fraction * num_examples)))
   return np.sort(order[held:]), np.sort(order[:held])
@@ -127,18 +112,20 @@ def evaluate_iou(predict, params, source, indices: Sequence[int], image_size, ba
   return float(np.mean(np.concatenate(scores)))
 
 
-def train(config, source, workdir: str, mesh=None, log_dir: str | None = None, stop=None) -> tuple[Any, dict]:
-  """Trains (or resumes, or just loads when complete) the U-Net in ``workdir``; returns (params, record).
+def train(
+  config, source, workdir: str, mesh=None, *, seed: int, hooks: loop.Hooks = loop.Hooks(), stop=None, log_dir=None
+) -> tuple[Any, dict]:
+  """Trains (or resumes, or just loads when finished) the U-Net in ``workdir``; returns (params, record).
 
-  The record holds the held-out IoU and the configuration; the final checkpoint is marked complete.
-  ``stop`` is polled after every step: when it returns True the step is checkpointed and
+  The record holds the held-out IoU, the settings and the seed; the final checkpoint is marked
+  complete. ``stop`` is polled after every step: when it returns True the step is checkpointed and
   `sagan_jax.loop.Stopped` raised.
   """
   mesh = mesh or parallel.make_mesh()
   parallel.check_batch_divisible(config.batch_size, mesh)
-  train_idx, held_idx = split_holdout(len(source), config.holdout_fraction, config.seed)
+  train_idx, held_idx = split_holdout(len(source), config.holdout_fraction, seed)
   model, optimizer = make_model(config), make_optimizer(config)
-  state = create_state(model, optimizer, config, mesh)
+  state = create_state(model, optimizer, config, seed, mesh)
   with checkpoint.StageCheckpoints(os.path.join(workdir, "checkpoints")) as ckpt:
     state, record = ckpt.resume(state)
     if record.get("complete"):
@@ -147,7 +134,7 @@ def train(config, source, workdir: str, mesh=None, log_dir: str | None = None, s
       source,
       global_batch_size=config.batch_size,
       image_size=tuple(config.image_size),
-      seed=config.seed,
+      seed=seed,
       indices=train_idx,
       masks="data",
     )
@@ -163,7 +150,10 @@ def train(config, source, workdir: str, mesh=None, log_dir: str | None = None, s
       config.batch_size,
       log_dir=log_dir,
       should_stop=stop,
+      metrics_log=loop.MetricsLog(os.path.join(workdir, "metrics.jsonl")),
+      hooks=hooks,
       final_checkpoint=False,
+      learning_rate_flag="the learning rate (--config.masks.learning_rate)",
     )
     state = training.run(
       state,
@@ -184,6 +174,7 @@ def train(config, source, workdir: str, mesh=None, log_dir: str | None = None, s
       "num_heldout": len(held_idx),
       "num_train": len(train_idx),
       "config": config.to_dict(),
+      "seed": seed,
     }
     ckpt.save(config.steps, state, record, force=True)
     ckpt.wait()
@@ -191,16 +182,24 @@ def train(config, source, workdir: str, mesh=None, log_dir: str | None = None, s
 
 
 def load(workdir: str, mesh=None) -> tuple[Any, Any, dict]:
-  """(model, params, record) of a completed U-Net training in ``workdir``."""
+  """(model, params, record) of a finished U-Net training in ``workdir``."""
   mesh = mesh or parallel.make_mesh()
   directory = os.path.join(workdir, "checkpoints")
+  missing = (
+    f"no finished U-Net in {directory!r}: train one with `python -m sagan_jax.masks train --workdir={workdir}` "
+    "(or rerun its command to resume it)"
+  )
+  if not os.path.isdir(directory):
+    raise MissingInputError(missing)
   with checkpoint.StageCheckpoints(directory) as ckpt:
     if ckpt.latest_step() is None:
-      raise FileNotFoundError(f"no U-Net checkpoint in {directory!r}: train one with `python -m sagan_jax.masks train`")
+      raise MissingInputError(missing)
     record = ckpt.read_record()
-    if not record.get("complete"):
-      raise ValueError(f"the U-Net in {workdir!r} has not finished training (rerun its training command to resume)")
-    config = ml_collections.ConfigDict(record["config"])
-    model, optimizer = make_model(config), make_optimizer(config)
-    state, _ = ckpt.restore(create_state(model, optimizer, config, mesh))
+  if "config" not in record:
+    raise MissingInputError(missing)
+  config = ml_collections.ConfigDict(record["config"])
+  model, optimizer = make_model(config), make_optimizer(config)
+  like = jax.eval_shape(lambda: create_state(model, optimizer, config, 0))
+  like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=parallel.replicated(mesh)), like)
+  state, record = checkpoint.restore_finished(directory, like, missing)
   return model, state.params, record

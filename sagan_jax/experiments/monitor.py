@@ -1,0 +1,114 @@
+"""What an experiment watches while an SA-GAN trains, handed to its trainer as `sagan_jax.loop.Hooks`:
+fidelity scores against the synthetic benchmark's paired ground truth, and Fig. 4-style sample grids.
+
+Only process 0 scores and draws. Workdir files: ``sagan[/<adaptation>]/fidelity.json`` (the final
+scores) and ``sagan[/<adaptation>]/samples/step_NNNNNNN.png``; with several viewpoint groups
+``sagan/fidelity.json`` scores every group's translator on its own share, as one set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+from absl import logging
+
+from sagan_jax import fileio, loop, parallel
+from sagan_jax.data import layouts, pipeline
+from sagan_jax.experiments import paired, samples
+from sagan_jax.experiments import plan as plan_lib
+from sagan_jax.experiments.run import Run
+from sagan_jax.sagan.model import SAGAN
+
+FIDELITY_FILE = "fidelity.json"
+
+
+def paired_set(run: Run, a: plan_lib.Adaptation | None = None) -> paired.PairedSet | None:
+  """The benchmark's paired ground truth at the GAN's size (only ``a``'s cameras when given), or None."""
+  d = run.datasets
+  if not d.synthetic_dir or run.config.variant == "original":
+    return None
+  if not paired.available(d.synthetic_dir):
+    logging.warning(
+      "%s has no paired ground truth (made by an older version): no fidelity scores; "
+      "regenerate it with python -m sagan_jax.data.synthetic --out DIR --overwrite",
+      d.synthetic_dir,
+    )
+    return None
+  full = paired.load(d.synthetic_dir, run.image_size)
+  if a is None:
+    return full
+  camera_of = lambda name: int(layouts.MARKET_NAME.match(name).group(2))
+  return paired.subset(full, [n for n in full.names if camera_of(n) in a.source_cameras])
+
+
+def _sample_batches(run: Run, a: plan_lib.Adaptation, pairs: paired.PairedSet | None, count: int = 4):
+  """Fixed images for the grids, unflipped: the first paired source images with their ground truth
+  when the benchmark has them, else the first source training images; target images."""
+  first = lambda src, idx, n: next(
+    pipeline.eval_batches(src, batch_size=n, image_size=run.image_size, indices=idx, masks=run.datasets.mask_mode)
+  )[0]["image"]
+  targets = first(run.plan.target_source, a.target_indices, 2 * count)
+  if pairs is not None:
+    return pairs.source[:count], targets, pairs.truth[:count]
+  return first(run.datasets.source_train(), a.source_indices, count), targets, None
+
+
+def sagan_hooks(run: Run, a: plan_lib.Adaptation, model: SAGAN) -> loop.Hooks:
+  """Fidelity scores on log steps that are multiples of ``fidelity_every`` (and at steps 0 and the
+  last, written to ``fidelity.json`` once its metrics passed their check); a grid every ``sample_every``."""
+  if not run.is_main:
+    return loop.Hooks()
+  t = run.config.sagan_train
+  where = run.path(a.subdir("sagan"))
+  pairs = paired_set(run, a)
+  if pairs is not None and not len(pairs.names):
+    pairs = None
+  sample_x, sample_y, sample_truth = _sample_batches(run, a, pairs)
+  sample_key, fidelity_key = jax.random.key(run.seed("sagan/samples")), jax.random.key(run.seed("sagan/fidelity"))
+  final_scores = {}
+
+  def fidelity_scores(step, state):
+    if pairs is None or not (step == 0 or step % t.fidelity_every == 0 or step == t.steps):
+      return {}
+    scores = paired.measure(model, parallel.local_copy(state.params), pairs, fidelity_key)
+    if step == t.steps:
+      final_scores.update(scores)
+    return scores
+
+  def after_step(step, state):
+    if step == t.steps and final_scores:
+      fileio.write_text_atomic(os.path.join(where, FIDELITY_FILE), json.dumps(paired.as_result(final_scores), indent=1))
+    if step % t.sample_every == 0 or step == t.steps:
+      picture = samples.grid(
+        model, parallel.local_copy(state.params), sample_x, sample_y, sample_key, truth=sample_truth
+      )
+      samples.save(picture, os.path.join(where, "samples", f"step_{step:07d}.png"))
+
+  return loop.Hooks(
+    extra_metrics=fidelity_scores, after_step=after_step, extra_log_steps=lambda step: step % t.fidelity_every == 0
+  )
+
+
+def write_joint_fidelity(run: Run, translators) -> None:
+  """With several viewpoint groups: every group's translator on its own share, scored as one set.
+
+  ``translators()``: ``[(model, params, adaptation)]``, restored by every process (a collective);
+  process 0 scores and writes.
+  """
+  d = run.datasets
+  if len(run.plan.adaptations) < 2 or d.target_is_prid() or not d.synthetic_dir or run.config.variant == "original":
+    return
+  path = run.path("sagan", FIDELITY_FILE)
+  parallel.barrier("joint fidelity check")  # every process sees the same file state
+  if os.path.isfile(path) or not paired.available(d.synthetic_dir):
+    return
+  restored = translators()
+  if run.is_main:
+    scores = paired.measure_groups(
+      [(model, parallel.local_copy(params), paired_set(run, a)) for model, params, a in restored],
+      jax.random.key(run.seed("sagan/fidelity")),
+    )
+    fileio.write_text_atomic(path, json.dumps(paired.as_result(scores), indent=1))
+  parallel.barrier("joint fidelity written")

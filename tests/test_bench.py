@@ -1,0 +1,82 @@
+"""Every benchmark script runs at its smallest size and prints its table, so none can rot unnoticed.
+
+Figures are not checked here (they are machine figures, in BENCHMARKS.md); each script must run from
+the repository root as ``python -m bench.NAME`` and print a Markdown table.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sagan_jax.data import synthetic
+
+from helpers import ROOT, tiny_config
+
+SMALLEST = {
+  "bench_warp": ["--batch=1", "--height=16", "--width=8", "--repeats=2"],
+  "bench_evaluation": ["--queries=20", "--gallery=60", "--dim=8", "--repeats=1", "--backend=numpy,jax"],
+  "bench_ide_step": [
+    "--batches=2",
+    "--dtypes=float32",
+    "--steps=1",
+    "--classes=4",
+    "--height=32",
+    "--width=16",
+    "--stage_sizes=1,1,1,1",
+    "--resnet_width=4",
+    "--layers=flax,cpu",
+  ],
+  "bench_convs": ["--net=sagan_synthetic", "--batch=1", "--height=16", "--width=8", "--repeats=1", "--impl=both"],
+  "bench_pipeline": ["--height=32", "--width=16", "--ids=3", "--batch=4", "--batches=2", "--threads=1", "--sizes=16x8"],
+  "bench_compile_options": ["--batch=1", "--height=16", "--width=8", "--calls=1", "--options=default"],
+}
+
+
+def _run(module: str, *args: str, env_extra=None) -> str:
+  # One device, compiled with most optimisations off: these runs check that a script works, not its speed.
+  env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
+  env.update(env_extra or {})
+  out = subprocess.run(
+    [sys.executable, "-m", f"bench.{module}", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+  )
+  assert out.returncode == 0, f"{module}: {out.stderr[-3000:]}"
+  assert any(line.startswith("|") for line in out.stdout.splitlines()), f"{module} printed no table:\n{out.stdout}"
+  return out.stdout
+
+
+@pytest.mark.parametrize("module", sorted(SMALLEST))
+def test_benchmark_runs_at_its_smallest_size(module):
+  _run(module, *SMALLEST[module])
+
+
+def test_sagan_step_and_its_trace_summary(tmp_path):
+  trace = tmp_path / "sagan.json.gz"
+  _run("bench_sagan_step", "--scale=cpu", "--batch=2", "--iterations=1", "--layers=auto", f"--trace={trace}")
+  assert trace.is_file()
+  assert "| operation" in _run("trace_summary", str(trace), "--top=3")
+
+
+def test_scaling_over_two_simulated_devices():
+  two = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  _run("bench_scaling", "--devices=1,2", "--steps=ide", "--repeats=1", env_extra=two)
+
+
+def test_fidelity_references_and_translation_gradients_on_a_tiny_benchmark(tmp_path):
+  spec = synthetic.BenchmarkSpec(
+    height=32, width=16, train_ids=4, test_ids=2, num_cameras=2, distractors=1, junk=1, seed=1, paired_images=8
+  )
+  synthetic.generate(str(tmp_path / "bench"), spec)
+  table = _run("fidelity_references", f"--benchmark={tmp_path / 'bench'}", "--height=32", "--width=16")
+  assert "| x itself | 1.000 |" in table
+  config = tiny_config(tmp_path / "bench")
+  overrides = [f"--config.data.synthetic_spec.{k}={v}" for k, v in spec.__dict__.items()]
+  _run(
+    "translation_gradients",
+    f"--config={os.path.join(ROOT, 'tests', 'tiny_config.py')}",
+    f"--config.data.synthetic_dir={config.data.synthetic_dir}",
+    *overrides,
+    f"--workdir={tmp_path / 'never_trained'}",
+    "--batches=1",
+  )

@@ -1,0 +1,121 @@
+"""Stage checkpoints: resume, damaged checkpoints, a full disk: each a warning or one line that says what to do."""
+
+import errno
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from sagan_jax import checkpoint
+from sagan_jax.checkpoint import StageCheckpoints
+from sagan_jax.errors import CheckpointError, MissingInputError
+
+
+def _two_steps(directory):
+  with StageCheckpoints(str(directory)) as ckpt:
+    for step in (1, 2):
+      ckpt.save(step, {"w": jnp.full((3,), float(step))}, {"complete": step == 2}, force=True)
+    ckpt.wait()
+
+
+def test_a_checkpoint_that_cannot_be_restored_is_skipped_for_the_one_before(tmp_path, caplog):
+  _two_steps(tmp_path)
+  shutil.rmtree(tmp_path / "2" / "state")  # the newest checkpoint lost its state item
+  with StageCheckpoints(str(tmp_path)) as ckpt:
+    state, record = ckpt.resume({"w": jnp.zeros((3,))})
+  assert state["w"].tolist() == [1.0, 1.0, 1.0] and record == {"complete": False}
+  assert f"checkpoint {tmp_path / '2'} cannot be restored" in caplog.text and "restoring step 1 instead" in caplog.text
+  # Finished work is read only from a finished checkpoint: the damaged step 2 is not taken for it.
+  with pytest.raises(MissingInputError, match="train it first"):
+    checkpoint.restore_finished(str(tmp_path), {"w": jnp.zeros((3,))}, "train it first")
+
+
+def test_when_no_checkpoint_can_be_restored_the_error_names_what_to_remove(tmp_path, caplog):
+  _two_steps(tmp_path)
+  for step in ("1", "2"):
+    shutil.rmtree(tmp_path / step / "state")
+  with StageCheckpoints(str(tmp_path)) as ckpt, pytest.raises(CheckpointError) as info:
+    ckpt.resume({"w": jnp.zeros((3,))})
+  message = str(info.value)
+  assert f"checkpoint '{tmp_path / '1'}' cannot be restored" in message and "no earlier one can" in message
+  assert f"remove '{tmp_path / '2'}' '{tmp_path / '1'}'" in message and "start the stage afresh" in message
+  assert "restoring step 1 instead" in caplog.text and caplog.text.count("cannot be restored") == 1
+
+
+def test_storage_failures_are_recognised_also_as_orbax_and_tensorstore_word_them():
+  wrapped = ValueError(
+    'RESOURCE_EXHAUSTED: Error writing "a/0" in OCDBT database at local file "/x/1.orbax-checkpoint-tmp/": '
+    "Failed to write 1624414 bytes to file 4: No space left on device [os_error_code='28']"
+  )
+  assert checkpoint._storage_reason(wrapped) == "no space left on the device"
+  assert checkpoint._storage_reason(OSError(errno.EROFS, "Read-only file system")) == "read-only file system"
+  try:
+    raise RuntimeError("save failed") from wrapped
+  except RuntimeError as chained:
+    assert checkpoint._storage_reason(chained) == "no space left on the device"
+  assert checkpoint._storage_reason(ValueError("shape mismatch")) is None
+
+
+def _small_filesystem(path, size="2M"):
+  """A tmpfs of ``size`` at ``path`` (a real full disk), or None where this user may not mount one."""
+  path.mkdir()
+  mounted = subprocess.run(
+    ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, check=False
+  )
+  return path if mounted.returncode == 0 else None
+
+
+def test_a_full_disk_while_saving_is_one_line_and_leaves_no_partial_checkpoint(tmp_path, caplog):
+  disk = _small_filesystem(tmp_path / "disk")
+  if disk is None:
+    pytest.skip("mounting a small tmpfs needs root; the wording of the error is tested above")
+  try:
+    with StageCheckpoints(str(disk / "ck")) as ckpt:
+      ckpt.save(1, {"w": jnp.ones((4,))}, {"complete": False}, force=True)
+      ckpt.wait()
+      big = {"w": jax.random.normal(jax.random.key(0), (1_000_000,))}  # 4 MB of incompressible values
+      with pytest.raises(CheckpointError) as info:
+        ckpt.save(2, big, {"complete": False}, force=True)
+        ckpt.wait()
+    message = str(info.value)
+    assert message.startswith(f"no space left on the device while writing checkpoint '{disk / 'ck' / '2'}'")
+    assert "resume from step 1" in message and "\n" not in message
+    assert sorted(os.listdir(disk / "ck")) == ["1"]  # the half-written step is gone
+    assert "Traceback" not in caplog.text and "RESOURCE_EXHAUSTED" not in caplog.text  # Orbax's threads are quiet
+  finally:
+    subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_full_disk_during_train_py_is_one_line_with_status_2(tmp_path):
+  disk = _small_filesystem(tmp_path / "disk", size="256k")
+  if disk is None:
+    pytest.skip("mounting a small tmpfs needs root")
+  from helpers import ROOT
+
+  try:
+    out = subprocess.run(
+      [
+        sys.executable,
+        "train.py",
+        "--config=tests/tiny_config.py",
+        f"--config.data.synthetic_dir={tmp_path / 'bench'}",
+        f"--workdir={disk / 'run'}",
+        "--config.stages=sagan",
+        "--config.sagan_train.steps=2",
+      ],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      check=False,
+    )
+    errors = [line for line in out.stderr.splitlines() if line.startswith(("error", "Traceback", "E1", "ERROR"))]
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert len(errors) == 1 and errors[0].startswith("error: no space left on the device while writing checkpoint")
+    assert "Traceback" not in out.stderr
+    assert not [p for p in (disk / "run" / "sagan" / "checkpoints").iterdir() if "tmp" in p.name]
+  finally:
+    subprocess.run(["umount", str(disk)], check=False)

@@ -1,0 +1,123 @@
+"""The experiment config: variants, and every field a late stage would reject checked first."""
+
+import os
+
+import pytest
+
+from sagan_jax.errors import ConfigError
+from sagan_jax.experiments import config as config_lib
+from sagan_jax.sagan import SAGAN
+
+from helpers import ROOT
+
+
+@pytest.mark.parametrize(
+  "field, value, message",
+  [
+    ("sagan_train.steps", -5, r"config.sagan_train.steps=-5: expected a positive integer"),
+    ("sagan_train.checkpoint_every", 0, r"config.sagan_train.checkpoint_every=0: expected a positive integer"),
+    ("ide.batch_size", 12, r"config.ide.batch_size=12 is not a multiple of the 8 devices"),
+    ("ide.epochs", 0, r"config.ide.epochs=0"),
+    ("sagan.gan_loss", "hinge", r"sagan.gan_loss must be one of"),
+  ],
+)
+def test_fields_a_late_stage_would_reject_are_checked_first(field, value, message):
+  c = config_lib.base_config()
+  c.ide.pretrained, c.data.masks = "none", "data"
+  section, name = field.split(".")
+  c[section][name] = value
+  with pytest.raises(ConfigError, match=message):
+    config_lib.check(c, devices=8)
+
+
+def test_each_variant_builds_the_networks_of_its_row():
+  def networks(variant):
+    c = config_lib.apply_variant(config_lib.base_config(), variant)
+    c.ide.pretrained = "none"
+    if variant == "original":
+      return c, None
+    model = SAGAN(c.sagan)
+    return c, set(model.generator_names + model.critic_names + model.sianet_names)
+
+  c, _ = networks("original")
+  assert config_lib.check(c) == ("ide", "evaluate")
+  full = {"G1", "G2", "S1", "S2", "D1", "D2", "DT1", "DT2", "SiaNet"}
+  assert networks("sagan")[1] == full and networks("wd")[1] == full
+  assert networks("sagan")[0].sagan.num_codes == 1 and networks("sagan_m10")[0].sagan.num_codes == 10
+  assert networks("ws")[1] == full - {"S1", "S2", "DT1", "DT2"}
+  assert networks("wp")[1] == full - {"G1", "G2"}
+  c, nets = networks("cyclegan")
+  assert nets == {"G1", "G2", "D1", "D2"} and not c.sagan.use_mask and c.sagan.identity_loss == "none"
+  assert "masks" not in config_lib.check(c)
+  assert networks("cyclegan_star")[0].sagan.identity_loss == "mapping"
+  assert not networks("wd")[0].sagan.disentangled_cycle
+  with pytest.raises(ValueError, match="unknown variant 'sagan_m5'"):
+    config_lib.apply_variant(config_lib.base_config(), "sagan_m5")
+
+
+def test_evaluation_choices_are_checked_before_any_stage_runs():
+  for field, value in (("ap_mode", "interpolated"), ("backend", "cuda")):
+    c = config_lib.base_config()
+    c.eval[field] = value
+    with pytest.raises(ValueError, match=f"config.eval.{field}={value!r}"):
+      config_lib.check(c)
+
+
+def test_a_paper_config_without_imagenet_weights_stops_at_start(tmp_path):
+  c = config_lib.paper_config("market2prid", "market", "prid")
+  c.data.masks = "data"
+  with pytest.raises(ValueError, match=r"convert_torchvision.*--config\.ide\.pretrained=none"):
+    config_lib.check(c)
+  c.ide.pretrained = str(tmp_path / "missing")
+  with pytest.raises(ValueError, match="is not a folder"):
+    config_lib.check(c)
+  (tmp_path / "empty").mkdir()
+  c.ide.pretrained = str(tmp_path / "empty")
+  with pytest.raises(
+    ValueError, match=r"config.ide.pretrained=.*empty' holds no converted ResNet-50.*convert_torchvision"
+  ):
+    config_lib.check(c)
+  c.ide.pretrained = "none"
+  assert "ide" in config_lib.check(c)
+  c.ide.pretrained, c.stages = "", "sagan,translate"
+  assert config_lib.check(c) == ("sagan", "translate")  # no IDE stage, nothing to initialise
+
+
+@pytest.mark.parametrize(
+  "field, value, message",
+  [
+    ("sagan.image_size", (7, 3), r"config.sagan.image_size=\(7, 3\): the generators downsample twice"),
+    ("sagan.image_size", (64, 16), r"critics \(critic_layers=3\) leave no width for a patch score.*at least 24"),
+    ("sagan.z_dim", 0, r"config.sagan.z_dim=0: the spatial code needs at least 1 dimension"),
+    (
+      "data.synthetic_spec.images_per_camera",
+      1,
+      r"config.data.synthetic_spec.images_per_camera=1: expected at least 2",
+    ),
+    ("data.synthetic_spec.bogus", 1, r"config.data.synthetic_spec: .*bogus"),
+  ],
+)
+def test_what_a_network_or_the_benchmark_cannot_take_is_refused_before_any_data_is_prepared(field, value, message):
+  import importlib.util
+
+  spec = importlib.util.spec_from_file_location("synthetic_config", os.path.join(ROOT, "configs", "synthetic.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config()
+  *sections, name = field.split(".")
+  target = c
+  for section in sections:
+    target = target[section]
+  target[name] = value
+  with pytest.raises(ConfigError, match=message):
+    config_lib.check(c, devices=8)
+
+
+def test_the_mask_unet_takes_the_gans_image_size_and_must_be_able_to_pool_it():
+  c = config_lib.paper_config("market2prid", "market", "prid")
+  c.ide.pretrained, c.masks.images_dir = "none", "/lip"
+  c.sagan.image_size = (64, 32)
+  assert tuple(c.masks.image_size) == (64, 32)  # one field: the masks follow SA-GAN's size
+  c.masks.features = (8, 16, 32, 64, 128, 256, 512)  # pools 6 times: 64 = 2^6, 32 is not a multiple of it
+  with pytest.raises(ConfigError, match=r"the mask U-Net pools 6 times .* multiples of 64"):
+    config_lib.check(c)
