@@ -1,5 +1,6 @@
-"""Reference points of `pixel_error` on the synthetic benchmark's paired set: what the true colours
-alone, the true warp alone, and both would score (a table).
+"""What trivial translations score on the synthetic benchmark's paired sets: the figures a translation
+must beat (`sagan_jax.experiments.paired.references`), plus x itself and the perfect pair of the true
+warp followed by the true colours, for held-out and in-sample images (a table).
 
     python -m bench.fidelity_references [--benchmark synthetic_benchmark] [--height 64 --width 32]
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 from absl import app, flags
 
-from sagan_jax import fidelity
 from sagan_jax.data import synthetic
 from sagan_jax.experiments import paired
 
@@ -21,19 +21,24 @@ flags.DEFINE_integer("width", 32, "image width")
 def main(argv) -> None:
   del argv
   args = flags.FLAGS
-  pairs = paired.load(args.benchmark, (args.height, args.width))
-  x, truth, mask = pairs.source[..., :3], pairs.truth[..., :3], pairs.truth[..., 3:]
-  to_255, to_unit = (lambda a: (a + 1) * 127.5), (lambda a: a / 127.5 - 1)
-  warped = np.stack([synthetic.warp_border(to_255(image), h) for image, h in zip(x, pairs.h_true)])
-  rows = {
-    "x itself": x,
-    "true colours, no warp": to_unit(synthetic.target_colours(to_255(x))),
-    "true warp, no colours": to_unit(warped),
-    "true warp, then true colours": to_unit(synthetic.target_colours(warped)),
-  }
-  print("| translation | pixel_error |\n|---|---|")
-  for name, image in rows.items():
-    print(f"| {name} | {float(fidelity.pixel_error(image, truth, x, mask)):.3f} |")
+  size = (args.height, args.width)
+  stats = paired.target_statistics(args.benchmark, size)
+  print("| paired set | translation | pixel_error | detail_error | coverage_error |\n|---|---|---|---|---|")
+  for which in paired.SETS:
+    pairs = paired.load(args.benchmark, size, which)
+    x = pairs.source[..., :3]
+    to_255, to_unit = (lambda a: (a + 1) * 127.5), (lambda a: a / 127.5 - 1)
+    both = np.stack([synthetic.warp_border(to_255(image), h) for image, h in zip(x, pairs.h_central)])
+    rows = {
+      "x itself": paired.image_scores(pairs, x[None]),
+      **paired.references(pairs, stats),
+      "true warp, then true colours (central view)": paired.image_scores(
+        pairs, to_unit(synthetic.target_colours(both))[None].astype(np.float32)
+      ),
+    }
+    for name, scores in rows.items():
+      cells = [f"{scores[k]:.3f}" if k in scores else "–" for k in ("pixel_error", "detail_error", "coverage_error")]
+      print(f"| {which} ({len(pairs.names)}) | {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ def main(argv):
     sys.exit("this table needs a configuration with spatial transformers")
   datasets = Datasets(config)
   datasets.ensure_synthetic()
-  pairs = paired.load(datasets.synthetic_dir, tuple(config.sagan.image_size))
+  pairs = paired.load(datasets.synthetic_dir, tuple(config.sagan.image_size), "train")  # the GAN's own inputs
   y_source, y_idx = datasets.builder("target").as_data_source("train"), None  # the synthetic target's training split
   targets = next(
     pipeline.eval_batches(
@@ -112,7 +112,7 @@ def main(argv):
     )
     for k in range(_BATCHES.value)
   ]
-  log_h = scipy.linalg.logm(np.asarray(pairs.h_true[0], np.float64)).real  # a one-height benchmark: one truth
+  log_h = scipy.linalg.logm(np.asarray(pairs.h_central[0], np.float64)).real  # the central view of a low image
   p_true = jnp.asarray(
     [log_h[0, 0], log_h[0, 1], log_h[0, 2], log_h[1, 0], log_h[1, 1], log_h[1, 2], log_h[2, 0], log_h[2, 1]],
     jnp.float32,

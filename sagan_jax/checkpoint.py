@@ -16,7 +16,6 @@ from __future__ import annotations
 import atexit
 import errno
 import glob
-import io
 import logging as std_logging
 import os
 import re
@@ -67,7 +66,7 @@ class _QuietStorageFailures(std_logging.Filter):
 _QUIET = _QuietStorageFailures()
 
 
-class _DropOrphanedWriteTracebacks(io.TextIOBase):
+class _DropOrphanedWriteTracebacks:
   """``sys.stderr`` while checkpoints are open, without one kind of traceback.
 
   When a save fails (a full disk), Orbax closes its event loop while tensorstore's other writes of
@@ -79,7 +78,6 @@ class _DropOrphanedWriteTracebacks(io.TextIOBase):
   _DROPPED = "RuntimeError: Event loop is closed"
 
   def __init__(self, stream):
-    super().__init__()
     self.stream = stream
     self._held: dict[int, str] = {}  # per thread: a traceback being written, piece by piece
     self._lock = threading.Lock()
@@ -96,7 +94,7 @@ class _DropOrphanedWriteTracebacks(io.TextIOBase):
       if last is None:
         self._held[thread] = held
       else:  # the exception line: the traceback is complete
-        del self._held[thread]
+        self._held.pop(thread, None)
         if last.strip() != self._DROPPED:
           self.stream.write(held)
       return len(text)
@@ -104,7 +102,7 @@ class _DropOrphanedWriteTracebacks(io.TextIOBase):
   def flush(self) -> None:
     self.stream.flush()
 
-  def __getattr__(self, name):
+  def __getattr__(self, name):  # encoding, isatty, fileno, ...: the stream's own (progress bars read them)
     return getattr(self.stream, name)
 
 

@@ -11,6 +11,10 @@ scene seen by the target cameras) and records the true viewpoint homography
 * `code_diversity`: how far apart the T_xy of different spatial codes of one image are (the
   multi-modal mapping of Section III-B needs it above zero).
 
+A target seen from several viewpoints gives each source image K true translations; the multi-view
+scores below (`coverage_error`, `precision_error`, `pixel_error_nearest`, `detail_error_nearest`)
+compare with the nearest of them.
+
 Homographies are output → input, in the normalised coordinates of `sagan_jax.geometry`; distances
 are measured where the four image corners are sent, in those units (the image spans 2 × 2).
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 CORNERS = ((-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0))
 
@@ -92,3 +97,102 @@ def corner_code_diversity(corners: jax.Array) -> jax.Array:
     return jnp.zeros((), jnp.float32)
   pairwise = jnp.mean(jnp.linalg.norm(corners[:, :, None] - corners[:, None, :], axis=-1), axis=-1)  # [B, M, M]
   return jnp.sum(pairwise) / (corners.shape[0] * m * (m - 1))
+
+
+# --------------------------------------------------------------------------------------------------
+# Targets with several viewpoints: a source image has a set of K true translations.
+
+
+def corner_errors(corners: jax.Array, true_corners: jax.Array, reference: float) -> jax.Array:
+  """``[M, N, K]``: mean corner distance of code m's warp of image n to image n's truth k, over ``reference``.
+
+  ``corners`` ``[M, N, 4, 2]`` (M codes), ``true_corners`` ``[N, K, 4, 2]`` (K true views).
+  """
+  diff = corners[:, :, None] - true_corners[None]  # [M, N, K, 4, 2]
+  return jnp.mean(jnp.linalg.norm(diff, axis=-1), axis=-1) / reference
+
+
+def coverage_error(errors: jax.Array) -> jax.Array:
+  """For each true viewpoint the nearest code's error, averaged (over views and images): low when
+  every target view is produced by some code. ``errors``: `corner_errors` ``[M, N, K]``."""
+  return jnp.mean(jnp.min(errors, axis=0))
+
+
+def precision_error(errors: jax.Array) -> jax.Array:
+  """For each code the nearest true viewpoint's error, averaged: low when every code's warp is a real view."""
+  return jnp.mean(jnp.min(errors, axis=2))
+
+
+def geometric_median(points: np.ndarray, iterations: int = 200) -> np.ndarray:
+  """``[..., 2]``: the point minimising the summed Euclidean distance to ``points[..., P, 2]`` (Weiszfeld)."""
+  points = np.asarray(points, np.float64)
+  estimate = points.mean(axis=-2)
+  for _ in range(iterations):
+    distance = np.maximum(np.linalg.norm(points - estimate[..., None, :], axis=-1), 1e-12)
+    weights = 1.0 / distance
+    estimate = np.sum(points * weights[..., None], axis=-2) / np.sum(weights, axis=-1)[..., None]
+  return estimate
+
+
+def best_single_warp(true_corners: np.ndarray) -> np.ndarray:
+  """``[N, 4, 2]``: per image, the one warp nearest to all its K true views (each corner's geometric
+  median over the views). A homography is fixed by where it sends the four corners, so this is the
+  warp that minimises `coverage_error` for one code: the floor any M = 1 translator can reach."""
+  return geometric_median(np.swapaxes(np.asarray(true_corners), 1, 2))
+
+
+def pixel_error_nearest(translated: np.ndarray, truths: np.ndarray, source: np.ndarray, masks: np.ndarray) -> float:
+  """`pixel_error` against the nearest of K truths: ``mean_m Σ min_k |t̂_m − t_k|·m_k / Σ min_k |x − t_k|·m_k``.
+
+  ``translated`` ``[M, N, H, W, 3]`` (M codes), ``truths`` ``[N, K, H, W, 3]`` with ``masks``
+  ``[N, K, H, W, 1]``, ``source`` ``[N, H, W, 3]``. Sums run over codes, images and pixels; each
+  (code, image) pair takes the truth it is closest to, and so does the untranslated source.
+  """
+  per = lambda a: np.sum(np.abs(a[:, :, None] - truths[None]) * masks[None], axis=(3, 4, 5))  # [M, N, K]
+  translated_error = np.sum(np.min(per(translated), axis=2)) / len(translated)  # per code, as the source's
+  return float(translated_error / max(float(np.sum(np.min(per(source[None]), axis=2))), 1e-12))
+
+
+def _gaussian_window(size: int = 7, sigma: float = 1.5) -> np.ndarray:
+  x = np.arange(size) - size // 2
+  g = np.exp(-(x**2) / (2 * sigma**2))
+  return g / g.sum()
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """``[..., H, W]`` structural similarity (Wang et al. 2004) of RGB images in [-1, 1], on luminance.
+
+  A 7×7 Gaussian window (σ 1.5; 11×11 is the usual size for 256-pixel images, these are smaller),
+  edges reflected, C1 = 0.01², C2 = 0.03² for luminance in [0, 1].
+  """
+  lum = lambda x: (np.asarray(x, np.float64).mean(-1) + 1) / 2
+  x, y = lum(a), lum(b)
+  g = _gaussian_window()
+  pad = len(g) // 2
+
+  def blur(z):
+    z = np.pad(z, [(0, 0)] * (z.ndim - 2) + [(pad, pad), (pad, pad)], mode="reflect")
+    z = sum(w * z[..., i : i + z.shape[-2] - 2 * pad, :] for i, w in enumerate(g))
+    return sum(w * z[..., :, i : i + z.shape[-1] - 2 * pad] for i, w in enumerate(g))
+
+  mx, my = blur(x), blur(y)
+  vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+  c1, c2 = 0.01**2, 0.03**2
+  return ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+
+
+def detail_error_nearest(translated: np.ndarray, truths: np.ndarray, source: np.ndarray, masks: np.ndarray) -> float:
+  """As `pixel_error_nearest`, with ``1 − SSIM`` on the person in place of the L1 difference.
+
+  Structure and contrast count, not only colour: a flat patch of the right colour scores about
+  as badly as the untranslated source (1), while a translation that keeps the person's edges and
+  texture in the right place scores near 0.
+  """
+  dissimilarity = lambda a: np.stack(
+    [np.sum((1 - ssim_map(a, truths[:, k])) * masks[:, k, ..., 0], axis=(-2, -1)) for k in range(truths.shape[1])],
+    axis=-1,
+  )  # [..., N, K]
+  translated_d = np.stack([dissimilarity(t) for t in translated])  # [M, N, K]
+  source_d = dissimilarity(source)[None]
+  translated_error = np.sum(np.min(translated_d, axis=2)) / len(translated)  # per code, as the source's
+  return float(translated_error / max(float(np.sum(np.min(source_d, axis=2))), 1e-12))

@@ -189,6 +189,16 @@ def contrastive_loss(embedding_a: jax.Array, embedding_b: jax.Array, positive: j
   return jnp.mean(positive * sq_dist + (1.0 - positive) * jnp.square(jnp.maximum(margin - dist, 0.0)))
 
 
+def mode_seeking_loss(output_distance: jax.Array, code_distance: jax.Array, eps: float) -> jax.Array:
+  """Mode seeking (Mao et al., MSGAN, 2019): ``mean(d_z / (d_out + ε))``, minimised.
+
+  Not in SA-GAN's paper: it asks two spatial codes of one image to give warps (``d_out``, per image)
+  that differ in proportion to how far apart the codes are (``d_z``), which z as mere input
+  channels does not. ``ε`` bounds the loss where the warps coincide.
+  """
+  return jnp.mean(code_distance / (output_distance + eps))
+
+
 # --------------------------------------------------------------------------------------------------
 # The objective (eq. 7).
 

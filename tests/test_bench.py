@@ -65,11 +65,21 @@ def test_scaling_over_two_simulated_devices():
 
 def test_fidelity_references_and_translation_gradients_on_a_tiny_benchmark(tmp_path):
   spec = synthetic.BenchmarkSpec(
-    height=32, width=16, train_ids=4, test_ids=2, num_cameras=2, distractors=1, junk=1, seed=1, paired_images=8
+    height=32,
+    width=16,
+    train_ids=4,
+    test_ids=2,
+    num_cameras=2,
+    target_views=2,
+    distractors=1,
+    junk=1,
+    seed=1,
+    paired_images=8,
+    heldout_paired_images=4,
   )
   synthetic.generate(str(tmp_path / "bench"), spec)
   table = _run("fidelity_references", f"--benchmark={tmp_path / 'bench'}", "--height=32", "--width=16")
-  assert "| x itself | 1.000 |" in table
+  assert "| heldout (4) | x itself | 1.000 | 1.000 | – |" in table and "| train (" in table
   config = tiny_config(tmp_path / "bench")
   overrides = [f"--config.data.synthetic_spec.{k}={v}" for k, v in spec.__dict__.items()]
   _run(

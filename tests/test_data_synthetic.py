@@ -54,28 +54,32 @@ def test_synthetic_is_deterministic_and_readable(tiny_benchmark, tmp_path):
     assert 0.05 < (example["mask"] > 0).mean() < 0.7  # a person, not an empty or full frame
 
 
-def test_synthetic_records_the_homography_it_applies(tiny_benchmark):
-  out, _ = tiny_benchmark
-  with open(os.path.join(out, "benchmark.json")) as f:
-    h = np.asarray(json.load(f)["view_homography"])
-  assert abs(np.linalg.det(h) - 1) < 1e-12
-  # The target renderer warps with PIL from H_view; warping the same source-frame person with our
-  # `geometry.warp` and H_view must give the same mask: the recorded H_view is the applied one,
-  # in the library's convention.
+def test_synthetic_records_the_homographies_it_applies(tiny_benchmark):
+  _, meta = tiny_benchmark
+  views = [np.asarray(h) for h in meta["view_homographies"]]
+  assert len(views) == 3 and meta["view_tilts"] == pytest.approx([-0.45, -0.3, -0.15])
+  np.testing.assert_allclose(meta["central_homography"], synthetic.view_homography(-0.3))
   size = (128, 64)
   person = synthetic.random_identity(np.random.default_rng(0))
   rgba = synthetic.render_person(person, np.random.default_rng(1), size)
-  pil = Image.fromarray(rgba, "RGBA").transform(
-    size[::-1], Image.PERSPECTIVE, synthetic._pixel_coefficients(h, size), Image.BILINEAR
-  )
-  ours = geometry.warp(jax.numpy.asarray(rgba[None, ..., 3:], np.float32), jax.numpy.asarray(h[None], np.float32))
-  a, b = np.asarray(pil)[..., 3] >= 128, np.asarray(ours[0, ..., 0]) >= 128
-  iou = (a & b).sum() / (a | b).sum()
-  assert iou > 0.97, iou
-  # And it is a real viewpoint change, not a near-identity: the warped mask differs from the
-  # unwarped one on over 5% of the frame (enlarged head, foreshortened legs).
+  masks = []
+  for h in views:
+    assert abs(np.linalg.det(h) - 1) < 1e-12
+    # The target renderer warps with PIL from H; warping the same source-frame person with our
+    # `geometry.warp` and H must give the same mask: the recorded H is the applied one, in the
+    # library's convention.
+    pil = Image.fromarray(rgba, "RGBA").transform(
+      size[::-1], Image.PERSPECTIVE, synthetic._pixel_coefficients(h, size), Image.BILINEAR
+    )
+    ours = geometry.warp(jax.numpy.asarray(rgba[None, ..., 3:], np.float32), jax.numpy.asarray(h[None], np.float32))
+    a, b = np.asarray(pil)[..., 3] >= 128, np.asarray(ours[0, ..., 0]) >= 128
+    assert (a & b).sum() / (a | b).sum() > 0.97
+    masks.append(a)
+  # Real viewpoint changes, and distinct ones: each warped mask differs from the unwarped one and
+  # from the other views' on a share of the frame (head enlarged, legs foreshortened, by degrees).
   identity = rgba[..., 3] >= 128
-  assert (a ^ identity).mean() > 0.05
+  assert all((m ^ identity).mean() > 0.03 for m in masks)
+  assert (masks[0] ^ masks[1]).mean() > 0.02 and (masks[1] ^ masks[2]).mean() > 0.02
 
 
 def test_warp_border_is_the_numpy_twin_of_geometry_warp_with_border_padding():
@@ -89,54 +93,54 @@ def test_warp_border_is_the_numpy_twin_of_geometry_warp_with_border_padding():
   np.testing.assert_allclose(ours, np.asarray(reference[0]), atol=2e-3)
 
 
-def test_paired_ground_truth_is_the_source_seen_through_the_recorded_homography_and_colours(tiny_benchmark):
+def test_paired_truths_are_each_source_image_seen_through_each_view_and_the_target_colours(tiny_benchmark):
   out, meta = tiny_benchmark
   paired = meta["paired"]
-  train_names = sorted(os.listdir(os.path.join(out, "source", layouts.MARKET_ROOT, "bounding_box_train")))
-  # Every training image of this small benchmark is paired (fewer than paired_images exist), and
-  # no split of either domain holds a ground-truth file.
-  assert sorted(paired["images"]) == train_names
-  assert set(os.listdir(os.path.join(out, paired["dir"]))) == {synthetic.paired_name(n) for n in train_names}
-  h = np.asarray(meta["view_homography"])
-  errors = {"recorded": [], "identity": [], "opposite tilt": []}
-  ious = {"recorded": [], "identity": []}
-  for name in paired["images"]:
-    source = np.asarray(
-      Image.open(os.path.join(out, "source", layouts.MARKET_ROOT, "bounding_box_train", name)), np.float64
-    )
-    mask = np.asarray(
-      Image.open(
-        os.path.join(out, "source", layouts.MASKS_ROOT, layouts.MARKET_ROOT, "bounding_box_train", name[:-4] + ".png")
-      ),
-      np.float64,
-    )
-    truth = np.asarray(Image.open(os.path.join(out, paired["dir"], synthetic.paired_name(name))), np.float64)
-    for label, homography in (
-      ("recorded", h),
-      ("identity", np.eye(3)),
-      ("opposite tilt", synthetic.view_homography(0.3)),
-    ):
-      predicted = synthetic.target_colours(synthetic.warp_border(source, homography))
-      errors[label].append(np.abs(predicted - truth[..., :3]).mean())
-      if label in ious:
-        a, b = synthetic.warp_border(mask[..., None], homography)[..., 0] >= 128, truth[..., 3] >= 128
-        ious[label].append((a & b).sum() / (a | b).sum())
-  # Re-rendering from the (noisy, low-resolution) source through the recorded homography and the
-  # target colours lands within a few grey levels of the ground truth; the wrong geometries do not.
-  assert np.mean(errors["recorded"]) < 8.0, errors["recorded"]
-  assert np.mean(errors["recorded"]) < 0.6 * np.mean(errors["identity"])
-  assert np.mean(errors["recorded"]) < 0.6 * np.mean(errors["opposite tilt"])
-  assert np.mean(ious["recorded"]) > 0.85 and np.mean(ious["recorded"]) > np.mean(ious["identity"]) + 0.05
+  root = os.path.join(out, "source", layouts.MARKET_ROOT)
+  train_names = sorted(f"bounding_box_train/{n}" for n in os.listdir(os.path.join(root, "bounding_box_train")))
+  # Every training image of this small benchmark is paired in-sample (fewer than paired_images
+  # exist); the held-out set holds only test identities' images; no split holds a truth file.
+  assert sorted(paired["train"]) == train_names
+  test_ids = set(range(TINY.train_ids + 1, TINY.train_ids + TINY.test_ids + 1))
+  assert paired["heldout"] and {int(n.split("/")[1][:4]) for n in paired["heldout"]} <= test_ids
+  assert {n.split("/")[0] for n in paired["heldout"]} == {"query", "bounding_box_test"}
+  expected = {synthetic.paired_name(n, k) for n in paired["train"] + paired["heldout"] for k in range(3)}
+  assert set(os.listdir(os.path.join(out, paired["dir"]))) == expected
+  views = [np.asarray(h) for h in meta["view_homographies"]]
+  errors = {"own view": [], "another view": [], "identity": []}
+  for path in paired["heldout"]:
+    source = np.asarray(Image.open(os.path.join(root, path)), np.float64)
+    for k, h in enumerate(views):
+      truth = np.asarray(Image.open(os.path.join(out, paired["dir"], synthetic.paired_name(path, k))), np.float64)
+      for label, homography in (("own view", h), ("another view", views[(k + 1) % 3]), ("identity", np.eye(3))):
+        predicted = synthetic.target_colours(synthetic.warp_border(source, homography))
+        errors[label].append(np.abs(predicted - truth[..., :3]).mean())
+  # Re-rendering from the (noisy, low-resolution) source through the view's homography and the
+  # target colours lands within a few grey levels of that view's truth; other geometries do not.
+  assert np.mean(errors["own view"]) < 8.0, errors["own view"]
+  assert np.mean(errors["own view"]) < 0.75 * np.mean(errors["another view"])
+  assert np.mean(errors["own view"]) < 0.6 * np.mean(errors["identity"])
 
 
-def test_paired_subset_is_spread_over_the_training_split(tmp_path):
+def test_paired_subsets_are_spread_over_their_splits(tmp_path):
   spec = synthetic.BenchmarkSpec(
-    height=32, width=16, train_ids=10, test_ids=2, num_cameras=2, distractors=1, junk=1, seed=2, paired_images=7
+    height=32,
+    width=16,
+    train_ids=10,
+    test_ids=6,
+    num_cameras=2,
+    distractors=1,
+    junk=1,
+    seed=2,
+    paired_images=7,
+    heldout_paired_images=5,
+    target_views=2,
   )
   meta = synthetic.generate(str(tmp_path), spec)
   names = sorted(os.listdir(os.path.join(str(tmp_path), "source", layouts.MARKET_ROOT, "bounding_box_train")))
-  chosen = meta["paired"]["images"]
-  assert len(chosen) == 7 and len(os.listdir(tmp_path / "paired")) == 7
+  chosen = [n.split("/")[1] for n in meta["paired"]["train"]]
+  assert len(chosen) == 7 and len(meta["paired"]["heldout"]) == 5
+  assert len(os.listdir(tmp_path / "paired")) == (7 + 5) * 2  # two views each
   positions = [names.index(n) for n in chosen]
   assert positions[0] == 0 and positions[-1] == len(names) - 1 and positions == sorted(positions)
 

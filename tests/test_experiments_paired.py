@@ -43,10 +43,10 @@ def test_a_short_training_run_moves_both_fidelity_scores_below_one(tmp_path, tin
   )
   synthetic.generate(str(tmp_path), spec)
   c = tiny_sagan_config("sagan")
-  c.learning_rate = 3e-4  # configs/synthetic.py's rate for its short budget
+  c.generator_residual, c.generator_pointwise_features, c.learning_rate = True, 16, 3e-4  # the short-budget recipe
   size = tuple(c.image_size)
   x_all, y_all = _read_split(str(tmp_path), "source", size), _read_split(str(tmp_path), "target", size)
-  pairs = paired.load(str(tmp_path), size)
+  pairs = paired.load(str(tmp_path), size, "train")  # learning is measured in-sample here
   model = SAGAN(c, layers=cpu.layers())  # what train.py runs on a CPU host; it makes this run-bound test faster
   mesh = parallel.make_mesh(1)
   tx = optimizers(c, 0)
@@ -59,19 +59,17 @@ def test_a_short_training_run_moves_both_fidelity_scores_below_one(tmp_path, tin
     return {"x": x[..., :3], "x_mask": x[..., 3:], "y": y[..., :3], "y_mask": y[..., 3:]}
 
   key = jax.random.key(4)
-  before = paired.measure(model, state.params, pairs, key)
+  before = paired.measure(model, state.params, pairs, key, detail=False)
   for _ in range(300):
     for _ in range(c.n_critic):
       state, _ = critic_step(state, batch())
     state, _ = generator_step(state, batch())
-  after = paired.measure(model, parallel.local_copy(state.params), pairs, key)
-  print(
-    "\nafter 300 steps: " + ", ".join(f"{k.split('/')[1]} {v:.3f}" for k, v in after.items() if "code" not in k[-6:])
-  )
-  # Measured (pytest -s): pixel_error 1.000 → 0.631, viewpoint_error 1.000 → 0.351, code_diversity
-  # 0.091 (every 50 steps: viewpoint 1.06, 1.09, 0.91, 0.44, 0.40, 0.35; T_xy first wanders off, as
-  # on the main job). The bounds leave room for rounding changes and still need both levels to learn.
-  assert before["fidelity/viewpoint_error"] == pytest.approx(1.0, abs=1e-6)  # STMs start at the identity
-  assert after["fidelity/viewpoint_error"] < 0.7, after
-  assert after["fidelity/pixel_error"] < 0.85, after
-  assert after["fidelity/code_diversity"] > 0
+  after = paired.measure(model, parallel.local_copy(state.params), pairs, key, detail=False)
+  print("\nafter 300 steps: " + ", ".join(f"{k} {v:.3f}" for k, v in after.items() if isinstance(v, float)))
+  # Measured (pytest -s, 2026-12-04, three target views): pixel_error 1.000 → 0.717, viewpoint_error
+  # 1.000 → 0.395 (coverage 0.387, one code 0.562), code_diversity 0.108. The bounds leave room for
+  # rounding changes and still need both levels to learn.
+  assert before["viewpoint_error"] == pytest.approx(1.0, abs=1e-6)  # STMs start at the identity
+  assert after["viewpoint_error"] < 0.7, after
+  assert after["pixel_error"] < 0.85, after
+  assert after["code_diversity"] > 0

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from sagan_jax.data import layouts, prid
+from sagan_jax.data import layouts, two_camera
 from sagan_jax.experiments import config as config_lib
 from sagan_jax.experiments import plan as plan_lib
 from sagan_jax.experiments import stages
@@ -30,7 +30,7 @@ def _prid_config(tmp_path, source_dir, mode):
   c.data.data_dir = str(tmp_path / "tfds")
   c.data.masks = "none"  # the plan reads labels only
   c.data.viewpoint_groups = "low=1,2;high=3,4"
-  c.data.prid_adaptation = mode
+  c.data.target_adaptation = mode
   c.ide.pretrained = "none"
   return c
 
@@ -48,7 +48,7 @@ def test_prid_plans_never_evaluate_a_split_their_adaptation_saw(two_heights, pri
   made = plan_lib.build(c, Datasets(c), config_lib.check(c))
   plan_lib.check_leak_free(made)
   j = made.as_json()
-  splits = prid.load_splits()
+  splits = two_camera.load_splits()
   for a in j["adaptations"]:
     assert a["evaluated_splits"], a["name"]
     for k in a["evaluated_splits"]:
@@ -57,8 +57,8 @@ def test_prid_plans_never_evaluate_a_split_their_adaptation_saw(two_heights, pri
       assert set(splits[k]["test"]) >= queries
     assert {a["group"] for a in j["adaptations"]} == {"low", "high"}
   if mode == "per_split":
-    assert len(j["adaptations"]) == 2 * prid.NUM_SPLITS and len(j["ide_models"]) == prid.NUM_SPLITS
-    assert made.evaluated_splits() == list(range(prid.NUM_SPLITS))
+    assert len(j["adaptations"]) == 2 * two_camera.NUM_SPLITS and len(j["ide_models"]) == two_camera.NUM_SPLITS
+    assert made.evaluated_splits() == list(range(two_camera.NUM_SPLITS))
     a = j["adaptations"][2 * 3]  # low group, split 3
     assert a["name"] == "low_split3" and a["target_ids"] == splits[3]["train"]
     assert a["target_images"] == 200 and a["source_cameras"] == [1, 2]
@@ -160,17 +160,17 @@ def test_one_split_prid_adaptation_end_to_end_evaluates_only_the_split_it_did_no
   c.data.data_dir = str(tmp_path / "tfds")
   c.data.masks = "none"
   c.data.viewpoint_groups = "none"
-  c.data.prid_adaptation, c.data.prid_adaptation_split = "one_split", 4
+  c.data.target_adaptation, c.data.target_split = "one_split", 4
   c.sagan_train.update(steps=1, checkpoint_every=1, sample_every=1, fidelity_every=1)
   workdir = str(tmp_path / "run")
   stages.train(c, workdir)
   with open(os.path.join(workdir, "results.json")) as f:
     result = json.load(f)
-  assert result["protocol"] == "prid2011" and result["settings"]["evaluated_splits"] == [4]
-  for direction in prid.DIRECTIONS:
+  assert result["protocol"] == "two_camera" and result["settings"]["evaluated_splits"] == [4]
+  for direction in two_camera.DIRECTIONS:
     assert [t["split"] for t in result["tables"][direction]["splits"]] == [4]
     assert result["tables"][direction]["mean"]["R-1"] == result["tables"][direction]["splits"][0]["R-1"]
   assert "not evaluated, as the adaptation saw their test identities" in result["settings"]["notes"][0]
   with open(os.path.join(workdir, "results.md")) as f:
     text = f.read()
-  assert "PRID2011 splits evaluated: 4." in text and "split 0 (" in text
+  assert "Splits evaluated: 4." in text and "split 0 (" in text

@@ -8,7 +8,7 @@ def test_results_table_in_the_papers_prid_layout():
   result = {
     "experiment": "duke2prid",
     "variant": "sagan_m10",
-    "protocol": "prid2011",
+    "protocol": "two_camera",
     "target": "prid2011",
     "tables": {"a2b": {"mean": mean(10.0)}, "b2a": {"mean": mean(30.0)}},
     "settings": {"normalize_features": False, "flip_average": True, "ap_mode": "step", "num_codes": 10},

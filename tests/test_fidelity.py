@@ -71,3 +71,59 @@ def test_code_diversity_is_the_mean_pairwise_corner_distance():
 
 # --------------------------------------------------------------------------------------------------
 # Learning, measured against the synthetic benchmark's ground truth.
+
+
+# --------------------------------------------------------------------------------------------------
+# Several true viewpoints.
+
+
+def test_coverage_and_precision_by_hand():
+  corners = jnp.asarray(fidelity.CORNERS, jnp.float32)
+  shift = lambda dx: corners + jnp.asarray([dx, 0.0])
+  true = jnp.stack([shift(0.0), shift(0.4)])[None]  # one image, two true views
+  codes = jnp.stack([shift(0.0), shift(0.0), shift(0.1)])[:, None]  # three codes
+  errors = fidelity.corner_errors(codes, true, reference=0.4)  # [M, N, K]
+  np.testing.assert_allclose(np.asarray(errors[:, 0]), [[0, 1], [0, 1], [0.25, 0.75]], atol=1e-6)
+  # Coverage: view 0 is hit exactly, view 1's nearest code is 0.75 away.
+  assert float(fidelity.coverage_error(errors)) == pytest.approx((0 + 0.75) / 2)
+  assert float(fidelity.coverage_error(errors[:1])) == pytest.approx((0 + 1) / 2)  # one code
+  # Precision: every code is near some true view.
+  assert float(fidelity.precision_error(errors)) == pytest.approx((0 + 0 + 0.25) / 3)
+  # The best single warp sits between the two views and covers both at 0.5 each.
+  best = fidelity.best_single_warp(np.asarray(true))
+  single = fidelity.corner_errors(jnp.asarray(best, jnp.float32)[None], true, 0.4)
+  assert float(fidelity.coverage_error(single)) == pytest.approx(0.5, abs=1e-4)
+
+
+def test_geometric_median_of_three_points_by_hand():
+  # Three corners of a right angle at the origin, one far away: the median stays at the right angle.
+  points = np.array([[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])
+  median = fidelity.geometric_median(points)
+  assert np.linalg.norm(median[0] - [0.21, 0.21]) < 0.02  # the Fermat point of this triangle
+  total = lambda p: np.linalg.norm(points[0] - p, axis=-1).sum()
+  assert all(total(median[0]) <= total(median[0] + d) for d in 0.01 * np.array([[1, 0], [0, 1], [-1, 0], [0, -1]]))
+
+
+def test_nearest_truth_pixel_and_detail_errors():
+  rng = np.random.default_rng(0)
+  truths = rng.uniform(-1, 1, (3, 2, 16, 8, 3))
+  masks = np.ones((3, 2, 16, 8, 1))
+  source = rng.uniform(-1, 1, (3, 16, 8, 3))
+  # A translation equal to one of the truths scores 0; the source itself 1.
+  for k in (0, 1):
+    assert fidelity.pixel_error_nearest(truths[:, k][None], truths, source, masks) == 0.0
+    assert fidelity.detail_error_nearest(truths[:, k][None], truths, source, masks) == pytest.approx(0.0, abs=1e-9)
+  assert fidelity.pixel_error_nearest(source[None], truths, source, masks) == pytest.approx(1.0)
+  # Several codes are averaged, not summed: three copies of the source still score 1.
+  assert fidelity.pixel_error_nearest(np.stack([source] * 3), truths, source, masks) == pytest.approx(1.0)
+  assert fidelity.detail_error_nearest(np.stack([source] * 3), truths, source, masks) == pytest.approx(1.0)
+  assert fidelity.detail_error_nearest(source[None], truths, source, masks) == pytest.approx(1.0)
+  # The nearest truth is taken per translation: halfway to truth 0 scores half of the source's distance to it.
+  halfway = (source + truths[:, 0]) / 2
+  source_nearest = sum(min(np.abs(source[n] - truths[n, k]).sum() for k in range(2)) for n in range(3))
+  expected = sum(min(np.abs(halfway[n] - truths[n, k]).sum() for k in range(2)) for n in range(3)) / source_nearest
+  assert fidelity.pixel_error_nearest(halfway[None], truths, source, masks) == pytest.approx(expected, rel=1e-6)
+  # SSIM: identical images 1; a flat image of the right mean colour loses the structure.
+  assert np.allclose(fidelity.ssim_map(source, source), 1.0)
+  flat = np.broadcast_to(truths[:, 0].mean(axis=(1, 2), keepdims=True), truths[:, 0].shape)
+  assert fidelity.detail_error_nearest(flat[None], truths[:, :1], source, masks[:, :1]) > 0.8

@@ -108,3 +108,9 @@ def test_history_pool_fills_then_swaps_half_the_time():
     assert sorted(s.tolist() + p.tolist()) == sorted([1.0, 2.0, 3.0, 4.0, 10.0, 20.0]) and int(n2) == 4
     swapped += int(np.sum(s < 10))
   assert 25 <= swapped <= 55  # about half of the 80 fakes were swapped for a stored one
+
+
+def test_mode_seeking_loss_hand_computed():
+  out = jnp.array([0.0, 0.5])
+  codes = jnp.array([1.0, 2.0])
+  assert float(losses.mode_seeking_loss(out, codes, eps=0.5)) == pytest.approx((1.0 / 0.5 + 2.0 / 1.0) / 2)

@@ -43,7 +43,16 @@ def test_mask_loss_and_iou_by_hand():
 
 
 SPEC = synthetic.BenchmarkSpec(
-  height=64, width=32, train_ids=30, test_ids=10, num_cameras=2, images_per_camera=2, distractors=0, junk=0, seed=5
+  height=64,
+  width=32,
+  train_ids=30,
+  test_ids=10,
+  num_cameras=2,
+  images_per_camera=2,
+  distractors=0,
+  junk=0,
+  seed=5,
+  target_views=2,
 )
 
 
@@ -191,7 +200,16 @@ def test_mediapipe_teacher_beats_an_all_person_mask(tmp_path):
   except Exception as e:
     pytest.skip(f"could not fetch {teacher.MEDIAPIPE_WHEEL}: {e}")
   spec = synthetic.BenchmarkSpec(
-    height=128, width=64, train_ids=5, test_ids=2, num_cameras=2, images_per_camera=1, distractors=0, junk=0, seed=5
+    height=128,
+    width=64,
+    train_ids=5,
+    test_ids=2,
+    num_cameras=2,
+    images_per_camera=1,
+    distractors=0,
+    junk=0,
+    seed=5,
+    target_views=2,
   )
   synthetic.write_domain(str(tmp_path), "source", spec)
   counts = teacher.label(teacher.SelfieTeacher(model_path), str(tmp_path), str(tmp_path / "teacher"))

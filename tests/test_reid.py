@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from sagan_jax import parallel
+from sagan_jax.data import two_camera
 from sagan_jax.reid import convert_torchvision, ide
 from sagan_jax.reid import train as ide_train
 from sagan_jax.reid.resnet import RESNET50_STAGES, ResNet
@@ -146,7 +147,7 @@ def test_converted_backbone_loads_into_the_ide_state_and_a_mismatch_names_the_co
     )
 
 
-def test_prid_tables_protocol_on_ideal_features():
+def test_two_camera_tables_on_ideal_features():
   """Features that encode the id exactly: every split, both directions, ranks first with 100 queries."""
   rng = np.random.default_rng(0)
 
@@ -155,19 +156,18 @@ def test_prid_tables_protocol_on_ideal_features():
     features = np.eye(800)[pids] + 0.01 * rng.random((count, 800))
     return features, pids, np.full(count, camid)
 
-  tables = ide.prid_tables(camera(385, 1), camera(749, 2))
+  prid = two_camera.PROTOCOLS["prid2011"]
+  tables = ide.two_camera_tables(prid, camera(385, 1), camera(749, 2))
   for direction in ("a2b", "b2a"):
     assert tables[direction]["mean"]["R-1"] == pytest.approx(100.0)
     assert tables[direction]["mean"]["mAP"] == pytest.approx(100.0)
     assert len(tables[direction]["splits"]) == 10
     assert all(t["num_queries"] == 100 for t in tables[direction]["splits"])
   # Swap two test ids' cam_b features in split 0 only: that split's R-1 drops by exactly 2 queries.
-  from sagan_jax.data import prid
-
-  a, b = prid.load_splits()[0]["test"][:2]
+  a, b = two_camera.load_splits()[0]["test"][:2]
   features, pids, cams = camera(749, 2)
   features[[a - 1, b - 1]] = features[[b - 1, a - 1]]
-  tables = ide.prid_tables(camera(385, 1), (features, pids, cams))
+  tables = ide.two_camera_tables(prid, camera(385, 1), (features, pids, cams))
   assert tables["a2b"]["splits"][0]["R-1"] == pytest.approx(98.0)
 
 

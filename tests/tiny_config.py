@@ -17,7 +17,16 @@ def get_config(arg=None):
   spec.loader.exec_module(module)
   c = module.get_config(arg)
   c.data.synthetic_spec.update(
-    height=64, width=32, train_ids=8, test_ids=6, num_cameras=2, images_per_camera=2, distractors=4, junk=2, seed=3
+    height=64,
+    width=32,
+    train_ids=8,
+    test_ids=6,
+    num_cameras=2,
+    images_per_camera=2,
+    distractors=4,
+    junk=2,
+    seed=3,
+    target_views=2,
   )
   s = c.sagan
   s.image_size = (32, 16)

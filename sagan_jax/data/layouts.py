@@ -1,4 +1,4 @@
-"""The on-disk layouts of Market-1501, DukeMTMC-reID and PRID2011, parsed strictly.
+"""The on-disk layouts of Market-1501, DukeMTMC-reID, PRID2011, VIPeR and CUHK01, parsed strictly.
 
 Each `scan_*` function walks a dataset directory as its authors distribute it and returns, per
 split, the list of `Record`s (path, person id, camera id). Anything that does not match the layout
@@ -37,8 +37,14 @@ MARKET_NAME = re.compile(r"^(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$")
 DUKE_NAME = re.compile(r"^(-1|\d{4})_c(\d)_f(\d{7})\.jpg$")
 # PRID2011 single-shot: person_NNNN.png
 PRID_NAME = re.compile(r"^person_(\d{4})\.png$")
+# VIPeR: NNN.png (a renumbered copy) or the release's NNN_ANGLE.bmp; NNN pairs the two cameras' images.
+VIPER_NAME = re.compile(r"^(\d{3,4})(?:_(\d{1,3}))?\.(?:png|bmp|jpg|jpeg)$", re.IGNORECASE)
+# CUHK01: PPPPNNN.png, PPPP the identity (0001-0971), NNN 001-002 camera A, 003-004 camera B.
+CUHK01_NAME = re.compile(r"^(\d{4})(\d{3})\.png$")
 
 MARKET_SPLITS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+VIPER_CAMERAS = {"cam_a": 1, "cam_b": 2}
+CUHK01_ROOT = "campus"
 DUKE_SPLITS = MARKET_SPLITS
 PRID_CAMERAS = {"cam_a": 1, "cam_b": 2}
 
@@ -170,3 +176,70 @@ def scan_prid2011(manual_dir: str, masks_dir: str | None = None) -> dict[str, li
     )
     for split, camera in PRID_CAMERAS.items()
   }
+
+
+def _check_paired(splits: dict[str, list[Record]], manual_dir: str, dataset: str) -> None:
+  """Both cameras hold the same identities (a single-shot pair per id)."""
+  a = {r.person_id for r in splits["cam_a"]}
+  b = {r.person_id for r in splits["cam_b"]}
+  if a != b:
+    only = sorted(a ^ b)
+    raise DatasetLayoutError(
+      f"{dataset} in {manual_dir!r}: {len(only)} identities appear in one camera only (e.g. {only[0]}): "
+      "each identity needs its images in both cameras"
+    )
+
+
+def scan_viper(manual_dir: str, masks_dir: str | None = None) -> dict[str, list[Record]]:
+  """Splits ``cam_a`` and ``cam_b``: VIPeR's two cameras, one image of each of its 632 people each.
+
+  Person ids are the files' numbers plus 1 (ids are 1-based here, as PRID2011's: 0 means a distractor
+  to Market-style evaluation code, which VIPeR has none of).
+  """
+  splits = {
+    split: _scan_folder(
+      manual_dir,
+      split,
+      VIPER_NAME,
+      "NNN.png or NNN_ANGLE.bmp",
+      masks_dir,
+      lambda m, path, camera=camera: camera,
+    )
+    for split, camera in VIPER_CAMERAS.items()
+  }
+  splits = {k: [dataclasses.replace(r, person_id=r.person_id + 1) for r in v] for k, v in splits.items()}
+  for split, records in splits.items():
+    seen = {}
+    for r in records:
+      if r.person_id in seen:
+        raise DatasetLayoutError(
+          f"VIPeR files {seen[r.person_id]!r} and {r.path!r} share the number {r.person_id - 1} in {split}: "
+          "a camera holds one image per person"
+        )
+      seen[r.person_id] = r.path
+  _check_paired(splits, manual_dir, "VIPeR")
+  return splits
+
+
+def scan_cuhk01(manual_dir: str, masks_dir: str | None = None) -> dict[str, list[Record]]:
+  """Splits ``train`` (every image: CUHK01 as a labelled source), ``cam_a`` (images 001-002 of each
+  person) and ``cam_b`` (003-004): CUHK01 as a two-camera target."""
+  _require_root(manual_dir, CUHK01_ROOT, "CUHK01 campus folder (PPPPNNN.png)")
+
+  def camera_of(m: re.Match, path: str) -> int:
+    shot = int(m.group(2))
+    if not 1 <= shot <= 4:
+      raise DatasetLayoutError(f"file {path!r}: image number {shot} outside 001..004 (001-002 camera A, 003-004 B)")
+    return 1 if shot <= 2 else 2
+
+  everything = _scan_folder(manual_dir, CUHK01_ROOT, CUHK01_NAME, "PPPPNNN.png", masks_dir, camera_of)
+  bad = [r for r in everything if r.person_id <= 0]
+  if bad:
+    raise DatasetLayoutError(f"file {bad[0].path!r}: person id 0000; CUHK01 numbers its people from 0001")
+  splits = {
+    "train": everything,
+    "cam_a": [r for r in everything if r.camera_id == 1],
+    "cam_b": [r for r in everything if r.camera_id == 2],
+  }
+  _check_paired(splits, manual_dir, "CUHK01")
+  return splits

@@ -16,28 +16,32 @@ its own background (a wall, a floor, scenery blocks) and lighting.
 
 The two domains share the renderer and differ like two camera networks:
   * space: the source is seen from a low viewpoint (the person frontal, feet to head upright); the
-    target from a high one, a perspective homography ``H_view`` (vertical keystone: head enlarged,
-    legs foreshortened, plus a vertical rescale and shift that keeps the person in the frame).
-    ``H_view`` maps target-image coordinates to the source-frame coordinates they show, in the
-    normalised convention of `sagan_jax.geometry` (x first, [-1, 1], ±1 at corner pixel centres,
-    output → input), so ``warp(source_image, H_view)`` renders a source person as the target camera
-    would see them: it is the T_xy an ideal S1 should predict. (Defined in normalised coordinates,
-    it holds at any image size up to the sub-pixel difference of the corner-centre convention.)
-    With ``source_high_cameras`` = k, the last k source cameras are mounted as high as the target's
-    (their people seen through ``H_view`` too): a source seen from two heights, which the paper
-    adapts as two viewpoint groups (``benchmark.json`` records each camera's height).
+    target's cameras from higher ones, each a perspective homography ``H`` (vertical keystone: head
+    enlarged, legs foreshortened, plus a vertical rescale and shift that keeps the person in the
+    frame). The target cameras look down at ``target_views`` tilts spread around ``tilt``
+    (``tilt ± tilt_spread``; camera k takes view k mod ``target_views``), so a source image has a
+    *set* of true translations, one per view. ``H`` maps target-image coordinates to the
+    source-frame coordinates they show, in the normalised convention of `sagan_jax.geometry` (x
+    first, [-1, 1], ±1 at corner pixel centres, output → input), so ``warp(source_image, H)``
+    renders a source person as that target camera would see them: a T_xy an ideal S1 may predict.
+    (Defined in normalised coordinates, it holds at any image size up to the sub-pixel difference
+    of the corner-centre convention.) The *central* view is the tilt ``tilt`` itself. With
+    ``source_high_cameras`` = k, the last k source cameras are mounted at the central view's height
+    (their people seen through its ``H``): a source seen from two heights, which the paper adapts as
+    two viewpoint groups (``benchmark.json`` records each camera's height).
   * pixels: the target's colours pass through a channel-mixing matrix and gamma (a strong cast that
     also compresses the red–green axis the source palette relies on), its cameras have stronger
     individual casts, and its backgrounds come from another palette.
 Identities are disjoint between domains and between train and test, as in real cross-dataset
 re-ID. Everything is deterministic in ``seed``.
 
-Paired ground truth (``DIR/paired/``): for ``paired_images`` source training images, spread evenly
-over the split and listed in ``benchmark.json``, the same rendering (person, pose, background,
-lighting) warped whole by ``H_view`` with the edge pixels repeated (what an ideal S1 does with
-border padding) and passed through the target colour pipeline, without sensor noise. Each is an
-RGBA PNG whose alpha is the warped person mask. No split reads that folder: it only scores
-translations (`sagan_jax.fidelity`).
+Paired ground truth (``DIR/paired/``): for ``paired_images`` source *training* images (the GAN's
+own inputs: the in-sample set) and ``heldout_paired_images`` source *test* images (never a GAN
+input: the held-out set), spread evenly over their splits and listed in ``benchmark.json``, the
+same rendering (person, pose, background, lighting) warped whole into each target view with the
+edge pixels repeated (what an ideal S1 does with border padding) and passed through the target
+colour pipeline, without sensor noise: ``paired/<stem>_v<k>.png``, an RGBA PNG whose alpha is the
+warped person mask. No split reads that folder: it only scores translations (`sagan_jax.fidelity`).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ import shutil
 from collections.abc import Sequence
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 from PIL import Image, ImageDraw
 
 from sagan_jax import cli
@@ -98,6 +102,10 @@ _BACKGROUNDS = {
     [(70, 80, 70), (90, 85, 100), (60, 70, 90), (100, 95, 80), (80, 60, 60), (75, 90, 95)], np.float32
   ),
 }
+
+
+DEFAULT_TILT_SPREAD = 0.15
+DEFAULT_TARGET_VIEWS = 3
 
 
 def view_homography(tilt: float = DEFAULT_TILT) -> np.ndarray:
@@ -362,20 +370,20 @@ def render_image(
   domain: str,
   rng: np.random.Generator,
   size_hw: tuple[int, int],
-  h_view: np.ndarray,
-  paired: bool = False,
-  high: bool = False,
+  h_view: np.ndarray | None,
+  truths: Sequence[np.ndarray] = (),
 ):
   """(uint8 RGB [H, W, 3], uint8 mask [H, W] in {0, 255}) of one image of ``person`` by ``camera``.
 
-  ``high``: a source camera mounted at the target's height (the person seen through ``h_view``).
-  With ``paired`` (source images only) also the uint8 RGBA ground truth of its translation to the
-  target domain (module docstring): warped by ``h_view`` from a low camera, unwarped from a high
-  one. It draws nothing from ``rng``, so the benchmark is the same with or without it.
+  ``h_view``: the homography the camera sees the person through (a target camera, or a source
+  camera at the target's height), or None (a low source camera: the person frontal).
+  With ``truths`` (source images only: the homographies from this image to each target view) also a
+  list of uint8 RGBA ground truths of its translation (module docstring), one per homography. They
+  draw nothing from ``rng``, so the benchmark is the same with or without them.
   """
   big = (size_hw[0] * SUPERSAMPLE, size_hw[1] * SUPERSAMPLE)
   person_layer = Image.fromarray(render_person(person, rng, big), "RGBA")
-  if domain == "target" or high:
+  if h_view is not None:
     person_layer = person_layer.transform(
       big[::-1], Image.PERSPECTIVE, _pixel_coefficients(h_view, big), Image.BILINEAR
     )
@@ -383,21 +391,21 @@ def render_image(
   alpha = rgba[..., 3:] / 255.0
   image = rgba[..., :3] * alpha + render_background(camera, rng, big) * (1 - alpha)
   image = image * camera.gain * rng.uniform(0.9, 1.1)
-  truth = None
-  if paired:
-    if domain != "source":
-      raise ValueError("paired ground truth is rendered for source images only")
+  rendered_truths = []
+  if len(truths) and domain != "source":
+    raise ValueError("paired ground truth is rendered for source images only")
+  for h_truth in truths:
     rgba = np.concatenate([image, alpha * 255.0], -1)
-    warped = rgba if high else warp_border(rgba, h_view)
+    warped = warp_border(rgba, h_truth)
     truth_rgb = _downsample(target_colours(warped[..., :3]), size_hw)
     truth_mask = (_downsample(warped[..., 3], size_hw) >= 128).astype(np.uint8) * 255
-    truth = np.concatenate([truth_rgb, truth_mask[..., None]], -1)
+    rendered_truths.append(np.concatenate([truth_rgb, truth_mask[..., None]], -1))
   if domain == "target":
     image = target_colours(image)
   image = _downsample(image, size_hw).astype(np.float32) + rng.normal(0, 4, (*size_hw, 3))
   mask = _downsample(alpha[..., 0] * 255, size_hw) >= 128
   out = np.clip(image, 0, 255).astype(np.uint8), mask.astype(np.uint8) * 255
-  return (*out, truth) if paired else out
+  return (*out, rendered_truths) if len(truths) else out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -410,9 +418,12 @@ class BenchmarkSpec:
   images_per_camera: int = 2  # per identity and camera it appears in
   distractors: int = 40  # gallery images of pid 0000 (people outside the id set)
   junk: int = 20  # gallery images of pid -1 (bad boxes: crops of background)
-  tilt: float = DEFAULT_TILT
+  tilt: float = DEFAULT_TILT  # the central target view's tilt
+  tilt_spread: float = DEFAULT_TILT_SPREAD  # the target views' tilts reach tilt ± tilt_spread
+  target_views: int = DEFAULT_TARGET_VIEWS  # distinct target viewpoints (camera k takes view k mod this)
   seed: int = 0
-  paired_images: int = 256  # (at most) source training images given a paired ground-truth translation (paired/)
+  paired_images: int = 256  # (at most) source training images given paired truths (paired/): in-sample
+  heldout_paired_images: int = 256  # (at most) source test images given paired truths: held-out
   # Source cameras (the last ones) mounted as high as the target's: the source is then seen from two
   # heights, the case the paper's viewpoint groups address. 0: every source camera is low.
   source_high_cameras: int = 0
@@ -439,6 +450,13 @@ class BenchmarkSpec:
       ("junk", self.junk >= 0, "0 or more"),
       ("paired_images", self.paired_images >= 0, "0 or more"),
       ("tilt", -0.9 <= self.tilt <= 0.9, "between -0.9 and 0.9"),
+      ("target_views", 1 <= self.target_views <= self.num_cameras, f"1 to num_cameras ({self.num_cameras})"),
+      (
+        "tilt_spread",
+        self.tilt_spread >= 0 and self.tilt - self.tilt_spread >= -0.9 and self.tilt + self.tilt_spread <= 0.9,
+        "0 or more, with tilt ± tilt_spread between -0.9 and 0.9",
+      ),
+      ("heldout_paired_images", self.heldout_paired_images >= 0, "0 or more"),
       (
         "source_high_cameras",
         0 <= self.source_high_cameras < self.num_cameras,
@@ -460,9 +478,10 @@ def _write(root: str, folder: str, name: str, image: np.ndarray, mask: np.ndarra
 PAIRED_DIR = "paired"
 
 
-def paired_name(source_name: str) -> str:
-  """The ground-truth file of a source training image: ``paired/<stem>.png`` (RGBA, alpha = mask)."""
-  return os.path.splitext(source_name)[0] + ".png"
+def paired_name(source_path: str, view: int) -> str:
+  """The ground truth of source image ``folder/name`` in target view ``view``: ``<stem>_v<view>.png``
+  (RGBA, alpha = mask). Stems are unique across the source's splits (the frame number)."""
+  return f"{os.path.splitext(os.path.basename(source_path))[0]}_v{view}.png"
 
 
 def source_high_cameras(spec: BenchmarkSpec) -> frozenset[int]:
@@ -476,24 +495,56 @@ def source_viewpoints(spec: BenchmarkSpec) -> dict[str, str]:
   return {str(c): "high" if c in high else "low" for c in range(1, spec.num_cameras + 1)}
 
 
+def view_tilts(spec: BenchmarkSpec) -> list[float]:
+  """The target views' tilts: ``target_views`` of them, evenly from ``tilt - tilt_spread`` to ``tilt + tilt_spread``."""
+  if spec.target_views == 1:
+    return [spec.tilt]
+  return [float(t) for t in spec.tilt + spec.tilt_spread * np.linspace(-1.0, 1.0, spec.target_views)]
+
+
+def true_homographies(spec: BenchmarkSpec, high: bool) -> list[np.ndarray]:
+  """A source image's true translations into each target view (output → input, normalised).
+
+  A low camera's image is the person's frontal frame: view k's homography itself. A high camera's
+  image already shows the frame through the central view ``H_c``: ``H_c⁻¹ H_k``.
+  """
+  views = [view_homography(t) for t in view_tilts(spec)]
+  if not high:
+    return views
+  inverse_central = np.linalg.inv(view_homography(spec.tilt))
+  return [inverse_central @ h for h in views]
+
+
+def _spread(names: Sequence[str], count: int) -> list[str]:
+  picks = np.unique(np.linspace(0, len(names) - 1, min(count, len(names))).round().astype(int))
+  return [names[i] for i in picks] if len(names) and count else []
+
+
 def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | None = None) -> dict:
   """Writes one domain as a Market-1501-layout manual directory; returns its counts.
 
-  With ``paired_dir`` (the source domain), also writes the paired ground truth of
-  ``spec.paired_images`` training images spread evenly over the split, and returns their names
-  under ``"paired"``.
+  With ``paired_dir`` (the source domain), also writes the paired ground truths (one per target
+  view) of ``spec.paired_images`` training images and ``spec.heldout_paired_images`` test images,
+  each spread evenly over their split, and returns their ``folder/name`` paths under
+  ``"paired_train"`` and ``"paired_heldout"``.
   """
   rng = np.random.default_rng([spec.seed, DOMAINS.index(domain)])
   size = (spec.height, spec.width)
-  h_view = view_homography(spec.tilt)
+  views = [view_homography(t) for t in view_tilts(spec)]
+  central = view_homography(spec.tilt)
   for folder in layouts.MARKET_SPLITS.values():
     os.makedirs(os.path.join(root, layouts.MARKET_ROOT, folder), exist_ok=True)
     os.makedirs(os.path.join(root, layouts.MASKS_ROOT, layouts.MARKET_ROOT, folder), exist_ok=True)
   cameras = [random_camera(rng, domain) for _ in range(spec.num_cameras)]
   high = source_high_cameras(spec) if domain == "source" else frozenset()
+  if domain == "target":
+    seen_through = [views[c % len(views)] for c in range(spec.num_cameras)]
+  else:
+    seen_through = [central if c + 1 in high else None for c in range(spec.num_cameras)]
+  truths_of = {c: true_homographies(spec, c + 1 in high) for c in range(spec.num_cameras)}
   counts = {"bounding_box_train": 0, "query": 0, "bounding_box_test": 0}
   frame = 0
-  truths = {}  # training image name → paired ground truth, before the subset is chosen
+  truths = {"train": {}, "heldout": {}}  # folder/name → paired ground truths, before the subsets are chosen
 
   def name(pid: int, camera: int) -> str:
     nonlocal frame
@@ -507,9 +558,15 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | 
     for camera in seen_by:
       for k in range(spec.images_per_camera):
         train = pid <= spec.train_ids
-        paired = train and paired_dir is not None
+        paired = paired_dir is not None
         image, mask, *truth = render_image(
-          person, cameras[camera], domain, rng, size, h_view, paired=paired, high=camera + 1 in high
+          person,
+          cameras[camera],
+          domain,
+          rng,
+          size,
+          seen_through[camera],
+          truths=truths_of[camera] if paired else (),
         )
         if train:
           folder = "bounding_box_train"
@@ -519,12 +576,10 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | 
         _write(root, folder, file_name, image, mask)
         counts[folder] += 1
         if paired:
-          truths[file_name] = truth[0]
+          truths["train" if train else "heldout"][f"{folder}/{file_name}"] = truth[0]
   for _ in range(spec.distractors):
     camera = int(rng.integers(spec.num_cameras))
-    image, mask = render_image(
-      random_identity(rng), cameras[camera], domain, rng, size, h_view, high=camera + 1 in high
-    )
+    image, mask = render_image(random_identity(rng), cameras[camera], domain, rng, size, seen_through[camera])
     _write(root, "bounding_box_test", name(0, camera), image, mask)
     counts["bounding_box_test"] += 1
   for _ in range(spec.junk):
@@ -535,17 +590,19 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | 
     _write(root, "bounding_box_test", name(-1, camera), image, np.zeros(size, np.uint8))
     counts["bounding_box_test"] += 1
   if paired_dir is not None:
-    names = list(truths)  # a benchmark with fewer training images pairs them all
-    picks = np.unique(np.linspace(0, len(names) - 1, min(spec.paired_images, len(names))).round().astype(int))
-    chosen = [names[i] for i in picks]
     os.makedirs(paired_dir, exist_ok=True)
-    for n in chosen:
-      Image.fromarray(truths[n], "RGBA").save(os.path.join(paired_dir, paired_name(n)))
-    counts["paired"] = chosen
+    for which, count in (("train", spec.paired_images), ("heldout", spec.heldout_paired_images)):
+      chosen = _spread(sorted(truths[which], key=lambda n: n.split("/")[1]), count)
+      for path in chosen:
+        for view, truth in enumerate(truths[which][path]):
+          Image.fromarray(truth, "RGBA").save(os.path.join(paired_dir, paired_name(path, view)))
+      counts[f"paired_{which}"] = chosen
   return counts
 
 
 MARKER = ".sagan_jax_synthetic"  # written first: this folder's benchmark files are ours to replace
+# benchmark.json's layout; a folder of ours written in another (older) layout is regenerated.
+FORMAT = 2  # 2: several target views, held-out paired truths
 PREPARED_DIR = "tfds"
 
 
@@ -571,6 +628,9 @@ def generate(out: str, spec: BenchmarkSpec = BenchmarkSpec(), overwrite: bool = 
   if os.path.exists(meta_path) and not overwrite and ours:
     with open(meta_path) as f:
       meta = json.load(f)
+    if meta.get("format") != FORMAT:
+      logging.warning("%s holds a synthetic benchmark of an older layout: regenerating it", out)
+      return generate(out, spec, overwrite=True)
     # Fields added since a benchmark was written hold their defaults in it (what it was made with).
     if {**dataclasses.asdict(BenchmarkSpec()), **meta["spec"]} != dataclasses.asdict(spec):
       raise ConfigError(
@@ -602,31 +662,37 @@ def generate(out: str, spec: BenchmarkSpec = BenchmarkSpec(), overwrite: bool = 
     )
     for domain in DOMAINS
   }
-  paired = counts["source"].pop("paired")
+  paired = {which: counts["source"].pop(f"paired_{which}") for which in ("train", "heldout")}
+  viewpoint_of = lambda path: source_viewpoints(spec)[str(layouts.MARKET_NAME.match(path.split("/")[1]).group(2))]
   meta = {
+    "format": FORMAT,
     "spec": dataclasses.asdict(spec),
     "layout": "Market-1501 (builder market1501, config masked) under source/ and target/",
-    "view_homography": view_homography(spec.tilt).tolist(),
+    "view_tilts": view_tilts(spec),
+    "view_homographies": [view_homography(t).tolist() for t in view_tilts(spec)],
+    "central_homography": view_homography(spec.tilt).tolist(),
     "view_homography_doc": (
       "target-image → source-frame coordinates, normalised (x first, [-1, 1], ±1 at corner pixel "
-      "centres): the T_xy an ideal S1 predicts"
+      "centres): the T_xy an ideal S1 may predict, one per target view (target camera k sees view k mod "
+      "len(view_homographies)); the central one is the tilt the views spread around"
     ),
     "source_viewpoints": source_viewpoints(spec),
-    "source_viewpoints_doc": (
-      "source camera → height: high cameras see the person through view_homography, as the target"
-    ),
+    "source_viewpoints_doc": "source camera → height: high cameras see the person through central_homography",
     "target_colour_matrix": TARGET_COLOUR_MATRIX,
     "target_gamma": TARGET_GAMMA,
     "counts": counts,
     "paired": {
       "dir": PAIRED_DIR,
-      "source_split": "bounding_box_train",
-      "images": paired,
-      "viewpoints": [source_viewpoints(spec)[str(layouts.MARKET_NAME.match(n).group(2))] for n in paired],
+      "root": f"source/{layouts.MARKET_ROOT}",
+      "train": paired["train"],
+      "heldout": paired["heldout"],
+      "viewpoints": {which: [viewpoint_of(p) for p in paths] for which, paths in paired.items()},
       "doc": (
-        "for each listed source training image, paired/<stem>.png (RGBA, alpha = person mask) is its ideal "
-        "translation: the same rendering warped whole by view_homography (edges repeated; unwarped for "
-        "a high source camera, see viewpoints) in the target colours, without noise; no split reads it"
+        "for each listed source image (folder/name under root; train: the GAN's own inputs, heldout: test "
+        "identities, never a GAN input), paired/<stem>_v<k>.png (RGBA, alpha = person mask) is its ideal "
+        "translation into target view k: the same rendering warped whole (edges repeated) by the view's "
+        "homography, or from a high source camera by central⁻¹ · view, in the target colours, without "
+        "noise; no split reads it"
       ),
     },
   }

@@ -2,14 +2,16 @@
 
   python -m sagan_jax.experiments {ablation,msweep} --config=FILE --workdir=DIR
 
-  ablation  Tables I–III: the variants (``--variants``, default all eight; ``sagan_one_group`` adds
-            SA-GAN [M=1] with the source adapted as one group), for every seed of ``--seeds``
-            (default 0), one `train.py` run each in DIR/seed<S>/<variant>; then DIR/ablation.md and
-            DIR/ablation.json: per row the mean and sd over seeds, per claim of the paper the paired
-            differences and a verdict (`sagan_jax.experiments.seeds`). ``--report_only`` runs
-            nothing and tabulates the pairs already complete (and lists the others).
+  ablation  Tables I–III: the rows (``--variants``, default the eight variants and ``ws_nomask``,
+            WS whose critics do not see the mask; ``sagan_one_group`` adds SA-GAN [M=1] with the
+            source adapted as one group), for every seed of ``--seeds`` (default 0), one `train.py`
+            run each in DIR/seed<S>/<row>; then DIR/ablation.md and DIR/ablation.json: per row the
+            mean and sd over seeds, per claim of the paper the paired differences, tests and a
+            verdict (`sagan_jax.experiments.claims`). ``--report_only`` runs nothing and tabulates
+            the pairs already complete (and lists the others).
   msweep    Fig. 5: SA-GAN with M = 1, 2, 4, 6, 8, 10 spatial codes (``--codes``) per seed in
             DIR/seed<S>/m<M>, then DIR/msweep.json and DIR/msweep.png (mean R-1 against M, ±1 sd band).
+            Every M's IDE takes the same number of updates (an epoch counts the source images).
 
 Every other ``--config.<field>=value`` is passed to each run, with ``--config.seed=S``. Runs sharing a
 trained SA-GAN (sagan and sagan_m10 of one seed, every M of one seed) train it once: its stage folder
@@ -31,16 +33,24 @@ from ml_collections import config_flags
 from PIL import Image, ImageDraw
 
 from sagan_jax import cli, fileio
+from sagan_jax.experiments import claims, results
 from sagan_jax.experiments import config as config_lib
-from sagan_jax.experiments import results
-from sagan_jax.experiments import seeds as seeds_lib
 
 # The folder holding this package, so a run's subprocess imports the same sagan_jax from any folder.
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ALL_VARIANTS = config_lib.VARIANTS
 # Runner rows that are a variant plus overrides.
-EXTRA_ROWS = {"sagan_one_group": ("sagan", ["--config.data.viewpoint_groups=none"])}
-ROW_LABELS = {**config_lib.VARIANT_NAMES, "sagan_one_group": "SA-GAN [M=1], one group"}
+EXTRA_ROWS = {
+  "sagan_one_group": ("sagan", ["--config.data.viewpoint_groups=none"]),
+  # WS's critics see the unwarped source mask, whose geometry G1 cannot change: a control without it.
+  "ws_nomask": ("ws", ["--config.sagan.critic_mask=none"]),
+}
+ROW_LABELS = {
+  **config_lib.VARIANT_NAMES,
+  "sagan_one_group": "SA-GAN [M=1], one group",
+  "ws_nomask": "SA-GAN (WS), critics without the mask",
+}
+# The default rows: every variant, and the WS control right after WS.
+ALL_VARIANTS = tuple(v for name in config_lib.VARIANTS for v in ((name, "ws_nomask") if name == "ws" else (name,)))
 M_VALUES = (1, 2, 4, 6, 8, 10)
 
 
@@ -114,15 +124,15 @@ def ablation(config_file, workdir, overrides, variants=ALL_VARIANTS, seeds=(0,),
     _fail(f"no complete run under {workdir} for these seeds and variants")
   experiment = next(iter(next(iter(table.values())).values()))["experiment"]
   done_seeds = sorted({s for by_seed in table.values() for s in by_seed})
-  text = seeds_lib.markdown(table, f"{experiment}: ablation over seeds {', '.join(map(str, done_seeds))}", ROW_LABELS)
+  text = claims.markdown(table, f"{experiment}: ablation over seeds {', '.join(map(str, done_seeds))}", ROW_LABELS)
   if missing:
     text += f"\nNot run yet (--report_only): {', '.join(missing)}.\n"
   record = {
     "seeds": done_seeds,
     "variants": list(table),
     "missing": missing,
-    "summary": seeds_lib.summarize(table),
-    "claims": seeds_lib.evaluate_claims(table),
+    "summary": claims.summarize(table),
+    "claims": claims.evaluate_claims(table),
     "runs": {row: {str(s): r for s, r in by_seed.items()} for row, by_seed in table.items()},
   }
   fileio.write_text_atomic(os.path.join(workdir, "ablation.json"), json.dumps(record, indent=1))

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sagan_jax import parallel
-from sagan_jax.data import builders, synthetic
+from sagan_jax.data import builders, synthetic, two_camera
 from sagan_jax.errors import ConfigError
 
 MARKET_LIKE = ("market1501", "dukemtmc_reid")
@@ -58,9 +58,10 @@ class Datasets:
     for role, name in self.names.items():
       if name not in builders.BUILDERS:
         raise ConfigError(f"config.data.{role}.name={name!r}: expected one of {sorted(builders.BUILDERS)}")
-    if self.names["source"] == "prid2011":
+    if self.names["source"] in ("prid2011", "viper"):
       raise ConfigError(
-        "config.data.source.name='prid2011': PRID2011 has no labelled training split; use it as the target"
+        f"config.data.source.name={self.names['source']!r}: it has no labelled training split here; use it as "
+        "the target (a labelled source: market1501, dukemtmc_reid or cuhk01)"
       )
     self.data_dir = d.data_dir or default_data_dir
     self._builders = {}
@@ -104,5 +105,7 @@ class Datasets:
     """The source's labelled training images (random access)."""
     return self.builder("source").as_data_source("train")
 
-  def target_is_prid(self) -> bool:
-    return self.names["target"] == "prid2011"
+  def target_protocol(self) -> two_camera.Protocol | None:
+    """The target's split protocol when it is a two-camera set (PRID2011, VIPeR, CUHK01), else None
+    (a query/gallery target: Market-1501, DukeMTMC-reID, the synthetic benchmark)."""
+    return two_camera.PROTOCOLS.get(self.names["target"])

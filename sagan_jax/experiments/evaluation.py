@@ -1,7 +1,8 @@
 """The evaluate stage: the target protocol ranked with the workdir's IDE models → ``results.json``/``.md``.
 
 A query/gallery target (Market-1501, DukeMTMC-reID, the synthetic benchmark) is ranked with the
-one IDE; PRID2011 split by split with each split's IDE, both directions. Each process extracts its
+one IDE; a two-camera target (PRID2011, VIPeR, CUHK01) split by split with each split's IDE, both
+directions. Each process extracts its
 share of the batches on its own devices; process 0 writes and prints the results.
 """
 
@@ -11,8 +12,8 @@ import json
 import os
 
 from sagan_jax import parallel
-from sagan_jax.data import prid
-from sagan_jax.experiments import monitor, rankvis, results
+from sagan_jax.data import two_camera
+from sagan_jax.experiments import monitor, rankvis, report, results
 from sagan_jax.experiments.run import Run
 from sagan_jax.preemption import Preempted
 from sagan_jax.reid import ide
@@ -58,18 +59,20 @@ def _extractor(run: Run, ide_name: str):
 def evaluate(run: Run, rank_vis: int = 0) -> dict:
   """Ranks the target protocol with the workdir's IDE models; writes results.json/.md (process 0); returns them."""
   c = run.config
-  if run.datasets.target_is_prid():
-    merged = {d: {"splits": []} for d in prid.DIRECTIONS}
+  target_protocol = run.datasets.target_protocol()
+  if target_protocol is not None:
+    merged = {d: {"splits": []} for d in two_camera.DIRECTIONS}
     for ide_name in run.plan.ide_models:
       splits = run.plan.evaluated_splits(ide_name)
       if not splits:
         continue
       features = _extractor(run, ide_name)
-      part = ide.prid_tables(features("cam_a"), features("cam_b"), c.eval.ap_mode, c.eval.backend, splits=splits)
-      for d in prid.DIRECTIONS:
+      cam_a, cam_b = features("cam_a"), features("cam_b")
+      part = ide.two_camera_tables(target_protocol, cam_a, cam_b, c.eval.ap_mode, c.eval.backend, splits=splits)
+      for d in two_camera.DIRECTIONS:
         merged[d]["splits"] += part[d]["splits"]
-    tables = ide.prid_mean(merged)
-    protocol = "prid2011"
+    tables = ide.split_mean(merged)
+    protocol = "two_camera"
   else:
     features = _extractor(run, "")
     query, gallery = features("query"), features("gallery")
@@ -93,7 +96,7 @@ def evaluate(run: Run, rank_vis: int = 0) -> dict:
       "ide_init": "from scratch" if c.ide.pretrained in ("", ide_train.PRETRAINED_NONE) else "imagenet",
       "ide_steps": run.plan.ide_steps(c),
       "viewpoint_groups": {g: list(v) for g, v in run.plan.groups.items()} if gan else {},
-      "evaluated_splits": run.plan.evaluated_splits() if protocol == "prid2011" else None,
+      "evaluated_splits": run.plan.evaluated_splits() if protocol == "two_camera" else None,
       "notes": plan_json["notes"],
     },
   }
@@ -101,6 +104,8 @@ def evaluate(run: Run, rank_vis: int = 0) -> dict:
   if gan and os.path.isfile(fidelity_path):
     with open(fidelity_path) as f:
       result["fidelity"] = json.load(f)
+  if gan:
+    result["translation"] = report.translation_report(run)
   if run.is_main:
     results.write(run.workdir, result)
     print(results.markdown([result], f"{c.experiment}: {results.method_name(result)}"))

@@ -15,7 +15,7 @@ import jax
 from absl import logging
 
 from sagan_jax import fileio, loop, parallel
-from sagan_jax.data import layouts, pipeline
+from sagan_jax.data import pipeline
 from sagan_jax.experiments import paired, samples
 from sagan_jax.experiments import plan as plan_lib
 from sagan_jax.experiments.run import Run
@@ -24,23 +24,42 @@ from sagan_jax.sagan.model import SAGAN
 FIDELITY_FILE = "fidelity.json"
 
 
-def paired_set(run: Run, a: plan_lib.Adaptation | None = None) -> paired.PairedSet | None:
-  """The benchmark's paired ground truth at the GAN's size (only ``a``'s cameras when given), or None."""
+def paired_set(run: Run, a: plan_lib.Adaptation | None = None, which: str = "heldout") -> paired.PairedSet | None:
+  """The benchmark's paired set ``which`` at the GAN's size (only ``a``'s cameras when given), or None."""
   d = run.datasets
   if not d.synthetic_dir or run.config.variant == "original":
     return None
   if not paired.available(d.synthetic_dir):
     logging.warning(
-      "%s has no paired ground truth (made by an older version): no fidelity scores; "
+      "%s has no held-out paired ground truth (made by an older version): no fidelity scores; "
       "regenerate it with python -m sagan_jax.data.synthetic --out DIR --overwrite",
       d.synthetic_dir,
     )
     return None
-  full = paired.load(d.synthetic_dir, run.image_size)
+  full = paired.load(d.synthetic_dir, run.image_size, which)
   if a is None:
     return full
-  camera_of = lambda name: int(layouts.MARKET_NAME.match(name).group(2))
-  return paired.subset(full, [n for n in full.names if camera_of(n) in a.source_cameras])
+  return paired.subset(full, [n for n in full.names if paired.camera_of(n) in a.source_cameras])
+
+
+def final_scores(run: Run, translators, key) -> dict:
+  """``results.json`` ``fidelity``: held-out scores over `paired.FINAL_CODES` codes, ``train`` (in-sample)
+  and ``references`` (trivial translations on the held-out set).
+
+  ``translators``: ``[(model, params, adaptation)]`` (one per viewpoint group, scored as one set).
+  """
+  out = {}
+  for which in paired.SETS:
+    sets = [(model, params, paired_set(run, a, which)) for model, params, a in translators]
+    out[which] = paired.measure_groups(sets, key, paired.FINAL_CODES)
+  heldout = paired.join([paired_set(run, a) for _, _, a in translators])
+  stats = paired.target_statistics(run.datasets.synthetic_dir, run.image_size)
+  return {
+    **out["heldout"],
+    "train": out["train"],
+    "references": paired.references(heldout, stats),
+    "codes": paired.FINAL_CODES,
+  }
 
 
 def _sample_batches(run: Run, a: plan_lib.Adaptation, pairs: paired.PairedSet | None, count: int = 4):
@@ -50,14 +69,15 @@ def _sample_batches(run: Run, a: plan_lib.Adaptation, pairs: paired.PairedSet | 
     pipeline.eval_batches(src, batch_size=n, image_size=run.image_size, indices=idx, masks=run.datasets.mask_mode)
   )[0]["image"]
   targets = first(run.plan.target_source, a.target_indices, 2 * count)
-  if pairs is not None:
-    return pairs.source[:count], targets, pairs.truth[:count]
+  if pairs is not None:  # the truth column shows the central view (the middle of the K)
+    return pairs.source[:count], targets, pairs.truth[:count, pairs.truth.shape[1] // 2]
   return first(run.datasets.source_train(), a.source_indices, count), targets, None
 
 
 def sagan_hooks(run: Run, a: plan_lib.Adaptation, model: SAGAN) -> loop.Hooks:
-  """Fidelity scores on log steps that are multiples of ``fidelity_every`` (and at steps 0 and the
-  last, written to ``fidelity.json`` once its metrics passed their check); a grid every ``sample_every``."""
+  """Held-out fidelity scores on log steps that are multiples of ``fidelity_every`` (and at steps 0
+  and the last; the last also writes ``fidelity.json``, all of `final_scores`, once its metrics
+  passed their check); a grid every ``sample_every``."""
   if not run.is_main:
     return loop.Hooks()
   t = run.config.sagan_train
@@ -67,19 +87,17 @@ def sagan_hooks(run: Run, a: plan_lib.Adaptation, model: SAGAN) -> loop.Hooks:
     pairs = None
   sample_x, sample_y, sample_truth = _sample_batches(run, a, pairs)
   sample_key, fidelity_key = jax.random.key(run.seed("sagan/samples")), jax.random.key(run.seed("sagan/fidelity"))
-  final_scores = {}
 
   def fidelity_scores(step, state):
     if pairs is None or not (step == 0 or step % t.fidelity_every == 0 or step == t.steps):
       return {}
-    scores = paired.measure(model, parallel.local_copy(state.params), pairs, fidelity_key)
-    if step == t.steps:
-      final_scores.update(scores)
-    return scores
+    scores = paired.measure(model, parallel.local_copy(state.params), pairs, fidelity_key, detail=False)
+    return {f"fidelity/{k}": v for k, v in scores.items() if isinstance(v, float)}
 
   def after_step(step, state):
-    if step == t.steps and final_scores:
-      fileio.write_text_atomic(os.path.join(where, FIDELITY_FILE), json.dumps(paired.as_result(final_scores), indent=1))
+    if step == t.steps and pairs is not None:
+      scores = final_scores(run, [(model, parallel.local_copy(state.params), a)], fidelity_key)
+      fileio.write_text_atomic(os.path.join(where, FIDELITY_FILE), json.dumps(scores, indent=1))
     if step % t.sample_every == 0 or step == t.steps:
       picture = samples.grid(
         model, parallel.local_copy(state.params), sample_x, sample_y, sample_key, truth=sample_truth
@@ -98,7 +116,8 @@ def write_joint_fidelity(run: Run, translators) -> None:
   process 0 scores and writes.
   """
   d = run.datasets
-  if len(run.plan.adaptations) < 2 or d.target_is_prid() or not d.synthetic_dir or run.config.variant == "original":
+  single = len(run.plan.adaptations) < 2 or d.target_protocol() is not None
+  if single or not d.synthetic_dir or run.config.variant == "original":
     return
   path = run.path("sagan", FIDELITY_FILE)
   parallel.barrier("joint fidelity check")  # every process sees the same file state
@@ -106,9 +125,7 @@ def write_joint_fidelity(run: Run, translators) -> None:
     return
   restored = translators()
   if run.is_main:
-    scores = paired.measure_groups(
-      [(model, parallel.local_copy(params), paired_set(run, a)) for model, params, a in restored],
-      jax.random.key(run.seed("sagan/fidelity")),
-    )
-    fileio.write_text_atomic(path, json.dumps(paired.as_result(scores), indent=1))
+    local = [(model, parallel.local_copy(params), a) for model, params, a in restored]
+    scores = final_scores(run, local, jax.random.key(run.seed("sagan/fidelity")))
+    fileio.write_text_atomic(path, json.dumps(scores, indent=1))
   parallel.barrier("joint fidelity written")

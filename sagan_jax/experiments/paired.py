@@ -1,8 +1,11 @@
 """The synthetic benchmark's paired ground truth, and SA-GAN's fidelity scores against it.
 
-`load` reads the source images that have a paired ground truth (``DIR/paired/``, listed in
-``benchmark.json``) at the GAN's image size; `measure` translates them with a fixed set of spatial
-codes and scores the result with `sagan_jax.fidelity`.
+`load` reads one of the two paired sets at the GAN's image size: ``"heldout"`` (source *test*
+images, never a GAN input: what ``results.json`` ``fidelity`` reports) or ``"train"`` (the GAN's own
+inputs: ``fidelity.train``). Each source image has one truth per target view. `measure` translates
+them with a fixed set of spatial codes and scores the result with `sagan_jax.fidelity`;
+`references` scores what trivial translations achieve on the same set (the figures a translation
+must beat to count as one).
 """
 
 from __future__ import annotations
@@ -22,17 +25,30 @@ from sagan_jax.data import layouts, pipeline, synthetic
 from sagan_jax.models import stm as stm_lib
 from sagan_jax.sagan.model import SAGAN, XY
 
-# Spatial codes scored per image: enough for code_diversity's pairs, few enough to cost under a second.
-NUM_CODES = 4
+# Spatial codes scored during training (cheap) and for the final figures (coverage needs several).
+TRAINING_CODES = 4
+FINAL_CODES = 10
+SETS = ("heldout", "train")
+# What the final scores are called in results.json (`fidelity.*`), in the order tables show them.
+FINAL_SCORES = (
+  "pixel_error",
+  "detail_error",
+  "viewpoint_error",
+  "coverage_error",
+  "coverage_error_one_code",
+  "precision_error",
+  "code_diversity",
+)
 
 
 class PairedSet(NamedTuple):
   source: np.ndarray  # [N, H, W, 4] RGB in [-1, 1] + mask in {0, 1}: x as the SA-GAN stage reads it
-  truth: np.ndarray  # [N, H, W, 4] the ideal translation, RGB + its person mask
-  h_true: np.ndarray  # [N, 3, 3] each image's true T_xy (target → source frame, normalised)
-  names: tuple[str, ...]
-  # The distance that scores viewpoint_error 1: how far the benchmark's view homography moves the
-  # corners. Shared by every subset, so a group whose true warp is the identity is scored in it too.
+  truth: np.ndarray  # [N, K, H, W, 4] the ideal translation into each of K target views, RGB + person mask
+  h_true: np.ndarray  # [N, K, 3, 3] each image's true T_xy into each view (target → source frame, normalised)
+  h_central: np.ndarray  # [N, 3, 3] its true T_xy into the central view (the views' mean tilt)
+  names: tuple[str, ...]  # folder/name of each source image
+  # The distance that scores viewpoint errors 1: how far the central view moves the corners. Shared
+  # by every subset, so a group whose central truth is the identity is scored in the same unit.
   reference: float
 
 
@@ -41,50 +57,72 @@ def available(benchmark_dir: str) -> bool:
   if not os.path.isfile(meta):
     return False
   with open(meta) as f:
-    return "paired" in json.load(f)
+    return "heldout" in json.load(f).get("paired", {})
 
 
-def load(benchmark_dir: str, image_size: tuple[int, int]) -> PairedSet:
-  """The paired subset at ``image_size``, resized as the input pipeline resizes training images."""
+def _read(path: str, mode: str) -> np.ndarray:
+  return np.asarray(Image.open(path).convert(mode))
+
+
+@functools.lru_cache(maxsize=4)
+def load(benchmark_dir: str, image_size: tuple[int, int], which: str = "heldout") -> PairedSet:
+  """Paired set ``which`` at ``image_size``, resized as the input pipeline resizes training images.
+
+  Cached (a stage reads each set several times); the arrays are shared, never to be written to.
+  """
+  if which not in SETS:
+    raise ValueError(f"paired set {which!r}: expected one of {SETS}")
   with open(os.path.join(benchmark_dir, "benchmark.json")) as f:
     meta = json.load(f)
   paired = meta["paired"]
-  split = os.path.join(benchmark_dir, "source", layouts.MARKET_ROOT, paired["source_split"])
-  masks = os.path.join(benchmark_dir, "source", layouts.MASKS_ROOT, layouts.MARKET_ROOT, paired["source_split"])
+  root = os.path.join(benchmark_dir, paired["root"])
+  masks = os.path.join(benchmark_dir, "source", layouts.MASKS_ROOT, layouts.MARKET_ROOT)
+  prepare = lambda rgb, mask: pipeline.preprocess(
+    {"image": rgb, "mask": mask, "person_id": 0, "camera_id": 0}, image_size, "data", flip=False
+  )["image"]
+  views = len(meta["view_homographies"])
   sources, truths = [], []
-  for name in paired["images"]:
-    stem = os.path.splitext(name)[0]
-    example = {
-      "image": np.asarray(Image.open(os.path.join(split, name)).convert("RGB")),
-      "mask": np.asarray(Image.open(os.path.join(masks, stem + ".png")).convert("L"))[..., None],
-      "person_id": 0,
-      "camera_id": 0,
-    }
-    sources.append(pipeline.preprocess(example, image_size, "data", flip=False)["image"])
-    rgba = np.asarray(Image.open(os.path.join(benchmark_dir, paired["dir"], synthetic.paired_name(name))))
-    truths.append(
-      pipeline.preprocess(
-        {"image": rgba[..., :3], "mask": rgba[..., 3:], "person_id": 0, "camera_id": 0}, image_size, "data", flip=False
-      )["image"]
+  for path in paired[which]:
+    stem = os.path.splitext(path)[0]
+    sources.append(
+      prepare(_read(os.path.join(root, path), "RGB"), _read(os.path.join(masks, stem + ".png"), "L")[..., None])
     )
-  # A high source camera already sees the target's viewpoint: its true warp is the identity.
-  viewpoints = paired.get("viewpoints", ["low"] * len(paired["images"]))
-  h_view = np.asarray(meta["view_homography"], np.float32)
-  h_true = np.stack([h_view if v == "low" else np.eye(3, dtype=np.float32) for v in viewpoints])
-  reference = float(fidelity.corner_distance(jnp.asarray(h_view), jnp.eye(3)))
-  return PairedSet(np.stack(sources), np.stack(truths), h_true, tuple(paired["images"]), reference)
+    rgba = [
+      _read(os.path.join(benchmark_dir, paired["dir"], synthetic.paired_name(path, k)), "RGBA") for k in range(views)
+    ]
+    truths.append(np.stack([prepare(t[..., :3], t[..., 3:]) for t in rgba]))
+  spec = synthetic.BenchmarkSpec(**meta["spec"])
+  high = [v == "high" for v in paired["viewpoints"][which]]
+  h_true = np.stack([np.stack(synthetic.true_homographies(spec, h)) for h in high]).astype(np.float32)
+  central = np.asarray(meta["central_homography"], np.float32)
+  h_central = np.stack([np.eye(3, dtype=np.float32) if h else central for h in high])
+  reference = float(fidelity.corner_distance(jnp.asarray(central), jnp.eye(3)))
+  empty = np.zeros((0, *image_size, 4), np.float32)
+  return PairedSet(
+    np.stack(sources) if sources else empty,
+    np.stack(truths) if truths else empty[:, None],
+    h_true.reshape(len(high), views, 3, 3),
+    h_central.reshape(len(high), 3, 3),
+    tuple(paired[which]),
+    reference,
+  )
 
 
 def subset(paired_set: PairedSet, names) -> PairedSet:
   """The images of ``paired_set`` whose names are in ``names`` (one viewpoint group's share)."""
-  keep = np.asarray([n in set(names) for n in paired_set.names])
+  keep = np.asarray([n in set(names) for n in paired_set.names], bool)
   return PairedSet(
     paired_set.source[keep],
     paired_set.truth[keep],
     paired_set.h_true[keep],
+    paired_set.h_central[keep],
     tuple(n for n, k in zip(paired_set.names, keep) if k),
     paired_set.reference,
   )
+
+
+def camera_of(name: str) -> int:
+  return int(layouts.MARKET_NAME.match(name.rsplit("/", maxsplit=1)[-1]).group(2))
 
 
 def _warp_corners(model: SAGAN, p: jax.Array) -> jax.Array:
@@ -115,7 +153,7 @@ def _translate_fixed_codes(model: SAGAN, params, images, masks, codes):
 
 
 def translate_fixed(
-  model: SAGAN, params, paired: PairedSet, key: jax.Array, num_codes: int = NUM_CODES, batch_size: int = 64
+  model: SAGAN, params, paired: PairedSet, key: jax.Array, num_codes: int = TRAINING_CODES, batch_size: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
   """``(adapted [M, N, H, W, 3], corners [M, N, 4, 2])`` of the paired images under ``num_codes`` fixed codes.
 
@@ -133,57 +171,137 @@ def translate_fixed(
   return np.concatenate(adapted, axis=1), np.concatenate(corners, axis=1)
 
 
-def score(paired: PairedSet, adapted: np.ndarray, corners: np.ndarray) -> dict[str, float]:
-  """``fidelity/pixel_error``, ``fidelity/viewpoint_error`` (mean, and per code ``_code{k}``) and
-  ``fidelity/code_diversity``."""
-  num_codes = adapted.shape[0]
-  truth, mask, source = paired.truth[..., :3], paired.truth[..., 3:], paired.source[..., :3]
-  pixel = fidelity.pixel_error(
-    adapted.reshape(-1, *adapted.shape[2:]),
-    np.tile(truth, (num_codes, 1, 1, 1)),
-    np.tile(source, (num_codes, 1, 1, 1)),
-    np.tile(mask, (num_codes, 1, 1, 1)),
-  )
-  true_corners = fidelity.map_corners(jnp.asarray(paired.h_true))  # [N, 4, 2]
-  per_code = np.asarray(
-    jnp.mean(fidelity.corner_viewpoint_error(jnp.asarray(corners), true_corners, paired.reference), axis=1)
-  )
-  out = {
-    "fidelity/pixel_error": float(pixel),
-    "fidelity/viewpoint_error": float(np.mean(per_code)),
-    "fidelity/code_diversity": float(fidelity.corner_code_diversity(jnp.swapaxes(jnp.asarray(corners), 0, 1))),
+def _true_corners(paired: PairedSet) -> jax.Array:
+  return fidelity.map_corners(jnp.asarray(paired.h_true))  # [N, K, 4, 2]
+
+
+def image_scores(paired: PairedSet, adapted: np.ndarray) -> dict[str, float]:
+  """``pixel_error`` and ``detail_error`` of translations ``[M, N, H, W, 3]``, each against its nearest truth."""
+  truth, masks, source = paired.truth[..., :3], paired.truth[..., 3:], paired.source[..., :3]
+  return {
+    "pixel_error": fidelity.pixel_error_nearest(adapted, truth, source, masks),
+    "detail_error": fidelity.detail_error_nearest(adapted, truth, source, masks),
   }
-  out.update({f"fidelity/viewpoint_error_code{k}": float(v) for k, v in enumerate(per_code)})
+
+
+def score(paired: PairedSet, adapted: np.ndarray, corners: np.ndarray, detail: bool = True) -> dict[str, float]:
+  """Every fidelity score of translations ``adapted [M, N, ...]`` whose warps send the corners to ``corners``.
+
+  ``viewpoint_error``: each code's corner error to the central view (1 = no better than not
+  warping); ``coverage_error`` / ``precision_error`` / ``coverage_error_one_code``: against the set
+  of true views (`sagan_jax.fidelity`); ``detail_error`` is left out with ``detail=False`` (training logs).
+  """
+  errors = fidelity.corner_errors(jnp.asarray(corners), _true_corners(paired), paired.reference)
+  central = fidelity.map_corners(jnp.asarray(paired.h_central))
+  per_code = np.asarray(
+    jnp.mean(fidelity.corner_viewpoint_error(jnp.asarray(corners), central, paired.reference), axis=1)
+  )
+  out = (
+    image_scores(paired, adapted)
+    if detail
+    else {
+      "pixel_error": fidelity.pixel_error_nearest(
+        adapted, paired.truth[..., :3], paired.source[..., :3], paired.truth[..., 3:]
+      )
+    }
+  )
+  out.update(
+    {
+      "viewpoint_error": float(np.mean(per_code)),
+      "coverage_error": float(fidelity.coverage_error(errors)),
+      "coverage_error_one_code": float(fidelity.coverage_error(errors[:1])),
+      "precision_error": float(fidelity.precision_error(errors)),
+      "code_diversity": float(fidelity.corner_code_diversity(jnp.swapaxes(jnp.asarray(corners), 0, 1))),
+      "viewpoint_error_per_code": [float(v) for v in per_code],
+      "images": len(paired.names),
+    }
+  )
   return out
 
 
 def measure(
-  model: SAGAN, params, paired: PairedSet, key: jax.Array, num_codes: int = NUM_CODES, batch_size: int = 64
-) -> dict[str, float]:
+  model: SAGAN, params, paired: PairedSet, key: jax.Array, num_codes: int = TRAINING_CODES, detail: bool = True
+) -> dict:
   """`score` of `translate_fixed`: one translator's fidelity on the paired images."""
-  return score(paired, *translate_fixed(model, params, paired, key, num_codes, batch_size))
+  return score(paired, *translate_fixed(model, params, paired, key, num_codes), detail=detail)
 
 
-def measure_groups(translators, key: jax.Array, num_codes: int = NUM_CODES) -> dict[str, float]:
+def join(parts: list[PairedSet]) -> PairedSet:
+  """Several groups' paired subsets as one set."""
+  parts = [p for p in parts if len(p.names)]
+  return PairedSet(
+    *(np.concatenate([getattr(p, f) for p in parts]) for f in ("source", "truth", "h_true", "h_central")),
+    tuple(n for p in parts for n in p.names),
+    parts[0].reference,
+  )
+
+
+def measure_groups(translators, key: jax.Array, num_codes: int = FINAL_CODES) -> dict:
   """The fidelity of several translators, each on its own share of the paired images, scored as one set.
 
   ``translators``: ``(model, params, paired_subset)`` triples (one per viewpoint group).
   """
-  parts = [(subset, *translate_fixed(model, params, subset, key, num_codes)) for model, params, subset in translators]
-  parts = [p for p in parts if len(p[0].names)]
-  joined = PairedSet(
-    *(np.concatenate([getattr(p[0], f) for p in parts]) for f in ("source", "truth", "h_true")),
-    tuple(n for p in parts for n in p[0].names),
-    parts[0][0].reference,
-  )
+  parts = [(s, *translate_fixed(m, p, s, key, num_codes)) for m, p, s in translators if len(s.names)]
+  joined = join([p[0] for p in parts])
   return score(joined, np.concatenate([p[1] for p in parts], axis=1), np.concatenate([p[2] for p in parts], axis=1))
 
 
-def as_result(metrics: dict[str, float]) -> dict:
-  """The ``fidelity`` entry of ``results.json``: the three scores, plus the per-code viewpoint errors."""
-  strip = lambda k: k.split("/", 1)[1]
-  out = {strip(k): v for k, v in metrics.items() if not k.startswith("fidelity/viewpoint_error_code")}
-  out["viewpoint_error_per_code"] = [
-    v for k, v in sorted(metrics.items()) if k.startswith("fidelity/viewpoint_error_code")
-  ]
+def target_statistics(benchmark_dir: str, image_size: tuple[int, int]) -> dict[str, np.ndarray]:
+  """Unpaired colour statistics the references use: per-channel mean/std of the source and target
+  training images, and the target's mean image (RGB in [-1, 1] at ``image_size``)."""
+  out = {}
+  for domain in ("source", "target"):
+    folder = os.path.join(benchmark_dir, domain, layouts.MARKET_ROOT, "bounding_box_train")
+    names = sorted(os.listdir(folder))
+    images = np.stack(
+      [
+        pipeline.preprocess(
+          {"image": _read(os.path.join(folder, n), "RGB"), "person_id": 0, "camera_id": 0},
+          image_size,
+          "unused",
+          flip=False,
+        )["image"][..., :3]
+        for n in names
+      ]
+    )
+    out[f"{domain}_mean"], out[f"{domain}_std"] = images.mean(axis=(0, 1, 2)), images.std(axis=(0, 1, 2))
+    if domain == "target":
+      out["target_image"] = images.mean(axis=0)
+  return out
+
+
+def _box_blur(images: np.ndarray, size: int = 9) -> np.ndarray:
+  pad = size // 2
+  padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+  rows = sum(padded[:, i : i + images.shape[1]] for i in range(size)) / size
+  return sum(rows[:, :, i : i + images.shape[2]] for i in range(size)) / size
+
+
+def references(paired: PairedSet, stats: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+  """What trivial translations score on ``paired`` (one "code" each), to read the model's scores against.
+
+  * ``flat_colour``: every pixel the image's mean colour, mapped by the unpaired per-channel mean/std
+    match of the source's colours to the target's: all detail thrown away;
+  * ``flat_colour_blur``: the colour-matched image under a 9×9 box blur;
+  * ``constant``: the target's mean image, for every input;
+  * ``true_colours``: the target's colour pipeline applied to x, no warp;
+  * ``true_warp``: x warped into the central view, no colour change;
+  * ``best_single_warp``: one warp per image, the nearest to all its true views (`fidelity.best_single_warp`):
+    the ``coverage_error`` floor of any M = 1 translator.
+  """
+  x = paired.source[..., :3]
+  matched = (x - stats["source_mean"]) / stats["source_std"] * stats["target_std"] + stats["target_mean"]
+  to_255, to_unit = (lambda a: (a + 1) * 127.5), (lambda a: a / 127.5 - 1)
+  warped = np.stack([synthetic.warp_border(to_255(image), h) for image, h in zip(x, paired.h_central)])
+  candidates = {
+    "flat_colour": np.broadcast_to(np.clip(matched.mean(axis=(1, 2), keepdims=True), -1, 1), x.shape),
+    "flat_colour_blur": np.clip(_box_blur(matched), -1, 1),
+    "constant": np.broadcast_to(stats["target_image"], x.shape),
+    "true_colours": to_unit(synthetic.target_colours(to_255(x))),
+    "true_warp": to_unit(warped),
+  }
+  out = {name: image_scores(paired, np.asarray(images, np.float32)[None]) for name, images in candidates.items()}
+  single = jnp.asarray(fidelity.best_single_warp(np.asarray(_true_corners(paired))), jnp.float32)
+  errors = fidelity.corner_errors(single[None], _true_corners(paired), paired.reference)
+  out["best_single_warp"] = {"coverage_error": float(fidelity.coverage_error(errors))}
   return out

@@ -8,9 +8,10 @@ model.
 
 Targets and their adaptation data:
 * Market-1501 / DukeMTMC-reID: the target's training split (its ids are disjoint from the test ids).
-* PRID2011, ``data.prid_adaptation="per_split"`` (the paper configs): one adaptation per split on
+* Two-camera targets (PRID2011, VIPeR, CUHK01: `sagan_jax.data.two_camera`),
+  ``data.target_adaptation="per_split"`` (the paper configs): one adaptation per split on
   the images of that split's training ids, one IDE per split, each split evaluated with its own.
-* PRID2011, ``"one_split"`` (10× cheaper): one adaptation on split ``data.prid_adaptation_split``'s
+* The same, ``"one_split"`` (10× cheaper): one adaptation on split ``data.target_split``'s
   training ids; only the splits none of whose test ids it saw are evaluated, and the results say
   which were left out and why. No mode mixes the two.
 
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from sagan_jax.data import builders, layouts, prid, viewpoints
+from sagan_jax.data import builders, layouts, two_camera, viewpoints
 from sagan_jax.errors import ConfigError
 from sagan_jax.experiments.datasets import Concat, Datasets
 
@@ -158,6 +159,11 @@ def source_groups(config, datasets: Datasets, labels: dict) -> tuple[dict[str, t
     )
   groups, scores = viewpoints.derive_groups(paths, cameras)
   shown = ", ".join(f"c{c} {s:.3f}" for c, s in sorted(scores.items()))
+  if len(groups) == 1:
+    return groups, (
+      f"derived from the training masks: one group, no two cameras' median top/bottom width ratios "
+      f"{shown} differ by {viewpoints.MIN_GROUP_GAP} or more"
+    )
   return groups, f"derived from the training masks (median top/bottom width ratio: {shown})"
 
 
@@ -199,7 +205,8 @@ def build(config, datasets: Datasets, stages: tuple[str, ...]) -> Plan:
 
   adaptations: list[Adaptation] = []
   evaluations: list[Evaluation] = []
-  if not datasets.target_is_prid():
+  protocol = datasets.target_protocol()
+  if protocol is None:
     labels = builders.read_labels(target, "train")
     if gan:
       adaptations = group_adaptations("", None, len(labels["person_id"]), _ids(labels["person_id"]), None, "")
@@ -212,7 +219,7 @@ def build(config, datasets: Datasets, stages: tuple[str, ...]) -> Plan:
     return plan
 
   cam = {s: builders.read_labels(target, s)["person_id"] for s in ("cam_a", "cam_b")}
-  splits = prid.load_splits()
+  splits = protocol.splits(cam["cam_a"], cam["cam_b"])
   target_source = Concat([target.as_data_source(s) for s in ("cam_a", "cam_b")])
   all_pids = np.concatenate([cam["cam_a"], cam["cam_b"]])
 
@@ -223,20 +230,24 @@ def build(config, datasets: Datasets, stages: tuple[str, ...]) -> Plan:
 
   def split_evaluations(k, ide_name):
     out = []
-    for direction in prid.DIRECTIONS:
-      idx = prid.protocol(cam["cam_a"], cam["cam_b"], k, direction)
+    for direction in two_camera.DIRECTIONS:
+      idx = protocol.indices(cam["cam_a"], cam["cam_b"], splits[k], direction)
       q, g = (cam["cam_a"], cam["cam_b"]) if direction == "a2b" else (cam["cam_b"], cam["cam_a"])
       out.append(
         Evaluation(f"split{k}_{direction}", k, direction, _ids(q[idx["query"]]), _ids(g[idx["gallery"]]), ide_name)
       )
     return out
 
-  mode = c.data.prid_adaptation  # checked by config.check, which every entry point calls first
+  mode = c.data.target_adaptation  # checked by config.check, which every entry point calls first
   ide_models: dict[str, list[str]] = {}
   if not gan:
     ide_models[""] = []
-    for k in range(len(splits)):
+    # The splits the adapted rows of the same config evaluate, so every row is compared on the same queries.
+    evaluated = range(len(splits)) if mode == "per_split" else [_checked_split(c, splits)]
+    for k in evaluated:
       evaluations += split_evaluations(k, "")
+    if mode != "per_split":
+      notes.append(f"one_split: evaluated on split {evaluated[0]} only, as the adapted rows of this config are")
   elif mode == "per_split":
     for k in range(len(splits)):
       indices, ids = split_target(k)
@@ -245,9 +256,7 @@ def build(config, datasets: Datasets, stages: tuple[str, ...]) -> Plan:
       ide_models[f"split{k}"] = [a.name for a in made]
       evaluations += split_evaluations(k, f"split{k}")
   else:
-    k0 = int(c.data.prid_adaptation_split)
-    if not 0 <= k0 < len(splits):
-      raise ConfigError(f"config.data.prid_adaptation_split={k0}: expected 0..{len(splits) - 1}")
+    k0 = _checked_split(c, splits)
     indices, ids = split_target(k0)
     adaptations = group_adaptations("", indices, len(indices), ids, k0, "")
     ide_models[""] = [a.name for a in adaptations]
@@ -266,6 +275,13 @@ def build(config, datasets: Datasets, stages: tuple[str, ...]) -> Plan:
   plan = Plan(stages, adaptations, ide_models, evaluations, groups, groups_source, notes, len(cameras), target_source)
   check_leak_free(plan)
   return plan
+
+
+def _checked_split(c, splits) -> int:
+  k0 = int(c.data.target_split)
+  if not 0 <= k0 < len(splits):
+    raise ConfigError(f"config.data.target_split={k0}: expected 0..{len(splits) - 1}")
+  return k0
 
 
 class LeakError(AssertionError):

@@ -11,8 +11,11 @@ from sagan_jax.experiments.config import VARIANT_NAMES
 
 COLUMNS = ("R-1", "R-5", "R-10", "mAP")
 # Translation fidelity against the synthetic benchmark's ground truth (sagan_jax/fidelity.py).
-FIDELITY_COLUMNS = ("pixel_error", "viewpoint_error", "code_diversity")
-PRID_VIEWS = {"a2b": "PRID-CamA", "b2a": "PRID-CamB"}  # Table III: CamA = cam_a queries, cam_b gallery
+FIDELITY_COLUMNS = ("pixel_error", "detail_error", "viewpoint_error", "coverage_error", "precision_error")
+REFERENCES = ("flat_colour", "flat_colour_blur", "constant", "true_colours", "true_warp")
+# Two-camera targets' column groups: Table III's PRID-CamA = cam_a queries against the cam_b gallery.
+VIEWS = {"a2b": "CamA", "b2a": "CamB"}
+LABELS = {"prid2011": "PRID", "viper": "VIPeR", "cuhk01": "CUHK01"}
 
 
 def method_name(result: Mapping) -> str:
@@ -26,8 +29,9 @@ def method_name(result: Mapping) -> str:
 
 def table_rows(result: Mapping) -> dict[str, dict[str, float]]:
   """One result (`evaluate` stage output) → {column group: {R-1, ..., mAP}}."""
-  if result["protocol"] == "prid2011":
-    return {PRID_VIEWS[d]: {k: result["tables"][d]["mean"][k] for k in COLUMNS} for d in PRID_VIEWS}
+  if result["protocol"] in ("two_camera", "prid2011"):  # "prid2011": results written before VIPeR and CUHK01
+    label = LABELS.get(result["target"], result["target"])
+    return {f"{label}-{VIEWS[d]}": {k: result["tables"][d]["mean"][k] for k in COLUMNS} for d in VIEWS}
   return {result["target"]: {k: result["tables"]["query_gallery"][k] for k in COLUMNS}}
 
 
@@ -59,13 +63,35 @@ def markdown(results: Sequence[Mapping], title: str) -> str:
   if settings.get("ide_init") == "from scratch":
     lines.append("IDE trained from scratch (no ImageNet initialisation).")
   if settings.get("evaluated_splits") is not None:
-    lines.append(f"PRID2011 splits evaluated: {', '.join(map(str, settings['evaluated_splits']))}.")
+    lines.append(f"Splits evaluated: {', '.join(map(str, settings['evaluated_splits']))}.")
+  if settings.get("ide_steps"):
+    lines.append(f"IDE updates: {settings['ide_steps']} (the same for every variant and M).")
   lines += [f"Note: {n}" for n in settings.get("notes", [])]
+  for r in results:
+    t = r.get("translation")
+    if t:
+      lines.append(
+        f"Translation ({method_name(r)}; no ground truth, {t['feature_space']}): domain gap {t['domain_gap']:.2f} "
+        f"(untranslated source {t['domain_gap_raw']:.2f}), identity kept {t['identity_kept']:.3f}, artifact energy "
+        f"{t['artifact_energy']:.2f} (untranslated source {t['artifact_energy_raw']:.2f}; target 1)."
+      )
   if fidelity:
     lines.append(
-      "Fidelity of the X→Y translation against the paired ground truth: pixel_error and viewpoint_error are "
-      "1 for no translation and 0 for an exact one; code_diversity is the corner spread between spatial codes."
+      "Fidelity of the X→Y translation on held-out paired images (source test identities, never a GAN "
+      "input), each against its nearest true view: pixel_error (L1) and detail_error (1 − SSIM) on the "
+      "person, 1 for no translation and 0 for an exact one; viewpoint_error against the central view, "
+      "coverage_error (each true view's nearest code) and precision_error (each code's nearest true "
+      "view), in units of the central view's change."
     )
+    refs = results[0].get("fidelity", {}).get("references")
+    if refs:
+      shown = "; ".join(
+        f"{name} {refs[name]['pixel_error']:.3f} / {refs[name]['detail_error']:.3f}" for name in REFERENCES
+      )
+      lines.append(
+        f"Trivial translations (pixel_error / detail_error): {shown}; best single warp coverage_error "
+        f"{refs['best_single_warp']['coverage_error']:.3f}."
+      )
   return "\n".join(lines) + "\n"
 
 

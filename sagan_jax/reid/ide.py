@@ -18,7 +18,7 @@ import optax
 from jax.experimental import multihost_utils
 
 from sagan_jax import parallel, runtime
-from sagan_jax.data import pipeline, prid
+from sagan_jax.data import pipeline, two_camera
 from sagan_jax.models.layers import Layers
 from sagan_jax.reid import metrics
 from sagan_jax.reid.resnet import IDE, imagenet_normalize
@@ -218,28 +218,31 @@ def rank_table(query, gallery, ap_mode: str = "step", ranks=(1, 5, 10, 20), back
   return table
 
 
-def prid_tables(cam_a, cam_b, ap_mode: str = "step", backend: str = "auto", splits=None) -> dict[str, Any]:
-  """PRID2011 single-shot: the seeded splits (all 10, or ``splits``) in both directions, per split and averaged.
+def two_camera_tables(
+  protocol: two_camera.Protocol, cam_a, cam_b, ap_mode: str = "step", backend: str = "auto", splits=None
+) -> dict[str, Any]:
+  """A two-camera target's seeded splits (all, or ``splits``) in both directions, per split and averaged.
 
   ``cam_a``/``cam_b``: ``(features, pids, camids)`` of every image of each camera, in the order of
   the dataset's ``cam_a``/``cam_b`` splits (features are computed once, the protocol slices them).
-  Each per-split table carries its ``split``; `prid_mean` averages tables of several calls.
+  Each per-split table carries its ``split``; `split_mean` averages tables of several calls.
   """
-  splits = list(range(prid.NUM_SPLITS)) if splits is None else list(splits)
+  all_splits = protocol.splits(cam_a[1], cam_b[1])
+  splits = list(range(len(all_splits))) if splits is None else list(splits)
   out: dict[str, Any] = {}
-  for direction in prid.DIRECTIONS:
+  for direction in two_camera.DIRECTIONS:
     query_set, gallery_set = (cam_a, cam_b) if direction == "a2b" else (cam_b, cam_a)
     per_split = []
     for split in splits:
-      idx = prid.protocol(cam_a[1], cam_b[1], split, direction)
+      idx = protocol.indices(cam_a[1], cam_b[1], all_splits[split], direction)
       take = lambda triple, rows: tuple(np.asarray(t)[rows] for t in triple)
       table = rank_table(take(query_set, idx["query"]), take(gallery_set, idx["gallery"]), ap_mode, backend=backend)
       per_split.append({"split": split, **table})
     out[direction] = {"splits": per_split}
-  return prid_mean(out)
+  return split_mean(out)
 
 
-def prid_mean(tables: dict[str, Any]) -> dict[str, Any]:
+def split_mean(tables: dict[str, Any]) -> dict[str, Any]:
   """Adds each direction's ``mean`` over its ``splits`` (sorted by split)."""
   out = {}
   for direction, entry in tables.items():

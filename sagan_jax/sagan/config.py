@@ -76,22 +76,21 @@ def sagan_config() -> ml_collections.ConfigDict:
   # Generators G1/G2: CycleGAN's ResNet generator (paper: "CycleGAN-like"; CycleGAN's defaults).
   c.generator_features = 64
   c.generator_blocks = 9
-  # Our choice (docs/fidelity.md): G starts as the identity mapping (tanh(atanh(x) + Δ), Δ's last
-  # layer zero) instead of CycleGAN's random output, so identity is kept from step 0. False is
-  # CycleGAN's generator (the cyclegan variants use it).
-  c.generator_residual = True
-  # Our choice (docs/fidelity.md): a per-pixel path (1×1 convs on the un-normalised RGB) beside the
-  # main one, which instance norm leaves blind to absolute colour. 0 = none.
-  c.generator_pointwise_features = 16
+  # True: G starts as the identity mapping (tanh(atanh(x) + Δ), Δ's last layer zero) instead of
+  # CycleGAN's random output (False, the paper's "CycleGAN-like"). The short-budget recipe turns it on.
+  c.generator_residual = False
+  # Width of a per-pixel path (1×1 convs on the un-normalised RGB) beside the main one, which
+  # instance norm leaves blind to absolute colour; 0 = none (CycleGAN). The short-budget recipe: 16.
+  c.generator_pointwise_features = 0
   # "transpose" (CycleGAN) or "resize" (nearest ×2 + 3×3 conv), measured level (docs/fidelity.md).
   c.generator_upsample = "transpose"
   # Critics D1/D2: PatchGAN (CycleGAN's discriminator) as WGAN critics; layer norm (WGAN-GP's advice).
   c.critic_features = 64
   c.critic_layers = 3
   c.critic_norm = "layer"
-  # What D1/D2 see of the mask channel: "soft" (the warped mask, the paper's input), "binary"
-  # (rounded, no gradient to S1 through it) or "none". Soft is kept: the warped mask is where S1
-  # learns geometry from D1 (docs/fidelity.md).
+  # What D1/D2 see of the mask channel: "soft" (the warped mask as it is, the paper's input: its soft
+  # edges tell warped fakes from binary real masks), "straight_through" (both rounded, the gradient
+  # passed to S1 unchanged), "binary" (rounded, no gradient to S1 through it) or "none".
   c.critic_mask = "soft"
   # Spatial transformer modules S1/S2. Homography is the paper's choice (Section IV-B).
   c.transform = "homography"  # or "affine", "tps"
@@ -122,6 +121,10 @@ def sagan_config() -> ml_collections.ConfigDict:
   c.pcl_trains_stm = True
   c.lambda_idt = 5.0  # SPGAN
   c.lambda_siam = 2.0  # SPGAN
+  # Mode seeking on the spatial codes (`losses.mode_seeking_loss`; not in the paper, 0 = off): two
+  # codes of one image are asked for different warps, so M codes can cover a target's viewpoints.
+  c.lambda_mode_seeking = 0.0
+  c.mode_seeking_eps = 0.05  # our choice: bounds the loss where two codes' warps coincide (corner units)
   c.siamese_margin = 2.0  # SPGAN
   # The adversarial game: "wgan" (eq. 1, the paper's) or "lsgan" (CycleGAN's least squares).
   c.gan_loss = "wgan"

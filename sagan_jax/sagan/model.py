@@ -31,6 +31,7 @@ from sagan_jax.models.layers import Layers
 
 Params = dict[str, Any]
 GAN_LOSSES = ("wgan", "lsgan")
+CRITIC_MASKS = ("soft", "straight_through", "binary", "none")
 LIPSCHITZ = ("gradient_penalty", "weight_clipping", "none")
 
 
@@ -112,8 +113,13 @@ class SAGAN:
       raise ConfigError(f"sagan.history_pool must be ≥ 0, got {c.history_pool}")
     if c.identity_loss not in ("mask", "mapping", "none"):
       raise ConfigError(f"sagan.identity_loss must be 'mask', 'mapping' or 'none', got {c.identity_loss!r}")
-    if c.critic_mask not in ("soft", "binary", "none"):
-      raise ConfigError(f"sagan.critic_mask must be 'soft', 'binary' or 'none', got {c.critic_mask!r}")
+    if c.critic_mask not in CRITIC_MASKS:
+      raise ConfigError(f"sagan.critic_mask must be one of {CRITIC_MASKS}, got {c.critic_mask!r}")
+    if c.lambda_mode_seeking < 0 or c.mode_seeking_eps <= 0:
+      raise ConfigError(
+        f"config.sagan.lambda_mode_seeking={c.lambda_mode_seeking} and mode_seeking_eps={c.mode_seeking_eps}: "
+        "expected λ ≥ 0 and ε > 0"
+      )
     if not (c.spatial or c.pixel):
       raise ConfigError("sagan.spatial and sagan.pixel are both off: nothing would adapt the images")
     if c.spatial and (not isinstance(c.z_dim, int) or c.z_dim < 1):
@@ -283,13 +289,19 @@ class SAGAN:
     return out
 
   def _critic_input(self, inputs: jax.Array) -> jax.Array:
-    """What D1/D2 see of RGB + mask: the mask as given ("soft"), rounded ("binary") or zeroed ("none")."""
+    """What D1/D2 see of RGB + mask: the mask as given ("soft"); rounded with the gradient passed
+    straight through ("straight_through": real and warped fake masks both binary, so a warp's soft
+    edges cannot tell them apart, while S1 still learns geometry from D1); rounded without gradient
+    ("binary"); or zeroed ("none")."""
     mode = self.config.critic_mask
     if mode == "soft":
       return inputs
     mask = inputs[..., 3:]
-    mask = jnp.round(mask) if mode == "binary" else jnp.zeros_like(mask)
-    return jnp.concatenate([inputs[..., :3], jax.lax.stop_gradient(mask)], -1)
+    if mode == "straight_through":
+      mask = mask + jax.lax.stop_gradient(jnp.round(mask) - mask)
+    else:
+      mask = jax.lax.stop_gradient(jnp.round(mask) if mode == "binary" else jnp.zeros_like(mask))
+    return jnp.concatenate([inputs[..., :3], mask], -1)
 
   # ------------------------------------------------------------------------------------------------
   # Objectives.
@@ -402,8 +414,34 @@ class SAGAN:
       metrics[f"generator/{src}/cycle"] = cycle
       metrics[f"generator/{src}/identity"] = identity
       metrics[f"generator/{src}/siamese"] = siamese
+      if c.spatial and c.lambda_mode_seeking:
+        mode_seeking = self._mode_seeking(params, d, source, source_mask, a, z, jax.random.fold_in(key, 7 + len(src)))
+        total = total + c.lambda_mode_seeking * mode_seeking
+        metrics[f"generator/{src}/mode_seeking"] = mode_seeking
     metrics["generator/loss"] = total
     return total, (metrics, siamese_images)
+
+  def warp_distance(self, p_a: jax.Array, p_b: jax.Array) -> jax.Array:
+    """``[B]``: how far apart two warps of each image are: the mean distance between where they send
+    the four image corners (homography, affine), or between their TPS control offsets."""
+    if self.transform == "tps":
+      return jnp.mean(jnp.abs(p_a - p_b), axis=-1)
+    corners = jnp.asarray([[-1.0, -1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, 1.0], [-1.0, 1.0, 1.0]])
+
+    def mapped(p):
+      q = jnp.einsum("bij,kj->bki", stm_lib.transform_matrices(p, self.transform), corners)
+      return q[..., :2] / q[..., 2:]
+
+    return jnp.mean(jnp.sqrt(jnp.sum((mapped(p_a) - mapped(p_b)) ** 2, axis=-1) + 1e-12), axis=-1)
+
+  def _mode_seeking(self, params, d: Direction, source, source_mask, a: Adapted, z, key) -> jax.Array:
+    """`losses.mode_seeking_loss` of this direction's STM for a second spatial code per image."""
+    z_other = self.spatial_codes(key, source.shape[0])
+    t_other = self.stm.apply({"params": params[d.stm]}, jnp.concatenate([source, source_mask], -1), z_other)
+    code_distance = jnp.mean(jnp.abs(z - z_other), axis=-1)
+    return losses.mode_seeking_loss(
+      self.warp_distance(a.transform, t_other), code_distance, self.config.mode_seeking_eps
+    )
 
   def _cycle_loss(
     self, params: Params, d: Direction, source: jax.Array, source_mask: jax.Array, a: Adapted, z: jax.Array
@@ -431,7 +469,10 @@ class SAGAN:
     inverse = stm_lib.invert_params(a.transform, self.transform)
     back = self.apply_transform(fake, inverse)
     recovered = self.pixel_adapt(params, d.back_generator, back[..., :3], back[..., 3:4])
-    pcl = losses.pixel_cycle_loss(source, recovered, valid=self.inside(fake, inverse, previous=a.inside))
+    # The valid region is held fixed: a gradient through it would let S1 lower PCL by pushing the
+    # pixels it recovers badly out of the frame.
+    valid = jax.lax.stop_gradient(self.inside(fake, inverse, previous=a.inside))
+    pcl = losses.pixel_cycle_loss(source, recovered, valid=valid)
     return losses.disentangled_cycle_loss(scl, pcl, c.lambda_pcl), {"scl": scl, "pcl": pcl}
 
   def _identity_loss(self, params: Params, d: Direction, a: Adapted, target, target_mask) -> jax.Array:

@@ -1,0 +1,27 @@
+"""Real photographs at the main job's scale: CUHK01 (971 labelled people) → VIPeR (split 0).
+
+  python -m sagan_jax.masks teacher --data_dir=CUHK01      # person masks, once per dataset folder
+  python -m sagan_jax.masks teacher --data_dir=VIPER
+  python train.py --config=configs/cuhk01_viper.py[:variant=V] --workdir=runs/c2v \\
+      --config.data.source.manual_dir=CUHK01 --config.data.target.manual_dir=VIPER
+
+A real-photo analogue of the paper's → PRID2011 rows: two small two-camera sets of a few hundred
+outdoor people. CUHK01 is the labelled source (all its ids, `campus/`); VIPeR the target under
+torchreid's protocol, adapted on split 0's 316 training ids only and evaluated on its 316 test ids
+both ways (VIPeR-CamA, VIPeR-CamB). Masks come from MediaPipe's person segmenter
+(`sagan_jax.masks.teacher`), written under each folder's ``masks/`` (copy a read-only dataset first).
+The networks, budgets and recipe are those of ``configs/synthetic.py`` (`cpu_scale`).
+"""
+
+from sagan_jax.experiments.config import apply_variant, base_config, cpu_scale, parse_arg, short_budget_recipe
+
+
+def get_config(arg=None):
+  args = parse_arg(arg)
+  c = short_budget_recipe(cpu_scale(base_config()))
+  c.experiment = "cuhk01_viper"
+  c.data.source.name, c.data.target.name = "cuhk01", "viper"
+  c.data.masks = "data"  # the teacher's masks (python -m sagan_jax.masks teacher)
+  c.data.viewpoint_groups = "none"  # both datasets are one group (sagan_jax/data/viewpoint_groups.json)
+  c.data.target_adaptation, c.data.target_split = "one_split", 0
+  return apply_variant(c, args.get("variant", "sagan"))

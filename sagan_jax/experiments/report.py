@@ -1,0 +1,157 @@
+"""The translation report, for every adaptation on any dataset: ``results.json`` ``translation``.
+
+Real datasets have no paired truth, so the translated source set is judged against the data
+itself (`sagan_jax.translation_metrics`), in one fixed feature space: the pool5 features of a
+*reference IDE*, trained on the untranslated source images with the experiment's IDE settings and
+a fixed seed, never by the networks being judged. It is trained once per source (its folder is
+keyed to the source's files and the IDE settings) and cached beside the prepared datasets
+(``DATA_DIR/reference_ide/<key>/``), so every variant and seed of an experiment is measured by the
+same network.
+
+* ``domain_gap``: the Fréchet distance between the translated source and the target images the
+  adaptation saw; ``domain_gap_raw``: the same for the untranslated source. A translation that
+  works makes the first clearly smaller.
+* ``identity_kept``: rank-1 retrieval of each translated image's identity among the untranslated
+  source images (its own source image included: an identity translation scores 1.0).
+* ``artifact_energy``: the translated images' share of spectral power on the period-2 lines (a
+  stride-2 upsampling's checkerboard, in light or in colour: `translation_metrics.checkerboard_fraction`)
+  over the target images' share (1.0: as clean as the target); ``artifact_energy_raw`` is the
+  untranslated source's.
+
+At most ``eval.report_images`` source images (spread evenly over each adaptation's, with every
+code's translation of each) and as many target images are used. With several IDE models (one per
+split of a two-camera target) the report covers the first one's adaptations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from sagan_jax import parallel
+from sagan_jax import translation_metrics as metrics
+from sagan_jax import workdir as workdir_lib
+from sagan_jax.data import builders, pipeline
+from sagan_jax.experiments import translation
+from sagan_jax.experiments.datasets import Concat
+from sagan_jax.experiments.run import Run
+from sagan_jax.loop import Stopped
+from sagan_jax.preemption import Preempted
+from sagan_jax.reid import ide
+from sagan_jax.reid import train as ide_train
+
+REFERENCE_SEED = 0  # the reference IDE's seed: one instrument for every seed of the experiment
+_NOT_TRAINING = ("log_every", "checkpoint_every")
+
+
+def _reference_dir(run: Run) -> str:
+  d = run.datasets
+  source = builders.source_fingerprint(d.names["source"], d.manual_dirs["source"], d.with_masks)
+  settings = {k: v for k, v in run.config.ide.to_dict().items() if k not in _NOT_TRAINING}
+  key = json.dumps({"source": source, "ide": settings, "seed": REFERENCE_SEED}, sort_keys=True, default=list)
+  return os.path.join(
+    d.data_dir, "reference_ide", f"{d.names['source']}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+  )
+
+
+def reference_ide(run: Run):
+  """``(model, state)`` of the source's reference IDE, trained here the first time it is asked for."""
+  where = _reference_dir(run)
+  source = run.datasets.source_train()
+  pids = builders.read_labels(run.datasets.builder("source"), "train")["person_id"]
+  with workdir_lib.WorkdirLock(where):
+    try:
+      ide_train.train(
+        run.config.ide,
+        source,
+        pids,
+        where,
+        run.mesh,
+        steps_per_epoch=run.plan.ide_steps_per_epoch(run.config.ide.batch_size),
+        seed=REFERENCE_SEED,
+        layers=run.layers,
+        num_threads=run.config.data.num_threads,
+        name="reference ide",
+        stop=run.stop,
+        log_dir=None,
+      )
+    except Stopped as e:
+      raise Preempted("reference ide", e.step) from None
+  return ide_train.load(run.config.ide, where, run.mesh, run.layers)
+
+
+def _spread(count: int, cap: int) -> np.ndarray:
+  return np.unique(np.linspace(0, count - 1, min(count, cap)).round().astype(np.int64))
+
+
+def _images(source, indices, size) -> np.ndarray:
+  """``[N, H, W, 3]`` RGB in [-1, 1] of ``source[indices]`` at ``size``, unflipped."""
+  out = []
+  for batch, valid in pipeline.eval_batches(source, batch_size=64, image_size=size, indices=indices, masks="unused"):
+    out.append(batch["image"][:valid, ..., :3])
+  return np.concatenate(out)
+
+
+def translation_report(run: Run) -> dict:
+  """The ``translation`` entry of ``results.json`` (module docstring)."""
+  c = run.config
+  cap = c.eval.report_images
+  ide_name = next(iter(run.plan.ide_models))
+  by_name = {a.name: a for a in run.plan.adaptations}
+  adaptations = [by_name[n] for n in run.plan.ide_models[ide_name]]
+  source = run.datasets.source_train()
+  source_pids = builders.read_labels(run.datasets.builder("source"), "train")["person_id"]
+  per = max(1, cap // len(adaptations))
+  source_rows, translated_parts, translated_rows, translated_pids = [], [], [], []
+  for a in adaptations:
+    translated = translation.TranslatedSource(run.path(a.subdir("translated")))
+    codes = int(translated.meta["num_codes"])
+    positions = _spread(len(a.source_indices), per)
+    source_rows.append(np.asarray(a.source_indices)[positions])
+    rows = (positions[:, None] * codes + np.arange(codes)[None, :]).reshape(-1)
+    translated_parts.append(translated)
+    translated_rows.append(rows)
+    translated_pids.append(translated.person_ids[rows])
+  source_rows = np.concatenate(source_rows)
+  offsets = np.cumsum([0] + [len(t) for t in translated_parts])
+  translated_all = Concat(translated_parts)
+  translated_rows = np.concatenate([rows + offset for rows, offset in zip(translated_rows, offsets)])
+  target_indices = adaptations[0].target_indices
+  target_count = len(run.plan.target_source) if target_indices is None else len(target_indices)
+  target_rows = _spread(target_count, cap)
+  if target_indices is not None:
+    target_rows = np.asarray(target_indices)[target_rows]
+
+  model, state = reference_ide(run)
+  local_mesh = parallel.local_mesh()
+  feature_fn = ide.make_feature_fn(model, local_mesh, normalize=False, flip_average=False)
+  state = parallel.local_copy(state)
+  batch = max(local_mesh.size, 64 - 64 % local_mesh.size)
+
+  def features(src, rows):
+    batches = pipeline.eval_batches(
+      src, batch_size=batch, image_size=tuple(c.ide.image_size), indices=rows, masks="unused"
+    )
+    return ide.extract(feature_fn, state, batches)[0]
+
+  f_source = features(source, source_rows)
+  f_translated = features(translated_all, translated_rows)
+  f_target = features(run.plan.target_source, target_rows)
+  unit = lambda f: f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+  size = run.image_size
+  target_images = _images(run.plan.target_source, target_rows, size)
+  return {
+    "domain_gap": metrics.frechet_distance(f_translated, f_target),
+    "domain_gap_raw": metrics.frechet_distance(f_source, f_target),
+    "identity_kept": metrics.identity_kept(
+      unit(f_translated), np.concatenate(translated_pids), unit(f_source), source_pids[source_rows]
+    ),
+    "artifact_energy": metrics.artifact_energy(_images(translated_all, translated_rows, size), target_images),
+    "artifact_energy_raw": metrics.artifact_energy(_images(source, source_rows, size), target_images),
+    "images": {"source": len(source_rows), "translated": len(translated_rows), "target": len(target_rows)},
+    "adaptations": [a.name or "default" for a in adaptations],
+    "feature_space": f"pool5 of a reference IDE trained on the untranslated source (seed {REFERENCE_SEED})",
+  }

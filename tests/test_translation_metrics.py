@@ -1,0 +1,55 @@
+"""The translation report's measures, by hand and against brute-force references."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from sagan_jax import translation_metrics as tm
+
+
+def test_frechet_distance_is_zero_for_identical_sets_and_agrees_with_a_brute_force_square_root():
+  rng = np.random.default_rng(0)
+  a = rng.normal(size=(200, 6)) @ rng.normal(size=(6, 6))
+  assert tm.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+  shift = np.array([1.0, 2.0, 0, 0, 0, -2.0])
+  assert tm.frechet_distance(a, a + shift) == pytest.approx(9.0)  # equal covariances: ‖Δμ‖²
+  b = rng.normal(size=(300, 6)) * np.array([1, 2, 3, 1, 1, 0.5]) + 1.0
+  ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+  reference = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(ca + cb - 2 * scipy.linalg.sqrtm(ca @ cb).real)
+  assert tm.frechet_distance(a, b) == pytest.approx(reference, rel=1e-6)
+  with pytest.raises(ValueError, match="feature sets"):
+    tm.frechet_distance(a, b[:, :5])
+
+
+def test_an_identity_translation_keeps_every_identity_and_a_scrambled_one_does_not():
+  rng = np.random.default_rng(1)
+  gallery = rng.normal(size=(50, 16))
+  ids = np.arange(50) // 2  # two images per person
+  assert tm.identity_kept(gallery, ids, gallery, ids) == 1.0
+  slightly = gallery + 0.01 * rng.normal(size=gallery.shape)
+  assert tm.identity_kept(slightly, ids, gallery, ids) == 1.0
+  assert tm.identity_kept(gallery[::-1], ids, gallery, ids) == pytest.approx(2 / 50)  # only the middle pair
+  # By hand: queries 0 and 1 are nearest to gallery rows of their own id, query 2 to another's.
+  q = np.array([[0.0, 0.1], [5.0, 4.9], [0.2, 0.0]])
+  g = np.array([[0.0, 0.0], [5.0, 5.0]])
+  assert tm.identity_kept(q, np.array([7, 8, 8]), g, np.array([7, 8])) == pytest.approx(2 / 3)
+
+
+def test_a_checkerboard_raises_the_artifact_energy():
+  rng = np.random.default_rng(2)
+  y, x = np.mgrid[:32, :16]
+  smooth = np.stack([np.sin(y / 9.0 + k) + np.cos(x / 7.0) for k in range(20)])[..., None].repeat(3, -1)
+  smooth = smooth + 0.05 * rng.normal(size=smooth.shape)
+  board = ((y + x) % 2 * 2.0 - 1.0)[None, ..., None]  # period 2 along both axes: the frequency (H/2, W/2)
+  assert tm.checkerboard_fraction(board[..., 0]) == pytest.approx([1.0])
+  assert tm.artifact_energy(smooth, smooth) == pytest.approx(1.0)
+  assert tm.artifact_energy(smooth + 0.3 * board, smooth) > 3.0
+  # Rows alternating, their amplitude varying along the row: on the line (H/2, ·), not at one point.
+  rows = ((y % 2) * 2.0 - 1.0) * (1 + np.sin(x / 3.0))
+  assert tm.checkerboard_fraction(rows[None]) == pytest.approx([1.0])
+  # A checkerboard of colours with flat luminance (red against green) counts too.
+  colours = np.stack([board[0, ..., 0], -board[0, ..., 0], np.zeros((32, 16))], -1)[None]
+  assert tm.checkerboard_fraction(colours) == pytest.approx([1.0])
+  assert tm.artifact_energy(smooth + 0.3 * colours, smooth) > 3.0
+  with pytest.raises(ValueError, match="even"):
+    tm.checkerboard_fraction(np.zeros((1, 31, 16, 3)))
