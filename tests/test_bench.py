@@ -63,7 +63,7 @@ def test_scaling_over_two_simulated_devices():
   _run("bench_scaling", "--devices=1,2", "--steps=ide", "--repeats=1", env_extra=two)
 
 
-def test_fidelity_references_and_translation_gradients_on_a_tiny_benchmark(tmp_path):
+def test_fidelity_and_report_references_and_translation_gradients_on_a_tiny_benchmark(tmp_path):
   spec = synthetic.BenchmarkSpec(
     height=32,
     width=16,
@@ -90,3 +90,10 @@ def test_fidelity_references_and_translation_gradients_on_a_tiny_benchmark(tmp_p
     f"--workdir={tmp_path / 'never_trained'}",
     "--batches=1",
   )
+  references = _run(
+    "report_references",
+    f"--config={os.path.join(ROOT, 'tests', 'tiny_config.py')}",
+    f"--config.data.synthetic_dir={config.data.synthetic_dir}",
+    *overrides,
+  )
+  assert "| the untranslated source |" in references and "| 1.000 |" in references

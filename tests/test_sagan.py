@@ -516,7 +516,7 @@ def test_paper_scale_networks_and_steps_trace_in_bfloat16():
   count = lambda tree: sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(tree))
   mask_channel = lambda k, cout: k * k * cout  # one more input channel of the first convolution
   f = c.generator_pointwise_features  # the per-pixel colour path: 1×1 convs 3 → f → f → 3
-  pointwise = (3 * f + f) + (f * f + f) + (f * 3 + 3)
+  pointwise = (3 * f + f) + (f * f + f) + (f * 3 + 3) if f else 0  # 0: the paper's generator has no such path
   for name in ("G1", "G2"):  # CycleGAN's G_A, ngf 64, first layer 7×7 → 64
     assert count(state.params[name]) == 11_378_179 + mask_channel(7, 64) + pointwise
   for name in ("D1", "D2"):  # CycleGAN's D_A, ndf 64, first layer 4×4 → 64; layer norms on C128, C256, C512

@@ -95,63 +95,78 @@ def _images(source, indices, size) -> np.ndarray:
   return np.concatenate(out)
 
 
+class Instrument:
+  """The report's fixed pieces for one run: the reference IDE's features, the source and target
+  images it compares (sampled as the module docstring says), and their features."""
+
+  def __init__(self, run: Run):
+    c = run.config
+    self.run, self.cap = run, c.eval.report_images
+    ide_name = next(iter(run.plan.ide_models))
+    by_name = {a.name: a for a in run.plan.adaptations}
+    self.adaptations = [by_name[n] for n in run.plan.ide_models[ide_name]] or [None]
+    self.source = run.datasets.source_train()
+    self.source_pids = builders.read_labels(run.datasets.builder("source"), "train")["person_id"]
+    first = self.adaptations[0]
+    target_indices = first.target_indices if first is not None else None
+    target_count = len(run.plan.target_source) if target_indices is None else len(target_indices)
+    self.target_rows = _spread(target_count, self.cap)
+    if target_indices is not None:
+      self.target_rows = np.asarray(target_indices)[self.target_rows]
+    model, state = reference_ide(run)
+    local_mesh = parallel.local_mesh()
+    self._feature_fn = ide.make_feature_fn(model, local_mesh, normalize=False, flip_average=False)
+    self._state = parallel.local_copy(state)
+    self._batch = max(local_mesh.size, 64 - 64 % local_mesh.size)
+    self.target_features = self.features(run.plan.target_source, self.target_rows)
+    self.target_images = _images(run.plan.target_source, self.target_rows, run.image_size)
+
+  def source_positions(self, count: int) -> np.ndarray:
+    """Which of an adaptation's ``count`` source images are sampled."""
+    return _spread(count, max(1, self.cap // len(self.adaptations)))
+
+  def features(self, source, rows) -> np.ndarray:
+    """Reference pool5 features of ``source[rows]`` (anything with ``image`` examples), at the IDE's size."""
+    batches = pipeline.eval_batches(
+      source, batch_size=self._batch, image_size=tuple(self.run.config.ide.image_size), indices=rows, masks="unused"
+    )
+    return ide.extract(self._feature_fn, self._state, batches)[0]
+
+  def score(self, source_rows, translated, translated_rows, translated_pids) -> dict:
+    """The report's figures for translations ``translated[translated_rows]`` of ``source[source_rows]``."""
+    unit = lambda f: f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    f_source = self.features(self.source, source_rows)
+    f_translated = self.features(translated, translated_rows)
+    size = self.run.image_size
+    return {
+      "domain_gap": metrics.frechet_distance(f_translated, self.target_features),
+      "domain_gap_raw": metrics.frechet_distance(f_source, self.target_features),
+      "identity_kept": metrics.identity_kept(
+        unit(f_translated), translated_pids, unit(f_source), self.source_pids[source_rows]
+      ),
+      "artifact_energy": metrics.artifact_energy(_images(translated, translated_rows, size), self.target_images),
+      "artifact_energy_raw": metrics.artifact_energy(_images(self.source, source_rows, size), self.target_images),
+      "images": {"source": len(source_rows), "translated": len(translated_rows), "target": len(self.target_rows)},
+      "feature_space": f"pool5 of a reference IDE trained on the untranslated source (seed {REFERENCE_SEED})",
+    }
+
+
 def translation_report(run: Run) -> dict:
   """The ``translation`` entry of ``results.json`` (module docstring)."""
-  c = run.config
-  cap = c.eval.report_images
-  ide_name = next(iter(run.plan.ide_models))
-  by_name = {a.name: a for a in run.plan.adaptations}
-  adaptations = [by_name[n] for n in run.plan.ide_models[ide_name]]
-  source = run.datasets.source_train()
-  source_pids = builders.read_labels(run.datasets.builder("source"), "train")["person_id"]
-  per = max(1, cap // len(adaptations))
-  source_rows, translated_parts, translated_rows, translated_pids = [], [], [], []
-  for a in adaptations:
+  instrument = Instrument(run)
+  source_rows, parts, translated_rows, translated_pids = [], [], [], []
+  offset = 0
+  for a in instrument.adaptations:
     translated = translation.TranslatedSource(run.path(a.subdir("translated")))
     codes = int(translated.meta["num_codes"])
-    positions = _spread(len(a.source_indices), per)
+    positions = instrument.source_positions(len(a.source_indices))
     source_rows.append(np.asarray(a.source_indices)[positions])
     rows = (positions[:, None] * codes + np.arange(codes)[None, :]).reshape(-1)
-    translated_parts.append(translated)
-    translated_rows.append(rows)
+    parts.append(translated)
+    translated_rows.append(rows + offset)
     translated_pids.append(translated.person_ids[rows])
-  source_rows = np.concatenate(source_rows)
-  offsets = np.cumsum([0] + [len(t) for t in translated_parts])
-  translated_all = Concat(translated_parts)
-  translated_rows = np.concatenate([rows + offset for rows, offset in zip(translated_rows, offsets)])
-  target_indices = adaptations[0].target_indices
-  target_count = len(run.plan.target_source) if target_indices is None else len(target_indices)
-  target_rows = _spread(target_count, cap)
-  if target_indices is not None:
-    target_rows = np.asarray(target_indices)[target_rows]
-
-  model, state = reference_ide(run)
-  local_mesh = parallel.local_mesh()
-  feature_fn = ide.make_feature_fn(model, local_mesh, normalize=False, flip_average=False)
-  state = parallel.local_copy(state)
-  batch = max(local_mesh.size, 64 - 64 % local_mesh.size)
-
-  def features(src, rows):
-    batches = pipeline.eval_batches(
-      src, batch_size=batch, image_size=tuple(c.ide.image_size), indices=rows, masks="unused"
-    )
-    return ide.extract(feature_fn, state, batches)[0]
-
-  f_source = features(source, source_rows)
-  f_translated = features(translated_all, translated_rows)
-  f_target = features(run.plan.target_source, target_rows)
-  unit = lambda f: f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-  size = run.image_size
-  target_images = _images(run.plan.target_source, target_rows, size)
-  return {
-    "domain_gap": metrics.frechet_distance(f_translated, f_target),
-    "domain_gap_raw": metrics.frechet_distance(f_source, f_target),
-    "identity_kept": metrics.identity_kept(
-      unit(f_translated), np.concatenate(translated_pids), unit(f_source), source_pids[source_rows]
-    ),
-    "artifact_energy": metrics.artifact_energy(_images(translated_all, translated_rows, size), target_images),
-    "artifact_energy_raw": metrics.artifact_energy(_images(source, source_rows, size), target_images),
-    "images": {"source": len(source_rows), "translated": len(translated_rows), "target": len(target_rows)},
-    "adaptations": [a.name or "default" for a in adaptations],
-    "feature_space": f"pool5 of a reference IDE trained on the untranslated source (seed {REFERENCE_SEED})",
-  }
+    offset += len(translated)
+  out = instrument.score(
+    np.concatenate(source_rows), Concat(parts), np.concatenate(translated_rows), np.concatenate(translated_pids)
+  )
+  return {**out, "adaptations": [a.name or "default" for a in instrument.adaptations]}
