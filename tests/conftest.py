@@ -54,16 +54,19 @@ def tiny_sagan_config():
 _LONGEST_FIRST = (
   "test_experiments_stages.py",
   "test_sagan.py",
-  "test_experiments_paired.py",
   "test_bench.py",
   "test_experiments_plan.py",
   "test_cpu.py",
+  "test_experiments_paired.py",
+  "test_geometry.py",
+  "test_checkpoint.py",
+  "test_masks.py",
   "test_reid.py",
   "test_reid_train.py",
-  "test_masks.py",
   "test_models.py",
+  "test_runtime.py",
+  "test_cli.py",
   "test_data_viewpoints.py",
-  "test_geometry.py",
 )
 
 
