@@ -4,11 +4,14 @@ figures a real translation's domain gap, identity kept and artifact energy are r
     python -m bench.report_references --config=configs/cuhk01_viper.py --config.data.source.manual_dir=...
         --config.data.target.manual_dir=...
 
-Trains the source's reference IDE first if it is not cached yet (as the evaluate stage would).
+Trains the source's reference IDE first if it is not cached yet (as the evaluate stage would). On the
+synthetic benchmark the paired ground truth of the source training images adds one row per true view:
+what an exact translation scores, the ceiling a trained one is read against.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Sequence
 
@@ -16,8 +19,9 @@ import numpy as np
 from absl import app
 
 from sagan_jax import cli
+from sagan_jax.data import layouts
 from sagan_jax.experiments import config as config_lib
-from sagan_jax.experiments import report
+from sagan_jax.experiments import paired, report
 from sagan_jax.experiments.run import Run
 
 _CONFIG = cli.define_config_file("config", None, "experiment config file (configs/*.py)")
@@ -61,11 +65,20 @@ def main(argv) -> None:
     "Gaussian noise, sd 0.05": images + 0.05 * np.random.default_rng(0).normal(size=images.shape),
     "a checkerboard, amplitude 0.05": images + 0.05 * board,
   }
+  cases = {name: (translated, pids) for name, translated in cases.items()}
+  if run.datasets.synthetic_dir:
+    truth = paired.load(run.datasets.synthetic_dir, size, "train")
+    truth_pids = np.array([int(layouts.MARKET_NAME.match(os.path.basename(p)).group(1)) for p in truth.names])
+    for k in range(truth.truth.shape[1]):
+      cases[f"the true translation, target view {k} ({len(truth_pids)} paired images)"] = (
+        truth.truth[:, k, ..., :3],
+        truth_pids,
+      )
   print(f"Translation report of trivial translations: {len(rows)} source, {len(instrument.target_rows)} target images")
   print("\n| translation | domain_gap | identity_kept | artifact_energy |\n|---|---|---|---|")
-  for name, translated in cases.items():
+  for name, (translated, labels) in cases.items():
     as_uint8 = np.round((np.clip(translated, -1, 1) + 1) * 127.5).astype(np.uint8)
-    scores = instrument.score(rows, ArraySource(as_uint8, pids), np.arange(len(rows)), pids)
+    scores = instrument.score(rows, ArraySource(as_uint8, labels), np.arange(len(labels)), labels)
     print(f"| {name} | {scores['domain_gap']:.1f} | {scores['identity_kept']:.3f} | {scores['artifact_energy']:.2f} |")
 
 

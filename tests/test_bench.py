@@ -97,3 +97,4 @@ def test_fidelity_and_report_references_and_translation_gradients_on_a_tiny_benc
     *overrides,
   )
   assert "| the untranslated source |" in references and "| 1.000 |" in references
+  assert references.count("| the true translation, target view") == spec.target_views
