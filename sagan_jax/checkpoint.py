@@ -14,6 +14,7 @@ What can go wrong on disk is one `CheckpointError` line: a full or read-only dis
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import glob
 import logging as std_logging
@@ -154,7 +155,7 @@ class StageCheckpoints:
     if reason is None:
       raise error
     if not _storage_failed:  # writes in flight at the failure can land until the process ends
-      atexit.register(self._remove_partial)
+      atexit.register(self._remove_partial_at_exit)
     _storage_failed = True
     self._remove_partial()
     where = os.path.join(self.directory, str(step)) if step is not None else self.directory
@@ -170,6 +171,13 @@ class StageCheckpoints:
     if jax.process_index() == 0:
       for partial in glob.glob(os.path.join(glob.escape(self.directory), f"*{_TMP_SUFFIX}")):
         shutil.rmtree(partial, ignore_errors=True)
+
+  def _remove_partial_at_exit(self) -> None:
+    # atexit runs this before Orbax's own handlers (registered earlier), so its writer threads may
+    # still be creating the temporary folder: wait for them first.
+    with contextlib.suppress(Exception):  # the failed write re-raises here; it was reported already
+      self._manager.wait_until_finished()
+    self._remove_partial()
 
   def _latest_complete(self) -> int | None:
     try:
