@@ -109,6 +109,19 @@ class _DropOrphanedWriteTracebacks:
 
 _open_managers = 0
 _storage_failed = False  # after a failed save, late completions print until the process ends: stay quiet
+_failed_directories: set[str] = set()  # checkpoint folders whose partial steps are removed again at exit
+
+
+def _remove_partials_last() -> None:
+  # Registered at import, so atexit runs it after the handlers Orbax registers later (LIFO): by then
+  # its writer threads are done and cannot recreate a temporary folder behind us.
+  if jax.process_index() == 0:
+    for directory in _failed_directories:
+      for partial in glob.glob(os.path.join(glob.escape(directory), f"*{_TMP_SUFFIX}")):
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+atexit.register(_remove_partials_last)
 
 
 def _quiet_stderr(opening: bool) -> None:
@@ -157,6 +170,7 @@ class StageCheckpoints:
     if not _storage_failed:  # writes in flight at the failure can land until the process ends
       atexit.register(self._remove_partial_at_exit)
     _storage_failed = True
+    _failed_directories.add(self.directory)
     self._remove_partial()
     where = os.path.join(self.directory, str(step)) if step is not None else self.directory
     latest = self._latest_complete()
