@@ -49,7 +49,7 @@ def main(argv) -> None:
     instrument = report.Instrument(run)
   rows = instrument.source_positions(len(instrument.source))
   size = run.image_size
-  images = report._images(instrument.source, rows, size)  # [-1, 1]
+  images = report.images(instrument.source, rows, size)  # [-1, 1]
   pids = instrument.source_pids[rows]
   mean, sd = images.mean(axis=(0, 1, 2)), images.std(axis=(0, 1, 2))
   target = instrument.target_images

@@ -87,7 +87,7 @@ def _spread(count: int, cap: int) -> np.ndarray:
   return np.unique(np.linspace(0, count - 1, min(count, cap)).round().astype(np.int64))
 
 
-def _images(source, indices, size) -> np.ndarray:
+def images(source, indices, size) -> np.ndarray:
   """``[N, H, W, 3]`` RGB in [-1, 1] of ``source[indices]`` at ``size``, unflipped."""
   out = []
   for batch, valid in pipeline.eval_batches(source, batch_size=64, image_size=size, indices=indices, masks="unused"):
@@ -119,7 +119,7 @@ class Instrument:
     self._state = parallel.local_copy(state)
     self._batch = max(local_mesh.size, 64 - 64 % local_mesh.size)
     self.target_features = self.features(run.plan.target_source, self.target_rows)
-    self.target_images = _images(run.plan.target_source, self.target_rows, run.image_size)
+    self.target_images = images(run.plan.target_source, self.target_rows, run.image_size)
 
   def source_positions(self, count: int) -> np.ndarray:
     """Which of an adaptation's ``count`` source images are sampled."""
@@ -144,8 +144,8 @@ class Instrument:
       "identity_kept": metrics.identity_kept(
         unit(f_translated), translated_pids, unit(f_source), self.source_pids[source_rows]
       ),
-      "artifact_energy": metrics.artifact_energy(_images(translated, translated_rows, size), self.target_images),
-      "artifact_energy_raw": metrics.artifact_energy(_images(self.source, source_rows, size), self.target_images),
+      "artifact_energy": metrics.artifact_energy(images(translated, translated_rows, size), self.target_images),
+      "artifact_energy_raw": metrics.artifact_energy(images(self.source, source_rows, size), self.target_images),
       "images": {"source": len(source_rows), "translated": len(translated_rows), "target": len(self.target_rows)},
       "feature_space": f"pool5 of a reference IDE trained on the untranslated source (seed {REFERENCE_SEED})",
     }
