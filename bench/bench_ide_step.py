@@ -1,8 +1,8 @@
 """Times the IDE ResNet-50 training step (forward, backward, SGD update) at 256×128.
 
-One row per (batch, dtype): seconds per step, images/s, compile time, FLOPs per step from XLA's
-cost analysis (of the step with XLA's convolution gradients, the model's arithmetic, for every
-row), achieved TFLOP/s and MFU against the device's measured matmul rate in that dtype, and the
+One row per (batch, dtype): seconds per step, images/s, compile time, FLOPs per step (the convolutions
+and products of the step traced with XLA's convolution gradients: the model's arithmetic, the same
+for every row and backend), achieved TFLOP/s and MFU against the device's measured matmul rate in that dtype, and the
 medians of the process's minor page faults and system CPU seconds per step (``getrusage`` around
 each timed step: what ``--host_allocator tuned|default`` changes).
 With ``--torch`` (needs torch and torchvision importable) a row for torchvision's ``resnet50``
@@ -131,12 +131,11 @@ def jax_row(batch: int, dtype: str, classes: int, size: tuple[int, int], layers:
 def _model_flops(cfg, classes, optimizer, mesh, state, images, labels) -> float:
   """The step's FLOPs as flax's layers (XLA's own convolution gradients) express it, whatever layers run.
 
-  That is the model's arithmetic, the same for every row: our im2col products do the same
-  multiply-adds, but XLA's cost analysis counts a loop's body once, which would understate a step
-  whose filter gradients loop over bands. Taken from the lowered step, so nothing more is compiled.
+  That is the model's arithmetic, the same for every row and every backend: our im2col products do
+  the same multiply-adds. Counted on the traced step, so nothing more is compiled.
   """
   model = ide.make_model(cfg, classes)
-  return _common.flops(ide.make_train_step(model, optimizer, mesh).lower(state, images, labels))
+  return _common.model_flops(ide.make_train_step(model, optimizer, mesh), state, images, labels)
 
 
 def jax_forward_row(batch: int, dtype: str, classes: int, size: tuple[int, int]) -> dict:
@@ -167,7 +166,7 @@ def jax_forward_row(batch: int, dtype: str, classes: int, size: tuple[int, int])
     "dtype": dtype,
     "step": one,
     "compile": float("nan"),
-    "flop": _common.flops(compiled),
+    "flop": _common.model_flops(forward, state.params, state.batch_stats, images, labels),
   }
 
 
@@ -264,9 +263,9 @@ def main(argv) -> None:
     compile_s = "" if np.isnan(r["compile"]) else f"{r['compile']:.1f}"
     gflop = "" if np.isnan(r["flop"]) else f"{r['flop'] / 1e9:.0f}"
     tflop_s = "" if np.isnan(tflops) else f"{tflops:.3f}"
-    spread = f"{r['spread'][0]:.3f}–{r['spread'][1]:.3f}"
+    spread = f"{r['spread'][0]:.4f}–{r['spread'][1]:.4f}"
     print(
-      f"| {r['impl']} | {r['batch']} | {r['dtype']} | {r['seconds']:.3f} | {spread} "
+      f"| {r['impl']} | {r['batch']} | {r['dtype']} | {r['seconds']:.4f} | {spread} "
       f"| {r['batch'] / r['seconds']:.2f} | {compile_s} | {gflop} | {tflop_s} | {r['mfu']} "
       f"| {r['faults']:.0f} | {r['system']:.3f} |"
     )

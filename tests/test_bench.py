@@ -98,3 +98,28 @@ def test_fidelity_and_report_references_and_translation_gradients_on_a_tiny_benc
   )
   assert "| the untranslated source |" in references and "| 1.000 |" in references
   assert references.count("| the true translation, target view") == spec.target_views
+
+
+def test_model_flops_counts_convolutions_products_and_scans_by_hand():
+  import jax
+  import jax.numpy as jnp
+
+  from bench import _common
+
+  x, w = jnp.ones((2, 8, 6, 3)), jnp.ones((3, 3, 3, 5))
+
+  def conv(x, w):
+    return jax.lax.conv_general_dilated(x, w, (2, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  # Output 2×4×6×5, each a 3×3×3 window: 2 FLOPs per multiply-add, padding taps included.
+  assert _common.model_flops(conv, x, w) == 2 * (2 * 4 * 6 * 5) * (3 * 3 * 3)
+  # The two gradients are each as large as the forward convolution (the input gradient's dilation zeros
+  # are not work).
+  grads = jax.grad(lambda x, w: conv(x, w).sum(), (0, 1))
+  assert _common.model_flops(grads, x, w) == 3 * 2 * (2 * 4 * 6 * 5) * (3 * 3 * 3)
+  a, b = jnp.ones((4, 7)), jnp.ones((7, 3))
+  assert _common.model_flops(jax.jit(lambda a, b: a @ b), a, b) == 2 * 4 * 7 * 3
+  body = lambda c, _: (c, a @ b)
+  assert _common.model_flops(lambda a, b: jax.lax.scan(body, 0.0, None, length=5)[1], a, b) == 5 * 168
+  # One branch of a cond runs: the larger is counted.
+  assert _common.model_flops(lambda p: jax.lax.cond(p, lambda: a @ b, lambda: jnp.zeros((4, 3))), True) == 168
