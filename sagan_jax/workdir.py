@@ -44,6 +44,9 @@ FREE_FIELDS = (
   "eval.",
   "translate.batch_size",
 )
+# Fields added since workdirs were first recorded, with the value that computes what a workdir
+# recorded without them computed: an older workdir stays usable with the new defaults.
+ADDED_FIELDS = {"ide.augment": "none"}
 # Characters a checkpoint path cannot hold: Orbax writes it, then tensorstore cannot open it again.
 UNSAFE_PATH_CHARACTERS = "[]"
 
@@ -132,7 +135,7 @@ def claim(config: ml_collections.ConfigDict, workdir: str, allow_config_change: 
   current = json.loads(config.to_json_best_effort())
   if os.path.isfile(path):
     with open(path) as f:
-      old, new = _comparable(json.load(f)), _comparable(current)
+      old, new = {**ADDED_FIELDS, **_comparable(json.load(f))}, _comparable(current)
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if changed and not allow_config_change:
       shown = "; ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in changed[:6])

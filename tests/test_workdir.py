@@ -87,6 +87,18 @@ def test_workdir_of_another_config_is_refused(tmp_path):
     assert json.load(f)["sagan"]["lambda_idt"] == 1.0
 
 
+def test_a_workdir_recorded_before_a_field_was_added_is_read_with_the_fields_old_value(tmp_path):
+  config = config_lib.base_config()
+  workdir_lib.claim(config, str(tmp_path))
+  recorded = json.loads((tmp_path / "config.json").read_text())
+  del recorded["ide"]["augment"]
+  (tmp_path / "config.json").write_text(json.dumps(recorded))
+  workdir_lib.claim(config, str(tmp_path), create=False)  # "none": what the older workdir computed
+  config.ide.augment = "camera"
+  with pytest.raises(errors.WorkdirMismatchError, match=r"ide.augment: 'none' → 'camera'"):
+    workdir_lib.claim(config, str(tmp_path), create=False)
+
+
 def test_a_workdir_that_is_a_file_or_that_no_checkpoint_could_be_read_from_is_refused(tmp_path):
   (tmp_path / "a_file").write_text("not a folder")
   with pytest.raises(errors.ConfigError, match=r"--workdir=.*a_file' is a file, not a folder"):

@@ -12,7 +12,7 @@ import ml_collections
 from sagan_jax.data import synthetic, viewpoints
 from sagan_jax.errors import ConfigError
 from sagan_jax.masks.config import mask_config
-from sagan_jax.reid import convert_torchvision, metrics
+from sagan_jax.reid import augment, convert_torchvision, metrics
 from sagan_jax.reid.ide import ide_config
 from sagan_jax.reid.train import PRETRAINED_NONE
 from sagan_jax.sagan import config as sagan_config_lib
@@ -143,6 +143,8 @@ def check(c, devices: int | None = None) -> tuple[str, ...]:
     raise ConfigError(f"config.eval.ap_mode={c.eval.ap_mode!r}: expected one of {metrics.AP_MODES}")
   if c.eval.backend not in metrics.BACKENDS:
     raise ConfigError(f"config.eval.backend={c.eval.backend!r}: expected one of {metrics.BACKENDS}")
+  if c.ide.augment not in augment.AUGMENTS:
+    raise ConfigError(f"config.ide.augment={c.ide.augment!r}: expected one of {augment.AUGMENTS}")
   stages = tuple(s.strip() for s in c.stages.split(",") if s.strip())
   unknown = [s for s in stages if s not in STAGES]
   if unknown:

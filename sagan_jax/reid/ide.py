@@ -20,6 +20,7 @@ from jax.experimental import multihost_utils
 from sagan_jax import parallel, runtime
 from sagan_jax.data import pipeline, two_camera
 from sagan_jax.models.layers import Layers
+from sagan_jax.reid import augment as augment_lib
 from sagan_jax.reid import metrics
 from sagan_jax.reid.resnet import IDE, imagenet_normalize
 
@@ -37,6 +38,7 @@ def ide_config() -> ml_collections.ConfigDict:
   c.momentum = 0.9  # paper
   c.weight_decay = 5e-4  # our choice: the standard IDE value (the paper gives none)
   c.flip = True  # paper: random horizontal flips
+  c.augment = "none"  # paper; "camera": random colour response and viewpoint per image (`sagan_jax.reid.augment`)
   c.pretrained = ""  # a converted torchvision ResNet-50 (`python -m sagan_jax.reid.convert_torchvision`)
   return c
 
@@ -97,11 +99,22 @@ def _checked_like(reference, loaded, what: str):
   return jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), loaded)
 
 
-def make_train_step(model: IDE, optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh):
-  """``step(state, images[B,H,W,≥3] in [-1, 1], labels[B]) → (state, metrics)``, jit over the mesh."""
+def make_train_step(
+  model: IDE, optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh, augment: str = "none", seed: int = 0
+):
+  """``step(state, images[B,H,W,≥3] in [-1, 1], labels[B]) → (state, metrics)``, jit over the mesh.
+
+  ``augment="camera"`` transforms each image at random first (`sagan_jax.reid.augment`), with a key
+  from ``seed`` and the step count, so a resumed run draws what an uninterrupted one would.
+  """
+  if augment not in augment_lib.AUGMENTS:
+    raise ValueError(f"ide.augment must be one of {augment_lib.AUGMENTS}, got {augment!r}")
 
   def step(state: IDEState, images, labels):
-    x = imagenet_normalize(images[..., :3])
+    images = images[..., :3]
+    if augment == "camera":
+      images = augment_lib.camera(jax.random.fold_in(jax.random.key(seed), state.step), images)
+    x = imagenet_normalize(images)
 
     def loss_fn(params):
       (logits, _), updates = model.apply(

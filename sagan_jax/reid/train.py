@@ -68,7 +68,7 @@ def train(
     workdir: the trainer's folder: ``checkpoints/`` and ``metrics.jsonl``.
     mesh: the data mesh the batch is sharded over.
     steps_per_epoch: updates per epoch; ``config.epochs`` of them are taken.
-    seed: the batches' order and flips, and the head's initialisation.
+    seed: the batches' order, flips and augmentation, and the head's initialisation.
   """
   classes = np.unique(person_ids)
   parallel.check_batch_divisible(config.batch_size, mesh)
@@ -91,7 +91,7 @@ def train(
     state, record = ckpt.resume(state)
     if record.get("complete"):
       return state
-    train_step = ide.make_train_step(model, optimizer, mesh)
+    train_step = ide.make_train_step(model, optimizer, mesh, config.augment, seed)
     start = int(state.step)
     local_batches = batches.iterate(start)
 

@@ -1,0 +1,67 @@
+"""Camera augmentation: exact at zero range, the colour response by hand, per image and per step."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from sagan_jax import parallel
+from sagan_jax.reid import augment, ide
+
+ZERO = augment.CameraRanges(mix=0, gamma=0, contrast=0, brightness=0, warp=0)
+
+
+def _images(n=3, h=8, w=4, seed=0):
+  return jax.random.uniform(jax.random.key(seed), (n, h, w, 3), minval=-1, maxval=1)
+
+
+def test_zero_ranges_leave_the_images_unchanged():
+  x = _images()
+  np.testing.assert_allclose(augment.camera(jax.random.key(1), x, ZERO), x, atol=1e-6)
+
+
+def test_the_colour_response_matches_a_hand_computation():
+  ranges = dataclasses.replace(ZERO, mix=0.25, gamma=0.4, contrast=0.3, brightness=0.1)
+  x = _images(n=1, h=2, w=2)
+  key = jax.random.key(5)
+  k_mix, k_gamma, k_contrast, k_bright, _ = jax.random.split(key, 5)
+  u = lambda k, shape, r: np.asarray(jax.random.uniform(k, shape, jnp.float32, -r, r))
+  mix = np.eye(3) + u(k_mix, (1, 3, 3), 0.25)[0]
+  gamma = np.exp(u(k_gamma, (1, 1, 1, 1), 0.4)).item()
+  contrast = np.exp(u(k_contrast, (1, 1, 1, 1), 0.3)).item()
+  bright = u(k_bright, (1, 1, 1, 1), 0.1).item()
+  rgb = (np.asarray(x[0]) + 1) / 2
+  expected = np.clip(rgb @ mix.T, 0, 1) ** gamma
+  expected = np.clip((expected - 0.5) * contrast + 0.5 + bright, 0, 1) * 2 - 1
+  np.testing.assert_allclose(augment.camera(key, x, ranges)[0], expected, atol=1e-5)
+
+
+def test_each_image_gets_its_own_draw_and_the_range_is_kept():
+  x = jnp.broadcast_to(_images(n=1), (4, 8, 4, 3))
+  out = np.asarray(augment.camera(jax.random.key(2), x))
+  assert out.min() >= -1 and out.max() <= 1
+  differences = [np.abs(out[i] - out[j]).mean() for i in range(4) for j in range(i + 1, 4)]
+  assert min(differences) > 0.01
+
+
+def test_the_train_step_augments_by_seed_and_step_and_refuses_an_unknown_name():
+  config = ide.ide_config()
+  config.image_size, config.stage_sizes, config.width = (16, 8), (1, 1, 1, 1), 4
+  mesh = parallel.make_mesh()
+  model = ide.make_model(config, num_classes=3)
+  optimizer = optax.sgd(0.1)
+  images, labels = _images(n=8, h=16, w=8), jnp.arange(8) % 3
+
+  def loss(augment_name, seed):
+    state = ide.create_state(model, optimizer, config.image_size, 0, mesh)
+    step = ide.make_train_step(model, optimizer, mesh, augment_name, seed)
+    return float(step(state, images, labels)[1]["loss"])
+
+  plain, camera, again, other_seed = loss("none", 0), loss("camera", 0), loss("camera", 0), loss("camera", 1)
+  assert camera == again
+  assert camera != plain and camera != other_seed
+  with pytest.raises(ValueError, match=r"ide\.augment must be one of"):
+    ide.make_train_step(model, optimizer, mesh, "colour")
