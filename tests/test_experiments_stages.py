@@ -34,6 +34,7 @@ def end_to_end(bench, tmp_path_factory):
   """One complete run of the tiny config with M = 3 (in this process, 8 devices): (config, workdir)."""
   config = tiny_config(bench)
   config.sagan.num_codes = 3
+  config.eval.translation_report = True  # the tiny config leaves it out elsewhere
   workdir = str(tmp_path_factory.mktemp("end_to_end") / "run")
   stages.train(config, workdir)
   return config, workdir

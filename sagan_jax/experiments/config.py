@@ -110,6 +110,8 @@ def base_config() -> ml_collections.ConfigDict:
   # "auto" (jax on an accelerator, numpy on a CPU, where it is faster). Same scores either way.
   c.eval.backend = "auto"
   # The translation report (`experiments/report.py`): at most this many source and target images.
+  # It trains a reference IDE once per source (cached); False leaves the report out.
+  c.eval.translation_report = True
   c.eval.report_images = 2000
   return c
 

@@ -104,7 +104,7 @@ def evaluate(run: Run, rank_vis: int = 0) -> dict:
   if gan and os.path.isfile(fidelity_path):
     with open(fidelity_path) as f:
       result["fidelity"] = json.load(f)
-  if gan:
+  if gan and c.eval.translation_report:
     result["translation"] = report.translation_report(run)
   if run.is_main:
     results.write(run.workdir, result)
