@@ -178,6 +178,24 @@ def test_critic_mask_modes_change_only_the_mask_channel(tiny_sagan_config, mode)
   np.testing.assert_array_equal(np.asarray(grad(inputs[..., 3:])), expected)
 
 
+@pytest.mark.parametrize("mode", ["soft", "straight_through", "none"])
+def test_critics_restricted_to_the_person_see_a_grey_background(tiny_sagan_config, mode):
+  c = tiny_sagan_config("sagan")
+  c.critic_mask, c.critic_region = mode, "person"
+  model = SAGAN(c)
+  mask = jnp.zeros((2, H, W, 1)).at[:, H // 4 : 3 * H // 4].set(0.9)  # a band of person, soft edges
+  inputs = jnp.concatenate([jnp.full((2, H, W, 3), 0.5), mask], -1)
+  seen = np.asarray(model._critic_input(inputs))
+  # RGB × the mask the critic is given (rounded for straight_through; the given one for "none").
+  person = 1.0 if mode == "straight_through" else 0.9
+  np.testing.assert_allclose(seen[:, : H // 4, :, :3], 0.0)
+  np.testing.assert_allclose(seen[:, H // 4 : 3 * H // 4, :, :3], 0.5 * person, rtol=1e-6)
+  np.testing.assert_allclose(seen[..., 3], 0.0 if mode == "none" else np.asarray(mask[..., 0]) / 0.9 * person)
+  c.critic_region = "background"
+  with pytest.raises(ValueError, match="critic_region"):
+    SAGAN(c)
+
+
 def test_mode_seeking_pushes_two_codes_warps_apart(tiny_sagan_config):
   """The term alone, on a transformer whose warps already depend a little on the code: its gradient
   steps widen the distance between two codes' warps of the same images."""

@@ -32,6 +32,7 @@ from sagan_jax.models.layers import Layers
 Params = dict[str, Any]
 GAN_LOSSES = ("wgan", "lsgan")
 CRITIC_MASKS = ("soft", "straight_through", "binary", "none")
+CRITIC_REGIONS = ("frame", "person")
 LIPSCHITZ = ("gradient_penalty", "weight_clipping", "none")
 
 
@@ -115,6 +116,8 @@ class SAGAN:
       raise ConfigError(f"sagan.identity_loss must be 'mask', 'mapping' or 'none', got {c.identity_loss!r}")
     if c.critic_mask not in CRITIC_MASKS:
       raise ConfigError(f"sagan.critic_mask must be one of {CRITIC_MASKS}, got {c.critic_mask!r}")
+    if c.critic_region not in CRITIC_REGIONS:
+      raise ConfigError(f"sagan.critic_region must be one of {CRITIC_REGIONS}, got {c.critic_region!r}")
     if c.lambda_mode_seeking < 0 or c.mode_seeking_eps <= 0:
       raise ConfigError(
         f"config.sagan.lambda_mode_seeking={c.lambda_mode_seeking} and mode_seeking_eps={c.mode_seeking_eps}: "
@@ -292,16 +295,21 @@ class SAGAN:
     """What D1/D2 see of RGB + mask: the mask as given ("soft"); rounded with the gradient passed
     straight through ("straight_through": real and warped fake masks both binary, so a warp's soft
     edges cannot tell them apart, while S1 still learns geometry from D1); rounded without gradient
-    ("binary"); or zeroed ("none")."""
+    ("binary"); or zeroed ("none"). With ``critic_region="person"`` the RGB outside that mask (the
+    given one, for "none") is set to 0."""
     mode = self.config.critic_mask
-    if mode == "soft":
+    if mode == "soft" and self.config.critic_region == "frame":
       return inputs
-    mask = inputs[..., 3:]
+    rgb, mask = inputs[..., :3], inputs[..., 3:]
     if mode == "straight_through":
       mask = mask + jax.lax.stop_gradient(jnp.round(mask) - mask)
-    else:
-      mask = jax.lax.stop_gradient(jnp.round(mask) if mode == "binary" else jnp.zeros_like(mask))
-    return jnp.concatenate([inputs[..., :3], mask], -1)
+    elif mode == "binary":
+      mask = jax.lax.stop_gradient(jnp.round(mask))
+    if self.config.critic_region == "person":
+      rgb = rgb * mask
+    if mode == "none":
+      mask = jnp.zeros_like(mask)
+    return jnp.concatenate([rgb, mask], -1)
 
   # ------------------------------------------------------------------------------------------------
   # Objectives.
