@@ -91,8 +91,8 @@ def model_flops(fn, *args) -> float:
   asks for, not what a compiler lowered it into: XLA's cost analysis does not count cuDNN's
   custom calls, so on an H200 it gave 191 GFLOP for a generator update of tens of TFLOP. A
   convolution counts its whole window, padding taps included, but not the zeros a dilated input
-  inserts; scans count their body ``length``
-  times; elementwise work is left out, as MFU conventionally does.
+  inserts; scans count their body ``length`` times; elementwise work is left out, as MFU
+  conventionally does.
   """
   return _jaxpr_flops(jax.make_jaxpr(fn)(*args).jaxpr)
 

@@ -50,6 +50,7 @@ flags.DEFINE_string("stage_sizes", "3,4,6,3", "residual blocks per stage (ResNet
 flags.DEFINE_integer("resnet_width", 64, "the first stage's width (ResNet-50's 64 by default)")
 flags.DEFINE_integer("height", 256, "image height")
 flags.DEFINE_integer("width", 128, "image width")
+flags.DEFINE_bool("count_only", False, "print each batch's step FLOP count and stop (no compiling, any machine)")
 flags.DEFINE_bool("torch", False, "add torchvision's step (float32) for comparison")
 flags.DEFINE_bool("forward", False, "add rows timing the forward pass alone")
 flags.DEFINE_bool(
@@ -207,12 +208,32 @@ def torch_row(batch: int, classes: int, size: tuple[int, int], forward_only: boo
   }
 
 
+def _print_counts(batches: list[int], classes: int, size: tuple[int, int]) -> None:
+  """What the MFU column divides by, from shapes alone (nothing is compiled)."""
+  cfg = _config("float32", size)
+  mesh = parallel.make_mesh()
+  optimizer = ide_train.make_optimizer(cfg, steps_per_epoch=100)
+  model = ide.make_model(cfg, classes)
+  state = jax.eval_shape(lambda: ide.create_state(model, optimizer, size, 0, mesh))
+  print(f"IDE train step, {size[0]}×{size[1]}, {classes} classes (bench._common.model_flops)")
+  print()
+  print("| batch | GFLOP/step |")
+  print("|---|---|")
+  for batch in batches:
+    images = jax.ShapeDtypeStruct((batch, *size, 3), jnp.float32)
+    labels = jax.ShapeDtypeStruct((batch,), jnp.int32)
+    print(f"| {batch} | {_model_flops(cfg, classes, optimizer, mesh, state, images, labels) / 1e9:.0f} |")
+
+
 def main(argv) -> None:
   del argv
   args = flags.FLAGS
   allocator = _common.apply(args)
   size = (args.height, args.width)
   batches = [int(b) for b in args.batches.split(",")]
+  if args.count_only:
+    _print_counts(batches, args.classes, size)
+    return
   rows = []
   pending_trace = args.trace  # taken of the first row timed, then cleared
 

@@ -41,6 +41,7 @@ flags.DEFINE_enum(
 flags.DEFINE_integer("batch", 8, "images per batch")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "compute dtype")
 flags.DEFINE_integer("iterations", 5, "timed iterations (median), after a warm-up")
+flags.DEFINE_bool("count_only", False, "print the updates' FLOP counts and stop (no compiling, any machine)")
 flags.DEFINE_integer("n_critic", None, "critic updates per iteration (default: the config's, 5)")
 
 _SYNTHETIC = os.path.join(os.path.dirname(__file__), "..", "configs", "synthetic.py")
@@ -66,6 +67,24 @@ def _model_flops(c, tx, mesh, state, batch) -> tuple[float, float]:
   return tuple(_common.model_flops(step, state, batch) for step in steps)
 
 
+def _print_counts(args, mesh) -> None:
+  """What the MFU column divides by, for a scale and batch, from shapes alone (nothing is compiled)."""
+  c = configure(args.scale, args.dtype)
+  h, w = c.image_size
+  tx = optimizers(c, 0)
+  state = jax.eval_shape(lambda: create_state(SAGAN(c, layers=_common.layers("flax")), tx, 0, mesh))
+  batch = {
+    k: jax.ShapeDtypeStruct((args.batch, h, w, 3 if k in ("x", "y") else 1), jnp.float32)
+    for k in ("x", "x_mask", "y", "y_mask")
+  }
+  critic, generator = _model_flops(c, tx, mesh, state, batch)
+  print(f"SA-GAN updates, {args.scale} scale, {h}×{w}, batch {args.batch}, {args.dtype} (bench._common.model_flops)")
+  print()
+  print("| critic update GFLOP | generator update GFLOP |")
+  print("|---|---|")
+  print(f"| {critic / 1e9:.1f} | {generator / 1e9:.1f} |")
+
+
 def main(argv) -> None:
   del argv
   args = flags.FLAGS
@@ -73,6 +92,9 @@ def main(argv) -> None:
 
   mesh = parallel.make_mesh()
   parallel.check_batch_divisible(args.batch, mesh)
+  if args.count_only:
+    _print_counts(args, mesh)
+    return
   rows = []
   flops = None
   for layers in args.layers.split(","):

@@ -123,3 +123,12 @@ def test_model_flops_counts_convolutions_products_and_scans_by_hand():
   assert _common.model_flops(lambda a, b: jax.lax.scan(body, 0.0, None, length=5)[1], a, b) == 5 * 168
   # One branch of a cond runs: the larger is counted.
   assert _common.model_flops(lambda p: jax.lax.cond(p, lambda: a @ b, lambda: jnp.zeros((4, 3))), True) == 168
+
+
+def test_flop_counts_of_the_paper_scale_steps_need_no_compiling():
+  """The counts BENCHMARKS' H200 MFU divides by, reproducible on any machine."""
+  sagan = _run("bench_sagan_step", "--scale=paper", "--batch=64", "--dtype=bfloat16", "--count_only")
+  critic, generator = (float(v) for v in sagan.strip().splitlines()[-1].strip("| ").split(" | "))
+  assert 11_000 < critic < 11_500 and 40_500 < generator < 41_000  # GFLOP per update
+  ide_step = _run("bench_ide_step", "--batches=128", "--count_only")
+  assert 2_000 < float(ide_step.strip().splitlines()[-1].split("|")[2]) < 2_060
