@@ -23,6 +23,7 @@ import re
 import shutil
 import sys
 import threading
+import time
 from typing import Any
 
 import jax
@@ -112,13 +113,29 @@ _storage_failed = False  # after a failed save, late completions print until the
 _failed_directories: set[str] = set()  # checkpoint folders whose partial steps are removed again at exit
 
 
-def _remove_partials_last() -> None:
-  # Registered at import, so atexit runs it after the handlers Orbax registers later (LIFO): by then
-  # its writer threads are done and cannot recreate a temporary folder behind us.
-  if jax.process_index() == 0:
-    for directory in _failed_directories:
-      for partial in glob.glob(os.path.join(glob.escape(directory), f"*{_TMP_SUFFIX}")):
-        shutil.rmtree(partial, ignore_errors=True)
+def _remove_partials(directory: str) -> bool:
+  """Removes Orbax's temporary folders (half-written steps) in ``directory``; True when there were any."""
+  partials = glob.glob(os.path.join(glob.escape(directory), f"*{_TMP_SUFFIX}"))
+  for partial in partials:
+    shutil.rmtree(partial, ignore_errors=True)
+  return bool(partials)
+
+
+def _remove_partials_last(settle_s: float = 1.0, limit_s: float = 10.0) -> None:
+  # Registered at import, so atexit runs it after Orbax's own handlers (LIFO). Tensorstore's C++
+  # writers are not Python threads and can still recreate a temporary folder after those, so the
+  # folders are removed until none has reappeared for ``settle_s`` (at most ``limit_s``).
+  if jax.process_index() != 0 or not _failed_directories:
+    return
+  deadline = time.monotonic() + limit_s
+  quiet_since = time.monotonic()
+  while time.monotonic() < deadline:
+    removed = [_remove_partials(d) for d in _failed_directories]  # every folder, not just the first
+    if any(removed):
+      quiet_since = time.monotonic()
+    elif time.monotonic() - quiet_since >= settle_s:
+      return
+    time.sleep(0.05)
 
 
 atexit.register(_remove_partials_last)
@@ -183,8 +200,7 @@ class StageCheckpoints:
   def _remove_partial(self) -> None:
     """Removes half-written steps (Orbax's temporary folders) of a failed save."""
     if jax.process_index() == 0:
-      for partial in glob.glob(os.path.join(glob.escape(self.directory), f"*{_TMP_SUFFIX}")):
-        shutil.rmtree(partial, ignore_errors=True)
+      _remove_partials(self.directory)
 
   def _remove_partial_at_exit(self) -> None:
     # atexit runs this before Orbax's own handlers (registered earlier), so its writer threads may
