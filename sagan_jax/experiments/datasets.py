@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sagan_jax import parallel
+from sagan_jax import fileio, parallel
 from sagan_jax.data import builders, synthetic, two_camera
 from sagan_jax.errors import ConfigError
 
@@ -31,6 +31,18 @@ class Concat(Sequence):
   def __getitem__(self, i: int):
     part = int(np.searchsorted(self._offsets, int(i), side="right") - 1)
     return self._parts[part][int(i) - int(self._offsets[part])]
+
+
+def _taking_turns(path: str, fn, *args, **kwargs):
+  """``fn(*args, **kwargs)`` as a call that holds ``path``'s machine lock while it runs: other runs on
+  this machine may be generating or preparing the same data. The lock covers the call only, never
+  `parallel.process_0_first`'s barriers, which the processes of one job on one machine wait at."""
+
+  def call():
+    with fileio.machine_lock(path):
+      return fn(*args, **kwargs)
+
+  return call
 
 
 class Datasets:
@@ -70,7 +82,8 @@ class Datasets:
     """Generates the synthetic benchmark when the config uses one (once: its metadata file marks it complete)."""
     if self.synthetic_dir:
       spec = synthetic.BenchmarkSpec(**self.config.data.synthetic_spec.to_dict())
-      parallel.process_0_first("synthetic benchmark", lambda: synthetic.generate(self.synthetic_dir, spec))
+      generate = _taking_turns(self.synthetic_dir, synthetic.generate, self.synthetic_dir, spec)
+      parallel.process_0_first("synthetic benchmark", generate)
 
   @property
   def with_masks(self) -> bool:
@@ -91,7 +104,9 @@ class Datasets:
         data_dir = os.path.join(data_dir, role)
       self._builders[role] = parallel.process_0_first(
         f"prepare {role}",
-        lambda: builders.prepare(
+        _taking_turns(
+          os.path.join(data_dir, self.names[role]),
+          builders.prepare,
           self.names[role],
           self.manual_dirs[role],
           data_dir,
