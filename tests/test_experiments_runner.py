@@ -50,6 +50,105 @@ def test_a_partly_complete_multi_seed_ablation_trains_only_what_is_missing(tmp_p
   assert ran == [("sagan_m10", 2, False)] and (tmp_path / "seed2" / "sagan_m10" / "sagan").is_dir()
 
 
+class _FakeRun:
+  """A run launched by the parallel runner: finishes after ``polls`` polls, writing its results then."""
+
+  def __init__(self, command, events, status=0, polls=3):
+    self.command, self.events, self.status, self.polls, self.returncode = command, events, status, polls, None
+    self.workdir = next(a.split("=", 1)[1] for a in command if a.startswith("--workdir="))
+    self.variant = re.search(r"variant=(\w+)", " ".join(command)).group(1)
+    self.name = os.path.relpath(self.workdir, os.path.dirname(os.path.dirname(self.workdir)))
+    events.append(("start", self.name, os.path.isdir(os.path.join(self.workdir, "sagan"))))
+
+  def poll(self):
+    self.polls -= 1
+    if self.polls > 0:
+      return None
+    if self.returncode is None:
+      self.returncode = self.status
+      if self.status == 0:
+        os.makedirs(os.path.join(self.workdir, "sagan"), exist_ok=True)  # its trained GAN
+        seed = int(next(a.split("=", 1)[1] for a in self.command if a.startswith("--config.seed=")))
+        with open(os.path.join(self.workdir, "results.json"), "w") as f:
+          json.dump(ranked_result(self.variant, 50.0 + seed, 40.0), f)
+      self.events.append(("end", self.name, self.status))
+    return self.returncode
+
+  def terminate(self):
+    self.events.append(("terminate", self.name))
+
+  def wait(self):
+    return self.returncode
+
+
+def test_parallel_jobs_overlap_and_a_run_that_shares_a_gan_waits_for_it(tmp_path, monkeypatch):
+  events, logs = [], []
+
+  def launch(command, env, log_path, cores):
+    logs.append(log_path)
+    return _FakeRun(command, events)
+
+  monkeypatch.setattr(runner, "_launch", launch)
+  monkeypatch.setattr(runner.time, "sleep", lambda s: None)
+  variants = ("sagan_m10", "original", "sagan")  # M=10 listed first: it must still wait for M=1's GAN
+  record = runner.ablation("configs/synthetic.py", str(tmp_path), [], variants, (0, 1), jobs=2)
+  order = [e[:2] for e in events]
+  running, most = set(), 0
+  for kind, name, *_ in events:
+    running = running | {name} if kind == "start" else running - {name}
+    most = max(most, len(running))
+  assert most == 2  # two at a time, never three
+  for seed in (0, 1):
+    m10 = order.index(("start", f"seed{seed}/sagan_m10"))
+    assert order.index(("end", f"seed{seed}/sagan")) < m10  # started after its GAN was trained...
+    assert ("start", f"seed{seed}/sagan_m10", True) in events  # ...and with that GAN copied in
+  assert sorted(logs) == sorted(str(tmp_path / f"seed{s}" / f"{v}.log") for s in (0, 1) for v in variants)
+  assert record["seeds"] == [0, 1] and set(record["runs"]) == set(variants)
+
+
+def test_a_failed_parallel_run_lets_the_others_finish_starts_no_more_and_says_where_its_log_is(
+  tmp_path, monkeypatch, capsys
+):
+  events = []
+
+  def launch(command, env, log_path, cores):
+    failing = "seed0/original" in log_path
+    return _FakeRun(command, events, status=1 if failing else 0, polls=1 if failing else 4)
+
+  monkeypatch.setattr(runner, "_launch", launch)
+  monkeypatch.setattr(runner.time, "sleep", lambda s: None)
+  with pytest.raises(SystemExit) as info:
+    runner.ablation("configs/synthetic.py", str(tmp_path), [], ("original", "sagan"), (0, 1, 2), jobs=2)
+  assert info.value.code == 2
+  assert [e[:2] for e in events] == [
+    ("start", "seed0/original"),
+    ("start", "seed0/sagan"),
+    ("end", "seed0/original"),
+    ("end", "seed0/sagan"),  # the run beside the failed one finished; seeds 1 and 2 never started
+  ]
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == [
+    f"error: 1 run(s) stopped: {tmp_path}/seed0/original (status 1, its output in {tmp_path}/seed0/original.log); "
+    "rerun this command to resume them and the rest"
+  ]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="core pinning is Linux-only")
+def test_each_job_slot_gets_cores_of_its_own_and_a_launched_run_sees_only_them(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: set(range(8)))
+  assert runner._core_slots(3, 2) == [{0, 1}, {2, 3}, {4, 5}]
+  assert runner._core_slots(2, 0) == [None, None]
+  with pytest.raises(SystemExit):
+    runner._core_slots(5, 2)
+  assert "needs 10 cores and this process may use 8" in capsys.readouterr().err
+  monkeypatch.undo()
+  core = min(os.sched_getaffinity(0))
+  log = tmp_path / "run.log"
+  probe = "import os, time; time.sleep(0.5); print(sorted(os.sched_getaffinity(0)))"
+  runner._launch([sys.executable, "-c", probe], dict(os.environ), str(log), {core}).wait()
+  assert log.read_text().strip() == f"[{core}]"
+
+
 def test_msweep_over_seeds_writes_mean_and_sd(tmp_path, monkeypatch):
   def fake_run(command, check, env):
     workdir = next(a.split("=", 1)[1] for a in command if a.startswith("--workdir="))

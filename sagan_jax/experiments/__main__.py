@@ -17,22 +17,30 @@ Every other ``--config.<field>=value`` is passed to each run, with ``--config.se
 trained SA-GAN (sagan and sagan_m10 of one seed, every M of one seed) train it once: its stage folder
 is copied into the later runs' workdirs. A seed-variant pair whose workdir holds its results is not
 run again; others resume like `train.py`.
+
+``--jobs=N`` runs up to N of them at once, each writing its console to ``<its workdir>.log``; a run
+that shares a GAN starts when the run that trains it has finished. ``--cores_per_job=K`` (Linux) pins
+each job to K cores of its own, so N jobs of K threads fill an N·K-core host instead of contending.
+One job per accelerator: start one runner per device (``CUDA_VISIBLE_DEVICES=i``) with its own seeds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 from PIL import Image, ImageDraw
 
-from sagan_jax import cli, fileio
+from sagan_jax import cli, fileio, preemption
 from sagan_jax.experiments import claims, results
 from sagan_jax.experiments import config as config_lib
 
@@ -67,28 +75,43 @@ def _complete(workdir: str) -> dict | None:
     return json.load(f)
 
 
-def _run(config_file: str, variant: str, workdir: str, overrides: list[str]) -> dict:
-  done = _complete(workdir)
-  if done is not None:
-    print(f"complete, not run again: {workdir}", flush=True)
-    return done
+@dataclasses.dataclass(frozen=True)
+class _Job:
+  """One `train.py` run of the runner; ``share_from``: the run whose finished GAN it reuses."""
+
+  variant: str
+  run_dir: str
+  overrides: tuple[str, ...]
+  share_from: str | None = None
+
+
+def _command(config_file: str, job: _Job) -> tuple[list[str], dict]:
   command = [
     sys.executable,
     "-m",
     "sagan_jax.experiments.train_main",
-    f"--config={config_file}:variant={variant}",
-    f"--workdir={workdir}",
-    *overrides,
+    f"--config={config_file}:variant={job.variant}",
+    f"--workdir={job.run_dir}",
+    *job.overrides,
   ]
-  print("$", " ".join(command), flush=True)
   path = os.pathsep.join(filter(None, [_PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))
-  done = subprocess.run(command, check=False, env={**os.environ, "PYTHONPATH": path})
+  return command, {**os.environ, "PYTHONPATH": path}
+
+
+def _run(config_file: str, job: _Job) -> dict:
+  done = _complete(job.run_dir)
+  if done is not None:
+    print(f"complete, not run again: {job.run_dir}", flush=True)
+    return done
+  command, env = _command(config_file, job)
+  print("$", " ".join(command), flush=True)
+  done = subprocess.run(command, check=False, env=env)
   if done.returncode:
     _fail(
-      f"the run in {workdir} stopped with status {done.returncode} (its output is above); rerun this command "
+      f"the run in {job.run_dir} stopped with status {done.returncode} (its output is above); rerun this command "
       "to resume it and the rest"
     )
-  return _complete(workdir)
+  return _complete(job.run_dir)
 
 
 def _share_gan(from_workdir: str, to_workdir: str) -> None:
@@ -99,10 +122,109 @@ def _share_gan(from_workdir: str, to_workdir: str) -> None:
     shutil.copytree(source, target)
 
 
-def ablation(config_file, workdir, overrides, variants=ALL_VARIANTS, seeds=(0,), report_only=False):
+def _core_slots(jobs: int, cores_per_job: int) -> list[set[int] | None]:
+  """The cores each of ``jobs`` slots is pinned to (None: not pinned), or a one-line error."""
+  if cores_per_job == 0:
+    return [None] * jobs
+  if not hasattr(os, "sched_setaffinity"):
+    _fail("--cores_per_job pins processes with sched_setaffinity, which only Linux has: leave it at 0")
+  cores = sorted(os.sched_getaffinity(0))
+  if jobs * cores_per_job > len(cores):
+    _fail(
+      f"--jobs={jobs} × --cores_per_job={cores_per_job} needs {jobs * cores_per_job} cores and this process may use "
+      f"{len(cores)}: lower one of them"
+    )
+  return [set(cores[i * cores_per_job : (i + 1) * cores_per_job]) for i in range(jobs)]
+
+
+def _launch(command: list[str], env: dict, log_path: str, cores: set[int] | None) -> subprocess.Popen:
+  os.makedirs(os.path.dirname(log_path), exist_ok=True)
+  with open(log_path, "ab") as log:  # the child keeps its own descriptor
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+  if cores:  # before the child's interpreter has started a thread: XLA sizes its pool to this mask
+    os.sched_setaffinity(proc.pid, cores)
+  return proc
+
+
+def _name(job: _Job) -> str:
+  return os.path.join(os.path.basename(os.path.dirname(job.run_dir)), os.path.basename(job.run_dir))
+
+
+def _execute(config_file: str, jobs: list[_Job], parallel: int = 1, cores_per_job: int = 0, poll_s: float = 2.0):
+  """Runs ``jobs`` (those not complete), one at a time with their output on the console, or up to
+  ``parallel`` at once with theirs in ``<run_dir>.log``; returns ``{run_dir: results}``."""
+  if parallel <= 1:
+    for job in jobs:
+      if job.share_from and _complete(job.share_from) is not None:
+        _share_gan(job.share_from, job.run_dir)
+      _run(config_file, job)
+    return {job.run_dir: _complete(job.run_dir) for job in jobs}
+  slots = _core_slots(parallel, cores_per_job)
+  pending = []
+  for job in jobs:
+    if _complete(job.run_dir) is not None:
+      print(f"complete, not run again: {job.run_dir}", flush=True)
+    else:
+      pending.append(job)
+  total, started = len(pending), 0
+  running: dict[int, tuple[subprocess.Popen, _Job, float]] = {}
+  failed: list[str] = []
+
+  def stop(signum, frame):  # a SIGTERM to the runner reaches its runs, which save their step and exit
+    raise SystemExit(preemption.PREEMPTED_EXIT)
+
+  previous = signal.signal(signal.SIGTERM, stop)
+  try:
+    while pending or running:
+      busy = {job.run_dir for job in pending} | {job.run_dir for _, job, _ in running.values()}
+      for job in list(pending):
+        free = [i for i in range(parallel) if i not in running]
+        if failed or not free:
+          break
+        if job.share_from in busy:
+          continue  # its GAN is still being trained
+        if job.share_from and _complete(job.share_from) is not None:
+          _share_gan(job.share_from, job.run_dir)
+        command, env = _command(config_file, job)
+        slot = free[0]
+        running[slot] = (_launch(command, env, job.run_dir + ".log", slots[slot]), job, time.monotonic())
+        pending.remove(job)
+        started += 1
+        where = f" on cores {min(slots[slot])}-{max(slots[slot])}" if slots[slot] else ""
+        print(f"[{started}/{total}] started {_name(job)}{where}: {job.run_dir}.log", flush=True)
+      if failed and not running:
+        break
+      time.sleep(poll_s)
+      for slot, (proc, job, t0) in list(running.items()):
+        if proc.poll() is None:
+          continue
+        del running[slot]
+        minutes = (time.monotonic() - t0) / 60
+        if proc.returncode == 0 and _complete(job.run_dir) is not None:
+          print(f"finished {_name(job)} in {minutes:.1f} min", flush=True)
+        else:
+          failed.append(f"{job.run_dir} (status {proc.returncode}, its output in {job.run_dir}.log)")
+          print(f"stopped {_name(job)} with status {proc.returncode}: the rest finish, none start", flush=True)
+  except BaseException:  # Ctrl-C or SIGTERM: each run saves its step and stops, as train.py does on SIGTERM
+    for proc, _, _ in running.values():
+      proc.terminate()
+    for proc, _, _ in running.values():
+      proc.wait()
+    raise
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  if failed:
+    _fail(f"{len(failed)} run(s) stopped: {'; '.join(failed)}; rerun this command to resume them and the rest")
+  return {job.run_dir: _complete(job.run_dir) for job in jobs}
+
+
+def ablation(
+  config_file, workdir, overrides, variants=ALL_VARIANTS, seeds=(0,), report_only=False, jobs=1, cores_per_job=0
+):
   """Runs (or with ``report_only`` only collects) every seed-variant pair; writes the tables."""
   table: dict[str, dict[int, dict]] = {}
   missing = []
+  planned: list[tuple[str, int, _Job]] = []
   for seed in seeds:
     seed_dir = os.path.join(workdir, f"seed{seed}")
     for row in variants:
@@ -115,11 +237,12 @@ def ablation(config_file, workdir, overrides, variants=ALL_VARIANTS, seeds=(0,),
         else:
           table.setdefault(row, {})[seed] = done
         continue
-      if row == "sagan_m10" and _complete(os.path.join(seed_dir, "sagan")) is not None:
-        _share_gan(os.path.join(seed_dir, "sagan"), run_dir)  # the same GAN: only M differs
-      table.setdefault(row, {})[seed] = _run(
-        config_file, variant, run_dir, [*overrides, *extra, f"--config.seed={seed}"]
-      )
+      gan = os.path.join(seed_dir, "sagan")  # M=10 translates with M=1's GAN: only M differs
+      share = gan if row == "sagan_m10" and ("sagan" in variants or _complete(gan) is not None) else None
+      planned.append((row, seed, _Job(variant, run_dir, (*overrides, *extra, f"--config.seed={seed}"), share)))
+  done = _execute(config_file, [job for _, _, job in planned], jobs, cores_per_job)
+  for row, seed, job in planned:
+    table.setdefault(row, {})[seed] = done[job.run_dir]
   if not table:
     _fail(f"no complete run under {workdir} for these seeds and variants")
   experiment = next(iter(next(iter(table.values())).values()))["experiment"]
@@ -174,16 +297,19 @@ def line_plot(xs, ys, path: str, x_label: str, y_label: str, size=(480, 320), sp
   img.save(path)
 
 
-def msweep(config_file, workdir, overrides, codes=M_VALUES, seeds=(0,)):
-  r1: dict[int, dict[int, dict[str, float]]] = {}
+def msweep(config_file, workdir, overrides, codes=M_VALUES, seeds=(0,), jobs=1, cores_per_job=0):
+  planned: list[tuple[int, int, _Job]] = []
   for seed in seeds:
     seed_dir = os.path.join(workdir, f"seed{seed}")
     for m in codes:
-      run_dir = os.path.join(seed_dir, f"m{m}")
-      if m != codes[0]:
-        _share_gan(os.path.join(seed_dir, f"m{codes[0]}"), run_dir)
-      row = _run(config_file, "sagan", run_dir, [*overrides, f"--config.sagan.num_codes={m}", f"--config.seed={seed}"])
-      r1.setdefault(m, {})[seed] = {group: cells["R-1"] for group, cells in results.table_rows(row).items()}
+      share = os.path.join(seed_dir, f"m{codes[0]}") if m != codes[0] else None
+      run_overrides = (*overrides, f"--config.sagan.num_codes={m}", f"--config.seed={seed}")
+      job = _Job("sagan", os.path.join(seed_dir, f"m{m}"), run_overrides, share)
+      planned.append((m, seed, job))
+  done = _execute(config_file, [job for _, _, job in planned], jobs, cores_per_job)
+  r1: dict[int, dict[int, dict[str, float]]] = {}
+  for m, seed, job in planned:
+    r1.setdefault(m, {})[seed] = {group: cells["R-1"] for group, cells in results.table_rows(done[job.run_dir]).items()}
   first_group = next(iter(r1[codes[0]][seeds[0]]))
   values = {m: [r1[m][s][first_group] for s in seeds] for m in codes}
   mean = {m: float(np.mean(v)) for m, v in values.items()}
@@ -217,6 +343,8 @@ def _define_flags() -> None:
   flags.DEFINE_list("variants", list(ALL_VARIANTS), f"ablation rows (also: {', '.join(EXTRA_ROWS)})")
   flags.DEFINE_list("codes", [str(m) for m in M_VALUES], "msweep: the numbers of spatial codes M")
   flags.DEFINE_bool("report_only", False, "ablation: run nothing, tabulate the seed-row pairs already complete")
+  flags.DEFINE_integer("jobs", 1, "runs at once (each logs to <its workdir>.log); 1: one after another on the console")
+  flags.DEFINE_integer("cores_per_job", 0, "Linux: pin each job to this many cores of its own (0: no pinning)")
   flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -233,6 +361,7 @@ def _integers(name: str, values, minimum: int, example: str) -> tuple[int, ...]:
 def main(argv) -> None:
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise app.UsageError(f"usage: python -m sagan_jax.experiments {{{','.join(COMMANDS)}}} --config=FILE --workdir=DIR")
+  cli.quiet_logging()  # as train.py: no absl INFO lines between the runs' output and the table
   f = flags.FLAGS
   config_file = config_flags.get_config_filename(f["config"])
   if ":" in config_file:
@@ -241,13 +370,16 @@ def main(argv) -> None:
   if any(o.startswith("--config.seed=") for o in overrides):
     _fail("--config.seed is set per run by the runner: pass --seeds=0,1,2 instead")
   seeds = _integers("seeds", f.seeds, 0, "0,1,2,3,4")
+  if f.jobs < 1 or f.cores_per_job < 0:
+    _fail(f"--jobs={f.jobs} --cores_per_job={f.cores_per_job}: expected --jobs ≥ 1 and --cores_per_job ≥ 0")
+  parallel = {"jobs": f.jobs, "cores_per_job": f.cores_per_job}
   if argv[1] == "ablation":
     bad = [v for v in f.variants if v not in config_lib.VARIANTS and v not in EXTRA_ROWS]
     if bad:
       _fail(f"--variants: unknown {bad}; choose from {', '.join(config_lib.VARIANTS + tuple(EXTRA_ROWS))}")
-    ablation(config_file, f.workdir, overrides, tuple(f.variants), seeds, report_only=f.report_only)
+    ablation(config_file, f.workdir, overrides, tuple(f.variants), seeds, report_only=f.report_only, **parallel)
   else:
-    msweep(config_file, f.workdir, overrides, _integers("codes", f.codes, 1, "1,2,4,6,8,10"), seeds)
+    msweep(config_file, f.workdir, overrides, _integers("codes", f.codes, 1, "1,2,4,6,8,10"), seeds, **parallel)
 
 
 if __name__ == "__main__":
