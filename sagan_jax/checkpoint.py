@@ -122,8 +122,8 @@ def _remove_partials(directory: str) -> bool:
 
 
 def _remove_partials_last(settle_s: float = 1.0, limit_s: float = 10.0) -> None:
-  # Registered at import, so atexit runs it after Orbax's own handlers (LIFO). Tensorstore's C++
-  # writers are not Python threads and can still recreate a temporary folder after those, so the
+  # Registered at import, so atexit runs it last (LIFO), after each manager's own wait. Tensorstore's
+  # C++ writers are not Python threads and can still recreate a temporary folder after that, so the
   # folders are removed until none has reappeared for ``settle_s`` (at most ``limit_s``).
   if jax.process_index() != 0 or not _failed_directories:
     return
