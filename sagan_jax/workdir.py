@@ -67,11 +67,14 @@ class WorkdirLock:
   """An exclusive ``fcntl`` lock on ``WORKDIR/.lock``, naming its holder.
 
   The kernel drops the lock when its process dies, so a lock file left by a dead run is taken
-  over (with a warning naming it). Only process 0 of a multi-host run holds it.
+  over (with a warning naming it). Only process 0 of a multi-host run holds it. With ``wait``, a
+  held lock is waited for (with a warning naming its holder) instead of refused: for a folder that
+  runs share, such as the reference IDE that the first of several runs started together trains.
   """
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, wait: bool = False):
     self.path = os.path.join(workdir, LOCK_FILE)
+    self.wait = wait
     self._file = None
 
   def __enter__(self):
@@ -84,10 +87,13 @@ class WorkdirLock:
     except BlockingIOError:
       self._file.seek(0)
       holder = self._file.read().strip() or "another process"
-      self._file.close()
-      raise WorkdirLockedError(
-        f"workdir {os.path.dirname(self.path)!r} is in use by {holder}: wait for it to end, or use another --workdir"
-      ) from None
+      if not self.wait:
+        self._file.close()
+        raise WorkdirLockedError(
+          f"workdir {os.path.dirname(self.path)!r} is in use by {holder}: wait for it to end, or use another --workdir"
+        ) from None
+      logging.warning("waiting for %s, which holds %s", holder, os.path.dirname(self.path))
+      fcntl.flock(self._file, fcntl.LOCK_EX)
     self._file.seek(0)
     previous = self._file.read().strip()
     if previous:

@@ -2,6 +2,7 @@
 two processes."""
 
 import copy
+import glob
 import json
 import os
 import pathlib
@@ -10,11 +11,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
 
 from sagan_jax import errors, preemption, progress
+from sagan_jax import workdir as workdir_lib
+from sagan_jax.data import synthetic
 from sagan_jax.experiments import evaluation, stages
 
 from helpers import (
@@ -99,6 +103,33 @@ def test_end_to_end_run_writes_every_output_and_reruns_as_a_no_op(end_to_end):
   assert {p: os.stat(os.path.join(workdir, p)).st_mtime_ns for p in stamps} == stamps
   with open(os.path.join(workdir, "results.json")) as f:
     assert json.load(f)["tables"] == result["tables"]
+
+
+def test_a_run_waits_for_another_that_holds_the_shared_reference_ide(end_to_end, caplog):
+  # Runs started together (the runner's --jobs) reach the report's reference IDE at once: the
+  # later ones wait for the first instead of failing at their last stage.
+  config, workdir = end_to_end
+  [where] = glob.glob(os.path.join(config.data.synthetic_dir, synthetic.PREPARED_DIR, "reference_ide", "*"))
+  held, done = threading.Event(), threading.Event()
+
+  def holder():
+    with workdir_lib.WorkdirLock(where):
+      held.set()
+      # Held until the run says it waits (or it ends): a run that refuses the lock fails meanwhile.
+      while not done.wait(0.05) and "which holds" not in caplog.text:
+        pass
+
+  thread = threading.Thread(target=holder)
+  thread.start()
+  held.wait(10)
+  try:
+    stages.train(config, workdir)  # every training stage is done: the evaluation, with its report, runs again
+  finally:
+    done.set()
+    thread.join()
+  assert f"which holds {where}" in caplog.text
+  with open(os.path.join(workdir, "results.json")) as f:
+    assert 0 <= json.load(f)["translation"]["identity_kept"] <= 1
 
 
 def test_preemption_and_crash_resume_with_identical_losses(bench, tmp_path, monkeypatch):

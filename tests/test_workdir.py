@@ -2,8 +2,10 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -27,6 +29,29 @@ def test_one_workdir_one_run(tmp_path, caplog):
   with workdir_lib.WorkdirLock(str(tmp_path)):
     assert (tmp_path / workdir_lib.LOCK_FILE).read_text().startswith(f"PID {os.getpid()}")
   assert "taking over the lock of PID 999999 on host gone" in caplog.text
+
+
+def test_a_shared_folder_lock_waits_for_its_holder_instead_of_refusing(tmp_path, caplog):
+  order = []
+  held, release = threading.Event(), threading.Event()
+
+  def holder():
+    with workdir_lib.WorkdirLock(str(tmp_path)):
+      held.set()
+      release.wait(10)
+      order.append("holder done")
+
+  thread = threading.Thread(target=holder)
+  thread.start()
+  held.wait(10)
+  threading.Timer(0.5, release.set).start()
+  with workdir_lib.WorkdirLock(str(tmp_path), wait=True):
+    order.append("waiter in")
+    assert (tmp_path / workdir_lib.LOCK_FILE).read_text() == f"PID {os.getpid()} on host {socket.gethostname()}"
+  thread.join()
+  assert order == ["holder done", "waiter in"]
+  assert f"waiting for PID {os.getpid()} on host {socket.gethostname()}, which holds {tmp_path}" in caplog.text
+  assert "taking over" not in caplog.text  # the holder ended cleanly
 
 
 def test_the_second_train_py_on_a_workdir_is_refused(tmp_path):

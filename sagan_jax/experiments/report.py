@@ -74,7 +74,8 @@ def reference_ide(run: Run):
   where, config = _reference_dir(run), reference_config(run)
   source = run.datasets.source_train()
   pids = builders.read_labels(run.datasets.builder("source"), "train")["person_id"]
-  with workdir_lib.WorkdirLock(where):
+  # Runs started together (the runner's --jobs) share this folder: the first trains, the others wait.
+  with workdir_lib.WorkdirLock(where, wait=True):
     try:
       ide_train.train(
         config,
