@@ -3,7 +3,9 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from sagan_jax.errors import ConfigError
 from sagan_jax.sagan import SAGAN
 from sagan_jax.sagan import steps as sagan_steps
 from sagan_jax.sagan import train as sagan_train
@@ -50,3 +52,47 @@ def test_cyclegan_learning_rate_decays_linearly_over_the_second_half(tiny_sagan_
     sizes.append(-float(updates["w"]))  # Adam's first step of a constant gradient is the rate itself
   np.testing.assert_allclose(sizes[:6], 2e-4, rtol=1e-3)
   np.testing.assert_allclose(sizes[6:], [2e-4 * (1 - k / 5) for k in range(1, 5)], rtol=1e-3)
+
+
+def test_the_generator_moving_average_follows_each_generator_update_and_translates(tiny_sagan_config):
+  c = tiny_sagan_config("sagan")
+  c.generator_ema = 0.75
+  model, tx = SAGAN(c), sagan_train.optimizers(c, 4)
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
+  state = sagan_steps.create_state(model, tx, 0, mesh)
+  leaves = lambda tree: [np.asarray(v) for v in jax.tree.leaves(tree)]
+  average = leaves({k: state.params[k] for k in model.generator_names})  # starts at the initial weights
+  assert all(np.array_equal(a, b) for a, b in zip(leaves(state.opt_state[sagan_steps.EMA_KEY]), average, strict=True))
+  critic_step, generator_step = sagan_steps.make_steps(model, tx, mesh)
+  rng = np.random.default_rng(0)
+  batch = lambda: {
+    k: jnp.asarray(rng.uniform(-1, 1, (2, 32, 16, 3 if k in "xy" else 1)), jnp.float32)
+    for k in ("x", "x_mask", "y", "y_mask")
+  }
+  for _ in range(3):
+    state, _ = critic_step(state, batch())
+    critic_before = leaves(state.params["D1"])
+    state, _ = generator_step(state, batch())
+    weights = leaves({k: state.params[k] for k in model.generator_names})
+    average = [0.75 * a + 0.25 * w for a, w in zip(average, weights)]
+    # Critic updates leave it alone.
+    assert all(np.array_equal(a, b) for a, b in zip(leaves(state.params["D1"]), critic_before, strict=True))
+  for got, want in zip(leaves(state.opt_state[sagan_steps.EMA_KEY]), average, strict=True):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+  assert max(np.abs(a - w).max() for a, w in zip(average, weights)) > 1e-5  # not simply the last weights
+  translating = state.translation_params
+  same = lambda a, b: all(np.array_equal(u, v) for u, v in zip(leaves(a), leaves(b), strict=True))
+  assert same(translating["G1"], state.opt_state[sagan_steps.EMA_KEY]["G1"])
+  assert same(translating["D1"], state.params["D1"])
+  assert not same(translating["G1"], state.params["G1"])
+  # Off (the default): no average, the checkpoint layout of earlier runs, the last weights translate.
+  plain_config = tiny_sagan_config("sagan")
+  plain = sagan_steps.create_state(SAGAN(plain_config), sagan_train.optimizers(plain_config, 4), 0)
+  assert sagan_steps.EMA_KEY not in plain.opt_state and plain.translation_params == plain.params
+
+
+def test_a_generator_average_decay_outside_0_to_1_is_refused(tiny_sagan_config):
+  c = tiny_sagan_config("sagan")
+  c.generator_ema = 1.0
+  with pytest.raises(ConfigError, match=r"config.sagan.generator_ema=1.0: expected a decay in \[0, 1\)"):
+    SAGAN(c)

@@ -91,16 +91,16 @@ def sagan_hooks(run: Run, a: plan_lib.Adaptation, model: SAGAN) -> loop.Hooks:
   def fidelity_scores(step, state):
     if pairs is None or not (step == 0 or step % t.fidelity_every == 0 or step == t.steps):
       return {}
-    scores = paired.measure(model, parallel.local_copy(state.params), pairs, fidelity_key, detail=False)
+    scores = paired.measure(model, parallel.local_copy(state.translation_params), pairs, fidelity_key, detail=False)
     return {f"fidelity/{k}": v for k, v in scores.items() if isinstance(v, float)}
 
   def after_step(step, state):
     if step == t.steps and pairs is not None:
-      scores = final_scores(run, [(model, parallel.local_copy(state.params), a)], fidelity_key)
+      scores = final_scores(run, [(model, parallel.local_copy(state.translation_params), a)], fidelity_key)
       fileio.write_text_atomic(os.path.join(where, FIDELITY_FILE), json.dumps(scores, indent=1))
     if step % t.sample_every == 0 or step == t.steps:
       picture = samples.grid(
-        model, parallel.local_copy(state.params), sample_x, sample_y, sample_key, truth=sample_truth
+        model, parallel.local_copy(state.translation_params), sample_x, sample_y, sample_key, truth=sample_truth
       )
       samples.save(picture, os.path.join(where, "samples", f"step_{step:07d}.png"))
 

@@ -147,6 +147,9 @@ def sagan_config() -> ml_collections.ConfigDict:
   c.sianet_learning_rate = 1e-4  # our choice (SPGAN trains SiaNet alongside the generators)
   # "constant", or "linear_decay" (CycleGAN: constant for the first half of the updates, then to 0).
   c.lr_schedule = "constant"
+  # Not in the paper (0 = off): the decay of an exponential moving average of G1, G2, S1 and S2,
+  # which translation, fidelity and the sample grids then use instead of the last update's weights.
+  c.generator_ema = 0.0
 
   # Ablation switches (Table III and the baselines of Tables I–II; see `apply_variant`).
   c.spatial = True  # S1/S2, D_T and SCL; False is SA-GAN (WS)

@@ -131,6 +131,8 @@ class SAGAN:
         "of the M codes would give the same warp)"
       )
     _check_image_size(c)
+    if not 0.0 <= c.generator_ema < 1.0:
+      raise ConfigError(f"config.sagan.generator_ema={c.generator_ema}: expected a decay in [0, 1) (0 turns it off)")
     dtype = jnp.dtype(c.dtype)
     self.transform = c.transform
     self.tps_control_hw = tuple(c.tps_control_hw)

@@ -24,6 +24,7 @@ from sagan_jax import losses, parallel
 from sagan_jax.sagan.model import SAGAN, XY
 
 POOL_KEY = "history_pool"
+EMA_KEY = "generator_ema"
 Batch = dict[str, jax.Array]  # x [B,H,W,3], x_mask [B,H,W,1], y, y_mask: images in [-1, 1], masks in [0, 1]
 
 
@@ -45,12 +46,18 @@ class SAGANState:
   params: dict[str, Any]  # network name → parameters
   # "generator" / "critic" / "sianet" → optax state; with a history pool (CycleGAN) also "history_pool":
   # per discriminator ("D1"/"D2") its stored fakes and fill count, absent otherwise so that
-  # checkpoints of configurations without one keep their layout.
+  # checkpoints of configurations without one keep their layout. With ``generator_ema`` also
+  # "generator_ema": the moving average of G1, G2, S1, S2 (absent otherwise, for the same reason).
   opt_state: dict[str, Any]
 
   @property
   def pools(self) -> dict[str, Any]:
     return self.opt_state.get(POOL_KEY, {})
+
+  @property
+  def translation_params(self) -> dict[str, Any]:
+    """The parameters that translate: the generators' moving average when there is one."""
+    return {**self.params, **self.opt_state.get(EMA_KEY, {})}
 
 
 def _group(params, names):
@@ -78,6 +85,9 @@ def create_state(model: SAGAN, tx: Optimizers, seed: int | jax.Array, mesh: Mesh
       "count": jnp.zeros((), jnp.int32),
     }
     opt_state[POOL_KEY] = {"D1": empty(), "D2": empty()}
+  if model.config.generator_ema:
+    # Its own buffers: the compiled steps donate the state, and one buffer cannot be donated twice.
+    opt_state[EMA_KEY] = jax.tree.map(jnp.copy, _group(params, model.generator_names))
   state = SAGANState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), rng, params, opt_state)
   return state if mesh is None else jax.device_put(state, parallel.replicated(mesh))
 
@@ -119,6 +129,13 @@ def generator_update(model: SAGAN, tx: Optimizers, state: SAGANState, batch: Bat
   updates, gen_opt = tx.generator.update(grads, state.opt_state["generator"], gen_params)
   params = {**state.params, **optax.apply_updates(gen_params, updates)}
   opt_state = {**state.opt_state, "generator": gen_opt}
+  if EMA_KEY in opt_state:
+    decay = model.config.generator_ema
+    opt_state[EMA_KEY] = jax.tree.map(
+      lambda average, new: decay * average + (1.0 - decay) * new,
+      opt_state[EMA_KEY],
+      _group(params, model.generator_names),
+    )
   if model.sianet_names:
     sia_params = _group(params, model.sianet_names)
     sia_grads, sia_metrics = jax.grad(model.sianet_loss, has_aux=True)(sia_params, siamese_images)

@@ -122,11 +122,12 @@ def train(
 
 
 def load(config: ml_collections.ConfigDict, workdir: str, mesh, layers: Layers = Layers(), missing: str = ""):
-  """``(model, params)`` of the finished SA-GAN in ``workdir``; ``missing`` says how to train it when there is none."""
+  """``(model, params)`` of the finished SA-GAN in ``workdir`` (its generators' moving average when it
+  kept one); ``missing`` says how to train it when there is none."""
   model = SAGAN(config, layers=layers)
   tx = optimizers(config, 0)
   like = jax.eval_shape(lambda: create_state(model, tx, 0))
   like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=parallel.replicated(mesh)), like)
   missing = missing or f"no finished SA-GAN in {workdir!r}: train it first"
   state, _ = checkpoint.restore_finished(os.path.join(workdir, "checkpoints"), like, missing)
-  return model, state.params
+  return model, state.translation_params
