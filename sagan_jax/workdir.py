@@ -46,7 +46,7 @@ FREE_FIELDS = (
 )
 # Fields added since workdirs were first recorded, with the value that computes what a workdir
 # recorded without them computed: an older workdir stays usable with the new defaults.
-ADDED_FIELDS = {"ide.augment": "none", "sagan.critic_region": "frame"}
+ADDED_FIELDS = {"ide.augment": "none", "sagan.critic_region": "frame", "sagan.generator_ema": 0.0}
 # Characters a checkpoint path cannot hold: Orbax writes it, then tensorstore cannot open it again.
 UNSAFE_PATH_CHARACTERS = "[]"
 

@@ -179,7 +179,7 @@ def test_critic_mask_modes_change_only_the_mask_channel(tiny_sagan_config, mode)
 
 
 @pytest.mark.parametrize("mode", ["soft", "straight_through", "none"])
-def test_critics_restricted_to_the_person_see_a_grey_background(tiny_sagan_config, mode):
+def test_critics_restricted_to_the_person_or_the_background_see_the_other_grey(tiny_sagan_config, mode):
   c = tiny_sagan_config("sagan")
   c.critic_mask, c.critic_region = mode, "person"
   model = SAGAN(c)
@@ -191,7 +191,12 @@ def test_critics_restricted_to_the_person_see_a_grey_background(tiny_sagan_confi
   np.testing.assert_allclose(seen[:, : H // 4, :, :3], 0.0)
   np.testing.assert_allclose(seen[:, H // 4 : 3 * H // 4, :, :3], 0.5 * person, rtol=1e-6)
   np.testing.assert_allclose(seen[..., 3], 0.0 if mode == "none" else np.asarray(mask[..., 0]) / 0.9 * person)
+  # The complement: the background as it is, the person grey (partly, where the mask is soft).
   c.critic_region = "background"
+  seen = np.asarray(SAGAN(c)._critic_input(inputs))
+  np.testing.assert_allclose(seen[:, : H // 4, :, :3], 0.5)
+  np.testing.assert_allclose(seen[:, H // 4 : 3 * H // 4, :, :3], 0.5 * (1.0 - person), rtol=1e-6, atol=1e-7)
+  c.critic_region = "everywhere"
   with pytest.raises(ValueError, match="critic_region"):
     SAGAN(c)
 

@@ -116,9 +116,13 @@ def test_a_workdir_recorded_before_a_field_was_added_is_read_with_the_fields_old
   config = config_lib.base_config()
   workdir_lib.claim(config, str(tmp_path))
   recorded = json.loads((tmp_path / "config.json").read_text())
-  del recorded["ide"]["augment"]
+  del recorded["ide"]["augment"], recorded["sagan"]["generator_ema"]
   (tmp_path / "config.json").write_text(json.dumps(recorded))
-  workdir_lib.claim(config, str(tmp_path), create=False)  # "none": what the older workdir computed
+  workdir_lib.claim(config, str(tmp_path), create=False)  # "none", 0.0: what the older workdir computed
+  config.sagan.generator_ema = 0.99
+  with pytest.raises(errors.WorkdirMismatchError, match=r"sagan.generator_ema: 0.0 → 0.99"):
+    workdir_lib.claim(config, str(tmp_path), create=False)
+  config.sagan.generator_ema = 0.0
   config.ide.augment = "camera"
   with pytest.raises(errors.WorkdirMismatchError, match=r"ide.augment: 'none' → 'camera'"):
     workdir_lib.claim(config, str(tmp_path), create=False)

@@ -92,8 +92,9 @@ def sagan_config() -> ml_collections.ConfigDict:
   # edges tell warped fakes from binary real masks), "straight_through" (both rounded, the gradient
   # passed to S1 unchanged), "binary" (rounded, no gradient to S1 through it) or "none".
   c.critic_mask = "soft"
-  # What D1/D2 see of the RGB: "frame" (the whole image, the paper) or "person" (the background set
-  # to 0, mid-grey, by that mask, so the critics cannot ask G1 to paint backgrounds).
+  # What D1/D2 see of the RGB: "frame" (the whole image, the paper), "person" (the background set
+  # to 0, mid-grey, by that mask, so the critics cannot ask G1 to paint backgrounds) or "background"
+  # (the person set to 0, so they cannot ask G1 to repaint clothing towards the target's people).
   c.critic_region = "frame"
   # Spatial transformer modules S1/S2. Homography is the paper's choice (Section IV-B).
   c.transform = "homography"  # or "affine", "tps"

@@ -32,7 +32,7 @@ from sagan_jax.models.layers import Layers
 Params = dict[str, Any]
 GAN_LOSSES = ("wgan", "lsgan")
 CRITIC_MASKS = ("soft", "straight_through", "binary", "none")
-CRITIC_REGIONS = ("frame", "person")
+CRITIC_REGIONS = ("frame", "person", "background")
 LIPSCHITZ = ("gradient_penalty", "weight_clipping", "none")
 
 
@@ -298,7 +298,7 @@ class SAGAN:
     straight through ("straight_through": real and warped fake masks both binary, so a warp's soft
     edges cannot tell them apart, while S1 still learns geometry from D1); rounded without gradient
     ("binary"); or zeroed ("none"). With ``critic_region="person"`` the RGB outside that mask (the
-    given one, for "none") is set to 0."""
+    given one, for "none") is set to 0; with ``"background"`` the RGB inside it."""
     mode = self.config.critic_mask
     if mode == "soft" and self.config.critic_region == "frame":
       return inputs
@@ -309,6 +309,8 @@ class SAGAN:
       mask = jax.lax.stop_gradient(jnp.round(mask))
     if self.config.critic_region == "person":
       rgb = rgb * mask
+    elif self.config.critic_region == "background":
+      rgb = rgb * (1.0 - mask)
     if mode == "none":
       mask = jnp.zeros_like(mask)
     return jnp.concatenate([rgb, mask], -1)
