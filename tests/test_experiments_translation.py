@@ -2,6 +2,8 @@
 
 import json
 import os
+import shutil
+import types
 
 import jax.numpy as jnp
 import numpy as np
@@ -37,3 +39,30 @@ def test_a_translated_set_is_keyed_to_its_source_list_translator_and_codes(tmp_p
   with open(os.path.join(root, translation.INPUTS)) as f:
     assert json.load(f) == others[0]
   assert "were made from other inputs (source_images, source_names_sha256): translating afresh" in caplog.text
+
+
+def test_rows_with_and_without_masks_share_one_reference_ide(tiny_benchmark, tmp_path):
+  """The report's reference IDE reads images only, so CycleGAN's rows (no masks) and SA-GAN's are
+  measured in one feature space; another source folder gets another network."""
+  from sagan_jax.experiments import config as config_lib
+  from sagan_jax.experiments import report
+
+  folder, _ = tiny_benchmark
+  config = config_lib.base_config()
+  where = lambda manual_dir, with_masks: report._reference_dir(
+    types.SimpleNamespace(
+      config=config,
+      datasets=types.SimpleNamespace(
+        names={"source": "market1501"},
+        manual_dirs={"source": manual_dir},
+        with_masks=with_masks,
+        data_dir=str(tmp_path),
+      ),
+    )
+  )
+  source = os.path.join(folder, "source")
+  assert where(source, True) == where(source, False)
+  assert where(source, True).startswith(os.path.join(str(tmp_path), "reference_ide", "market1501-"))
+  other = tmp_path / "copy"
+  shutil.copytree(source, other)
+  assert where(str(other), True) != where(source, True)

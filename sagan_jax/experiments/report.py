@@ -61,7 +61,9 @@ def reference_config(run: Run):
 
 def _reference_dir(run: Run) -> str:
   d = run.datasets
-  source = builders.source_fingerprint(d.names["source"], d.manual_dirs["source"], d.with_masks)
+  # The images only: the IDE reads no mask, and rows with and without masks (CycleGAN's) must be
+  # measured by one network.
+  source = builders.source_fingerprint(d.names["source"], d.manual_dirs["source"], with_masks=False)
   settings = {k: v for k, v in reference_config(run).to_dict().items() if k not in _NOT_TRAINING}
   key = json.dumps({"source": source, "ide": settings, "seed": REFERENCE_SEED}, sort_keys=True, default=list)
   return os.path.join(
