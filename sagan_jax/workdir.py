@@ -46,7 +46,12 @@ FREE_FIELDS = (
 )
 # Fields added since workdirs were first recorded, with the value that computes what a workdir
 # recorded without them computed: an older workdir stays usable with the new defaults.
-ADDED_FIELDS = {"ide.augment": "none", "sagan.critic_region": "frame", "sagan.generator_ema": 0.0}
+ADDED_FIELDS = {
+  "ide.augment": "none",
+  "sagan.critic_region": "frame",
+  "sagan.generator_ema": 0.0,
+  "sagan.critic_augment": "none",
+}
 # Characters a checkpoint path cannot hold: Orbax writes it, then tensorstore cannot open it again.
 UNSAFE_PATH_CHARACTERS = "[]"
 

@@ -105,6 +105,41 @@ def test_end_to_end_run_writes_every_output_and_reruns_as_a_no_op(end_to_end):
     assert json.load(f)["tables"] == result["tables"]
 
 
+def test_critic_overfit_benchmark_reads_the_finished_run(end_to_end, bench):
+  """`bench/critic_overfit.py` (here, where a finished run is at hand): the target adapted on all its
+  training images, so its query and gallery images are the unseen ones; one row of finite figures."""
+  config, workdir = end_to_end
+  with stages.opened(config, workdir) as run:
+    seen = len(run.plan.target_source)
+    builder = run.datasets.builder("target")
+    unseen = sum(len(builder.as_data_source(split)) for split in ("query", "gallery"))
+    sources = len(run.datasets.source_train())
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
+  out = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "bench.critic_overfit",
+      "--config=tests/tiny_config.py",
+      f"--config.data.synthetic_dir={bench}",
+      "--config.sagan.num_codes=3",
+      "--config.eval.translation_report=True",
+      f"--workdir={workdir}",
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    check=False,
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  (row,) = [line for line in out.stdout.splitlines() if line.startswith("| sagan |")]
+  cells = [c.strip() for c in row.strip("|").split("|")]
+  assert [int(c) for c in cells[1:4]] == [seen, unseen, sources]
+  means = [float(c.split(" ± ")[0]) for c in cells[4:7]]
+  assert all(np.isfinite(means)) and np.isfinite(float(cells[7]))
+
+
 def test_a_run_waits_for_another_that_holds_the_shared_reference_ide(end_to_end, caplog):
   # Runs started together (the runner's --jobs) reach the report's reference IDE at once: the
   # later ones wait for the first instead of failing at their last stage.

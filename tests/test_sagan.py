@@ -201,6 +201,45 @@ def test_critics_restricted_to_the_person_or_the_background_see_the_other_grey(t
     SAGAN(c)
 
 
+def test_critic_augmentation_moves_rgb_and_mask_together_in_both_players_updates(tiny_sagan_config):
+  c = tiny_sagan_config("sagan")
+  c.critic_augment = "translation,cutout"
+  model = SAGAN(c)
+  mask = jax.random.uniform(jax.random.PRNGKey(0), (4, H, W, 1), minval=0.1, maxval=1.0)
+  inputs = jnp.concatenate([mask, mask, mask, mask], -1)  # RGB equal to the mask: both must move alike
+  seen = np.asarray(model._critic_input(inputs, jax.random.PRNGKey(1)))
+  for channel in range(3):
+    np.testing.assert_array_equal(seen[..., channel], seen[..., 3])
+  assert (seen == 0).any() and not np.array_equal(seen, np.asarray(inputs))  # shifted in, or cut out
+  np.testing.assert_array_equal(np.asarray(model._critic_input(inputs)), np.asarray(inputs))  # no key: as given
+
+  params = model.init_params(jax.random.PRNGKey(2))
+  batch = _batch(jax.random.PRNGKey(3), 4, toy_people)
+  critics = {n: params[n] for n in model.critic_names}
+  generators = {n: params[n] for n in model.generator_names}
+  key = jax.random.PRNGKey(4)
+  on, _ = model.critic_loss(critics, params, batch, key)
+  again, _ = model.critic_loss(critics, params, batch, key)
+  c.critic_augment = "none"
+  off_model = SAGAN(c)
+  off, _ = off_model.critic_loss(critics, params, batch, key)  # the same fakes: only the augmentation differs
+  assert np.isfinite(float(on)) and float(on) == float(again) and float(on) != float(off)
+  np.testing.assert_array_equal(np.asarray(off_model._critic_input(inputs, key)), np.asarray(inputs))
+
+  def adversarial(g1):
+    _, (metrics, _) = model.generator_loss({**generators, "G1": g1}, params, batch, key)
+    return metrics["generator/x/adversarial"]
+
+  _, (off_metrics, _) = off_model.generator_loss(generators, params, batch, key)
+  assert float(adversarial(generators["G1"])) != float(off_metrics["generator/x/adversarial"])
+  grads = jax.grad(adversarial)(generators["G1"])  # D1's judgement reaches G1 through the augmentation
+  norms = [float(jnp.linalg.norm(g)) for g in jax.tree.leaves(grads)]
+  assert all(np.isfinite(norms)) and max(norms) > 0
+  c.critic_augment = "colour"
+  with pytest.raises(ValueError, match=r"config.sagan.critic_augment='colour': unknown augmentation \['colour'\]"):
+    SAGAN(c)
+
+
 def test_mode_seeking_pushes_two_codes_warps_apart(tiny_sagan_config):
   """The term alone, on a transformer whose warps already depend a little on the code: its gradient
   steps widen the distance between two codes' warps of the same images."""

@@ -96,6 +96,10 @@ def sagan_config() -> ml_collections.ConfigDict:
   # to 0, mid-grey, by that mask, so the critics cannot ask G1 to paint backgrounds) or "background"
   # (the person set to 0, so they cannot ask G1 to repaint clothing towards the target's people).
   c.critic_region = "frame"
+  # Not in the paper ("none" = off): DiffAugment on D1/D2's inputs, real and fake alike, in both
+  # players' updates (`sagan_jax.sagan.augment`): "translation", "cutout" or "translation,cutout".
+  # Aimed at critics that memorise a small target set.
+  c.critic_augment = "none"
   # Spatial transformer modules S1/S2. Homography is the paper's choice (Section IV-B).
   c.transform = "homography"  # or "affine", "tps"
   c.tps_control_hw = (5, 3)  # our choice: a 5×3 grid suits 2:1 person crops

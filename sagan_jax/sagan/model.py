@@ -28,12 +28,14 @@ from sagan_jax.models import (
 )
 from sagan_jax.models import stm as stm_lib
 from sagan_jax.models.layers import Layers
+from sagan_jax.sagan import augment as augment_lib
 
 Params = dict[str, Any]
 GAN_LOSSES = ("wgan", "lsgan")
 CRITIC_MASKS = ("soft", "straight_through", "binary", "none")
 CRITIC_REGIONS = ("frame", "person", "background")
 LIPSCHITZ = ("gradient_penalty", "weight_clipping", "none")
+AUGMENT_STREAM = 0x5A6  # folded into a step's key for `critic_augment`'s draws, apart from every other split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +120,10 @@ class SAGAN:
       raise ConfigError(f"sagan.critic_mask must be one of {CRITIC_MASKS}, got {c.critic_mask!r}")
     if c.critic_region not in CRITIC_REGIONS:
       raise ConfigError(f"sagan.critic_region must be one of {CRITIC_REGIONS}, got {c.critic_region!r}")
+    try:
+      self.critic_augment = augment_lib.parse_policy(c.critic_augment)
+    except ValueError as e:
+      raise ConfigError(f"config.sagan.critic_augment={c.critic_augment!r}: {e}") from None
     if c.lambda_mode_seeking < 0 or c.mode_seeking_eps <= 0:
       raise ConfigError(
         f"config.sagan.lambda_mode_seeking={c.lambda_mode_seeking} and mode_seeking_eps={c.mode_seeking_eps}: "
@@ -271,21 +277,32 @@ class SAGAN:
     """What SCL compares: 3×3 matrices (homography, affine), or TPS control offsets."""
     return p if self.transform == "tps" else stm_lib.transform_matrices(p, self.transform)
 
-  def _critic_patches(self, params: Params, name: str, inputs: jax.Array) -> jax.Array:
-    """Patch scores ``[B, h, w]`` of RGB + mask ``inputs``."""
-    return self.critic.apply({"params": params[name]}, self._critic_input(inputs))
+  def _critic_patches(self, params: Params, name: str, inputs: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    """Patch scores ``[B, h, w]`` of RGB + mask ``inputs``; ``key`` draws `critic_augment`'s transformations."""
+    return self.critic.apply({"params": params[name]}, self._critic_input(inputs, key))
 
-  def _critic_scores(self, params: Params, name: str, inputs: jax.Array) -> jax.Array:
+  def _critic_scores(self, params: Params, name: str, inputs: jax.Array, key: jax.Array | None = None) -> jax.Array:
     """Per-image critic values ``[B]``: the mean of the patch scores of RGB + mask ``inputs``."""
-    return jnp.mean(self._critic_patches(params, name, inputs), axis=(1, 2))
+    return jnp.mean(self._critic_patches(params, name, inputs, key), axis=(1, 2))
 
-  def _adversarial(self, params: Params, d: Direction, a: Adapted) -> jax.Array:
+  def judge(self, params: Params, critic: str, images: jax.Array, masks: jax.Array) -> jax.Array:
+    """``[B]``: what critic ``critic`` ("D1", "D2") makes of RGB ``images`` and their ``masks``, as its
+    update sees a batch (the configured mask and region handling; no augmentation)."""
+    return self._critic_scores(params, critic, jnp.concatenate([images, masks], -1))
+
+  def _augment_keys(self, key: jax.Array, purpose: int, n: int) -> list:
+    """``n`` keys for `critic_augment` (Nones when it is off: the other random streams are untouched)."""
+    if not self.critic_augment:
+      return [None] * n
+    return list(jax.random.split(jax.random.fold_in(key, AUGMENT_STREAM + purpose), n))
+
+  def _adversarial(self, params: Params, d: Direction, a: Adapted, key: jax.Array | None = None) -> jax.Array:
     """The generator side of D's game (eq. 1, or CycleGAN's least squares), plus D_T's when it exists."""
     fake = jnp.concatenate([a.adapted, a.mask], -1)
     if self.config.gan_loss == "lsgan":
-      out = losses.lsgan_generator_loss(self._critic_patches(params, d.critic, fake))
+      out = losses.lsgan_generator_loss(self._critic_patches(params, d.critic, fake, key))
     else:
-      out = losses.wgan_generator_loss(self._critic_scores(params, d.critic, fake))
+      out = losses.wgan_generator_loss(self._critic_scores(params, d.critic, fake, key))
     if d.spatial_critic in params:
       scores = self.spatial_critic.apply({"params": params[d.spatial_critic]}, a.transform)
       out = out + (
@@ -293,12 +310,15 @@ class SAGAN:
       )
     return out
 
-  def _critic_input(self, inputs: jax.Array) -> jax.Array:
+  def _critic_input(self, inputs: jax.Array, key: jax.Array | None = None) -> jax.Array:
     """What D1/D2 see of RGB + mask: the mask as given ("soft"); rounded with the gradient passed
     straight through ("straight_through": real and warped fake masks both binary, so a warp's soft
     edges cannot tell them apart, while S1 still learns geometry from D1); rounded without gradient
     ("binary"); or zeroed ("none"). With ``critic_region="person"`` the RGB outside that mask (the
-    given one, for "none") is set to 0; with ``"background"`` the RGB inside it."""
+    given one, for "none") is set to 0; with ``"background"`` the RGB inside it. Then, with a
+    ``key`` and a `critic_augment` policy, RGB and mask moved and cut out together."""
+    if key is not None and self.critic_augment:
+      return augment_lib.augment(key, self._critic_input(inputs), self.critic_augment)
     mode = self.config.critic_mask
     if mode == "soft" and self.config.critic_region == "frame":
       return inputs
@@ -353,24 +373,26 @@ class SAGAN:
     total, metrics = 0.0, {}
     gp_keys = iter(jax.random.split(k_gp, 4))
 
-    def critic_term(name, critic_fn, real, fake, patches_fn=None):
+    def critic_term(name, critic_fn, real, fake, patches_fn=None, augment_keys=(None, None, None)):
+      # critic_fn(inputs, key): the key draws the augmentation of real, fake and the interpolates
       nonlocal total
+      k_real, k_fake, k_mixed = augment_keys
       if c.gan_loss == "lsgan":
         fn = patches_fn or critic_fn
-        loss = losses.lsgan_critic_loss(fn(real), fn(fake))
+        loss = losses.lsgan_critic_loss(fn(real, k_real), fn(fake, k_fake))
         metrics[f"critic/{name}/lsgan"] = loss
         total = total + loss
         return
-      wasserstein = -losses.wgan_critic_loss(critic_fn(real), critic_fn(fake))
+      wasserstein = -losses.wgan_critic_loss(critic_fn(real, k_real), critic_fn(fake, k_fake))
       loss = -wasserstein
       metrics[f"critic/{name}/wasserstein"] = wasserstein
       if c.lipschitz == "gradient_penalty":
-        gp = losses.gradient_penalty(critic_fn, real, fake, next(gp_keys))
+        gp = losses.gradient_penalty(lambda v: critic_fn(v, k_mixed), real, fake, next(gp_keys))
         metrics[f"critic/{name}/gradient_penalty"] = gp
         loss = loss + c.lambda_gp * gp
       total = total + loss
 
-    for name, real_img, real_mask, fake in (("D1", y, my, fake_y), ("D2", x, mx, fake_x)):
+    for i, (name, real_img, real_mask, fake) in enumerate((("D1", y, my, fake_y), ("D2", x, mx, fake_x))):
       scores = functools.partial(self._critic_scores, critic_params, name)
       patches = functools.partial(self._critic_patches, critic_params, name)
       critic_term(
@@ -379,11 +401,12 @@ class SAGAN:
         jnp.concatenate([real_img, real_mask], -1),
         jnp.concatenate([fake.adapted, fake.mask], -1),
         patches,
+        self._augment_keys(key, i, 3),
       )
     if "DT1" in critic_params:
       # DT1: fake T_xy, real (T_yx)⁻¹; DT2 mirrors it.
       for name, fake, real in (("DT1", fake_y, fake_x), ("DT2", fake_x, fake_y)):
-        scores = lambda p, name=name: self.spatial_critic.apply({"params": critic_params[name]}, p)
+        scores = lambda p, _key=None, name=name: self.spatial_critic.apply({"params": critic_params[name]}, p)
         critic_term(name, scores, stm_lib.invert_params(real.transform, self.transform), fake.transform)
     metrics["critic/loss"] = total
     return total, metrics
@@ -408,12 +431,13 @@ class SAGAN:
     siamese_terms = self.siamese_losses(params, siamese_images) if c.siamese else None
 
     total, metrics = 0.0, {}
-    for src, d, source, source_mask, target, target_mask, z in (
-      ("x", XY, x, mx, y, my, z_x),
-      ("y", YX, y, my, x, mx, z_y),
+    augment_keys = self._augment_keys(key, 2, 2)
+    for src, d, source, source_mask, target, target_mask, z, k_augment in (
+      ("x", XY, x, mx, y, my, z_x, augment_keys[0]),
+      ("y", YX, y, my, x, mx, z_y, augment_keys[1]),
     ):
       a = adapted[src]
-      adversarial = self._adversarial(params, d, a)
+      adversarial = self._adversarial(params, d, a, k_augment)
       cycle, cycle_metrics = self._cycle_loss(params, d, source, source_mask, a, z)
       identity = self._identity_loss(params, d, a, target, target_mask)
       siamese = siamese_terms[src] if siamese_terms is not None else 0.0
