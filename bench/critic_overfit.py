@@ -51,7 +51,8 @@ def measure(config, workdir: str, layers) -> None:
   rng = np.random.default_rng(0)
   pick = lambda rows: np.sort(rng.choice(rows, min(len(rows), _IMAGES.value), replace=False))
   print(
-    "\n| adaptation | seen | unseen | fake | D1 seen | D1 unseen | D1 fake | r |\n|---|---|---|---|---|---|---|---|"
+    "\n| adaptation | seen | unseen | fake | D1 seen | D1 unseen | D1 fake | r | seen − unseen in standard errors |"
+    "\n|---|---|---|---|---|---|---|---|---|"
   )
   with stages.opened(config, workdir, layers=layers) as run:
     size, masks = run.image_size, run.datasets.mask_mode
@@ -66,8 +67,7 @@ def measure(config, workdir: str, layers) -> None:
       if not len(unseen):
         raise ConfigError(f"{a.name or 'sagan'} adapts on every target image: there are no unseen ones to compare")
       model, params = stages.load_sagan(run, a)
-      source_rows = np.arange(len(source)) if a.source_indices is None else np.asarray(a.source_indices)
-      x = _stack(source, pick(source_rows), size, masks)
+      x = _stack(source, pick(np.asarray(a.source_indices)), size, masks)
       key = jax.random.key(0)
       judge = jax.jit(lambda b: model.judge(params, "D1", b[..., :3], b[..., 3:]))
 
@@ -83,10 +83,11 @@ def measure(config, workdir: str, layers) -> None:
       d_seen = _scores(judge, _stack(target, pick(seen), size, masks))
       d_unseen = _scores(judge, _stack(unseen_source, pick(unseen), size, masks))
       r = (d_seen.mean() - d_unseen.mean()) / (d_seen.mean() - fakes.mean())
+      z = (d_seen.mean() - d_unseen.mean()) / np.sqrt(d_seen.var() / len(d_seen) + d_unseen.var() / len(d_unseen))
       print(
         f"| {a.name or 'sagan'} | {len(d_seen)} | {len(d_unseen)} | {len(fakes)} "
         f"| {d_seen.mean():.2f} ± {d_seen.std():.2f} | {d_unseen.mean():.2f} ± {d_unseen.std():.2f} "
-        f"| {fakes.mean():.2f} ± {fakes.std():.2f} | {r:.2f} |"
+        f"| {fakes.mean():.2f} ± {fakes.std():.2f} | {r:.2f} | {z:.1f} |"
       )
 
 

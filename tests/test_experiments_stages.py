@@ -137,7 +137,7 @@ def test_critic_overfit_benchmark_reads_the_finished_run(end_to_end, bench):
   cells = [c.strip() for c in row.strip("|").split("|")]
   assert [int(c) for c in cells[1:4]] == [seen, unseen, sources]
   means = [float(c.split(" ± ")[0]) for c in cells[4:7]]
-  assert all(np.isfinite(means)) and np.isfinite(float(cells[7]))
+  assert all(np.isfinite(means)) and np.isfinite(float(cells[7])) and np.isfinite(float(cells[8]))
 
 
 def test_a_run_waits_for_another_that_holds_the_shared_reference_ide(end_to_end, caplog):
