@@ -173,6 +173,21 @@ def identity_mapping_loss(generated: jax.Array, target: jax.Array) -> jax.Array:
   return jnp.mean(jnp.abs(generated.astype(jnp.float32) - target.astype(jnp.float32)))
 
 
+def feature_identity_loss(features: jax.Array, anchor_features: jax.Array) -> jax.Array:
+  """Not in the paper: ``E[1 − cos(f(G1(S1(x))), f(S1(x)))]`` in a frozen re-ID network's features f.
+
+  0 when every translation points where its untranslated image does; at most 2. The anchor is
+  taken as given: hold it fixed (``stop_gradient``) so only the translation moves towards it.
+
+  Args:
+    features: ``[B, D]`` features of the translations.
+    anchor_features: ``[B, D]`` features of the images they must keep the identity of.
+  """
+  unit = lambda f: f / jnp.maximum(jnp.linalg.norm(f, axis=-1, keepdims=True), 1e-12)
+  f, a = unit(features.astype(jnp.float32)), unit(anchor_features.astype(jnp.float32))
+  return jnp.mean(1.0 - jnp.sum(f * a, axis=-1))
+
+
 def contrastive_loss(embedding_a: jax.Array, embedding_b: jax.Array, positive: jax.Array, margin: float) -> jax.Array:
   """Eq. 6: ``(1 - i)·max(0, m - d)² + i·d²`` averaged over pairs, d the Euclidean distance.
 

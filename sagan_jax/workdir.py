@@ -51,7 +51,10 @@ ADDED_FIELDS = {
   "sagan.critic_region": "frame",
   "sagan.generator_ema": 0.0,
   "sagan.critic_augment": "none",
+  "sagan.lambda_reid": 0.0,
 }
+# Sections that compute nothing while a switch is off: compared only when either config turns it on.
+SWITCHED_SECTIONS = {"reid_teacher.": ("sagan.lambda_reid", 0.0)}
 # Characters a checkpoint path cannot hold: Orbax writes it, then tensorstore cannot open it again.
 UNSAFE_PATH_CHARACTERS = "[]"
 
@@ -147,6 +150,9 @@ def claim(config: ml_collections.ConfigDict, workdir: str, allow_config_change: 
   if os.path.isfile(path):
     with open(path) as f:
       old, new = {**ADDED_FIELDS, **_comparable(json.load(f))}, _comparable(current)
+    for section, (switch, off) in SWITCHED_SECTIONS.items():
+      if old.get(switch, off) == off and new.get(switch, off) == off:
+        old, new = ({k: v for k, v in d.items() if not k.startswith(section)} for d in (old, new))
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if changed and not allow_config_change:
       shown = "; ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in changed[:6])

@@ -121,3 +121,25 @@ def test_the_mask_unet_takes_the_gans_image_size_and_must_be_able_to_pool_it():
   c.masks.features = (8, 16, 32, 64, 128, 256, 512)  # pools 6 times: 64 = 2^6, 32 is not a multiple of it
   with pytest.raises(ConfigError, match=r"the mask U-Net pools 6 times .* multiples of 64"):
     config_lib.check(c)
+
+
+def test_the_reid_teacher_is_never_the_reference_ide_that_measures_the_translation():
+  c = config_lib.cpu_scale(config_lib.base_config())
+  reference = config_lib.reference_config(c)
+  teacher = config_lib.teacher_config(c)
+  assert reference.augment == teacher.augment == "camera"
+  assert tuple(teacher.stage_sizes) == (2, 2, 2, 2) != tuple(reference.stage_sizes)
+  assert teacher.width == reference.width == 16 and teacher.pretrained == "none"
+  # The paper scale keeps the IDE's architecture (and its ImageNet weights): the seed tells them apart.
+  paper = config_lib.base_config()
+  paper.ide.pretrained = "/weights/resnet50"
+  assert config_lib.teacher_config(paper).to_dict() == config_lib.reference_config(paper).to_dict()
+  paper.ide.pretrained, paper.data.masks = "none", "data"
+  paper.reid_teacher.seed, paper.sagan.lambda_reid = config_lib.REFERENCE_SEED, 1.0
+  with pytest.raises(ConfigError, match=r"config.reid_teacher \(seed 0, the IDE's architecture\) is the translation"):
+    config_lib.check(paper, devices=8)
+  paper.sagan.lambda_reid = 0.0  # no teacher is trained: nothing to refuse
+  config_lib.check(paper, devices=8)
+  c.reid_teacher.width = -4
+  with pytest.raises(ConfigError, match=r"config.reid_teacher: stage_sizes=\(2, 2, 2, 2\), width=-4"):
+    config_lib.teacher_config(c)

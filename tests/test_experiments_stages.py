@@ -167,6 +167,26 @@ def test_a_run_waits_for_another_that_holds_the_shared_reference_ide(end_to_end,
     assert 0 <= json.load(f)["translation"]["identity_kept"] <= 1
 
 
+def test_the_reid_loss_trains_its_own_teacher_once_per_source_apart_from_the_reference_ide(end_to_end, tmp_path):
+  config, _ = end_to_end
+  config = copy.deepcopy(config)
+  config.stages, config.sagan.lambda_reid = "sagan", 1.0
+  config.sagan_train.update(steps=2, sample_every=2, checkpoint_every=2, fidelity_every=2)
+  stages.train(config, str(tmp_path / "first"))
+  prepared = os.path.join(config.data.synthetic_dir, synthetic.PREPARED_DIR)
+  [teacher] = glob.glob(os.path.join(prepared, "reid_teacher", "*", "checkpoints"))
+  [reference] = glob.glob(os.path.join(prepared, "reference_ide", "*"))
+  assert os.path.basename(os.path.dirname(teacher)) != os.path.basename(reference)
+  trained_at = os.path.getmtime(teacher)
+  config.seed = 1
+  stages.train(config, str(tmp_path / "second"))  # another seed of the experiment: the same teacher, not retrained
+  assert glob.glob(os.path.join(prepared, "reid_teacher", "*", "checkpoints")) == [teacher]
+  assert os.path.getmtime(teacher) == trained_at
+  for run in ("first", "second"):
+    metrics = read_metrics(tmp_path / run / "sagan" / "metrics.jsonl")
+    assert all(np.isfinite(metrics[step]["generator/x/reid"]) for step in (1, 2))
+
+
 def test_preemption_and_crash_resume_with_identical_losses(bench, tmp_path, monkeypatch):
   config = tiny_config(bench)
   config.stages = "sagan"

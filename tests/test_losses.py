@@ -114,3 +114,12 @@ def test_mode_seeking_loss_hand_computed():
   out = jnp.array([0.0, 0.5])
   codes = jnp.array([1.0, 2.0])
   assert float(losses.mode_seeking_loss(out, codes, eps=0.5)) == pytest.approx((1.0 / 0.5 + 2.0 / 1.0) / 2)
+
+
+def test_feature_identity_loss_hand_computed():
+  f = jnp.array([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]])
+  anchor = jnp.array([[5.0, 0.0], [1.0, 0.0], [-3.0, -4.0]])  # same direction, orthogonal, opposite
+  assert float(losses.feature_identity_loss(f, anchor)) == pytest.approx((0.0 + 1.0 + 2.0) / 3)
+  assert float(losses.feature_identity_loss(anchor, anchor)) == pytest.approx(0.0, abs=1e-7)
+  # A zero feature vector gives a finite value (cos 0), not NaN.
+  assert float(losses.feature_identity_loss(jnp.zeros((1, 2)), anchor[:1])) == pytest.approx(1.0)

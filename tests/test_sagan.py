@@ -7,6 +7,7 @@ import optax
 import pytest
 
 from sagan_jax import cpu, geometry, parallel
+from sagan_jax.errors import ConfigError
 from sagan_jax.sagan import SAGAN, make_steps, sagan_config, translate
 from sagan_jax.sagan.model import XY
 from sagan_jax.sagan.steps import create_state
@@ -275,6 +276,56 @@ def test_mode_seeking_pushes_two_codes_warps_apart(tiny_sagan_config):
   generators = {n: params[n] for n in model.generator_names}
   _, (off, _) = SAGAN(c).generator_loss(generators, params, batch, jax.random.PRNGKey(2))
   assert "generator/x/mode_seeking" not in off
+
+
+def _projection_features(projection, images):
+  """A stand-in frozen re-ID network: a fixed linear map of the flattened RGB."""
+  return images.reshape(images.shape[0], -1) @ projection
+
+
+def test_reid_term_is_the_feature_identity_loss_of_g1_alone_and_pulls_g1_towards_it(tiny_sagan_config):
+  c = tiny_sagan_config("sagan")
+  c.siamese, c.lambda_reid = False, 2.0
+  model, off_model = SAGAN(c), SAGAN({**c, "lambda_reid": 0.0})
+  params = model.init_params(jax.random.PRNGKey(0))
+  batch = _batch(jax.random.PRNGKey(1), 4, toy_people)
+  projection = jax.random.normal(jax.random.PRNGKey(2), (H * W * 3, 8))
+  features = lambda images: _projection_features(projection, images)
+  key = jax.random.PRNGKey(3)
+  generators = {n: params[n] for n in model.generator_names}
+  on, (metrics, _) = model.generator_loss(generators, params, batch, key, identity_features=features)
+  off, (off_metrics, _) = off_model.generator_loss(generators, params, batch, key)
+  # Brute force: the X→Y translation with the loss's own code, against S1's warp of the same image.
+  z = model.spatial_codes(jax.random.split(key)[0], 4)
+  a = model.adapt(params, XY, batch["x"], batch["x_mask"], z)
+  f, anchor = np.asarray(features(a.adapted)), np.asarray(features(a.spatial))
+  cos = np.sum(f * anchor, -1) / np.linalg.norm(f, axis=-1) / np.linalg.norm(anchor, axis=-1)
+  assert float(metrics["generator/x/reid"]) == pytest.approx(float(np.mean(1 - cos)), rel=1e-4)
+  assert float(metrics["generator/x/reid"]) > 0.01  # G1 starts away from the identity: the term has work to do
+  assert float(on) == pytest.approx(float(off) + 2.0 * float(metrics["generator/x/reid"]), rel=1e-5)
+  assert "generator/y/reid" not in metrics and "generator/x/reid" not in off_metrics
+
+  # Only G1 (and S1, through G1's input) is asked to keep the identity: G2 gets no gradient from it.
+  term = lambda g: model.generator_loss(g, params, batch, key, identity_features=features)[1][0]["generator/x/reid"]
+  gradient = jax.jit(jax.grad(term))
+  grads = gradient(generators)
+  assert max(float(jnp.abs(leaf).max()) for leaf in jax.tree.leaves(grads["G2"])) == 0.0
+  assert max(float(jnp.abs(leaf).max()) for leaf in jax.tree.leaves(grads["G1"])) > 0.0
+  g = generators
+  for _ in range(15):
+    g = jax.tree.map(lambda p, d: p - 0.05 * d, g, gradient(g))
+  _, (after, _) = model.generator_loss(g, params, batch, key, identity_features=features)
+  assert float(after["generator/x/reid"]) < 0.5 * float(metrics["generator/x/reid"])
+
+  # The compiled step takes the network's variables beside the batch.
+  state = create_state(model, _tx(model), 0)
+  _, generator_step = make_steps(model, _tx(model), parallel.make_mesh(1), _projection_features)
+  _, step_metrics = generator_step(state, batch, projection)
+  assert np.isfinite(float(step_metrics["generator/x/reid"]))
+  with pytest.raises(ConfigError, match=r"config.sagan.lambda_reid=2.0 needs a re-ID network's features"):
+    model.generator_loss(generators, params, batch, key)
+  with pytest.raises(ConfigError, match=r"config.sagan.lambda_reid=-1.0: expected a weight ≥ 0"):
+    SAGAN({**c, "lambda_reid": -1.0})
 
 
 # --------------------------------------------------------------------------------------------------

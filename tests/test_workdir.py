@@ -128,6 +128,19 @@ def test_a_workdir_recorded_before_a_field_was_added_is_read_with_the_fields_old
     workdir_lib.claim(config, str(tmp_path), create=False)
 
 
+def test_the_reid_teacher_section_counts_only_while_its_loss_is_on(tmp_path):
+  config = config_lib.base_config()
+  workdir_lib.claim(config, str(tmp_path))
+  recorded = json.loads((tmp_path / "config.json").read_text())
+  del recorded["reid_teacher"], recorded["sagan"]["lambda_reid"]  # a workdir from before the section
+  (tmp_path / "config.json").write_text(json.dumps(recorded))
+  config.reid_teacher.stage_sizes = (2, 2, 2, 2)  # computes nothing while lambda_reid is 0
+  workdir_lib.claim(config, str(tmp_path), create=False)
+  config.sagan.lambda_reid = 1.0
+  with pytest.raises(errors.WorkdirMismatchError, match=r"reid_teacher.seed: None → 1.*sagan.lambda_reid: 0.0 → 1.0"):
+    workdir_lib.claim(config, str(tmp_path), create=False)
+
+
 def test_a_workdir_that_is_a_file_or_that_no_checkpoint_could_be_read_from_is_refused(tmp_path):
   (tmp_path / "a_file").write_text("not a folder")
   with pytest.raises(errors.ConfigError, match=r"--workdir=.*a_file' is a file, not a folder"):

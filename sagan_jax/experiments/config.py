@@ -101,6 +101,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.ide.log_every = 50
   c.ide.checkpoint_every = 1000
 
+  # The frozen re-ID network of sagan.lambda_reid (`experiments.source_ide`): the IDE's settings
+  # with camera augmentation, at this seed and architecture; never the report's reference IDE.
+  c.reid_teacher = ml_collections.ConfigDict()
+  c.reid_teacher.seed = 1
+  c.reid_teacher.stage_sizes = ()  # (): the IDE's
+  c.reid_teacher.width = 0  # 0: the IDE's
+
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 64
   c.eval.ap_mode = "step"  # "step" (torchreid/fast-reid) or "trapezoid" (official Market-1501 code)
@@ -130,6 +137,38 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
   return c
 
 
+CAMERA_AUGMENT = "camera"
+REFERENCE_SEED = 0  # the reference IDE's seed: one instrument for every seed of the experiment
+
+
+def reference_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The reference IDE's settings: the experiment's IDE, trained with camera augmentation."""
+  config = c.ide.copy_and_resolve_references()
+  config.augment = CAMERA_AUGMENT
+  return config
+
+
+def teacher_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The re-ID teacher's settings: the reference's, with ``reid_teacher``'s architecture (trained from
+  scratch when it is not the IDE's); refused when it and its seed would make the reference itself."""
+  t, config = c.reid_teacher, reference_config(c)
+  if t.width < 0 or any(n < 1 for n in t.stage_sizes):
+    raise ConfigError(
+      f"config.reid_teacher: stage_sizes={tuple(t.stage_sizes)}, width={t.width}: expected blocks ≥ 1 per stage "
+      "and a width ≥ 0 (() and 0 take the IDE's)"
+    )
+  stage_sizes = tuple(t.stage_sizes) or tuple(config.stage_sizes)
+  width = t.width or config.width
+  if (stage_sizes, width) != (tuple(config.stage_sizes), config.width):
+    config.stage_sizes, config.width, config.pretrained = stage_sizes, width, PRETRAINED_NONE
+  if t.seed == REFERENCE_SEED and config.to_dict() == reference_config(c).to_dict():
+    raise ConfigError(
+      f"config.reid_teacher (seed {t.seed}, the IDE's architecture) is the translation report's reference IDE: "
+      "G1 would be trained in the features that measure it; set another reid_teacher.seed or stage_sizes/width"
+    )
+  return config
+
+
 MASK_SOURCES = ("data", "unet", "none")
 SPLIT_MODES = ("per_split", "one_split")
 
@@ -147,6 +186,8 @@ def check(c, devices: int | None = None) -> tuple[str, ...]:
     raise ConfigError(f"config.eval.backend={c.eval.backend!r}: expected one of {metrics.BACKENDS}")
   if c.ide.augment not in augment.AUGMENTS:
     raise ConfigError(f"config.ide.augment={c.ide.augment!r}: expected one of {augment.AUGMENTS}")
+  if c.sagan.lambda_reid:
+    teacher_config(c)
   stages = tuple(s.strip() for s in c.stages.split(",") if s.strip())
   unknown = [s for s in stages if s not in STAGES]
   if unknown:
@@ -275,6 +316,8 @@ def cpu_scale(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.ide.pretrained = "none"  # no ImageNet network at this size: trained from scratch on purpose
   c.ide.log_every = 20
   c.ide.checkpoint_every = 200
+  # Twice the IDE's depth: another network than the reference IDE that measures identity_kept.
+  c.reid_teacher.stage_sizes = (2, 2, 2, 2)
   c.eval.normalize_features = True
   return c
 

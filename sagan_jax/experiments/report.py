@@ -8,8 +8,9 @@ viewpoint per image), never by the networks being judged. The augmentation makes
 hold a person's identity across camera-like changes, which a correct translation makes: without
 it an exact translation of the synthetic benchmark kept only 6–25 % of identities. It is trained
 once per source (its folder is keyed to the source's files and the IDE settings) and cached beside
-the prepared datasets (``DATA_DIR/reference_ide/<key>/``), so every variant and seed of an
-experiment is measured by the same network.
+the prepared datasets (``DATA_DIR/reference_ide/<key>/``, `sagan_jax.experiments.source_ide`), so
+every variant and seed of an experiment is measured by the same network; it is never the re-ID
+teacher that ``sagan.lambda_reid`` trains G1 with.
 
 * ``domain_gap``: the Fréchet distance between the translated source and the target images the
   adaptation saw; ``domain_gap_raw``: the same for the untranslated source. A translation that
@@ -28,74 +29,25 @@ split of a two-camera target) the report covers the first one's adaptations.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-
 import numpy as np
 
 from sagan_jax import parallel
 from sagan_jax import translation_metrics as metrics
-from sagan_jax import workdir as workdir_lib
 from sagan_jax.data import builders, pipeline
-from sagan_jax.experiments import translation
+from sagan_jax.experiments import source_ide, translation
+from sagan_jax.experiments.config import CAMERA_AUGMENT, REFERENCE_SEED, reference_config
 from sagan_jax.experiments.datasets import Concat
 from sagan_jax.experiments.run import Run
-from sagan_jax.loop import Stopped
-from sagan_jax.preemption import Preempted
 from sagan_jax.reid import ide
-from sagan_jax.reid import train as ide_train
-
-REFERENCE_SEED = 0  # the reference IDE's seed: one instrument for every seed of the experiment
-# A camera-like change of colour or view is what a translation should make, not a lost identity.
-REFERENCE_AUGMENT = "camera"
-_NOT_TRAINING = ("log_every", "checkpoint_every")
-
-
-def reference_config(run: Run):
-  """The reference IDE's settings: the experiment's, trained with camera augmentation."""
-  config = run.config.ide.copy_and_resolve_references()
-  config.augment = REFERENCE_AUGMENT
-  return config
 
 
 def _reference_dir(run: Run) -> str:
-  d = run.datasets
-  # The images only: the IDE reads no mask, and rows with and without masks (CycleGAN's) must be
-  # measured by one network.
-  source = builders.source_fingerprint(d.names["source"], d.manual_dirs["source"], with_masks=False)
-  settings = {k: v for k, v in reference_config(run).to_dict().items() if k not in _NOT_TRAINING}
-  key = json.dumps({"source": source, "ide": settings, "seed": REFERENCE_SEED}, sort_keys=True, default=list)
-  return os.path.join(
-    d.data_dir, "reference_ide", f"{d.names['source']}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-  )
+  return source_ide.folder(run, "reference_ide", reference_config(run.config), REFERENCE_SEED)
 
 
 def reference_ide(run: Run):
   """``(model, state)`` of the source's reference IDE, trained here the first time it is asked for."""
-  where, config = _reference_dir(run), reference_config(run)
-  source = run.datasets.source_train()
-  pids = builders.read_labels(run.datasets.builder("source"), "train")["person_id"]
-  # Runs started together (the runner's --jobs) share this folder: the first trains, the others wait.
-  with workdir_lib.WorkdirLock(where, wait=True):
-    try:
-      ide_train.train(
-        config,
-        source,
-        pids,
-        where,
-        run.mesh,
-        steps_per_epoch=run.plan.ide_steps_per_epoch(run.config.ide.batch_size),
-        seed=REFERENCE_SEED,
-        layers=run.layers,
-        num_threads=run.config.data.num_threads,
-        name="reference ide",
-        stop=run.stop,
-        log_dir=None,
-      )
-    except Stopped as e:
-      raise Preempted("reference ide", e.step) from None
-  return ide_train.load(config, where, run.mesh, run.layers)
+  return source_ide.trained(run, "reference_ide", reference_config(run.config), REFERENCE_SEED, "reference ide")
 
 
 def _spread(count: int, cap: int) -> np.ndarray:
@@ -163,7 +115,7 @@ class Instrument:
       "artifact_energy_raw": metrics.artifact_energy(images(self.source, source_rows, size), self.target_images),
       "images": {"source": len(source_rows), "translated": len(translated_rows), "target": len(self.target_rows)},
       "feature_space": (
-        f"pool5 of a reference IDE trained on the untranslated source with {REFERENCE_AUGMENT} augmentation "
+        f"pool5 of a reference IDE trained on the untranslated source with {CAMERA_AUGMENT} augmentation "
         f"(seed {REFERENCE_SEED})"
       ),
     }

@@ -35,7 +35,7 @@ from absl import logging
 from sagan_jax import loop, parallel, preemption, workdir
 from sagan_jax.data import builders, pipeline
 from sagan_jax.experiments import config as config_lib
-from sagan_jax.experiments import evaluation, monitor, translation
+from sagan_jax.experiments import evaluation, monitor, source_ide, translation
 from sagan_jax.experiments import plan as plan_lib
 from sagan_jax.experiments.datasets import Concat
 from sagan_jax.experiments.run import Run
@@ -104,6 +104,7 @@ def stage_sagan(run: Run) -> None:
     num_threads=c.data.num_threads,
   )
   source = run.datasets.source_train()
+  teacher = source_ide.teacher_features(run) if c.sagan.lambda_reid else None
   for a in run.plan.adaptations:
     name = f"sagan {a.name}" if a.name else "sagan"
     # The whole split is read without indices, as an ungrouped run reads it.
@@ -122,6 +123,7 @@ def stage_sagan(run: Run) -> None:
         hooks=monitor.sagan_hooks(run, a, SAGAN(c.sagan, layers=run.layers)),
         stop=run.stop,
         log_dir=run.tensorboard,
+        identity_features=teacher,
       )
   monitor.write_joint_fidelity(run, lambda: [(*load_sagan(run, a), a) for a in run.plan.adaptations])
 

@@ -134,6 +134,10 @@ def sagan_config() -> ml_collections.ConfigDict:
   c.lambda_mode_seeking = 0.0
   c.mode_seeking_eps = 0.05  # our choice: bounds the loss where two codes' warps coincide (corner units)
   c.siamese_margin = 2.0  # SPGAN
+  # Not in the paper (0 = off): `losses.feature_identity_loss` of X→Y in a frozen re-ID network
+  # trained on the untranslated source (the experiment's ``reid_teacher``), so G1 may restyle a person
+  # only in ways that network still recognises.
+  c.lambda_reid = 0.0
   # The adversarial game: "wgan" (eq. 1, the paper's) or "lsgan" (CycleGAN's least squares).
   c.gan_loss = "wgan"
   # Lipschitz constraint of the WGAN critics (the paper cites WGAN without saying which).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -129,6 +130,8 @@ class SAGAN:
         f"config.sagan.lambda_mode_seeking={c.lambda_mode_seeking} and mode_seeking_eps={c.mode_seeking_eps}: "
         "expected λ ≥ 0 and ε > 0"
       )
+    if c.lambda_reid < 0:
+      raise ConfigError(f"config.sagan.lambda_reid={c.lambda_reid}: expected a weight ≥ 0 (0 turns it off)")
     if not (c.spatial or c.pixel):
       raise ConfigError("sagan.spatial and sagan.pixel are both off: nothing would adapt the images")
     if c.spatial and (not isinstance(c.z_dim, int) or c.z_dim < 1):
@@ -411,13 +414,27 @@ class SAGAN:
     metrics["critic/loss"] = total
     return total, metrics
 
-  def generator_loss(self, generator_params: Params, frozen_params: Params, batch: dict, key: jax.Array):
+  def generator_loss(
+    self,
+    generator_params: Params,
+    frozen_params: Params,
+    batch: dict,
+    key: jax.Array,
+    identity_features: Callable[[jax.Array], jax.Array] | None = None,
+  ):
     """Eq. 7 for both directions, summed: adversarial + λ_cyc·cycle + λ_idt·identity + λ_siam·Siamese.
 
+    With ``lambda_reid`` > 0, plus λ_reid·`losses.feature_identity_loss` of X→Y in
+    ``identity_features`` (RGB ``[B, H, W, 3]`` → ``[B, D]``, a frozen re-ID network).
     Returns the loss and ``(metrics, siamese_images)``; the latter are the images of eq. 6's pairs,
     for the SiaNet update.
     """
     c = self.config
+    if c.lambda_reid and identity_features is None:
+      raise ConfigError(
+        f"config.sagan.lambda_reid={c.lambda_reid} needs a re-ID network's features (identity_features): "
+        "train.py trains one on the source (config.reid_teacher); set lambda_reid=0 to do without"
+      )
     params = {**frozen_params, **generator_params}
     k_x, k_y = jax.random.split(key)
     x, y = batch["x"], batch["y"]
@@ -450,6 +467,13 @@ class SAGAN:
       metrics[f"generator/{src}/cycle"] = cycle
       metrics[f"generator/{src}/identity"] = identity
       metrics[f"generator/{src}/siamese"] = siamese
+      if src == "x" and c.lambda_reid and c.pixel:
+        # Only G1's change is judged: the anchor is S1's warp of x, held fixed.
+        reid = losses.feature_identity_loss(
+          identity_features(a.adapted), jax.lax.stop_gradient(identity_features(a.spatial))
+        )
+        total = total + c.lambda_reid * reid
+        metrics["generator/x/reid"] = reid
       if c.spatial and c.lambda_mode_seeking:
         mode_seeking = self._mode_seeking(params, d, source, source_mask, a, z, jax.random.fold_in(key, 7 + len(src)))
         total = total + c.lambda_mode_seeking * mode_seeking

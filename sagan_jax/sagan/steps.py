@@ -26,6 +26,8 @@ from sagan_jax.sagan.model import SAGAN, XY
 POOL_KEY = "history_pool"
 EMA_KEY = "generator_ema"
 Batch = dict[str, jax.Array]  # x [B,H,W,3], x_mask [B,H,W,1], y, y_mask: images in [-1, 1], masks in [0, 1]
+# (variables, RGB [B, H, W, 3] in [-1, 1]) → features [B, D]: a frozen network, hashable (compiled steps key on it).
+FeatureFn = Callable[[Any, jax.Array], jax.Array]
 
 
 class Optimizers(NamedTuple):
@@ -121,11 +123,23 @@ def critic_update(model: SAGAN, tx: Optimizers, state: SAGANState, batch: Batch)
   ), metrics
 
 
-def generator_update(model: SAGAN, tx: Optimizers, state: SAGANState, batch: Batch) -> tuple[SAGANState, dict]:
-  """One update of G1, G2, S1, S2 (eq. 7, both directions), then of SiaNet (eq. 6)."""
+def generator_update(
+  model: SAGAN,
+  tx: Optimizers,
+  state: SAGANState,
+  batch: Batch,
+  features: FeatureFn | None = None,
+  feature_variables: Any = None,
+) -> tuple[SAGANState, dict]:
+  """One update of G1, G2, S1, S2 (eq. 7, both directions), then of SiaNet (eq. 6).
+
+  ``features(feature_variables, images)``: the frozen re-ID network of ``lambda_reid`` (None without).
+  """
   rng, key = jax.random.split(state.rng)
   gen_params = _group(state.params, model.generator_names)
-  grads, (metrics, siamese_images) = jax.grad(model.generator_loss, has_aux=True)(gen_params, state.params, batch, key)
+  identity_features = None if features is None else functools.partial(features, feature_variables)
+  loss = functools.partial(model.generator_loss, identity_features=identity_features)
+  grads, (metrics, siamese_images) = jax.grad(loss, has_aux=True)(gen_params, state.params, batch, key)
   updates, gen_opt = tx.generator.update(grads, state.opt_state["generator"], gen_params)
   params = {**state.params, **optax.apply_updates(gen_params, updates)}
   opt_state = {**state.opt_state, "generator": gen_opt}
@@ -147,19 +161,27 @@ def generator_update(model: SAGAN, tx: Optimizers, state: SAGANState, batch: Bat
 
 
 @functools.lru_cache(maxsize=8)
-def make_steps(model: SAGAN, tx: Optimizers, mesh: Mesh) -> tuple[Callable, Callable]:
+def make_steps(
+  model: SAGAN, tx: Optimizers, mesh: Mesh, features: FeatureFn | None = None
+) -> tuple[Callable, Callable]:
   """``(critic_step, generator_step)``, each ``(state, batch) → (state, metrics)``, jit-compiled.
 
   The state is replicated over the mesh and donated (its buffers are reused for the new state);
   the batch is sharded along its leading axis. Each compiles once per batch shape; equal models
   and optimisers on one mesh share the compiled steps (a resumed stage in the same process does not
-  recompile).
+  recompile). With ``features`` (`lambda_reid`'s network), the generator step is
+  ``(state, batch, feature_variables)``, the variables replicated.
   """
   rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-  compile_step = lambda fn: jax.jit(
-    functools.partial(fn, model, tx), in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0
+  compile_step = lambda fn, shardings=(rep, data): jax.jit(
+    functools.partial(fn, model, tx), in_shardings=shardings, out_shardings=(rep, rep), donate_argnums=0
   )
-  return compile_step(critic_update), compile_step(generator_update)
+  if features is None:
+    return compile_step(critic_update), compile_step(generator_update)
+  with_features = lambda model, tx, state, batch, variables: generator_update(
+    model, tx, state, batch, features, variables
+  )
+  return compile_step(critic_update), compile_step(with_features, (rep, data, rep))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_codes"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 
 import jax
 import ml_collections
@@ -20,7 +21,7 @@ from sagan_jax.data import pipeline
 from sagan_jax.errors import ConfigError
 from sagan_jax.models.layers import Layers
 from sagan_jax.sagan.model import SAGAN
-from sagan_jax.sagan.steps import Optimizers, SAGANState, create_state, make_steps
+from sagan_jax.sagan.steps import FeatureFn, Optimizers, SAGANState, create_state, make_steps
 
 LR_SCHEDULES = ("constant", "linear_decay")
 
@@ -78,12 +79,21 @@ def train(
   hooks: loop.Hooks = loop.Hooks(),
   stop=None,
   log_dir: str | None = None,
+  identity_features: tuple[FeatureFn, Any] | None = None,
 ) -> SAGANState:
   """Trains (or resumes, or skips when finished) one SA-GAN in ``workdir`` (``checkpoints/``, ``metrics.jsonl``).
 
   ``x_batches``/``y_batches``: source and target batches of ``train_config.batch_size`` (batch k is a
   pure function of k, so the generator step alone says where a resumed run reads).
+  ``identity_features``: ``(features, variables)`` of the frozen re-ID network ``lambda_reid`` needs.
   """
+  if config.lambda_reid and identity_features is None:
+    raise ConfigError(
+      f"config.sagan.lambda_reid={config.lambda_reid} needs a frozen re-ID network (identity_features); "
+      "train.py trains one on the source (config.reid_teacher)"
+    )
+  features, feature_variables = identity_features if config.lambda_reid else (None, None)
+  extra = () if features is None else (jax.device_put(feature_variables, parallel.replicated(mesh)),)
   model = SAGAN(config, layers=layers)
   tx = optimizers(config, train_config.steps)
   parallel.check_batch_divisible(train_config.batch_size, mesh)
@@ -96,13 +106,13 @@ def train(
     per_step = config.n_critic + 1  # batches drawn per generator update (a fresh batch per critic update)
     start = int(state.step)
     xs, ys = x_batches.iterate(start * per_step), y_batches.iterate(start * per_step)
-    critic_step, generator_step = make_steps(model, tx, mesh)
+    critic_step, generator_step = make_steps(model, tx, mesh, features)
 
     def step_fn(state, step):
       del step
       for _ in range(config.n_critic):
         state, critic_metrics = critic_step(state, _gan_batch(next(xs), next(ys), mesh))
-      state, metrics = generator_step(state, _gan_batch(next(xs), next(ys), mesh))
+      state, metrics = generator_step(state, _gan_batch(next(xs), next(ys), mesh), *extra)
       return state, {**critic_metrics, **metrics}
 
     training = loop.Loop(
