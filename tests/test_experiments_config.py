@@ -128,8 +128,8 @@ def test_the_reid_teacher_is_never_the_reference_ide_that_measures_the_translati
   reference = config_lib.reference_config(c)
   teacher = config_lib.teacher_config(c)
   assert reference.augment == teacher.augment == "camera"
-  assert tuple(teacher.stage_sizes) == (2, 2, 2, 2) != tuple(reference.stage_sizes)
-  assert teacher.width == reference.width == 16 and teacher.pretrained == "none"
+  assert teacher.width == 32 != reference.width and teacher.pretrained == "none"
+  assert tuple(teacher.stage_sizes) == tuple(reference.stage_sizes) == (1, 1, 1, 1)
   # The paper scale keeps the IDE's architecture (and its ImageNet weights): the seed tells them apart.
   paper = config_lib.base_config()
   paper.ide.pretrained = "/weights/resnet50"
@@ -140,6 +140,6 @@ def test_the_reid_teacher_is_never_the_reference_ide_that_measures_the_translati
     config_lib.check(paper, devices=8)
   paper.sagan.lambda_reid = 0.0  # no teacher is trained: nothing to refuse
   config_lib.check(paper, devices=8)
-  c.reid_teacher.width = -4
-  with pytest.raises(ConfigError, match=r"config.reid_teacher: stage_sizes=\(2, 2, 2, 2\), width=-4"):
+  c.reid_teacher.stage_sizes, c.reid_teacher.width = (2, 0, 2, 2), 32
+  with pytest.raises(ConfigError, match=r"config.reid_teacher: stage_sizes=\(2, 0, 2, 2\), width=32"):
     config_lib.teacher_config(c)
