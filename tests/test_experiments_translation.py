@@ -66,3 +66,26 @@ def test_rows_with_and_without_masks_share_one_reference_ide(tiny_benchmark, tmp
   other = tmp_path / "copy"
   shutil.copytree(source, other)
   assert where(str(other), True) != where(source, True)
+
+
+def test_the_reid_teachers_features_are_its_pool5_at_its_own_input_size():
+  import jax
+
+  from sagan_jax.experiments import source_ide
+  from sagan_jax.reid import resnet
+
+  model = resnet.IDE(num_classes=5, stage_sizes=(1, 1), width=4)
+  images = jax.random.uniform(jax.random.PRNGKey(0), (3, 32, 16, 3), minval=-1, maxval=1)
+  variables = model.init(jax.random.PRNGKey(1), images)
+  features = source_ide.Features(model, (32, 16))
+  _, pool5 = model.apply(variables, resnet.imagenet_normalize(images))
+  np.testing.assert_allclose(np.asarray(features(variables, images)), np.asarray(pool5), rtol=1e-6)
+  # Another size is resized to the network's first: a flat image stays flat, so it gives the features of
+  # the flat image at the network's size (unresized, the zero padding at the border would weigh less).
+  flat = jnp.full((1, 32, 16, 3), 0.3)
+  _, flat_pool5 = model.apply(variables, resnet.imagenet_normalize(flat))
+  big = jnp.full((1, 64, 32, 3), 0.3)
+  np.testing.assert_allclose(np.asarray(features(variables, big)), np.asarray(flat_pool5), rtol=1e-5, atol=1e-6)
+  _, big_pool5 = model.apply(variables, resnet.imagenet_normalize(big))
+  assert not np.allclose(np.asarray(big_pool5), np.asarray(flat_pool5), rtol=1e-3)
+  assert hash(features) == hash(source_ide.Features(model, (32, 16)))  # compiled steps key on it

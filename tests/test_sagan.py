@@ -324,6 +324,12 @@ def test_reid_term_is_the_feature_identity_loss_of_g1_alone_and_pulls_g1_towards
   assert np.isfinite(float(step_metrics["generator/x/reid"]))
   with pytest.raises(ConfigError, match=r"config.sagan.lambda_reid=2.0 needs a re-ID network's features"):
     model.generator_loss(generators, params, batch, key)
+  # WP has no G1, so no term and no network to ask for.
+  wp = SAGAN({**tiny_sagan_config("wp"), "siamese": False, "lambda_reid": 2.0})
+  assert not wp.uses_reid and model.uses_reid and not off_model.uses_reid
+  wp_params = wp.init_params(jax.random.PRNGKey(0))
+  _, (wp_metrics, _) = wp.generator_loss({n: wp_params[n] for n in wp.generator_names}, wp_params, batch, key)
+  assert "generator/x/reid" not in wp_metrics
   with pytest.raises(ConfigError, match=r"config.sagan.lambda_reid=-1.0: expected a weight ≥ 0"):
     SAGAN({**c, "lambda_reid": -1.0})
 

@@ -23,7 +23,6 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from sagan_jax import workdir as workdir_lib
@@ -94,5 +93,4 @@ def teacher_features(run: Run):
   """``(Features, variables)`` of the source's re-ID teacher, trained here the first time."""
   config = teacher_config(run.config)
   model, state = trained(run, "reid_teacher", config, run.config.reid_teacher.seed, "re-id teacher")
-  variables = jax.tree.map(jnp.asarray, {"params": state.params, "batch_stats": state.batch_stats})
-  return Features(model, tuple(config.image_size)), variables
+  return Features(model, tuple(config.image_size)), {"params": state.params, "batch_stats": state.batch_stats}

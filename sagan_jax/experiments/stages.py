@@ -104,7 +104,7 @@ def stage_sagan(run: Run) -> None:
     num_threads=c.data.num_threads,
   )
   source = run.datasets.source_train()
-  teacher = source_ide.teacher_features(run) if c.sagan.lambda_reid else None
+  teacher = source_ide.teacher_features(run) if SAGAN(c.sagan).uses_reid else None
   for a in run.plan.adaptations:
     name = f"sagan {a.name}" if a.name else "sagan"
     # The whole split is read without indices, as an ungrouped run reads it.

@@ -194,6 +194,11 @@ class SAGAN:
     return ("D1", "D2") + (("DT1", "DT2") if uses_dt else ())
 
   @property
+  def uses_reid(self) -> bool:
+    """Whether the generator objective has ``lambda_reid``'s term: it judges G1's change, so WP has none."""
+    return bool(self.config.lambda_reid) and self.config.pixel
+
+  @property
   def sianet_names(self) -> tuple[str, ...]:
     return ("SiaNet",) if self.config.siamese else ()
 
@@ -430,7 +435,7 @@ class SAGAN:
     for the SiaNet update.
     """
     c = self.config
-    if c.lambda_reid and identity_features is None:
+    if self.uses_reid and identity_features is None:
       raise ConfigError(
         f"config.sagan.lambda_reid={c.lambda_reid} needs a re-ID network's features (identity_features): "
         "train.py trains one on the source (config.reid_teacher); set lambda_reid=0 to do without"
@@ -467,7 +472,7 @@ class SAGAN:
       metrics[f"generator/{src}/cycle"] = cycle
       metrics[f"generator/{src}/identity"] = identity
       metrics[f"generator/{src}/siamese"] = siamese
-      if src == "x" and c.lambda_reid and c.pixel:
+      if src == "x" and self.uses_reid:
         # Only G1's change is judged: the anchor is S1's warp of x, held fixed.
         reid = losses.feature_identity_loss(
           identity_features(a.adapted), jax.lax.stop_gradient(identity_features(a.spatial))

@@ -87,14 +87,10 @@ def train(
   pure function of k, so the generator step alone says where a resumed run reads).
   ``identity_features``: ``(features, variables)`` of the frozen re-ID network ``lambda_reid`` needs.
   """
-  if config.lambda_reid and identity_features is None:
-    raise ConfigError(
-      f"config.sagan.lambda_reid={config.lambda_reid} needs a frozen re-ID network (identity_features); "
-      "train.py trains one on the source (config.reid_teacher)"
-    )
-  features, feature_variables = identity_features if config.lambda_reid else (None, None)
-  extra = () if features is None else (jax.device_put(feature_variables, parallel.replicated(mesh)),)
   model = SAGAN(config, layers=layers)
+  # Without the term the network is left out of the step; a missing one is the model's error at the first step.
+  features, feature_variables = identity_features if model.uses_reid and identity_features else (None, None)
+  extra = () if features is None else (jax.device_put(feature_variables, parallel.replicated(mesh)),)
   tx = optimizers(config, train_config.steps)
   parallel.check_batch_divisible(train_config.batch_size, mesh)
   state = create_state(model, tx, seed, mesh)
