@@ -4,22 +4,25 @@ figures a real translation's domain gap, identity kept and artifact energy are r
     python -m bench.report_references --config=configs/cuhk01_viper.py --config.data.source.manual_dir=...
         --config.data.target.manual_dir=...
 
-Trains the source's reference IDE first if it is not cached yet (as the evaluate stage would). On the
-synthetic benchmark the paired ground truth of the source training images adds one row per true view:
-what an exact translation scores, the ceiling a trained one is read against.
+Trains the source's reference IDE first if it is not cached yet (as the evaluate stage would). Two
+rows change who the person is and should score low: every image replaced by another person's, and
+(where the source has masks) the person's colours rotated (R, G, B → G, B, R inside the mask, the
+background kept), the kind of change a translation must not make; what the reference says of the
+second is how far its ``identity_kept`` can be trusted. On the synthetic benchmark the paired
+ground truth of the source training images adds one row per true view: what an exact translation
+scores, the ceiling a trained one is read against.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
 
 import numpy as np
 from absl import app
 
 from sagan_jax import cli
-from sagan_jax.data import layouts
+from sagan_jax.data import builders, layouts
 from sagan_jax.experiments import config as config_lib
 from sagan_jax.experiments import paired, report
 from sagan_jax.experiments.run import Run
@@ -27,17 +30,18 @@ from sagan_jax.experiments.run import Run
 _CONFIG = cli.define_config_file("config", None, "experiment config file (configs/*.py)")
 
 
-class ArraySource(Sequence):
-  """Images in memory (uint8 [N, H, W, 3]) as a random-access source the pipeline reads."""
-
-  def __init__(self, images: np.ndarray, person_ids: np.ndarray):
-    self.images, self.person_ids = images, person_ids
-
-  def __len__(self) -> int:
-    return len(self.images)
-
-  def __getitem__(self, i):
-    return {"image": self.images[int(i)], "person_id": self.person_ids[int(i)], "camera_id": 0}
+def other_person(pids: np.ndarray) -> np.ndarray:
+  """For each row, a row of another identity: the first row of the next identity in sorted order."""
+  order = np.argsort(pids, kind="stable")
+  sorted_pids = pids[order]
+  starts = np.flatnonzero(np.r_[True, sorted_pids[1:] != sorted_pids[:-1]])
+  if len(starts) < 2:
+    raise ValueError("another person's image needs at least two identities")
+  first_of_next = np.roll(starts, -1)  # each identity's first row → the next identity's first row
+  group = np.searchsorted(starts, np.arange(len(pids)), side="right") - 1
+  out = np.empty(len(pids), np.int64)
+  out[order] = order[first_of_next[group]]
+  return out
 
 
 def main(argv) -> None:
@@ -65,21 +69,35 @@ def main(argv) -> None:
     "Gaussian noise, sd 0.05": images + 0.05 * np.random.default_rng(0).normal(size=images.shape),
     "a checkerboard, amplitude 0.05": images + 0.05 * board,
   }
-  cases = {name: (translated, pids) for name, translated in cases.items()}
+  cases["white balance (gains 0.85, 1, 1.15)"] = np.clip((images + 1) * np.array([0.85, 1.0, 1.15]), 0, 2) - 1
+  cases["another person's image (identity changed)"] = images[other_person(pids)]
+  masks = report.person_masks(instrument.source, rows, size)
+  if masks is not None:
+    cases["the person's colours rotated, background kept (identity changed)"] = report.recolour_person(images, masks)
+  own = np.arange(len(rows))
+  cases = {name: (translated, pids, own) for name, translated in cases.items()}
   if run.datasets.synthetic_dir:
     truth = paired.load(run.datasets.synthetic_dir, size, "train")
     truth_pids = np.array([int(layouts.MARKET_NAME.match(os.path.basename(p)).group(1)) for p in truth.names])
+    filenames = builders.read_labels(run.datasets.builder("source"), "train")["filename"][rows]
+    position = {os.path.basename(f): i for i, f in enumerate(filenames)}
+    truth_own = np.array([position.get(os.path.basename(n), -1) for n in truth.names])
     for k in range(truth.truth.shape[1]):
       cases[f"the true translation, target view {k} ({len(truth_pids)} paired images)"] = (
         truth.truth[:, k, ..., :3],
         truth_pids,
+        truth_own,
       )
   print(f"Translation report of trivial translations: {len(rows)} source, {len(instrument.target_rows)} target images")
-  print("\n| translation | domain_gap | identity_kept | artifact_energy |\n|---|---|---|---|")
-  for name, (translated, labels) in cases.items():
-    as_uint8 = np.round((np.clip(translated, -1, 1) + 1) * 127.5).astype(np.uint8)
-    scores = instrument.score(rows, ArraySource(as_uint8, labels), np.arange(len(labels)), labels)
-    print(f"| {name} | {scores['domain_gap']:.1f} | {scores['identity_kept']:.3f} | {scores['artifact_energy']:.2f} |")
+  print("\n| translation | domain_gap | identity_kept | identity_rank1 | artifact_energy |\n|---|---|---|---|---|")
+  fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
+  for name, (translated, labels, own_rows) in cases.items():
+    array = report.ArraySource(report.as_uint8(translated), labels)
+    scores = instrument.score(rows, array, np.arange(len(labels)), labels, own_rows)
+    print(
+      f"| {name} | {scores['domain_gap']:.1f} | {fmt(scores['identity_kept'])} | {fmt(scores['identity_rank1'])} "
+      f"| {scores['artifact_energy']:.2f} |"
+    )
 
 
 if __name__ == "__main__":

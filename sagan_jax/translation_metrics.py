@@ -6,8 +6,11 @@ set instead (`sagan_jax.experiments.report` computes them for every adaptation):
 * `frechet_distance`: how far apart two image sets are in a feature space (the Fréchet distance of
   Gaussians fitted to their features, as FID). A translation towards the target makes the
   translated source closer to the target than the raw source is.
-* `identity_kept`: whether a translated image still looks like its own person: rank-1 retrieval
-  of its identity among the untranslated source images. 1.0 keeps every identity.
+* `identity_rank1`: whether a translated image still looks like its own person: rank-1 retrieval
+  of its identity among the untranslated source images, its own untranslated image left out (so it
+  must find another photograph of the person). The report's ``identity_kept`` is this over the
+  same figure for the untranslated images themselves: 1.0 keeps every identity the feature space
+  could tell apart, 0 keeps none.
 * `artifact_energy`: how much more of an image set's spectral power sits at the checkerboard
   frequencies of a stride-2 upsampling (period 2 along either axis) than a reference set's.
   1.0 is as clean as the reference (the target images).
@@ -36,14 +39,35 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
   return float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
 
 
-def identity_kept(query: np.ndarray, query_ids: np.ndarray, gallery: np.ndarray, gallery_ids: np.ndarray) -> float:
-  """Share of ``query`` rows whose nearest ``gallery`` row (Euclidean) has the query's identity."""
+def identity_rank1(
+  query: np.ndarray,
+  query_ids: np.ndarray,
+  gallery: np.ndarray,
+  gallery_ids: np.ndarray,
+  own: np.ndarray | None = None,
+) -> float | None:
+  """Share of ``query`` rows whose nearest ``gallery`` row (Euclidean) has the query's identity.
+
+  ``own[i]``: the gallery row of query ``i``'s own untranslated image (−1: not in the gallery), left
+  out of its search, so a query must find *another* image of its person. Only queries whose person
+  has such an image count; None when no query does.
+  """
   query, gallery = np.asarray(query, np.float32), np.asarray(gallery, np.float32)
+  query_ids, gallery_ids = np.asarray(query_ids), np.asarray(gallery_ids)
   distances = (
     np.sum(query**2, 1)[:, None] + np.sum(gallery**2, 1)[None, :] - 2 * query @ gallery.T
   )  # one BLAS product; the ranking of Euclidean distances
-  nearest = np.argmin(distances, axis=1)
-  return float(np.mean(np.asarray(gallery_ids)[nearest] == np.asarray(query_ids)))
+  same = query_ids[:, None] == gallery_ids[None, :]
+  if own is not None:
+    own = np.asarray(own)
+    rows = np.flatnonzero(own >= 0)
+    distances[rows, own[rows]] = np.inf
+    same[rows, own[rows]] = False
+  answerable = same.any(axis=1)
+  if not answerable.any():
+    return None
+  nearest = np.argmin(distances[answerable], axis=1)
+  return float(np.mean(gallery_ids[nearest] == query_ids[answerable]))
 
 
 def checkerboard_fraction(images: np.ndarray) -> np.ndarray:

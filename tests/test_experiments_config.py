@@ -123,11 +123,25 @@ def test_the_mask_unet_takes_the_gans_image_size_and_must_be_able_to_pool_it():
     config_lib.check(c)
 
 
+def test_the_reference_ide_trains_longer_with_its_learning_rate_steps_stretched_alike():
+  c = config_lib.cpu_scale(config_lib.base_config())
+  reference = config_lib.reference_config(c)
+  assert c.eval.reference_epochs_factor == 4
+  assert (reference.epochs, tuple(reference.lr_decay_epochs)) == (4 * 12, (4 * 8,))
+  assert (c.ide.epochs, tuple(c.ide.lr_decay_epochs)) == (12, (8,))  # the experiment's IDE is untouched
+  paper = config_lib.base_config()
+  assert config_lib.reference_config(paper).epochs == paper.ide.epochs
+  for bad in (0, -2):
+    c.eval.reference_epochs_factor = bad
+    with pytest.raises(ConfigError, match=rf"config.eval.reference_epochs_factor={bad!r}: expected a positive"):
+      config_lib.check(c)
+
+
 def test_the_reid_teacher_is_never_the_reference_ide_that_measures_the_translation():
   c = config_lib.cpu_scale(config_lib.base_config())
   reference = config_lib.reference_config(c)
   teacher = config_lib.teacher_config(c)
-  assert reference.augment == teacher.augment == "camera"
+  assert reference.augment == teacher.augment == "camera_gains"
   assert teacher.width == 32 != reference.width and teacher.pretrained == "none"
   assert tuple(teacher.stage_sizes) == tuple(reference.stage_sizes) == (1, 1, 1, 1)
   # The paper scale keeps the IDE's architecture (and its ImageNet weights): the seed tells them apart.

@@ -39,6 +39,22 @@ def test_the_colour_response_matches_a_hand_computation():
   np.testing.assert_allclose(augment.camera(key, x, ranges)[0], expected, atol=1e-5)
 
 
+def test_the_gains_mode_keeps_the_mix_diagonal_only():
+  # A pure-red and a pure-green pixel stay pure under gains (no channel leaks into another), and
+  # leak under the full mix: what keeps a reference able to see hue.
+  x = jnp.array([[[[1.0, -1.0, -1.0], [-1.0, 1.0, -1.0]]] * 2])  # 2×2: the warp needs two pixels per axis
+  keep_colour = dataclasses.replace(ZERO, mix=0.25)
+  gains = dataclasses.replace(keep_colour, channel_mixing=False)
+  key = jax.random.key(4)
+  out = np.asarray(augment.camera(key, x, gains))
+  assert np.all(out[0, 0, 0, 1:] == -1) and np.all(out[0, 0, 1, [0, 2]] == -1)
+  mix = np.eye(3) + np.asarray(jax.random.uniform(jax.random.split(key, 5)[0], (1, 3, 3), jnp.float32, -0.25, 0.25))[0]
+  np.testing.assert_allclose(out[0, 0, 0, 0], np.clip(mix[0, 0], 0, 1) * 2 - 1, atol=1e-6)  # its own gain
+  mixed = np.asarray(augment.camera(key, jnp.broadcast_to(x, (8, 2, 2, 3)), keep_colour))
+  assert np.abs(mixed[:, 0, 0, 1:] + 1).max() > 0.01  # some of eight draws leak red into green or blue
+  assert augment.RANGES["camera_gains"] == augment.CAMERA_GAINS and not augment.CAMERA_GAINS.channel_mixing
+
+
 def test_each_image_gets_its_own_draw_and_the_range_is_kept():
   x = jnp.broadcast_to(_images(n=1), (4, 8, 4, 3))
   out = np.asarray(augment.camera(jax.random.key(2), x))
@@ -58,7 +74,9 @@ def test_the_train_step_augments_reproducibly_and_refuses_an_unknown_name():
   plain = ide.make_train_step(model, optimizer, mesh)
   camera = ide.make_train_step(model, optimizer, mesh, "camera", seed=0)
   loss = lambda step: float(step(fresh(), images, labels)[1]["loss"])
+  gains = ide.make_train_step(model, optimizer, mesh, "camera_gains", seed=0)
   # The same seed and step draw the same images; the augmented images change the loss.
   assert loss(camera) == loss(camera) != loss(plain)
+  assert loss(gains) == loss(gains) not in (loss(plain), loss(camera))
   with pytest.raises(ValueError, match=r"ide\.augment must be one of"):
     ide.make_train_step(model, optimizer, mesh, "colour")

@@ -25,14 +25,55 @@ def test_an_identity_translation_keeps_every_identity_and_a_scrambled_one_does_n
   rng = np.random.default_rng(1)
   gallery = rng.normal(size=(50, 16))
   ids = np.arange(50) // 2  # two images per person
-  assert tm.identity_kept(gallery, ids, gallery, ids) == 1.0
+  assert tm.identity_rank1(gallery, ids, gallery, ids) == 1.0
   slightly = gallery + 0.01 * rng.normal(size=gallery.shape)
-  assert tm.identity_kept(slightly, ids, gallery, ids) == 1.0
-  assert tm.identity_kept(gallery[::-1], ids, gallery, ids) == pytest.approx(2 / 50)  # only the middle pair
+  assert tm.identity_rank1(slightly, ids, gallery, ids) == 1.0
+  assert tm.identity_rank1(gallery[::-1], ids, gallery, ids) == pytest.approx(2 / 50)  # only the middle pair
   # By hand: queries 0 and 1 are nearest to gallery rows of their own id, query 2 to another's.
   q = np.array([[0.0, 0.1], [5.0, 4.9], [0.2, 0.0]])
   g = np.array([[0.0, 0.0], [5.0, 5.0]])
-  assert tm.identity_kept(q, np.array([7, 8, 8]), g, np.array([7, 8])) == pytest.approx(2 / 3)
+  assert tm.identity_rank1(q, np.array([7, 8, 8]), g, np.array([7, 8])) == pytest.approx(2 / 3)
+
+
+def test_leaving_the_own_image_out_asks_for_another_photograph_of_the_person():
+  # By hand: person 7 has gallery rows 0 and 2, person 8 row 1 only. Query 0 is a copy of row 0:
+  # without it, its nearest is row 1 (person 8) at distance 1, not row 2 at distance 3.
+  g = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+  g_ids = np.array([7, 8, 7])
+  q = np.array([[0.0, 0.0], [2.9, 0.0], [1.0, 0.0]])
+  q_ids = np.array([7, 7, 8])
+  assert tm.identity_rank1(q, q_ids, g, g_ids) == 1.0  # each finds its own copy
+  # Query 2 (person 8, own row 1) has no other photograph: it does not count. Query 1 (own row 2)
+  # finds row 1 (person 8) at 1.9 before row 0 at 2.9.
+  assert tm.identity_rank1(q, q_ids, g, g_ids, own=np.array([0, 2, 1])) == pytest.approx(0 / 2)
+  assert tm.identity_rank1(q, q_ids, g, g_ids, own=np.array([-1, 2, 1])) == pytest.approx(1 / 2)
+  assert tm.identity_rank1(q[2:], q_ids[2:], g, g_ids, own=np.array([1])) is None
+  # Against a brute-force loop on random data.
+  rng = np.random.default_rng(3)
+  g, g_ids = rng.normal(size=(40, 5)), rng.integers(0, 12, 40)
+  own = rng.integers(-1, 40, 60)
+  q = np.where(own[:, None] >= 0, g[own] + 0.3 * rng.normal(size=(60, 5)), rng.normal(size=(60, 5)))
+  q_ids = np.where(own >= 0, g_ids[own], rng.integers(0, 12, 60))
+  hits = []
+  for i in range(60):
+    candidates = [j for j in range(40) if j != own[i]]
+    if any(g_ids[j] == q_ids[i] for j in candidates):
+      nearest = min(candidates, key=lambda j: np.sum((q[i] - g[j]) ** 2))
+      hits.append(g_ids[nearest] == q_ids[i])
+  assert tm.identity_rank1(q, q_ids, g, g_ids, own) == pytest.approx(np.mean(hits))
+
+
+def test_recolouring_rotates_the_person_and_keeps_the_background():
+  from sagan_jax.experiments import report
+
+  images = np.zeros((1, 2, 2, 3))
+  images[0, :, :] = [0.1, 0.2, 0.3]
+  masks = np.array([[[[1.0], [0.0]], [[0.0], [1.0]]]])
+  out = report.recolour_person(images, masks)
+  np.testing.assert_allclose(out[0, 0, 0], [0.2, 0.3, 0.1])  # the person: R, G, B → G, B, R
+  np.testing.assert_allclose(out[0, 0, 1], [0.1, 0.2, 0.3])  # the background as it was
+  np.testing.assert_allclose(out[0, 1, 1], [0.2, 0.3, 0.1])
+  assert report.as_uint8(np.array([-1.5, 0.0, 1.0])).tolist() == [0, 128, 255]
 
 
 def test_a_checkerboard_raises_the_artifact_energy():

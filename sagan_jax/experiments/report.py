@@ -3,10 +3,12 @@
 Real datasets have no paired truth, so the translated source set is judged against the data
 itself (`sagan_jax.translation_metrics`), in one fixed feature space: the pool5 features of a
 *reference IDE*, trained on the untranslated source images with the experiment's IDE settings, a
-fixed seed and camera augmentation (`sagan_jax.reid.augment`: a random colour response and
-viewpoint per image), never by the networks being judged. The augmentation makes its features
-hold a person's identity across camera-like changes, which a correct translation makes: without
-it an exact translation of the synthetic benchmark kept only 6–25 % of identities. It is trained
+fixed seed, ``eval.reference_epochs_factor`` times its epochs and camera augmentation
+(`sagan_jax.reid.augment`, ``"camera_gains"``: per-channel gains, a tone curve and a viewpoint per
+image), never by the networks being judged. The augmentation makes its features hold a person's
+identity across camera-like changes, which a correct translation makes (without it an exact
+translation of the synthetic benchmark kept only 6–25 % of identities); gains rather than a full
+channel mix keep it able to see a person recoloured, which a full mix taught it to ignore. It is trained
 once per source (its folder is keyed to the source's files and the IDE settings) and cached beside
 the prepared datasets (``DATA_DIR/reference_ide/<key>/``, `sagan_jax.experiments.source_ide`), so
 every variant and seed of an experiment is measured by the same network; it is never the re-ID
@@ -15,8 +17,18 @@ teacher that ``sagan.lambda_reid`` trains G1 with.
 * ``domain_gap``: the Fréchet distance between the translated source and the target images the
   adaptation saw; ``domain_gap_raw``: the same for the untranslated source. A translation that
   works makes the first clearly smaller.
-* ``identity_kept``: rank-1 retrieval of each translated image's identity among the untranslated
-  source images (its own source image included: an identity translation scores 1.0).
+* ``identity_rank1``: rank-1 retrieval of each translated image's identity among the untranslated
+  source images, its own untranslated image left out (`translation_metrics.identity_rank1`);
+  ``identity_rank1_raw``: the same for the untranslated images; ``identity_kept``: the first over
+  the second (1.0: every identity the reference tells apart is kept, as an identity translation
+  keeps them; 0: none; null when no sampled person has two images). Leaving the own image out makes
+  it a question about the person: with it in, a translation that kept the background and pose
+  found its own image first, whatever it did to the person (BENCHMARKS.md §7).
+* ``identity_kept_recoloured``: the same figure for the untranslated source with each person's
+  colours rotated (R, G, B → G, B, R inside the mask, the background kept), when the source has
+  masks: what this reference says of a change that makes another person. A from-scratch reference
+  may barely see it (one training did, another of the same recipe did not: BENCHMARKS.md §7), and
+  where it scores near 1, ``identity_kept`` cannot tell a kept identity from repainted clothes.
 * ``artifact_energy``: the translated images' share of spectral power on the period-2 lines (a
   stride-2 upsampling's checkerboard, in light or in colour: `translation_metrics.checkerboard_fraction`)
   over the target images' share (1.0: as clean as the target); ``artifact_energy_raw`` is the
@@ -28,6 +40,8 @@ split of a two-camera target) the report covers the first one's adaptations.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -48,6 +62,38 @@ def _reference_dir(run: Run) -> str:
 def reference_ide(run: Run):
   """``(model, state)`` of the source's reference IDE, trained here the first time it is asked for."""
   return source_ide.trained(run, "reference_ide", reference_config(run.config), REFERENCE_SEED, "reference ide")
+
+
+class ArraySource(Sequence):
+  """Images in memory (uint8 [N, H, W, 3]) as a random-access source the pipeline reads."""
+
+  def __init__(self, images: np.ndarray, person_ids: np.ndarray):
+    self.images, self.person_ids = images, person_ids
+
+  def __len__(self) -> int:
+    return len(self.images)
+
+  def __getitem__(self, i):
+    return {"image": self.images[int(i)], "person_id": self.person_ids[int(i)], "camera_id": 0}
+
+
+def as_uint8(images: np.ndarray) -> np.ndarray:
+  """RGB in [-1, 1] → uint8, clipped."""
+  return np.round((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8)
+
+
+def person_masks(source, rows, size) -> np.ndarray | None:
+  """``[N, H, W, 1]`` person masks of ``source[rows]``, or None when the source has none."""
+  try:
+    batches = pipeline.eval_batches(source, batch_size=64, image_size=size, indices=rows, masks="data")
+    return np.concatenate([batch["image"][:valid, ..., 3:] for batch, valid in batches])
+  except KeyError:
+    return None
+
+
+def recolour_person(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+  """Each person's colours rotated (R, G, B → G, B, R inside the mask), the background kept."""
+  return masks * images[..., [1, 2, 0]] + (1 - masks) * images
 
 
 def _spread(count: int, cap: int) -> np.ndarray:
@@ -99,24 +145,37 @@ class Instrument:
     )
     return ide.extract(self._feature_fn, self._state, batches)[0]
 
-  def score(self, source_rows, translated, translated_rows, translated_pids) -> dict:
-    """The report's figures for translations ``translated[translated_rows]`` of ``source[source_rows]``."""
+  def score(self, source_rows, translated, translated_rows, translated_pids, own) -> dict:
+    """The report's figures for translations ``translated[translated_rows]`` of ``source[source_rows]``;
+    ``own[i]``: the position in ``source_rows`` of translation ``i``'s own source image (−1: none)."""
     unit = lambda f: f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
     f_source = self.features(self.source, source_rows)
     f_translated = self.features(translated, translated_rows)
     size = self.run.image_size
+    source_pids = self.source_pids[source_rows]
+    source_images = images(self.source, source_rows, size)
+    u_source, itself = unit(f_source), np.arange(len(source_rows))
+    rank1 = metrics.identity_rank1(unit(f_translated), translated_pids, u_source, source_pids, own)
+    rank1_raw = metrics.identity_rank1(u_source, source_pids, u_source, source_pids, itself)
+    kept = lambda r: None if r is None or not rank1_raw else r / rank1_raw
+    masks, recoloured = person_masks(self.source, source_rows, size), None
+    if masks is not None:
+      array = ArraySource(as_uint8(recolour_person(source_images, masks)), source_pids)
+      f_recoloured = unit(self.features(array, itself))
+      recoloured = metrics.identity_rank1(f_recoloured, source_pids, u_source, source_pids, itself)
     return {
       "domain_gap": metrics.frechet_distance(f_translated, self.target_features),
       "domain_gap_raw": metrics.frechet_distance(f_source, self.target_features),
-      "identity_kept": metrics.identity_kept(
-        unit(f_translated), translated_pids, unit(f_source), self.source_pids[source_rows]
-      ),
+      "identity_kept": kept(rank1),
+      "identity_rank1": rank1,
+      "identity_rank1_raw": rank1_raw,
+      "identity_kept_recoloured": kept(recoloured),
       "artifact_energy": metrics.artifact_energy(images(translated, translated_rows, size), self.target_images),
-      "artifact_energy_raw": metrics.artifact_energy(images(self.source, source_rows, size), self.target_images),
+      "artifact_energy_raw": metrics.artifact_energy(source_images, self.target_images),
       "images": {"source": len(source_rows), "translated": len(translated_rows), "target": len(self.target_rows)},
       "feature_space": (
         f"pool5 of a reference IDE trained on the untranslated source with {CAMERA_AUGMENT} augmentation "
-        f"(seed {REFERENCE_SEED})"
+        f"(seed {REFERENCE_SEED}, {self.run.config.eval.reference_epochs_factor}× the IDE's epochs)"
       ),
     }
 
@@ -124,8 +183,8 @@ class Instrument:
 def translation_report(run: Run) -> dict:
   """The ``translation`` entry of ``results.json`` (module docstring)."""
   instrument = Instrument(run)
-  source_rows, parts, translated_rows, translated_pids = [], [], [], []
-  offset = 0
+  source_rows, parts, translated_rows, translated_pids, own = [], [], [], [], []
+  offset = sampled = 0
   for a in instrument.adaptations:
     translated = translation.TranslatedSource(run.path(a.subdir("translated")))
     codes = int(translated.meta["num_codes"])
@@ -135,8 +194,14 @@ def translation_report(run: Run) -> dict:
     parts.append(translated)
     translated_rows.append(rows + offset)
     translated_pids.append(translated.person_ids[rows])
+    own.append(sampled + np.repeat(np.arange(len(positions)), codes))
     offset += len(translated)
+    sampled += len(positions)
   out = instrument.score(
-    np.concatenate(source_rows), Concat(parts), np.concatenate(translated_rows), np.concatenate(translated_pids)
+    np.concatenate(source_rows),
+    Concat(parts),
+    np.concatenate(translated_rows),
+    np.concatenate(translated_pids),
+    np.concatenate(own),
   )
   return {**out, "adaptations": [a.name or "default" for a in instrument.adaptations]}

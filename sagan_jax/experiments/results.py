@@ -72,7 +72,7 @@ def markdown(results: Sequence[Mapping], title: str) -> str:
     if t:
       lines.append(
         f"Translation ({method_name(r)}; no ground truth, {t['feature_space']}): domain gap {t['domain_gap']:.2f} "
-        f"(untranslated source {t['domain_gap_raw']:.2f}), identity kept {t['identity_kept']:.3f}, artifact energy "
+        f"(untranslated source {t['domain_gap_raw']:.2f}), identity kept {_kept(t)}, artifact energy "
         f"{t['artifact_energy']:.2f} (untranslated source {t['artifact_energy_raw']:.2f}; target 1)."
       )
   if fidelity:
@@ -93,6 +93,18 @@ def markdown(results: Sequence[Mapping], title: str) -> str:
         f"{refs['best_single_warp']['coverage_error']:.3f}."
       )
   return "\n".join(lines) + "\n"
+
+
+def _kept(t: Mapping) -> str:
+  """``identity_kept`` with the rank-1s it is the ratio of (reports before them had only the first)."""
+  if "identity_rank1" not in t:
+    return f"{t['identity_kept']:.3f}"
+  if t["identity_kept"] is None:
+    return "n/a (no sampled person has two images)"
+  out = f"{t['identity_kept']:.3f} (rank-1 {t['identity_rank1']:.3f}, untranslated {t['identity_rank1_raw']:.3f}"
+  if t.get("identity_kept_recoloured") is not None:
+    out += f"; the people recoloured keep {t['identity_kept_recoloured']:.3f}"
+  return out + ")"
 
 
 def write(workdir: str, result: Mapping) -> None:

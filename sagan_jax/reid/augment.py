@@ -2,7 +2,8 @@
 
 ``ide.augment = "camera"`` applies, per image, on the device inside the train step:
 
-* a colour response: a 3×3 channel mix ``I + U(-m, m)`` on RGB in [0, 1], then a gamma
+* a colour response: a 3×3 channel mix ``I + U(-m, m)`` on RGB in [0, 1] (``"camera_gains"``: its
+  diagonal only, per-channel gains as a white balance makes), then a gamma
   ``exp(U(-g, g))``, a contrast ``exp(U(-c, c))`` about mid-grey and a brightness shift ``U(-b, b)``;
 * a viewpoint: a homography ``homography_from_params(U(-w, w)^8)`` (the spatial transformer's sl(3)
   parametrisation), border-padded.
@@ -10,7 +11,9 @@
 An IDE trained so learns identity cues that survive such changes. The translation report's
 reference IDE uses it (`sagan_jax.experiments.report`), so that ``identity_kept`` does not count a
 camera-like change of colour or view as a lost identity. The ranges are `CAMERA`'s; the default
-``"none"`` is the paper's IDE (flips only).
+``"none"`` is the paper's IDE (flips only). A full channel mix teaches a network to ignore hue, so that
+recolouring a person's clothes keeps their identity in its features; the gains keep hue apart
+(BENCHMARKS.md §7).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import jax.numpy as jnp
 
 from sagan_jax import geometry
 
-AUGMENTS = ("none", "camera")
+AUGMENTS = ("none", "camera", "camera_gains")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,9 +35,12 @@ class CameraRanges:
   contrast: float = 0.3  # log-contrast
   brightness: float = 0.1  # in [0, 1] units
   warp: float = 0.08  # sl(3) parameters
+  channel_mixing: bool = True  # False: the mix's diagonal only (per-channel gains)
 
 
 CAMERA = CameraRanges()
+CAMERA_GAINS = CameraRanges(channel_mixing=False)
+RANGES = {"camera": CAMERA, "camera_gains": CAMERA_GAINS}
 
 
 def camera(key: jax.Array, images: jax.Array, ranges: CameraRanges = CAMERA) -> jax.Array:
@@ -44,6 +50,8 @@ def camera(key: jax.Array, images: jax.Array, ranges: CameraRanges = CAMERA) -> 
   u = lambda k, shape, r: jax.random.uniform(k, shape, jnp.float32, -r, r)
   x = (images.astype(jnp.float32) + 1) / 2
   mix = jnp.eye(3) + u(k_mix, (b, 3, 3), ranges.mix)
+  if not ranges.channel_mixing:
+    mix = mix * jnp.eye(3)
   x = jnp.clip(jnp.einsum("bhwc,bdc->bhwd", x, mix), 0, 1)
   x = x ** jnp.exp(u(k_gamma, (b, 1, 1, 1), ranges.gamma))
   contrast = jnp.exp(u(k_contrast, (b, 1, 1, 1), ranges.contrast))

@@ -38,7 +38,8 @@ def ide_config() -> ml_collections.ConfigDict:
   c.momentum = 0.9  # paper
   c.weight_decay = 5e-4  # our choice: the standard IDE value (the paper gives none)
   c.flip = True  # paper: random horizontal flips
-  c.augment = "none"  # paper; "camera": random colour response and viewpoint per image (`sagan_jax.reid.augment`)
+  # paper; "camera" / "camera_gains": random colour response and viewpoint per image (`sagan_jax.reid.augment`)
+  c.augment = "none"
   c.pretrained = ""  # a converted torchvision ResNet-50 (`python -m sagan_jax.reid.convert_torchvision`)
   return c
 
@@ -104,16 +105,18 @@ def make_train_step(
 ):
   """``step(state, images[B,H,W,≥3] in [-1, 1], labels[B]) → (state, metrics)``, jit over the mesh.
 
-  ``augment="camera"`` transforms each image at random first (`sagan_jax.reid.augment`), with a key
-  from ``seed`` and the step count, so a resumed run draws what an uninterrupted one would.
+  ``augment="camera"`` or ``"camera_gains"`` transforms each image at random first
+  (`sagan_jax.reid.augment`), with a key from ``seed`` and the step count, so a resumed run draws
+  what an uninterrupted one would.
   """
   if augment not in augment_lib.AUGMENTS:
     raise ValueError(f"ide.augment must be one of {augment_lib.AUGMENTS}, got {augment!r}")
 
   def step(state: IDEState, images, labels):
     images = images[..., :3]
-    if augment == "camera":
-      images = augment_lib.camera(jax.random.fold_in(jax.random.key(seed), state.step), images)
+    if augment != "none":
+      key = jax.random.fold_in(jax.random.key(seed), state.step)
+      images = augment_lib.camera(key, images, augment_lib.RANGES[augment])
     x = imagenet_normalize(images)
 
     def loss_fn(params):
