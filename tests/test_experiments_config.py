@@ -123,6 +123,14 @@ def test_the_mask_unet_takes_the_gans_image_size_and_must_be_able_to_pool_it():
     config_lib.check(c)
 
 
+def test_an_unknown_translation_background_is_refused_by_name():
+  c = config_lib.cpu_scale(config_lib.base_config())
+  c.translate.background = "target"
+  expected = r"config.translate.background='target': expected one of \('translated', 'source'\)"
+  with pytest.raises(ConfigError, match=expected):
+    config_lib.check(c)
+
+
 def test_the_reference_ide_trains_longer_with_its_learning_rate_steps_stretched_alike():
   c = config_lib.cpu_scale(config_lib.base_config())
   reference = config_lib.reference_config(c)

@@ -57,8 +57,9 @@ def write_labels(root: str, names: Sequence[str], person_ids, camera_ids, meta: 
   fileio.write_text_atomic(os.path.join(root, LABELS), json.dumps(labels))
 
 
-def fingerprint(source_names: Sequence[str], params, num_codes: int, seed: int) -> dict:
-  """What a translated set is made from: the source images in order, the translator's parameters, M, the codes' seed."""
+def fingerprint(source_names: Sequence[str], params, num_codes: int, seed: int, background: str = "translated") -> dict:
+  """What a translated set is made from: the source images in order, the translator's parameters, M,
+  the codes' seed and (when not G1's) the background."""
   names = hashlib.sha256("\n".join(source_names).encode()).hexdigest()
   weights = hashlib.sha256()
   for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(params), key=lambda kv: jax.tree_util.keystr(kv[0])):
@@ -70,6 +71,7 @@ def fingerprint(source_names: Sequence[str], params, num_codes: int, seed: int) 
     "translator_sha256": weights.hexdigest(),
     "num_codes": num_codes,
     "seed": seed,
+    **({} if background == "translated" else {"background": background}),  # sets made before it stay valid
   }
 
 
@@ -147,7 +149,8 @@ def translate(run: Run, a: plan_lib.Adaptation, model, params) -> None:
   num_codes, batch = c.sagan.num_codes, c.translate.batch_size
   seed = run.seed("translate")
   params = parallel.local_copy(params)
-  inputs = fingerprint([str(n) for n in labels["filename"][indices]], params, num_codes, seed)
+  background = c.translate.background
+  inputs = fingerprint([str(n) for n in labels["filename"][indices]], params, num_codes, seed, background)
   if is_complete(root, inputs):
     logging.info("%s: complete, skipped", name)
     return
@@ -180,6 +183,7 @@ def translate(run: Run, a: plan_lib.Adaptation, model, params) -> None:
           jnp.asarray(images["image"][..., 3:]),
           num_codes,
           jax.random.fold_in(base_key, k),
+          background,
         )
         adapted, masks = np.asarray(adapted), np.asarray(masks)
         for i in range(valid):
@@ -192,6 +196,7 @@ def translate(run: Run, a: plan_lib.Adaptation, model, params) -> None:
   if run.is_main:
     meta = {
       "num_codes": num_codes,
+      "background": background,
       "source_images": count,
       "variant": c.variant,
       "adaptation": a.name,

@@ -184,8 +184,19 @@ def make_steps(
   return compile_step(critic_update), compile_step(with_features, (rep, data, rep))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_codes"))
-def translate(model: SAGAN, params: dict, images: jax.Array, masks: jax.Array, num_codes: int, key: jax.Array):
+BACKGROUNDS = ("translated", "source")
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_codes", "background"))
+def translate(
+  model: SAGAN,
+  params: dict,
+  images: jax.Array,
+  masks: jax.Array,
+  num_codes: int,
+  key: jax.Array,
+  background: str = "translated",
+):
   """Multi-modal X→Y translation: ``num_codes`` (M) spatial codes per source image.
 
   Args:
@@ -195,18 +206,23 @@ def translate(model: SAGAN, params: dict, images: jax.Array, masks: jax.Array, n
     masks: ``[B, H, W, 1]`` their human masks.
     num_codes: M.
     key: PRNG key for the spatial codes.
+    background: ``"translated"`` keeps G1's whole frame (the paper); ``"source"`` keeps G1's pixels
+      inside the warped mask only and the spatially adapted source S1(x) outside it (our option).
 
   Returns:
     ``(adapted [B, M, H, W, 3], masks [B, M, H, W, 1], transforms [B, M, P])``; transforms are
     zeros when the configuration has no spatial transformer.
   """
+  if background not in BACKGROUNDS:
+    raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}")
   masks = model.masks_for_input(masks)
   codes = jax.vmap(lambda k: model.spatial_codes(k, images.shape[0]))(jax.random.split(key, num_codes))
 
   def one_code(z):
     a = model.adapt(params, XY, images, masks, z)
     p = a.transform if a.transform is not None else jnp.zeros((images.shape[0], model.num_transform_params))
-    return a.adapted, a.mask, p
+    adapted = a.adapted if background == "translated" else a.mask * a.adapted + (1 - a.mask) * a.spatial
+    return adapted, a.mask, p
 
   adapted, warped_masks, transforms = jax.vmap(one_code)(codes)
   to_batch_major = lambda t: jnp.swapaxes(t, 0, 1)
