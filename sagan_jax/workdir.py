@@ -52,7 +52,7 @@ ADDED_FIELDS = {
   "sagan.generator_ema": 0.0,
   "sagan.critic_augment": "none",
   "sagan.lambda_reid": 0.0,
-  "translate.background": "translated",
+  "translate.region": "frame",
 }
 # Sections that compute nothing while a switch is off: compared only when either config turns it on.
 SWITCHED_SECTIONS = {"reid_teacher.": ("sagan.lambda_reid", 0.0)}

@@ -123,10 +123,10 @@ def test_the_mask_unet_takes_the_gans_image_size_and_must_be_able_to_pool_it():
     config_lib.check(c)
 
 
-def test_an_unknown_translation_background_is_refused_by_name():
+def test_an_unknown_translation_region_is_refused_by_name():
   c = config_lib.cpu_scale(config_lib.base_config())
-  c.translate.background = "target"
-  expected = r"config.translate.background='target': expected one of \('translated', 'source'\)"
+  c.translate.region = "face"
+  expected = r"config.translate.region='face': expected one of \('frame', 'person', 'background'\)"
   with pytest.raises(ConfigError, match=expected):
     config_lib.check(c)
 

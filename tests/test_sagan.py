@@ -493,22 +493,27 @@ def test_translate_gives_num_codes_outputs_and_identity_at_initialisation(tiny_s
   assert float(jnp.abs(adapted[:, 0] - adapted[:, 1]).max()) > 1e-3
 
 
-def test_a_source_background_keeps_g1_inside_the_mask_and_the_warped_source_outside(tiny_sagan_config):
+def test_a_translation_region_keeps_g1_on_one_side_of_the_mask_and_the_warped_source_on_the_other(
+  tiny_sagan_config,
+):
   model = SAGAN(tiny_sagan_config("sagan"))
   params = model.init_params(jax.random.PRNGKey(0))  # the STMs start at the identity warp: S1(x) = x
   noise = lambda p: p + 0.05 * jax.random.normal(jax.random.PRNGKey(3), p.shape)
   params = {k: jax.tree.map(noise, v) if k == "G1" else v for k, v in params.items()}
   x, x_mask = toy_people(jax.random.PRNGKey(1), 8)
   whole, masks, _ = translate(model, params, x, x_mask, 2, jax.random.PRNGKey(2))
-  pasted, pasted_masks, _ = translate(model, params, x, x_mask, 2, jax.random.PRNGKey(2), "source")
-  np.testing.assert_array_equal(pasted_masks, masks)
+  person, person_masks, _ = translate(model, params, x, x_mask, 2, jax.random.PRNGKey(2), "person")
+  background_only, _, _ = translate(model, params, x, x_mask, 2, jax.random.PRNGKey(2), "background")
+  np.testing.assert_array_equal(person_masks, masks)
   np.testing.assert_allclose(masks, jnp.broadcast_to(x_mask[:, None], masks.shape), atol=1e-5)
-  np.testing.assert_allclose(pasted, masks * whole + (1 - masks) * x[:, None], atol=1e-5)
-  person, background = masks[..., 0] > 0.99, masks[..., 0] < 0.01
-  assert person.any() and background.any()
-  assert float(jnp.abs(whole - x[:, None])[background].max()) > 1e-3  # G1 changed the background; pasting undid it
-  with pytest.raises(ValueError, match="background must be one of"):
-    translate(model, params, x, x_mask, 2, jax.random.PRNGKey(2), "target")
+  np.testing.assert_allclose(person, masks * whole + (1 - masks) * x[:, None], atol=1e-5)
+  np.testing.assert_allclose(background_only, masks * x[:, None] + (1 - masks) * whole, atol=1e-5)
+  inside, outside = masks[..., 0] > 0.99, masks[..., 0] < 0.01
+  assert inside.any() and outside.any()
+  change = jnp.abs(whole - x[:, None]).max(-1)
+  assert float(change[outside].max()) > 1e-3 and float(change[inside].max()) > 1e-3  # G1 changed both sides
+  with pytest.raises(ValueError, match="region must be one of"):
+    translate(model, params, x, x_mask, 2, jax.random.PRNGKey(2), "face")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -97,9 +97,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.translate = ml_collections.ConfigDict()
   c.translate.batch_size = 32
-  # "translated": the IDE trains on G1's whole frame (the paper); "source": G1's person on the
-  # spatially adapted source's background (our option; docs/results.md, the composites).
-  c.translate.background = "translated"
+  # Where the translated set keeps G1's pixels: "frame" (the paper), or only on the "person" or the
+  # "background", S1(x) elsewhere (our option, a diagnostic: docs/results.md, the composites).
+  c.translate.region = "frame"
 
   c.ide = ide_config()
   c.ide.log_every = 50
@@ -209,10 +209,8 @@ def check(c, devices: int | None = None) -> tuple[str, ...]:
   if unknown:
     raise ConfigError(f"config.stages: unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
   viewpoints.parse(c.data.viewpoint_groups)
-  if c.translate.background not in sagan_steps.BACKGROUNDS:
-    raise ConfigError(
-      f"config.translate.background={c.translate.background!r}: expected one of {sagan_steps.BACKGROUNDS}"
-    )
+  if c.translate.region not in sagan_steps.REGIONS:
+    raise ConfigError(f"config.translate.region={c.translate.region!r}: expected one of {sagan_steps.REGIONS}")
   if c.data.target_adaptation not in SPLIT_MODES:
     raise ConfigError(f"config.data.target_adaptation={c.data.target_adaptation!r}: expected one of {SPLIT_MODES}")
   if "masks" in stages and c.data.masks == "unet" and c.sagan.use_mask and not c.masks.images_dir:

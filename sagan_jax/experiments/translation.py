@@ -57,9 +57,9 @@ def write_labels(root: str, names: Sequence[str], person_ids, camera_ids, meta: 
   fileio.write_text_atomic(os.path.join(root, LABELS), json.dumps(labels))
 
 
-def fingerprint(source_names: Sequence[str], params, num_codes: int, seed: int, background: str = "translated") -> dict:
+def fingerprint(source_names: Sequence[str], params, num_codes: int, seed: int, region: str = "frame") -> dict:
   """What a translated set is made from: the source images in order, the translator's parameters, M,
-  the codes' seed and (when not G1's) the background."""
+  the codes' seed and (when not the whole frame) where G1's pixels are kept."""
   names = hashlib.sha256("\n".join(source_names).encode()).hexdigest()
   weights = hashlib.sha256()
   for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(params), key=lambda kv: jax.tree_util.keystr(kv[0])):
@@ -71,7 +71,7 @@ def fingerprint(source_names: Sequence[str], params, num_codes: int, seed: int, 
     "translator_sha256": weights.hexdigest(),
     "num_codes": num_codes,
     "seed": seed,
-    **({} if background == "translated" else {"background": background}),  # sets made before it stay valid
+    **({} if region == "frame" else {"region": region}),  # sets made before the option stay valid
   }
 
 
@@ -149,8 +149,8 @@ def translate(run: Run, a: plan_lib.Adaptation, model, params) -> None:
   num_codes, batch = c.sagan.num_codes, c.translate.batch_size
   seed = run.seed("translate")
   params = parallel.local_copy(params)
-  background = c.translate.background
-  inputs = fingerprint([str(n) for n in labels["filename"][indices]], params, num_codes, seed, background)
+  region = c.translate.region
+  inputs = fingerprint([str(n) for n in labels["filename"][indices]], params, num_codes, seed, region)
   if is_complete(root, inputs):
     logging.info("%s: complete, skipped", name)
     return
@@ -183,7 +183,7 @@ def translate(run: Run, a: plan_lib.Adaptation, model, params) -> None:
           jnp.asarray(images["image"][..., 3:]),
           num_codes,
           jax.random.fold_in(base_key, k),
-          background,
+          region,
         )
         adapted, masks = np.asarray(adapted), np.asarray(masks)
         for i in range(valid):
@@ -196,7 +196,7 @@ def translate(run: Run, a: plan_lib.Adaptation, model, params) -> None:
   if run.is_main:
     meta = {
       "num_codes": num_codes,
-      "background": background,
+      "region": region,
       "source_images": count,
       "variant": c.variant,
       "adaptation": a.name,

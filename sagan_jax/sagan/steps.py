@@ -184,10 +184,10 @@ def make_steps(
   return compile_step(critic_update), compile_step(with_features, (rep, data, rep))
 
 
-BACKGROUNDS = ("translated", "source")
+REGIONS = ("frame", "person", "background")  # where a translation keeps G1's pixels
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_codes", "background"))
+@functools.partial(jax.jit, static_argnames=("model", "num_codes", "region"))
 def translate(
   model: SAGAN,
   params: dict,
@@ -195,7 +195,7 @@ def translate(
   masks: jax.Array,
   num_codes: int,
   key: jax.Array,
-  background: str = "translated",
+  region: str = "frame",
 ):
   """Multi-modal X→Y translation: ``num_codes`` (M) spatial codes per source image.
 
@@ -206,22 +206,26 @@ def translate(
     masks: ``[B, H, W, 1]`` their human masks.
     num_codes: M.
     key: PRNG key for the spatial codes.
-    background: ``"translated"`` keeps G1's whole frame (the paper); ``"source"`` keeps G1's pixels
-      inside the warped mask only and the spatially adapted source S1(x) outside it (our option).
+    region: where G1's pixels are kept: ``"frame"``, everywhere (the paper); ``"person"``, inside
+      the warped mask only, or ``"background"``, outside it, the spatially adapted source S1(x)
+      elsewhere (our option, for finding where a translation helps or hurts).
 
   Returns:
     ``(adapted [B, M, H, W, 3], masks [B, M, H, W, 1], transforms [B, M, P])``; transforms are
     zeros when the configuration has no spatial transformer.
   """
-  if background not in BACKGROUNDS:
-    raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}")
+  if region not in REGIONS:
+    raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
   masks = model.masks_for_input(masks)
   codes = jax.vmap(lambda k: model.spatial_codes(k, images.shape[0]))(jax.random.split(key, num_codes))
 
   def one_code(z):
     a = model.adapt(params, XY, images, masks, z)
     p = a.transform if a.transform is not None else jnp.zeros((images.shape[0], model.num_transform_params))
-    adapted = a.adapted if background == "translated" else a.mask * a.adapted + (1 - a.mask) * a.spatial
+    adapted = a.adapted
+    if region != "frame":
+      keep = a.mask if region == "person" else 1 - a.mask
+      adapted = keep * a.adapted + (1 - keep) * a.spatial
     return adapted, a.mask, p
 
   adapted, warped_masks, transforms = jax.vmap(one_code)(codes)
