@@ -70,10 +70,13 @@ def main(argv) -> None:
     "a checkerboard, amplitude 0.05": images + 0.05 * board,
   }
   cases["white balance (gains 0.85, 1, 1.15)"] = np.clip((images + 1) * np.array([0.85, 1.0, 1.15]), 0, 2) - 1
+  cases["gamma 1.4"] = ((images + 1) / 2) ** 1.4 * 2 - 1
   cases["another person's image (identity changed)"] = images[other_person(pids)]
   masks = report.person_masks(instrument.source, rows, size)
   if masks is not None:
     cases["the person's colours rotated, background kept (identity changed)"] = report.recolour_person(images, masks)
+    cases["the person's red and blue swapped, background kept"] = masks * images[..., [2, 1, 0]] + (1 - masks) * images
+    cases["the person darkened ×0.5, background kept"] = masks * ((images + 1) * 0.5 - 1) + (1 - masks) * images
   own = np.arange(len(rows))
   cases = {name: (translated, pids, own) for name, translated in cases.items()}
   if run.datasets.synthetic_dir:

@@ -143,6 +143,13 @@ def test_the_reference_ide_trains_longer_with_its_learning_rate_steps_stretched_
     c.eval.reference_epochs_factor = bad
     with pytest.raises(ConfigError, match=rf"config.eval.reference_epochs_factor={bad!r}: expected a positive"):
       config_lib.check(c)
+  c.eval.reference_epochs_factor = 4
+  assert reference.augment == "camera_gains"
+  c.eval.reference_augment = "none"  # the references docs/fidelity.md compares, one flag away
+  assert config_lib.reference_config(c).augment == "none"
+  c.eval.reference_augment = "colour"
+  with pytest.raises(ConfigError, match=r"config.eval.reference_augment='colour': expected one of"):
+    config_lib.check(c)
 
 
 def test_the_reid_teacher_is_never_the_reference_ide_that_measures_the_translation():

@@ -128,6 +128,9 @@ def base_config() -> ml_collections.ConfigDict:
   # augmentation makes every epoch new images, and a network that has not fitted its training
   # identities cannot say whether a translation kept them.
   c.eval.reference_epochs_factor = 1
+  # Its augmentation (`sagan_jax.reid.augment`): gains, not "camera", whose channel mix teaches it to
+  # ignore hue; "none" and "camera" remain for comparing references (docs/fidelity.md).
+  c.eval.reference_augment = "camera_gains"
   return c
 
 
@@ -145,18 +148,19 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
   return c
 
 
-CAMERA_AUGMENT = "camera_gains"  # not "camera": its channel mix teaches the reference to ignore hue
 REFERENCE_SEED = 0  # the reference IDE's seed: one instrument for every seed of the experiment
 
 
 def reference_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The reference IDE's settings: the experiment's IDE, trained with camera augmentation for
+  """The reference IDE's settings: the experiment's IDE, trained with ``eval.reference_augment`` for
   ``eval.reference_epochs_factor`` times its epochs, the learning-rate steps stretched alike."""
   factor = c.eval.reference_epochs_factor
   if not isinstance(factor, int) or factor < 1:
     raise ConfigError(f"config.eval.reference_epochs_factor={factor!r}: expected a positive integer")
+  if c.eval.reference_augment not in augment.AUGMENTS:
+    raise ConfigError(f"config.eval.reference_augment={c.eval.reference_augment!r}: expected one of {augment.AUGMENTS}")
   config = c.ide.copy_and_resolve_references()
-  config.augment = CAMERA_AUGMENT
+  config.augment = c.eval.reference_augment
   config.epochs = c.ide.epochs * factor
   config.lr_decay_epochs = tuple(e * factor for e in c.ide.lr_decay_epochs)
   return config

@@ -50,7 +50,7 @@ from sagan_jax import parallel
 from sagan_jax import translation_metrics as metrics
 from sagan_jax.data import builders, pipeline
 from sagan_jax.experiments import source_ide, translation
-from sagan_jax.experiments.config import CAMERA_AUGMENT, REFERENCE_SEED, reference_config
+from sagan_jax.experiments.config import REFERENCE_SEED, reference_config
 from sagan_jax.experiments.datasets import Concat
 from sagan_jax.experiments.run import Run
 from sagan_jax.reid import ide
@@ -179,7 +179,8 @@ class Instrument:
       "artifact_energy_raw": metrics.artifact_energy(source_images, self.target_images),
       "images": {"source": len(source_rows), "translated": len(translated_rows), "target": len(self.target_rows)},
       "feature_space": (
-        f"pool5 of a reference IDE trained on the untranslated source with {CAMERA_AUGMENT} augmentation "
+        f"pool5 of a reference IDE trained on the untranslated source with {self.run.config.eval.reference_augment} "
+        "augmentation "
         f"(seed {REFERENCE_SEED}, {self.run.config.eval.reference_epochs_factor}× the IDE's epochs)"
       ),
     }
