@@ -18,6 +18,7 @@ from helpers import ROOT
     ("sagan_train.checkpoint_every", 0, r"config.sagan_train.checkpoint_every=0: expected a positive integer"),
     ("ide.batch_size", 12, r"config.ide.batch_size=12 is not a multiple of the 8 devices"),
     ("ide.epochs", 0, r"config.ide.epochs=0"),
+    ("eval.ide_repeats", 0, r"config.eval.ide_repeats=0: expected a positive integer"),
     ("sagan.gan_loss", "hinge", r"sagan.gan_loss must be one of"),
   ],
 )

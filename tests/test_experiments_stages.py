@@ -108,6 +108,36 @@ def test_end_to_end_run_writes_every_output_and_reruns_as_a_no_op(end_to_end):
     assert json.load(f)["tables"] == result["tables"]
 
 
+def test_ide_repeats_train_one_seed_each_and_results_report_their_mean(end_to_end, tmp_path):
+  """eval.ide_repeats=2 on a finished run: the first training is the run's own (same seed, kept), the
+  second another seed; results.json's tables are the leaf-wise mean of the two, each one beside them."""
+  config, workdir = end_to_end
+  run_dir = tmp_path / "run"
+  shutil.copytree(workdir, run_dir, ignore=shutil.ignore_patterns("results.*", "tensorboard"))
+  with open(os.path.join(workdir, "results.json")) as f:
+    single = json.load(f)
+  config = copy.deepcopy(config)
+  config.stages = "ide,evaluate"
+  config.eval.ide_repeats = 2
+  config.eval.translation_report = False
+  stages.train(config, str(run_dir))
+  first = read_metrics(run_dir / "ide" / "metrics.jsonl")
+  second = read_metrics(run_dir / "ide_repeat1" / "metrics.jsonl")
+  assert first == read_metrics(pathlib.Path(workdir) / "ide" / "metrics.jsonl")  # not retrained
+  assert sorted(first) == sorted(second)
+  assert any(first[s]["loss"] != second[s]["loss"] for s in first)  # another seed
+  with open(run_dir / "results.json") as f:
+    result = json.load(f)
+  assert result["settings"]["ide_repeats"] == 2
+  each = [t["query_gallery"] for t in result["tables_per_training"]]
+  assert each[0] == single["tables"]["query_gallery"]
+  for key in ("R-1", "R-5", "mAP"):
+    assert result["tables"]["query_gallery"][key] == pytest.approx((each[0][key] + each[1][key]) / 2)
+  md = (run_dir / "results.md").read_text()
+  assert "mean of 2 IDE trainings" in md
+  assert f"{each[1]['R-1']:.1f} / {each[1]['mAP']:.1f}" in md
+
+
 def test_critic_overfit_benchmark_reads_the_finished_run(end_to_end, bench):
   """`bench/critic_overfit.py` (here, where a finished run is at hand): the target adapted on all its
   training images, so its query and gallery images are the unseen ones; one row of finite figures."""

@@ -171,6 +171,22 @@ def test_two_camera_tables_on_ideal_features():
   assert tables["a2b"]["splits"][0]["R-1"] == pytest.approx(98.0)
 
 
+def test_training_mean_averages_scores_and_keeps_counts():
+  """Two trainings' two-camera tables, averaged by hand: scores are means, counts and split numbers stay."""
+
+  def table(r1, m_ap):
+    split = {"split": 3, "R-1": r1, "mAP": m_ap, "num_queries": 7}
+    return {"a2b": {"mean": {"R-1": r1, "mAP": m_ap}, "splits": [split]}}
+
+  one, two = table(10.0, 20.0), table(15.0, 26.0)
+  mean = ide.training_mean([one, two])
+  assert mean == table(12.5, 23.0)
+  assert isinstance(mean["a2b"]["splits"][0]["split"], int)
+  assert ide.training_mean([one]) == one
+  with pytest.raises(ValueError, match="different shapes"):
+    ide.training_mean([one, {"a2b": {"mean": {"R-1": 1.0}, "splits": []}}])
+
+
 def test_bfloat16_compute_tracks_float32_features_and_gradients():
   """Same parameters, bfloat16 compute (the stated tolerance): pool5 features within 2 % and nearest
   neighbours kept; the training loss within 1 % and its whole gradient within 10 % (relative norms;

@@ -20,9 +20,9 @@ from sagan_jax.reid import ide
 from sagan_jax.reid import train as ide_train
 
 
-def load_ide(run: Run, ide_name: str = ""):
-  """``(model, state)`` of the workdir's finished IDE ``ide_name``."""
-  where = run.path(run.plan.ide_subdir(ide_name))
+def load_ide(run: Run, ide_name: str = "", repeat: int = 0):
+  """``(model, state)`` of the workdir's finished IDE ``ide_name`` (its training ``repeat``)."""
+  where = run.path(run.plan.ide_subdir(ide_name, repeat))
   missing = (
     f"no finished IDE model in {where!r}: run the ide stage first "
     f"(python train.py --config=... --workdir={run.workdir} --config.stages=ide)"
@@ -30,12 +30,12 @@ def load_ide(run: Run, ide_name: str = ""):
   return ide_train.load(run.config.ide, where, run.mesh, run.layers, missing)
 
 
-def _extractor(run: Run, ide_name: str):
-  """``features(split) → (features, pids, camids)`` of the target split with IDE ``ide_name``."""
+def _extractor(run: Run, ide_name: str, repeat: int):
+  """``features(split) → (features, pids, camids)`` of the target split with IDE ``ide_name``'s ``repeat``."""
   c = run.config
   local_mesh = parallel.local_mesh()
   batch = c.eval.batch_size - c.eval.batch_size % local_mesh.size or local_mesh.size
-  model, state = load_ide(run, ide_name)
+  model, state = load_ide(run, ide_name, repeat)
   feature_fn = ide.make_feature_fn(model, local_mesh, c.eval.normalize_features, c.eval.flip_average)
   state = parallel.local_copy(state)
   builder = run.datasets.builder("target")
@@ -56,8 +56,8 @@ def _extractor(run: Run, ide_name: str):
   return features
 
 
-def evaluate(run: Run, rank_vis: int = 0) -> dict:
-  """Ranks the target protocol with the workdir's IDE models; writes results.json/.md (process 0); returns them."""
+def _tables(run: Run, repeat: int, rank_vis: int) -> dict:
+  """The target protocol's tables ranked with IDE training ``repeat`` of every model of the plan."""
   c = run.config
   target_protocol = run.datasets.target_protocol()
   if target_protocol is not None:
@@ -66,20 +66,28 @@ def evaluate(run: Run, rank_vis: int = 0) -> dict:
       splits = run.plan.evaluated_splits(ide_name)
       if not splits:
         continue
-      features = _extractor(run, ide_name)
+      features = _extractor(run, ide_name, repeat)
       cam_a, cam_b = features("cam_a"), features("cam_b")
       part = ide.two_camera_tables(target_protocol, cam_a, cam_b, c.eval.ap_mode, c.eval.backend, splits=splits)
       for d in two_camera.DIRECTIONS:
         merged[d]["splits"] += part[d]["splits"]
-    tables = ide.split_mean(merged)
-    protocol = "two_camera"
-  else:
-    features = _extractor(run, "")
-    query, gallery = features("query"), features("gallery")
-    tables = {"query_gallery": ide.rank_table(query, gallery, c.eval.ap_mode, backend=c.eval.backend)}
-    protocol = "query_gallery"
-    if rank_vis and run.is_main:
-      rankvis.write(run.path("rank_vis"), run.datasets.builder("target"), query, gallery, rank_vis)
+    return ide.split_mean(merged)
+  features = _extractor(run, "", repeat)
+  query, gallery = features("query"), features("gallery")
+  if rank_vis and run.is_main and repeat == 0:
+    rankvis.write(run.path("rank_vis"), run.datasets.builder("target"), query, gallery, rank_vis)
+  return {"query_gallery": ide.rank_table(query, gallery, c.eval.ap_mode, backend=c.eval.backend)}
+
+
+def evaluate(run: Run, rank_vis: int = 0) -> dict:
+  """Ranks the target protocol with the workdir's IDE models; writes results.json/.md (process 0); returns them.
+
+  With ``eval.ide_repeats`` > 1, ``tables`` is the mean over the trainings and ``tables_per_training``
+  holds each one's."""
+  c = run.config
+  per_training = [_tables(run, r, rank_vis) for r in range(c.eval.ide_repeats)]
+  tables = ide.training_mean(per_training)
+  protocol = "two_camera" if run.datasets.target_protocol() is not None else "query_gallery"
   plan_json = run.plan.as_json()
   gan = c.variant != "original"
   result = {
@@ -95,11 +103,14 @@ def evaluate(run: Run, rank_vis: int = 0) -> dict:
       "num_codes": c.sagan.num_codes if gan else 0,
       "ide_init": "from scratch" if c.ide.pretrained in ("", ide_train.PRETRAINED_NONE) else "imagenet",
       "ide_steps": run.plan.ide_steps(c),
+      "ide_repeats": c.eval.ide_repeats,
       "viewpoint_groups": {g: list(v) for g, v in run.plan.groups.items()} if gan else {},
       "evaluated_splits": run.plan.evaluated_splits() if protocol == "two_camera" else None,
       "notes": plan_json["notes"],
     },
   }
+  if len(per_training) > 1:
+    result["tables_per_training"] = per_training
   fidelity_path = run.path("sagan", monitor.FIDELITY_FILE)
   if gan and os.path.isfile(fidelity_path):
     with open(fidelity_path) as f:

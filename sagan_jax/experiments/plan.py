@@ -69,8 +69,10 @@ class Plan:
   source_images: int  # the source's training images: every IDE's epoch, whatever M is
   target_source: Any = None  # the random-access target images adaptations index (not in the JSON)
 
-  def ide_subdir(self, name: str) -> str:
-    return os.path.join("ide", name) if name else "ide"
+  def ide_subdir(self, name: str, repeat: int = 0) -> str:
+    """IDE ``name``'s folder; training ``repeat`` > 0 of it (`eval.ide_repeats`) beside the first's."""
+    root = f"ide_repeat{repeat}" if repeat else "ide"
+    return os.path.join(root, name) if name else root
 
   def ide_steps_per_epoch(self, batch_size: int) -> int:
     """Updates per IDE epoch: one pass over the source images' count, so M does not change the budget."""

@@ -66,6 +66,15 @@ def markdown(results: Sequence[Mapping], title: str) -> str:
     lines.append(f"Splits evaluated: {', '.join(map(str, settings['evaluated_splits']))}.")
   if settings.get("ide_steps"):
     lines.append(f"IDE updates: {settings['ide_steps']} (the same for every variant and M).")
+  repeats = settings.get("ide_repeats", 1)
+  if repeats > 1:
+    line = f"Each score is the mean of {repeats} IDE trainings, each with its own seed"
+    if len(results) == 1 and "tables_per_training" in results[0]:
+      each = [table_rows({**results[0], "tables": t}) for t in results[0]["tables_per_training"]]
+      line += "; R-1 / mAP of each: " + "; ".join(
+        f"{g} " + ", ".join(f"{rows[g]['R-1']:.1f} / {rows[g]['mAP']:.1f}" for rows in each) for g in each[0]
+      )
+    lines.append(line + ".")
   lines += [f"Note: {n}" for n in settings.get("notes", [])]
   for r in results:
     t = r.get("translation")

@@ -153,26 +153,34 @@ def _ide_training_set(run: Run, ide_name: str):
   return Concat(parts), np.concatenate([p.person_ids for p in parts])
 
 
+def ide_seed(run: Run, repeat: int) -> int:
+  """Training ``repeat``'s seed; the first keeps the seed of runs made before `eval.ide_repeats`."""
+  return run.seed("ide" if repeat == 0 else f"ide_repeat{repeat}")
+
+
 def stage_ide(run: Run) -> None:
   c = run.config
+  repeats = c.eval.ide_repeats
   for ide_name in run.plan.ide_models:
     source, person_ids = _ide_training_set(run, ide_name)
-    name = f"ide {ide_name}" if ide_name else "ide"
-    with _stopped_as_preempted(name):
-      ide_train.train(
-        c.ide,
-        source,
-        person_ids,
-        run.path(run.plan.ide_subdir(ide_name)),
-        run.mesh,
-        steps_per_epoch=run.plan.ide_steps_per_epoch(c.ide.batch_size),
-        seed=run.seed("ide"),
-        layers=run.layers,
-        num_threads=c.data.num_threads,
-        name=name,
-        stop=run.stop,
-        log_dir=run.tensorboard,
-      )
+    for repeat in range(repeats):
+      name = f"ide {ide_name}" if ide_name else "ide"
+      name += f" repeat{repeat}" if repeat else ""  # also its TensorBoard folder
+      with _stopped_as_preempted(name):
+        ide_train.train(
+          c.ide,
+          source,
+          person_ids,
+          run.path(run.plan.ide_subdir(ide_name, repeat)),
+          run.mesh,
+          steps_per_epoch=run.plan.ide_steps_per_epoch(c.ide.batch_size),
+          seed=ide_seed(run, repeat),
+          layers=run.layers,
+          num_threads=c.data.num_threads,
+          name=name,
+          stop=run.stop,
+          log_dir=run.tensorboard,
+        )
 
 
 STAGE_FUNCTIONS = {

@@ -6,7 +6,7 @@ ranking tables of a target protocol. `sagan_jax.reid.train` trains it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import flax.struct
@@ -266,3 +266,20 @@ def split_mean(tables: dict[str, Any]) -> dict[str, Any]:
     keys = [k for k in per_split[0] if not k.startswith("num_") and k != "split"]
     out[direction] = {"mean": {k: float(np.mean([t[k] for t in per_split])) for k in keys}, "splits": per_split}
   return out
+
+
+def training_mean(tables: Sequence[Any]) -> Any:
+  """The mean of several trainings' tables of one shape (`rank_table`, `two_camera_tables`), leaf by
+  leaf; counts and split numbers, the same in every training, stay as they are."""
+  first = tables[0]
+  if isinstance(first, dict):
+    if any(set(t) != set(first) for t in tables):
+      raise ValueError(f"tables of different shapes: keys {sorted(first)} and {[sorted(t) for t in tables[1:]]}")
+    return {k: training_mean([t[k] for t in tables]) for k in first}
+  if isinstance(first, (list, tuple)):
+    if any(len(t) != len(first) for t in tables):
+      raise ValueError(f"tables of different shapes: lists of {[len(t) for t in tables]} entries")
+    return [training_mean(list(parts)) for parts in zip(*tables, strict=True)]
+  if all(t == first for t in tables):
+    return first
+  return float(np.mean(tables))
