@@ -56,6 +56,21 @@ def test_each_variant_builds_the_networks_of_its_row():
     config_lib.apply_variant(config_lib.base_config(), "sagan_m5")
 
 
+def test_the_cyclegan_rows_stay_as_published_under_the_cpu_recipes():
+  """The CPU configs' recipes change SA-GAN's optimiser, upsampling and λ_idt; CycleGAN and CycleGAN*
+  keep the published ones (Adam 2e-4, transposed convolutions, identity weight 0.5 λ_cyc = 5)."""
+  import importlib.util
+
+  spec = importlib.util.spec_from_file_location("synthetic_config", os.path.join(ROOT, "configs", "synthetic.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  assert module.get_config().sagan.lambda_idt == 20.0  # the recipe's, which the rows must not inherit
+  for variant in ("cyclegan", "cyclegan_star"):
+    s = module.get_config(f"variant={variant}").sagan
+    assert (s.learning_rate, s.generator_upsample, s.lambda_idt, s.stm_learning_rate) == (2e-4, "transpose", 5.0, 0.0)
+    assert not s.generator_residual and s.generator_pointwise_features == 0
+
+
 def test_evaluation_choices_are_checked_before_any_stage_runs():
   for field, value in (("ap_mode", "interpolated"), ("backend", "cuda")):
     c = config_lib.base_config()

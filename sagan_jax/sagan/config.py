@@ -38,6 +38,7 @@ _CYCLEGAN = {
   "siamese": False,
   "use_mask": False,
   "identity_loss": "none",
+  "lambda_idt": 5.0,  # CycleGAN*'s identity mapping weight: 0.5 λ_cyc, as published
   "generator_residual": False,
   "generator_pointwise_features": 0,
   "generator_upsample": "transpose",
