@@ -14,7 +14,7 @@ The networks and budgets are those of ``configs/synthetic.py`` (`cpu_scale`); th
 `real_photo_recipe`: resize-convolution upsampling, the paper's learning rate 1e-4 and a mask identity
 weight of 20, chosen on split 1 at seed 3 (docs/results.md). Each IDE trains five times with its
 own seed and the results report the mean (`eval.ide_repeats`): on this pair one training's R-1
-moves by up to 8 points on the same translated images.
+in one direction moves by up to 8 points on the same translated images (docs/results.md).
 """
 
 from sagan_jax.experiments.config import apply_variant, base_config, cpu_scale, parse_arg, real_photo_recipe
