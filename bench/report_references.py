@@ -75,7 +75,7 @@ def main(argv) -> None:
   masks = report.person_masks(instrument.source, rows, size)
   if masks is not None:
     cases["the person's colours rotated, background kept (identity changed)"] = report.recolour_person(images, masks)
-    cases["the person's red and blue swapped, background kept"] = masks * images[..., [2, 1, 0]] + (1 - masks) * images
+    cases["the person's red and blue swapped, background kept"] = report.recolour_person(images, masks, (2, 1, 0))
     cases["the person darkened ×0.5, background kept"] = masks * ((images + 1) * 0.5 - 1) + (1 - masks) * images
   own = np.arange(len(rows))
   cases = {name: (translated, pids, own) for name, translated in cases.items()}

@@ -108,9 +108,15 @@ def test_end_to_end_run_writes_every_output_and_reruns_as_a_no_op(end_to_end):
     assert json.load(f)["tables"] == result["tables"]
 
 
-def test_ide_repeats_train_one_seed_each_and_results_report_their_mean(end_to_end, tmp_path):
+def test_ide_repeats_train_one_seed_each_and_results_report_their_mean(end_to_end, tmp_path, monkeypatch):
   """eval.ide_repeats=2 on a finished run: the first training is the run's own (same seed, kept), the
-  second another seed; results.json's tables are the leaf-wise mean of the two, each one beside them."""
+  second another seed; results.json's tables are the leaf-wise mean of the two, each one beside them,
+  ranked with one compiled feature function."""
+  from sagan_jax.reid import ide
+
+  made = []
+  real = ide.make_feature_fn
+  monkeypatch.setattr(ide, "make_feature_fn", lambda *a, **k: made.append(1) or real(*a, **k))
   config, workdir = end_to_end
   run_dir = tmp_path / "run"
   shutil.copytree(workdir, run_dir, ignore=shutil.ignore_patterns("results.*", "tensorboard"))
@@ -129,6 +135,7 @@ def test_ide_repeats_train_one_seed_each_and_results_report_their_mean(end_to_en
   with open(run_dir / "results.json") as f:
     result = json.load(f)
   assert result["settings"]["ide_repeats"] == 2
+  assert len(made) == 1  # both trainings share the one IDE's compiled extractor
   each = [t["query_gallery"] for t in result["tables_per_training"]]
   assert each[0] == single["tables"]["query_gallery"]
   for key in ("R-1", "R-5", "mAP"):

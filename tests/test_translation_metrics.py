@@ -73,6 +73,9 @@ def test_recolouring_rotates_the_person_and_keeps_the_background():
   np.testing.assert_allclose(out[0, 0, 0], [0.2, 0.3, 0.1])  # the person: R, G, B → G, B, R
   np.testing.assert_allclose(out[0, 0, 1], [0.1, 0.2, 0.3])  # the background as it was
   np.testing.assert_allclose(out[0, 1, 1], [0.2, 0.3, 0.1])
+  swapped = report.recolour_person(images, masks, (2, 1, 0))  # the bench's red-blue swap
+  np.testing.assert_allclose(swapped[0, 0, 0], [0.3, 0.2, 0.1])
+  np.testing.assert_allclose(swapped[0, 0, 1], [0.1, 0.2, 0.3])
   assert report.as_uint8(np.array([-1.5, 0.0, 1.0])).tolist() == [0, 128, 255]
 
 

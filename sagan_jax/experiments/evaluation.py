@@ -30,13 +30,17 @@ def load_ide(run: Run, ide_name: str = "", repeat: int = 0):
   return ide_train.load(run.config.ide, where, run.mesh, run.layers, missing)
 
 
-def _extractor(run: Run, ide_name: str, repeat: int):
-  """``features(split) → (features, pids, camids)`` of the target split with IDE ``ide_name``'s ``repeat``."""
+def _extractor(run: Run, ide_name: str, repeat: int, compiled: dict):
+  """``features(split) → (features, pids, camids)`` of the target split with IDE ``ide_name``'s ``repeat``.
+
+  ``compiled``: feature functions by IDE, shared by its trainings (one architecture, one compile)."""
   c = run.config
   local_mesh = parallel.local_mesh()
   batch = c.eval.batch_size - c.eval.batch_size % local_mesh.size or local_mesh.size
   model, state = load_ide(run, ide_name, repeat)
-  feature_fn = ide.make_feature_fn(model, local_mesh, c.eval.normalize_features, c.eval.flip_average)
+  if ide_name not in compiled:
+    compiled[ide_name] = ide.make_feature_fn(model, local_mesh, c.eval.normalize_features, c.eval.flip_average)
+  feature_fn = compiled[ide_name]
   state = parallel.local_copy(state)
   builder = run.datasets.builder("target")
 
@@ -56,7 +60,7 @@ def _extractor(run: Run, ide_name: str, repeat: int):
   return features
 
 
-def _tables(run: Run, repeat: int, rank_vis: int) -> dict:
+def _tables(run: Run, repeat: int, rank_vis: int, compiled: dict) -> dict:
   """The target protocol's tables ranked with IDE training ``repeat`` of every model of the plan."""
   c = run.config
   target_protocol = run.datasets.target_protocol()
@@ -66,13 +70,13 @@ def _tables(run: Run, repeat: int, rank_vis: int) -> dict:
       splits = run.plan.evaluated_splits(ide_name)
       if not splits:
         continue
-      features = _extractor(run, ide_name, repeat)
+      features = _extractor(run, ide_name, repeat, compiled)
       cam_a, cam_b = features("cam_a"), features("cam_b")
       part = ide.two_camera_tables(target_protocol, cam_a, cam_b, c.eval.ap_mode, c.eval.backend, splits=splits)
       for d in two_camera.DIRECTIONS:
         merged[d]["splits"] += part[d]["splits"]
     return ide.split_mean(merged)
-  features = _extractor(run, "", repeat)
+  features = _extractor(run, "", repeat, compiled)
   query, gallery = features("query"), features("gallery")
   if rank_vis and run.is_main and repeat == 0:
     rankvis.write(run.path("rank_vis"), run.datasets.builder("target"), query, gallery, rank_vis)
@@ -85,7 +89,8 @@ def evaluate(run: Run, rank_vis: int = 0) -> dict:
   With ``eval.ide_repeats`` > 1, ``tables`` is the mean over the trainings and ``tables_per_training``
   holds each one's."""
   c = run.config
-  per_training = [_tables(run, r, rank_vis) for r in range(c.eval.ide_repeats)]
+  compiled = {}
+  per_training = [_tables(run, r, rank_vis, compiled) for r in range(c.eval.ide_repeats)]
   tables = ide.training_mean(per_training)
   protocol = "two_camera" if run.datasets.target_protocol() is not None else "query_gallery"
   plan_json = run.plan.as_json()

@@ -92,9 +92,10 @@ def person_masks(source, rows, size) -> np.ndarray | None:
     return None
 
 
-def recolour_person(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-  """Each person's colours rotated (R, G, B → G, B, R inside the mask), the background kept."""
-  return masks * images[..., [1, 2, 0]] + (1 - masks) * images
+def recolour_person(images: np.ndarray, masks: np.ndarray, channels=(1, 2, 0)) -> np.ndarray:
+  """Each person's colour channels reordered (by default rotated, R, G, B → G, B, R) inside the mask,
+  the background kept."""
+  return masks * images[..., list(channels)] + (1 - masks) * images
 
 
 def _spread(count: int, cap: int) -> np.ndarray:
