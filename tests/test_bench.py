@@ -132,3 +132,33 @@ def test_flop_counts_of_the_paper_scale_steps_need_no_compiling():
   assert 11_000 < critic < 11_500 and 40_500 < generator < 41_000  # GFLOP per update
   ide_step = _run("bench_ide_step", "--batches=128", "--count_only")
   assert 2_000 < float(ide_step.strip().splitlines()[-1].split("|")[2]) < 2_060
+
+
+def test_identity_decomposition_helpers_by_hand():
+  """`bench/identity_decomposition.py`'s pieces: the colour fit recovers an affine map exactly where
+  it is weighted, the spectral share sorts a smooth change from a checkerboard, the cross-camera
+  rank-1 searches only the other cameras."""
+  import numpy as np
+
+  from bench import identity_decomposition as d
+
+  rng = np.random.default_rng(0)
+  source = rng.uniform(-0.5, 0.5, (2, 6, 4, 3))
+  matrix, offset = np.array([[0.8, 0.1, 0.0], [0.0, 0.9, 0.2], [0.1, 0.0, 0.7]]), np.array([0.05, -0.1, 0.02])
+  target = source @ matrix + offset
+  weight = np.zeros((2, 6, 4))
+  weight[0, :3] = 1.0  # image 0: fitted on its top half; image 1: no weight, left as it is
+  fitted = d.colour_fit(source, target, weight)
+  np.testing.assert_allclose(fitted[0], target[0], atol=1e-9)  # an affine map holds on the whole image
+  np.testing.assert_array_equal(fitted[1], source[1])
+  y, x = np.mgrid[:8, :8]
+  smooth = np.cos(2 * np.pi * y / 8)[None, ..., None]  # the lowest frequency: 1/4 of Nyquist
+  board = ((y + x) % 2 * 2.0 - 1.0)[None, ..., None]
+  assert d.low_frequency_share(smooth) == pytest.approx(1.0)
+  assert d.low_frequency_share(board) == pytest.approx(0.0, abs=1e-12)
+  # Every query's person has an image in the other camera (5 answerable); one finds it first.
+  features = np.array([[0.0, 0.0], [0.0, 0.1], [1.0, 0.0], [0.1, 0.0], [5.0, 5.0]])
+  pids, cameras = np.array([1, 1, 2, 2, 1]), np.array([0, 0, 0, 1, 1])
+  # Camera 0's queries search rows 3–4: row 0 → row 3 (pid 2, miss), row 1 → row 3 (miss), row 2 → 3 (hit);
+  # camera 1's search rows 0–2: row 3 → row 0 (pid 1, miss), row 4 → row 2 (pid 2, miss).
+  assert d.cross_camera_rank1(features, features, pids, cameras) == pytest.approx(1 / 5)

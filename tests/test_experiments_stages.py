@@ -180,6 +180,39 @@ def test_critic_overfit_benchmark_reads_the_finished_run(end_to_end, bench):
   assert all(np.isfinite(means)) and np.isfinite(float(cells[7])) and np.isfinite(float(cells[8]))
 
 
+def test_identity_decomposition_benchmark_reads_the_finished_run(end_to_end, bench):
+  """`bench/identity_decomposition.py` on the finished run: six rows, the warp alone and the
+  translation among them, every figure finite and each rank-1 within [0, 1]."""
+  _, workdir = end_to_end
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
+  out = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "bench.identity_decomposition",
+      "--config=tests/tiny_config.py",
+      f"--config.data.synthetic_dir={bench}",
+      "--config.sagan.num_codes=3",
+      "--config.eval.translation_report=True",
+      f"--workdir={workdir}",
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    check=False,
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and not line.startswith("| images")]
+  assert len(rows) == 6 and rows[0].startswith("| S1(x)") and rows[1].startswith("| G1(S1(x))")
+  for row in rows:
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    kept, rank1, cross, energy = (float(c) for c in cells[2:6])
+    assert 0.0 <= rank1 <= 1.0 and np.isfinite([kept, cross, energy]).all()
+    assert np.isfinite(float(cells[1].split(" (raw ")[0]))
+  assert re.search(r"the colour map explains -?[0-9.]+ of its variance", out.stdout)
+
+
 def test_a_run_waits_for_another_that_holds_the_shared_reference_ide(end_to_end, caplog):
   # Runs started together (the runner's --jobs) reach the report's reference IDE at once: the
   # later ones wait for the first instead of failing at their last stage.
