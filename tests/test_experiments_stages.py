@@ -145,6 +145,17 @@ def test_ide_repeats_train_one_seed_each_and_results_report_their_mean(end_to_en
   assert f"{each[1]['R-1']:.1f} / {each[1]['mAP']:.1f}" in md
 
 
+def _bench_on_finished_run(module: str, bench, workdir) -> subprocess.CompletedProcess:
+  """``python -m bench.MODULE`` with the end-to-end run's own flags; it must exit cleanly."""
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
+  flags = ["--config=tests/tiny_config.py", f"--config.data.synthetic_dir={bench}", "--config.sagan.num_codes=3"]
+  flags += ["--config.eval.translation_report=True", f"--workdir={workdir}"]
+  command = [sys.executable, "-m", f"bench.{module}", *flags]
+  out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return out
+
+
 def test_critic_overfit_benchmark_reads_the_finished_run(end_to_end, bench):
   """`bench/critic_overfit.py` (here, where a finished run is at hand): the target adapted on all its
   training images, so its query and gallery images are the unseen ones; one row of finite figures."""
@@ -154,25 +165,7 @@ def test_critic_overfit_benchmark_reads_the_finished_run(end_to_end, bench):
     builder = run.datasets.builder("target")
     unseen = sum(len(builder.as_data_source(split)) for split in ("query", "gallery"))
     sources = len(run.datasets.source_train())
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
-  out = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "bench.critic_overfit",
-      "--config=tests/tiny_config.py",
-      f"--config.data.synthetic_dir={bench}",
-      "--config.sagan.num_codes=3",
-      "--config.eval.translation_report=True",
-      f"--workdir={workdir}",
-    ],
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    check=False,
-  )
-  assert out.returncode == 0, out.stderr[-3000:]
+  out = _bench_on_finished_run("critic_overfit", bench, workdir)
   (row,) = [line for line in out.stdout.splitlines() if line.startswith("| sagan |")]
   cells = [c.strip() for c in row.strip("|").split("|")]
   assert [int(c) for c in cells[1:4]] == [seen, unseen, sources]
@@ -184,25 +177,7 @@ def test_identity_decomposition_benchmark_reads_the_finished_run(end_to_end, ben
   """`bench/identity_decomposition.py` on the finished run: six rows, the warp alone and the
   translation among them, every figure finite and each rank-1 within [0, 1]."""
   _, workdir = end_to_end
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
-  out = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "bench.identity_decomposition",
-      "--config=tests/tiny_config.py",
-      f"--config.data.synthetic_dir={bench}",
-      "--config.sagan.num_codes=3",
-      "--config.eval.translation_report=True",
-      f"--workdir={workdir}",
-    ],
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    check=False,
-  )
-  assert out.returncode == 0, out.stderr[-3000:]
+  out = _bench_on_finished_run("identity_decomposition", bench, workdir)
   rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and not line.startswith("| images")]
   assert len(rows) == 6 and rows[0].startswith("| S1(x)") and rows[1].startswith("| G1(S1(x))")
   for row in rows:
