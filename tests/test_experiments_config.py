@@ -71,6 +71,28 @@ def test_the_cyclegan_rows_stay_as_published_under_the_cpu_recipes():
     assert not s.generator_residual and s.generator_pointwise_features == 0
 
 
+def test_every_row_of_the_real_photo_config_builds_its_networks():
+  """The photo recipe limits G1 on the person to its colour path; the rows it cannot apply to (the
+  CycleGANs: no mask, no colour path) keep the full generator instead of failing at their first step."""
+  import importlib.util
+
+  from sagan_jax.sagan import SAGAN
+  from sagan_jax.sagan.config import VARIANTS
+
+  spec = importlib.util.spec_from_file_location("photo_config", os.path.join(ROOT, "configs", "cuhk01_viper.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  paths = {}
+  for variant, row in VARIANTS.items():
+    if row.sagan is None:
+      continue
+    s = module.get_config(f"variant={variant}").sagan
+    SAGAN(s)
+    paths[variant] = s.generator_person_path
+  assert paths.pop("cyclegan") == paths.pop("cyclegan_star") == "full"
+  assert set(paths.values()) == {"pointwise"} and "sagan" in paths
+
+
 def test_evaluation_choices_are_checked_before_any_stage_runs():
   for field, value in (("ap_mode", "interpolated"), ("backend", "cuda")):
     c = config_lib.base_config()

@@ -141,6 +141,21 @@ def test_residual_generator_starts_as_the_identity_mapping(tiny_sagan_config):
   assert float(jnp.mean(jnp.abs(plain - batch["x"]))) > 0.1  # CycleGAN's generator starts far from it
 
 
+def test_a_pointwise_person_path_is_refused_where_the_generator_cannot_have_one(tiny_sagan_config):
+  c = tiny_sagan_config("sagan")
+  c.generator_person_path = "pointwise"
+  with pytest.raises(ConfigError, match=r"generator_person_path='pointwise'.*generator_residual=True"):
+    SAGAN(c)  # the tiny config's generator is CycleGAN's: not residual, no colour path
+  c.generator_residual, c.generator_pointwise_features = True, 4
+  SAGAN(c)
+  c.use_mask = False
+  with pytest.raises(ConfigError, match="a mask-free variant sees no person"):
+    SAGAN(c)
+  c.use_mask, c.generator_person_path = True, "face"
+  with pytest.raises(ConfigError, match=r"config.sagan.generator_person_path='face': expected one of"):
+    SAGAN(c)
+
+
 def test_pcl_reaches_the_spatial_transformers_only_when_configured(tiny_sagan_config):
   c = tiny_sagan_config("sagan")
   c.siamese = False

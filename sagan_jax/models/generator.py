@@ -23,6 +23,9 @@ def instance_norm(dtype) -> nn.Module:
   return nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False, use_fast_variance=False, dtype=dtype)
 
 
+PERSON_PATHS = ("full", "pointwise")
+
+
 class ResidualBlock(nn.Module):
   features: int
   dtype: Any = jnp.float32
@@ -58,6 +61,10 @@ class ResnetGenerator(nn.Module):
   # "transpose": CycleGAN's stride-2 transposed convolutions; "resize": nearest-neighbour ×2 then a
   # 3×3 convolution, which cannot paint checkerboard patterns (Odena et al. 2016; our choice).
   upsample: str = "transpose"
+  # "full": the main path may change every pixel (CycleGAN). "pointwise": on the person (the mask,
+  # the input's last channel) only the per-pixel path acts, so G can recolour a person but cannot
+  # repaint one; the background keeps both paths. Needs ``residual`` and ``pointwise_features``.
+  person_path: str = "full"
   dtype: Any = jnp.float32
   conv: ModuleDef = nn.Conv
   conv_transpose: ModuleDef = nn.ConvTranspose
@@ -68,7 +75,18 @@ class ResnetGenerator(nn.Module):
       raise ValueError(
         f"the generator downsamples twice: image height and width must be divisible by 4, got {x.shape[1:3]}"
       )
+    if self.person_path not in PERSON_PATHS:
+      raise ValueError(f"generator person_path must be one of {PERSON_PATHS}, got {self.person_path!r}")
+    if self.person_path == "pointwise" and not (
+      self.residual and self.pointwise_features and x.shape[-1] > self.out_channels
+    ):
+      raise ValueError(
+        "generator person_path='pointwise' needs residual=True, pointwise_features > 0 and a mask channel "
+        f"in the input (got residual={self.residual}, pointwise_features={self.pointwise_features}, "
+        f"{x.shape[-1]} input channels)"
+      )
     rgb = x[..., : self.out_channels].astype(jnp.float32)
+    person = x[..., -1:].astype(jnp.float32)
     x = x.astype(self.dtype)
     f = self.features
     conv = self.conv
@@ -91,6 +109,8 @@ class ResnetGenerator(nn.Module):
       x = nn.relu(instance_norm(self.dtype)(x))
     last_init = nn.initializers.zeros if self.residual else nn.linear.default_kernel_init
     x = conv(self.out_channels, (7, 7), padding="VALID", dtype=self.dtype, kernel_init=last_init)(reflect_pad(x, 3))
+    if self.person_path == "pointwise":
+      x = x * (1.0 - person).astype(x.dtype)
     if self.pointwise_features:
       p = nn.Conv(self.pointwise_features, (1, 1), dtype=self.dtype)(rgb.astype(self.dtype))
       p = nn.Conv(self.pointwise_features, (1, 1), dtype=self.dtype)(nn.leaky_relu(p, 0.2))

@@ -42,6 +42,7 @@ _CYCLEGAN = {
   "generator_residual": False,
   "generator_pointwise_features": 0,
   "generator_upsample": "transpose",
+  "generator_person_path": "full",
   "critic_norm": "instance",
   "gan_loss": "lsgan",
   "lipschitz": "none",
@@ -85,6 +86,9 @@ def sagan_config() -> ml_collections.ConfigDict:
   c.generator_pointwise_features = 0
   # "transpose" (CycleGAN) or "resize" (nearest ×2 + 3×3 conv), measured level (docs/fidelity.md).
   c.generator_upsample = "transpose"
+  # What G may do to the person (the mask): "full" (any change, CycleGAN) or "pointwise" (only the
+  # per-pixel colour path, so a person is recoloured, never repainted; backgrounds keep both paths).
+  c.generator_person_path = "full"
   # Critics D1/D2: PatchGAN (CycleGAN's discriminator) as WGAN critics; layer norm (WGAN-GP's advice).
   c.critic_features = 64
   c.critic_layers = 3
