@@ -71,9 +71,10 @@ def test_the_cyclegan_rows_stay_as_published_under_the_cpu_recipes():
     assert not s.generator_residual and s.generator_pointwise_features == 0
 
 
-def test_every_row_of_the_real_photo_config_builds_its_networks():
-  """The photo recipe limits G1 on the person to its colour path; the rows it cannot apply to (the
-  CycleGANs: no mask, no colour path) keep the full generator instead of failing at their first step."""
+def test_a_pointwise_person_path_reaches_every_gan_row_that_can_have_one():
+  """Asked for on the real-photo config, the person limited to G1's colour path reaches every SA-GAN
+  row; the rows it cannot apply to (the CycleGANs: no mask, no colour path) keep the full generator
+  instead of failing at their first step."""
   import importlib.util
 
   from sagan_jax.sagan import SAGAN
@@ -86,7 +87,9 @@ def test_every_row_of_the_real_photo_config_builds_its_networks():
   for variant, row in VARIANTS.items():
     if row.sagan is None:
       continue
-    s = module.get_config(f"variant={variant}").sagan
+    c = module.get_config()
+    c.sagan.generator_person_path = "pointwise"
+    s = config_lib.apply_variant(c, variant).sagan
     SAGAN(s)
     paths[variant] = s.generator_person_path
   assert paths.pop("cyclegan") == paths.pop("cyclegan_star") == "full"

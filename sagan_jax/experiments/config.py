@@ -313,8 +313,6 @@ def real_photo_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict
   s = short_budget_recipe(c).sagan
   s.learning_rate = 1e-4  # WGAN-GP's rate: at 3e-4 G1 trades identity for the target's palette
   s.stm_learning_rate = 0.0  # S1/S2 at that rate too (0: learning_rate), as the recipe was chosen
-  # G1 may only recolour a person, pixel by pixel: its blotches and blur on clothing lost identities
-  s.generator_person_path = "pointwise"
   return c
 
 
