@@ -73,9 +73,9 @@ def _randomised(params, key):
 @pytest.mark.parametrize("person_path", ["full", "pointwise"])
 def test_a_pointwise_person_path_makes_each_person_pixel_a_function_of_its_own_colour(person_path):
   """With person_path="pointwise" an output pixel under the mask is tanh(atanh(rgb) + f(rgb)) of that
-  pixel alone: repainting every other pixel leaves it exactly as it was, and the whole image's person
-  pixels equal the per-pixel path run on them alone (a 1×1 image each). Background pixels still see
-  their neighbourhood; with "full" the person pixels do too."""
+  pixel alone: repainting every other pixel leaves it exactly as it was, and it equals the colour
+  path's three 1×1 layers computed here by hand. Background pixels still see their neighbourhood;
+  with "full" the person pixels do too."""
   g = ResnetGenerator(features=8, num_blocks=1, residual=True, pointwise_features=4, person_path=person_path)
   rgb = _images(3)
   person = jnp.zeros((B, H, W, 1)).at[:, 8:24, 4:12].set(1.0)
@@ -92,8 +92,6 @@ def test_a_pointwise_person_path_makes_each_person_pixel_a_function_of_its_own_c
     assert person_change > 0.01
     return
   assert person_change == 0.0
-  # A pixel alone: the main path sees a padded 4×4 copy of it with the mask off, so only compare
-  # through the per-pixel layers' own formula.
   p = params["params"]
   conv1 = lambda v, name: v @ p[name]["kernel"][0, 0] + p[name]["bias"]
   names = sorted(k for k in p if k.startswith("Conv_"))[-3:]

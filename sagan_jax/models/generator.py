@@ -86,7 +86,7 @@ class ResnetGenerator(nn.Module):
         f"{x.shape[-1]} input channels)"
       )
     rgb = x[..., : self.out_channels].astype(jnp.float32)
-    person = x[..., -1:].astype(jnp.float32)
+    keep_person = 1.0 - x[..., -1:].astype(self.dtype)  # used by the "pointwise" person path only
     x = x.astype(self.dtype)
     f = self.features
     conv = self.conv
@@ -110,7 +110,7 @@ class ResnetGenerator(nn.Module):
     last_init = nn.initializers.zeros if self.residual else nn.linear.default_kernel_init
     x = conv(self.out_channels, (7, 7), padding="VALID", dtype=self.dtype, kernel_init=last_init)(reflect_pad(x, 3))
     if self.person_path == "pointwise":
-      x = x * (1.0 - person).astype(x.dtype)
+      x = x * keep_person
     if self.pointwise_features:
       p = nn.Conv(self.pointwise_features, (1, 1), dtype=self.dtype)(rgb.astype(self.dtype))
       p = nn.Conv(self.pointwise_features, (1, 1), dtype=self.dtype)(nn.leaky_relu(p, 0.2))
