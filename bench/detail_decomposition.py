@@ -1,0 +1,143 @@
+"""Where a finished synthetic run's held-out `detail_error` (and `pixel_error`) comes from: S1's warp and
+G1's pixels, each paired with the truth's other half, and G1's change split into the person and the
+background next to it (a table).
+
+    python -m bench.detail_decomposition --config=configs/synthetic.py --workdir=runs/synthetic [--config...]
+
+The flags are the finished run's own (as for `evaluate.py`). Rows, all on the held-out paired set,
+each scored against its nearest truth and relative to the untranslated source (as `fidelity.*`):
+
+* G1(S1(x)): the translation under the run's `paired.FINAL_CODES` fixed codes (`fidelity.*` itself);
+* S1's warps, true colours: each code's S1(x), then the target's true colour pipeline: what the
+  warps alone cost;
+* true warps, G1: x warped into each of the K target views by its true homography (as the truth is
+  made), then G1: what G1 alone costs, one "code" per view;
+* true warps, true colours: the floor both halves reach together (the truth's rendering differs
+  from a warp of the stored source only by resizing and rounding).
+
+Then, in the central view only, G1 on the true warp cut by the truth's person mask: G1's person
+on the truth's background, and the truth's person on G1's background. `detail_error`'s 7×7 SSIM
+windows straddle the outline, so the background next to the person counts in it; these two rows
+say by how much.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from sagan_jax import cli
+from sagan_jax.data import synthetic
+from sagan_jax.experiments import monitor, paired, stages
+from sagan_jax.sagan.model import XY
+
+_CONFIG = cli.define_config_file("config", None, "the finished run's config file (configs/*.py)")
+_WORKDIR = flags.DEFINE_string("workdir", None, "the finished run's workdir", required=True)
+_BATCH = 64
+
+
+def to_unit(images: np.ndarray) -> np.ndarray:
+  return (np.asarray(images, np.float64) / 127.5 - 1).astype(np.float32)
+
+
+def to_255(images: np.ndarray) -> np.ndarray:
+  return (np.asarray(images, np.float64) + 1) * 127.5
+
+
+def true_warps(images: np.ndarray, homographies: np.ndarray) -> np.ndarray:
+  """``[K, N, H, W, C]``: each of ``images[N, H, W, C]`` warped by each of its ``homographies[N, K, 3, 3]``
+  as the paired truth is made (`synthetic.warp_border`, edges repeated)."""
+  return np.stack(
+    [
+      np.stack([synthetic.warp_border(image, h) for image, h in zip(images, homographies[:, k])])
+      for k in range(homographies.shape[1])
+    ]
+  ).astype(np.float32)
+
+
+def true_colours(images: np.ndarray) -> np.ndarray:
+  """The target's colour pipeline on RGB in [-1, 1] (the paired truth's colours)."""
+  return to_unit(synthetic.target_colours(to_255(images)))
+
+
+def composites(translated: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+  """``translated`` and ``truth`` ``[N, H, W, 3]`` cut along ``mask`` ``[N, H, W, 1]`` (the truth's person)."""
+  return {
+    "person": mask * translated + (1 - mask) * truth,
+    "background": mask * truth + (1 - mask) * translated,
+  }
+
+
+def main(argv) -> None:
+  del argv
+  layers = cli.cpu_setup()
+  cli.quiet_logging()
+  cli.exit_on_user_error(measure, _CONFIG.value, _WORKDIR.value, layers)
+
+
+def _pixel_adapt(model, params, warped: np.ndarray) -> np.ndarray:
+  """G1 on ``warped[N, H, W, 4]`` (RGB and the warped mask), in batches."""
+  run = jax.jit(lambda b: model.pixel_adapt(params, XY.generator, b[..., :3], model.masks_for_input(b[..., 3:])))
+  return np.concatenate([np.asarray(run(jnp.asarray(warped[i : i + _BATCH]))) for i in range(0, len(warped), _BATCH)])
+
+
+def measure(config, workdir: str, layers) -> None:
+  parts = []
+  with stages.opened(config, workdir, layers=layers) as run:
+    key = jax.random.key(run.seed("sagan/fidelity"))  # the codes `fidelity.*` was scored with
+    for a in run.plan.adaptations:
+      pairs = monitor.paired_set(run, a)
+      if pairs is None:
+        raise SystemExit(f"{workdir}: no paired ground truth (a synthetic benchmark run is needed)")
+      if not len(pairs.names):
+        continue
+      model, params = stages.load_sagan(run, a)
+      if not (model.config.spatial and model.config.pixel):
+        raise SystemExit(f"{workdir}: the decomposition needs both S1 and G1 (variant {run.config.variant!r})")
+      translated, _ = paired.translate_fixed(model, params, pairs, key, paired.FINAL_CODES)
+      x, m = pairs.source[..., :3], pairs.source[..., 3:]
+      inputs, masks = jnp.asarray(x), model.masks_for_input(jnp.asarray(m))
+
+      @jax.jit
+      def s1_warp(z, inputs=inputs, masks=masks, model=model, params=params):
+        # S1(x) as in the translation; G1's output is unused, so XLA drops it.
+        return model.adapt(params, XY, inputs, masks, jnp.broadcast_to(z, (inputs.shape[0], z.shape[-1]))).spatial
+
+      # Warped first, then recoloured: the truth's order.
+      codes = model.spatial_codes(key, paired.FINAL_CODES)
+      warp_only = np.stack([true_colours(np.asarray(s1_warp(z))) for z in codes])
+      warped = true_warps(pairs.source, pairs.h_true)  # [K, N, H, W, 4]
+      g1 = np.stack([_pixel_adapt(model, params, w) for w in warped])
+      floor = np.stack([true_colours(w[..., :3]) for w in warped])
+      parts.append((pairs, translated, warp_only, g1, floor))
+  pairs = paired.join([p[0] for p in parts])
+  joined = [np.concatenate([p[i] for p in parts], axis=1) for i in range(1, 5)]
+  rows = dict(
+    zip(
+      (
+        "G1(S1(x)): the translation",
+        "S1's warps, true colours",
+        "true warps, G1",
+        "true warps, true colours",
+      ),
+      (paired.image_scores(pairs, images) for images in joined),
+    )
+  )
+  central = pairs.truth.shape[1] // 2
+  truth, mask = pairs.truth[:, central, ..., :3], pairs.truth[:, central, ..., 3:]
+  one_view = pairs._replace(truth=pairs.truth[:, central : central + 1], h_true=pairs.h_true[:, central : central + 1])
+  g1_central = joined[2][central]
+  rows["central view: true warp, G1"] = paired.image_scores(one_view, g1_central[None])
+  cut = composites(g1_central, truth, mask)
+  rows["central view: G1's person, the truth's background"] = paired.image_scores(one_view, cut["person"][None])
+  rows["central view: the truth's person, G1's background"] = paired.image_scores(one_view, cut["background"][None])
+  print(f"{len(pairs.names)} held-out paired images, {paired.FINAL_CODES} codes, {pairs.truth.shape[1]} target views")
+  print("\n| translation | pixel_error | detail_error |\n|---|---|---|")
+  for name, scores in rows.items():
+    print(f"| {name} | {scores['pixel_error']:.3f} | {scores['detail_error']:.3f} |")
+
+
+if __name__ == "__main__":
+  app.run(main)
