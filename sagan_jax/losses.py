@@ -168,6 +168,15 @@ def mask_identity_loss(translated: jax.Array, spatially_adapted: jax.Array, mask
   return jnp.sum(diff) / (jnp.sum(mask) * translated.shape[-1] + 1e-6)
 
 
+def background_identity_loss(translated: jax.Array, spatially_adapted: jax.Array, mask: jax.Array) -> jax.Array:
+  """Eq. 5's complement (not in the paper): ``E‖G1(S1(x))·(1 − M) - S1(x)·(1 − M)‖₁``.
+
+  G1's change of the background, averaged over the background's area and the channels as
+  `mask_identity_loss` averages over the person's; 0 where the mask covers the whole frame.
+  """
+  return mask_identity_loss(translated, spatially_adapted, 1.0 - mask.astype(jnp.float32))
+
+
 def identity_mapping_loss(generated: jax.Array, target: jax.Array) -> jax.Array:
   """CycleGAN's identity mapping loss ``E‖G1(y) - y‖₁`` (the "CycleGAN*" baseline of Tables I–II)."""
   return jnp.mean(jnp.abs(generated.astype(jnp.float32) - target.astype(jnp.float32)))

@@ -73,6 +73,22 @@ def test_mask_identity_loss_counts_only_the_person():
   assert float(losses.identity_mapping_loss(translated, spatial)) == pytest.approx((3 + 15) / 12)
 
 
+def test_background_identity_loss_counts_only_the_background_and_completes_eq5():
+  translated = jnp.zeros((1, 2, 2, 3)).at[0, 0, 0].set(1.0).at[0, 1, 1].set(5.0)
+  spatial = jnp.zeros((1, 2, 2, 3))
+  mask = jnp.array([1.0, 1.0, 0.0, 0.0]).reshape(1, 2, 2, 1)
+  # Background pixels (1, 0) and (1, 1): |diff| 3 · 5.0 over 2 pixels × 3 channels.
+  assert float(losses.background_identity_loss(translated, spatial, mask)) == pytest.approx(2.5, rel=1e-5)
+  # With a soft mask the two terms, each times its area, add up to the whole frame's L1.
+  soft = jnp.array([0.9, 0.3, 0.5, 0.0]).reshape(1, 2, 2, 1)
+  rng = np.random.default_rng(0)
+  t, x = (jnp.asarray(rng.uniform(-1, 1, (1, 2, 2, 3)), jnp.float32) for _ in range(2))
+  person = float(losses.mask_identity_loss(t, x, soft)) * float(soft.sum()) * 3
+  rest = float(losses.background_identity_loss(t, x, soft)) * float((1 - soft).sum()) * 3
+  assert person + rest == pytest.approx(float(jnp.abs(t - x).sum()), rel=1e-5)
+  assert float(losses.background_identity_loss(t, x, jnp.ones_like(soft))) == 0.0  # no background
+
+
 def test_contrastive_loss_hand_computed():
   a = jnp.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
   b = jnp.array([[3.0, 4.0], [0.3, 0.4], [3.0, 0.0]])  # distances 5, 0.5, 3

@@ -43,6 +43,7 @@ _CYCLEGAN = {
   "generator_pointwise_features": 0,
   "generator_upsample": "transpose",
   "generator_person_path": "full",
+  "lambda_background_idt": 0.0,  # no mask to tell the background by
   "critic_norm": "instance",
   "gan_loss": "lsgan",
   "lipschitz": "none",
@@ -143,6 +144,10 @@ def sagan_config() -> ml_collections.ConfigDict:
   # trained on the untranslated source (the experiment's ``reid_teacher``), so G1 may restyle a person
   # only in ways that network still recognises.
   c.lambda_reid = 0.0
+  # Not in the paper (0 = off): λ·`losses.background_identity_loss`, G1's (and G2's) change outside
+  # the warped mask, beside eq. 5's inside it. Aimed at the texture G1 paints next to the outline,
+  # which `fidelity.detail_error` reads (docs/fidelity.md). Needs the mask (use_mask).
+  c.lambda_background_idt = 0.0
   # The adversarial game: "wgan" (eq. 1, the paper's) or "lsgan" (CycleGAN's least squares).
   c.gan_loss = "wgan"
   # Lipschitz constraint of the WGAN critics (the paper cites WGAN without saying which).

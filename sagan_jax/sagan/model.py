@@ -133,6 +133,15 @@ class SAGAN:
       )
     if c.lambda_reid < 0:
       raise ConfigError(f"config.sagan.lambda_reid={c.lambda_reid}: expected a weight ≥ 0 (0 turns it off)")
+    if c.lambda_background_idt < 0:
+      raise ConfigError(
+        f"config.sagan.lambda_background_idt={c.lambda_background_idt}: expected a weight ≥ 0 (0 turns it off)"
+      )
+    if c.lambda_background_idt and not c.use_mask:
+      raise ConfigError(
+        f"config.sagan.lambda_background_idt={c.lambda_background_idt} needs the mask to tell the background "
+        "by: set config.sagan.use_mask=True or lambda_background_idt=0"
+      )
     if not (c.spatial or c.pixel):
       raise ConfigError("sagan.spatial and sagan.pixel are both off: nothing would adapt the images")
     if c.spatial and (not isinstance(c.z_dim, int) or c.z_dim < 1):
@@ -444,7 +453,8 @@ class SAGAN:
     """Eq. 7 for both directions, summed: adversarial + λ_cyc·cycle + λ_idt·identity + λ_siam·Siamese.
 
     With ``lambda_reid`` > 0, plus λ_reid·`losses.feature_identity_loss` of X→Y in
-    ``identity_features`` (RGB ``[B, H, W, 3]`` → ``[B, D]``, a frozen re-ID network).
+    ``identity_features`` (RGB ``[B, H, W, 3]`` → ``[B, D]``, a frozen re-ID network); with
+    ``lambda_background_idt`` > 0, plus its weight times `losses.background_identity_loss` per direction.
     Returns the loss and ``(metrics, siamese_images)``; the latter are the images of eq. 6's pairs,
     for the SiaNet update.
     """
@@ -493,6 +503,10 @@ class SAGAN:
         )
         total = total + c.lambda_reid * reid
         metrics["generator/x/reid"] = reid
+      if c.lambda_background_idt and c.pixel:
+        background = losses.background_identity_loss(a.adapted, a.spatial, a.mask)
+        total = total + c.lambda_background_idt * background
+        metrics[f"generator/{src}/background_identity"] = background
       if c.spatial and c.lambda_mode_seeking:
         mode_seeking = self._mode_seeking(params, d, source, source_mask, a, z, jax.random.fold_in(key, 7 + len(src)))
         total = total + c.lambda_mode_seeking * mode_seeking
