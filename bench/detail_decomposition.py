@@ -29,37 +29,12 @@ import numpy as np
 from absl import app, flags
 
 from sagan_jax import cli
-from sagan_jax.data import synthetic
 from sagan_jax.experiments import monitor, paired, stages
 from sagan_jax.sagan.model import XY
 
 _CONFIG = cli.define_config_file("config", None, "the finished run's config file (configs/*.py)")
 _WORKDIR = flags.DEFINE_string("workdir", None, "the finished run's workdir", required=True)
 _BATCH = 64
-
-
-def to_unit(images: np.ndarray) -> np.ndarray:
-  return (np.asarray(images, np.float64) / 127.5 - 1).astype(np.float32)
-
-
-def to_255(images: np.ndarray) -> np.ndarray:
-  return (np.asarray(images, np.float64) + 1) * 127.5
-
-
-def true_warps(images: np.ndarray, homographies: np.ndarray) -> np.ndarray:
-  """``[K, N, H, W, C]``: each of ``images[N, H, W, C]`` warped by each of its ``homographies[N, K, 3, 3]``
-  as the paired truth is made (`synthetic.warp_border`, edges repeated)."""
-  return np.stack(
-    [
-      np.stack([synthetic.warp_border(image, h) for image, h in zip(images, homographies[:, k])])
-      for k in range(homographies.shape[1])
-    ]
-  ).astype(np.float32)
-
-
-def true_colours(images: np.ndarray) -> np.ndarray:
-  """The target's colour pipeline on RGB in [-1, 1] (the paired truth's colours)."""
-  return to_unit(synthetic.target_colours(to_255(images)))
 
 
 def composites(translated: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
@@ -107,13 +82,13 @@ def measure(config, workdir: str, layers) -> None:
 
       # Warped first, then recoloured: the truth's order.
       codes = model.spatial_codes(key, paired.FINAL_CODES)
-      warp_only = np.stack([true_colours(np.asarray(s1_warp(z))) for z in codes])
-      warped = true_warps(pairs.source, pairs.h_true)  # [K, N, H, W, 4]
+      warp_only = np.stack([paired.true_colours(np.asarray(s1_warp(z))) for z in codes])
+      warped = [paired.warp_each(pairs.source, pairs.h_true[:, k]) for k in range(pairs.h_true.shape[1])]
       g1 = np.stack([_pixel_adapt(model, params, w) for w in warped])
-      floor = np.stack([true_colours(w[..., :3]) for w in warped])
+      floor = np.stack([paired.true_colours(w[..., :3]) for w in warped])
       parts.append((pairs, translated, warp_only, g1, floor))
   pairs = paired.join([p[0] for p in parts])
-  joined = [np.concatenate([p[i] for p in parts], axis=1) for i in range(1, 5)]
+  joined = [np.concatenate([p[i] for p in parts], axis=1).astype(np.float32) for i in range(1, 5)]
   rows = dict(
     zip(
       (

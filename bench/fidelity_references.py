@@ -27,13 +27,12 @@ def main(argv) -> None:
   for which in paired.SETS:
     pairs = paired.load(args.benchmark, size, which)
     x = pairs.source[..., :3]
-    to_255, to_unit = (lambda a: (a + 1) * 127.5), (lambda a: a / 127.5 - 1)
-    both = np.stack([synthetic.warp_border(to_255(image), h) for image, h in zip(x, pairs.h_central)])
+    both = paired.warp_each((x + 1) * 127.5, pairs.h_central)
     rows = {
       "x itself": paired.image_scores(pairs, x[None]),
       **paired.references(pairs, stats),
       "true warp, then true colours (central view)": paired.image_scores(
-        pairs, to_unit(synthetic.target_colours(both))[None].astype(np.float32)
+        pairs, (synthetic.target_colours(both) / 127.5 - 1)[None].astype(np.float32)
       ),
     }
     for name, scores in rows.items():

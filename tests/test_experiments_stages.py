@@ -211,29 +211,6 @@ def test_detail_decomposition_benchmark_reads_the_finished_run(end_to_end, bench
   assert kept_person[0] == 0.0 and kept_person[1] > 0.0
 
 
-def test_detail_decomposition_helpers_by_hand():
-  """The composites cut along the mask, the identity homography warps nothing, and the true colours
-  are the benchmark's pipeline in the [-1, 1] units the GAN reads."""
-  from bench import detail_decomposition as d
-
-  rng = np.random.default_rng(0)
-  a, b = rng.uniform(-1, 1, (2, 2, 4, 3, 3))
-  mask = np.zeros((2, 4, 3, 1))
-  mask[:, 1:3, 1] = 1.0
-  cut = d.composites(a, b, mask)
-  np.testing.assert_array_equal(cut["person"][:, 1:3, 1], a[:, 1:3, 1])
-  np.testing.assert_array_equal(cut["person"][:, 0], b[:, 0])
-  np.testing.assert_array_equal(cut["background"][:, 1:3, 1], b[:, 1:3, 1])
-  np.testing.assert_array_equal(cut["background"][:, 0], a[:, 0])
-  eye = np.broadcast_to(np.eye(3), (2, 2, 3, 3))
-  warped = d.true_warps(a, eye)
-  assert warped.shape == (2, *a.shape)
-  np.testing.assert_allclose(warped[1], a, atol=1e-6)
-  grey = np.zeros((1, 1, 1, 3))  # mid-grey: 127.5 in [0, 255]
-  expected = synthetic.target_colours(np.full((1, 1, 1, 3), 127.5)) / 127.5 - 1
-  np.testing.assert_allclose(d.true_colours(grey), expected, atol=1e-6)
-
-
 def test_a_run_waits_for_another_that_holds_the_shared_reference_ide(end_to_end, caplog):
   # Runs started together (the runner's --jobs) reach the report's reference IDE at once: the
   # later ones wait for the first instead of failing at their last stage.

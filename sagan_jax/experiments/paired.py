@@ -277,6 +277,17 @@ def _box_blur(images: np.ndarray, size: int = 9) -> np.ndarray:
   return sum(rows[:, :, i : i + images.shape[2]] for i in range(size)) / size
 
 
+def true_colours(images: np.ndarray) -> np.ndarray:
+  """The target's colour pipeline (`synthetic.target_colours`) on RGB in [-1, 1]: the truth's colours."""
+  return synthetic.target_colours((images + 1) * 127.5) / 127.5 - 1
+
+
+def warp_each(images: np.ndarray, homographies: np.ndarray) -> np.ndarray:
+  """Each of ``images[N, H, W, C]`` warped by its ``homographies[N, 3, 3]`` as the truth is made
+  (`synthetic.warp_border`: bilinear, edges repeated)."""
+  return np.stack([synthetic.warp_border(image, h) for image, h in zip(images, homographies)])
+
+
 def references(paired: PairedSet, stats: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
   """What trivial translations score on ``paired`` (one "code" each), to read the model's scores against.
 
@@ -291,14 +302,13 @@ def references(paired: PairedSet, stats: dict[str, np.ndarray]) -> dict[str, dic
   """
   x = paired.source[..., :3]
   matched = (x - stats["source_mean"]) / stats["source_std"] * stats["target_std"] + stats["target_mean"]
-  to_255, to_unit = (lambda a: (a + 1) * 127.5), (lambda a: a / 127.5 - 1)
-  warped = np.stack([synthetic.warp_border(to_255(image), h) for image, h in zip(x, paired.h_central)])
+  warped = warp_each((x + 1) * 127.5, paired.h_central) / 127.5 - 1  # in [0, 255], as the truths were made
   candidates = {
     "flat_colour": np.broadcast_to(np.clip(matched.mean(axis=(1, 2), keepdims=True), -1, 1), x.shape),
     "flat_colour_blur": np.clip(_box_blur(matched), -1, 1),
     "constant": np.broadcast_to(stats["target_image"], x.shape),
-    "true_colours": to_unit(synthetic.target_colours(to_255(x))),
-    "true_warp": to_unit(warped),
+    "true_colours": true_colours(x),
+    "true_warp": warped,
   }
   out = {name: image_scores(paired, np.asarray(images, np.float32)[None]) for name, images in candidates.items()}
   single = jnp.asarray(fidelity.best_single_warp(np.asarray(_true_corners(paired))), jnp.float32)
