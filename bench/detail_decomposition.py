@@ -52,10 +52,8 @@ def main(argv) -> None:
   cli.exit_on_user_error(measure, _CONFIG.value, _WORKDIR.value, layers)
 
 
-def _pixel_adapt(model, params, warped: np.ndarray) -> np.ndarray:
-  """G1 on ``warped[N, H, W, 4]`` (RGB and the warped mask), in batches."""
-  run = jax.jit(lambda b: model.pixel_adapt(params, XY.generator, b[..., :3], model.masks_for_input(b[..., 3:])))
-  return np.concatenate([np.asarray(run(jnp.asarray(warped[i : i + _BATCH]))) for i in range(0, len(warped), _BATCH)])
+def _batched(fn, images: np.ndarray) -> np.ndarray:
+  return np.concatenate([np.asarray(fn(jnp.asarray(images[i : i + _BATCH]))) for i in range(0, len(images), _BATCH)])
 
 
 def measure(config, workdir: str, layers) -> None:
@@ -84,7 +82,13 @@ def measure(config, workdir: str, layers) -> None:
       codes = model.spatial_codes(key, paired.FINAL_CODES)
       warp_only = np.stack([paired.true_colours(np.asarray(s1_warp(z))) for z in codes])
       warped = [paired.warp_each(pairs.source, pairs.h_true[:, k]) for k in range(pairs.h_true.shape[1])]
-      g1 = np.stack([_pixel_adapt(model, params, w) for w in warped])
+      # G1 on RGB and the warped mask, compiled once for every view.
+      g1_of = jax.jit(
+        lambda b, model=model, params=params: model.pixel_adapt(
+          params, XY.generator, b[..., :3], model.masks_for_input(b[..., 3:])
+        )
+      )
+      g1 = np.stack([_batched(g1_of, w) for w in warped])
       floor = np.stack([paired.true_colours(w[..., :3]) for w in warped])
       parts.append((pairs, translated, warp_only, g1, floor))
   pairs = paired.join([p[0] for p in parts])
