@@ -7,7 +7,8 @@ background next to it (a table).
 The flags are the finished run's own (as for `evaluate.py`). Rows, all on the held-out paired set,
 each scored against its nearest truth and relative to the untranslated source (as `fidelity.*`):
 
-* G1(S1(x)): the translation under the run's `paired.FINAL_CODES` fixed codes (`fidelity.*` itself);
+* G1(S1(x)): the translation under the run's `paired.FINAL_CODES` fixed codes (`fidelity.*` itself,
+  or `fidelity.frame` for a run whose IDE learns from a composite, `translate.region`);
 * S1's warps, true colours: each code's S1(x), then the target's true colour pipeline: what the
   warps alone cost;
 * true warps, G1: x warped into each of the K target views by its true homography (as the truth is

@@ -141,3 +141,19 @@ def ranked_result(variant, r1, mapv, viewpoint=None):
 TINY = synthetic.BenchmarkSpec(
   height=32, width=16, train_ids=6, test_ids=4, num_cameras=3, distractors=3, junk=2, seed=5
 )
+
+
+def toy_people(key, n, size=(32, 16)):
+  """``(images, masks)``: dark background, a coloured torso and a head at jittered positions."""
+  import jax
+  import jax.numpy as jnp
+
+  k1, k2, k3 = jax.random.split(key, 3)
+  ys, xs = jnp.meshgrid(jnp.linspace(-1, 1, size[0]), jnp.linspace(-1, 1, size[1]), indexing="ij")
+  cx = jax.random.uniform(k1, (n, 1, 1), minval=-0.1, maxval=0.1)
+  cy = jax.random.uniform(k2, (n, 1, 1), minval=-0.1, maxval=0.1)
+  colour = jax.random.uniform(k3, (n, 1, 1, 3), minval=0.2, maxval=1.0)
+  body = (jnp.abs(xs - cx) < 0.35) & (ys - cy > -0.45) & (ys - cy < 0.75)
+  head = ((xs - cx) / 0.25) ** 2 + ((ys - cy + 0.65) / 0.15) ** 2 < 1
+  mask = (body | head).astype(jnp.float32)[..., None]
+  return (mask * colour + (1 - mask) * 0.1) * 2 - 1, mask

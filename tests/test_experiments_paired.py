@@ -102,3 +102,32 @@ def test_true_colours_and_warps_rebuild_the_truth_better_than_either_alone(tiny_
   refs = paired.references(pairs, stats)
   for score in ("pixel_error", "detail_error"):
     assert rebuilt[score] < min(refs["true_colours"][score], refs["true_warp"][score]), score
+
+
+def test_fixed_code_translations_keep_g1_in_the_region_the_translate_stage_keeps(tiny_sagan_config):
+  """`paired.translate_fixed`'s ``region``, against a brute force from `SAGAN.adapt`: G1's pixels
+  inside the warped mask, S1(x) outside (``"person"``); the warps are the same in every region."""
+  import jax
+  import jax.numpy as jnp
+
+  from sagan_jax.experiments import paired
+  from sagan_jax.sagan.model import SAGAN, XY
+
+  from helpers import toy_people
+
+  model = SAGAN(tiny_sagan_config("sagan"))
+  params = model.init_params(jax.random.PRNGKey(0))
+  moved = lambda p: p + 0.05 * jax.random.normal(jax.random.PRNGKey(3), p.shape)
+  params = {k: jax.tree.map(moved, v) if k in ("G1", "S1") else v for k, v in params.items()}
+  x, x_mask = toy_people(jax.random.PRNGKey(1), 4)
+  codes = model.spatial_codes(jax.random.PRNGKey(2), 3)
+  frame, corners = paired._translate_fixed_codes(model, params, x, x_mask, codes)
+  person, person_corners = paired._translate_fixed_codes(model, params, x, x_mask, codes, "person")
+  np.testing.assert_array_equal(person_corners, corners)
+  for m in range(len(codes)):
+    z = jnp.broadcast_to(codes[m], (len(x), codes.shape[-1]))
+    a = model.adapt(params, XY, x, model.masks_for_input(x_mask), z)
+    np.testing.assert_allclose(frame[m], a.adapted, atol=1e-5)
+    np.testing.assert_allclose(person[m], a.mask * a.adapted + (1 - a.mask) * a.spatial, atol=1e-5)
+  outside = np.asarray(jnp.broadcast_to(a.mask < 0.01, a.adapted.shape))
+  assert outside.any() and float(jnp.abs(person[-1] - frame[-1])[outside].max()) > 1e-3

@@ -211,6 +211,33 @@ def test_detail_decomposition_benchmark_reads_the_finished_run(end_to_end, bench
   assert kept_person[0] == 0.0 and kept_person[1] > 0.0
 
 
+def test_translating_a_finished_run_with_another_region_scores_its_fidelity_again(end_to_end, tmp_path):
+  """`translate.region` changed on a finished run (`--allow_config_change`): the translate stage
+  rescores ``sagan/fidelity.json`` on the composite the IDE will learn from. Its warps, and so
+  every geometric score, are the frame's; its image scores are not; ``frame`` holds the run's own
+  held-out scores; a second pass leaves the file alone."""
+  config, done = copy.deepcopy(end_to_end[0]), pathlib.Path(end_to_end[1])
+  workdir = tmp_path / "run"
+  shutil.copytree(done, workdir, ignore=shutil.ignore_patterns("translated", "ide*", "results.*", "tensorboard"))
+  config.stages, config.translate.region = "translate", "person"
+  stages.train(config, str(workdir), allow_config_change=True)
+  with open(done / "sagan" / "fidelity.json") as f:
+    before = json.load(f)
+  path = workdir / "sagan" / "fidelity.json"
+  with open(path) as f:
+    after = json.load(f)
+  assert before["region"] == "frame" and after["region"] == "person"
+  assert after["frame"]["pixel_error"] == before["pixel_error"]
+  assert after["frame"]["detail_error"] == before["detail_error"]
+  for k in ("viewpoint_error", "coverage_error", "precision_error", "code_diversity"):
+    assert after[k] == before[k] and after["train"][k] == before["train"][k], k
+  assert after["pixel_error"] != before["pixel_error"] and after["detail_error"] != before["detail_error"]
+  assert after["references"] == before["references"]
+  written = path.stat().st_mtime_ns
+  stages.train(config, str(workdir), allow_config_change=True)
+  assert path.stat().st_mtime_ns == written
+
+
 def test_a_run_waits_for_another_that_holds_the_shared_reference_ide(end_to_end, caplog):
   # Runs started together (the runner's --jobs) reach the report's reference IDE at once: the
   # later ones wait for the first instead of failing at their last stage.

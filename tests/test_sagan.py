@@ -13,25 +13,14 @@ from sagan_jax.sagan.model import XY
 from sagan_jax.sagan.steps import create_state
 from sagan_jax.sagan.train import optimizers
 
+from helpers import toy_people
+
 H, W = 32, 16
 
 
 def _tx(model):
   """The configured optimisers of ``model`` (a constant rate: no run length needed)."""
   return optimizers(model.config, 0)
-
-
-def toy_people(key, n):
-  """Dark background, a coloured torso and a head at jittered positions, with their masks."""
-  k1, k2, k3 = jax.random.split(key, 3)
-  ys, xs = jnp.meshgrid(jnp.linspace(-1, 1, H), jnp.linspace(-1, 1, W), indexing="ij")
-  cx = jax.random.uniform(k1, (n, 1, 1), minval=-0.1, maxval=0.1)
-  cy = jax.random.uniform(k2, (n, 1, 1), minval=-0.1, maxval=0.1)
-  colour = jax.random.uniform(k3, (n, 1, 1, 3), minval=0.2, maxval=1.0)
-  body = (jnp.abs(xs - cx) < 0.35) & (ys - cy > -0.45) & (ys - cy < 0.75)
-  head = ((xs - cx) / 0.25) ** 2 + ((ys - cy + 0.65) / 0.15) ** 2 < 1
-  mask = (body | head).astype(jnp.float32)[..., None]
-  return (mask * colour + (1 - mask) * 0.1) * 2 - 1, mask
 
 
 def _batch(key, n, target_fn):

@@ -46,17 +46,27 @@ def final_scores(run: Run, translators, key) -> dict:
   """``results.json`` ``fidelity``: held-out scores over `paired.FINAL_CODES` codes, ``train`` (in-sample)
   and ``references`` (trivial translations on the held-out set).
 
+  The images scored are those the translate stage writes for the IDE: with
+  ``config.translate.region`` other than ``"frame"`` (named in ``region``), the composite, and
+  ``frame`` holds G1's whole output's held-out scores beside it.
   ``translators``: ``[(model, params, adaptation)]`` (one per viewpoint group, scored as one set).
   """
+  region = run.config.translate.region
   out = {}
   for which in paired.SETS:
     sets = [(model, params, paired_set(run, a, which)) for model, params, a in translators]
-    out[which] = paired.measure_groups(sets, key, paired.FINAL_CODES)
+    out[which] = paired.measure_groups(sets, key, paired.FINAL_CODES, region)
   heldout = paired.join([paired_set(run, a) for _, _, a in translators])
   stats = paired.target_statistics(run.datasets.synthetic_dir, run.image_size)
+  frame = {}
+  if region != "frame":
+    sets = [(model, params, paired_set(run, a)) for model, params, a in translators]
+    frame = {"frame": paired.measure_groups(sets, key, paired.FINAL_CODES)}
   return {
     **out["heldout"],
+    "region": region,
     "train": out["train"],
+    **frame,
     "references": paired.references(heldout, stats),
     "codes": paired.FINAL_CODES,
   }
@@ -107,6 +117,38 @@ def sagan_hooks(run: Run, a: plan_lib.Adaptation, model: SAGAN) -> loop.Hooks:
   return loop.Hooks(
     extra_metrics=fidelity_scores, after_step=after_step, extra_log_steps=lambda step: step % t.fidelity_every == 0
   )
+
+
+def scored_region(run: Run) -> str | None:
+  """The ``translate.region`` that ``sagan/fidelity.json`` scored (``"frame"`` for files written
+  before the field), or None when there is no such file."""
+  path = run.path("sagan", FIDELITY_FILE)
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return json.load(f).get("region", "frame")
+
+
+def rescore_region(run: Run, translators) -> None:
+  """Scores ``sagan/fidelity.json`` again when a finished run is translated with another
+  ``translate.region`` than it was scored on, so ``results.json`` ``fidelity`` always describes the
+  images the IDE learns from. ``translators`` as `write_joint_fidelity`'s; process 0 writes.
+  """
+  parallel.barrier("fidelity region check")
+  scored = scored_region(run)
+  if scored is None or scored == run.config.translate.region:
+    return
+  restored = translators()
+  if run.is_main:
+    logging.warning(
+      "sagan/fidelity.json scored translate.region=%r; scoring it again for %r",
+      scored,
+      run.config.translate.region,
+    )
+    local = [(model, parallel.local_copy(params), a) for model, params, a in restored]
+    scores = final_scores(run, local, jax.random.key(run.seed("sagan/fidelity")))
+    fileio.write_text_atomic(run.path("sagan", FIDELITY_FILE), json.dumps(scores, indent=1))
+  parallel.barrier("fidelity region written")
 
 
 def write_joint_fidelity(run: Run, translators) -> None:

@@ -138,6 +138,8 @@ def load_sagan(run: Run, a: plan_lib.Adaptation):
 def stage_translate(run: Run) -> None:
   for a in run.plan.adaptations:
     translation.translate(run, a, *load_sagan(run, a))
+  if run.datasets.synthetic_dir and run.config.variant != "original":
+    monitor.rescore_region(run, lambda: [(*load_sagan(run, a), a) for a in run.plan.adaptations])
 
 
 def _ide_training_set(run: Run, ide_name: str):

@@ -187,6 +187,17 @@ def make_steps(
 REGIONS = ("frame", "person", "background")  # where a translation keeps G1's pixels
 
 
+def keep_region(a, region: str) -> jax.Array:
+  """The translation of ``a`` (`SAGAN.adapt`'s output) with G1's pixels kept in ``region`` only and
+  the spatially adapted source S1(x) elsewhere; ``"frame"`` is G1's whole output."""
+  if region not in REGIONS:
+    raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
+  if region == "frame":
+    return a.adapted
+  keep = a.mask if region == "person" else 1 - a.mask
+  return keep * a.adapted + (1 - keep) * a.spatial
+
+
 @functools.partial(jax.jit, static_argnames=("model", "num_codes", "region"))
 def translate(
   model: SAGAN,
@@ -222,11 +233,7 @@ def translate(
   def one_code(z):
     a = model.adapt(params, XY, images, masks, z)
     p = a.transform if a.transform is not None else jnp.zeros((images.shape[0], model.num_transform_params))
-    adapted = a.adapted
-    if region != "frame":
-      keep = a.mask if region == "person" else 1 - a.mask
-      adapted = keep * a.adapted + (1 - keep) * a.spatial
-    return adapted, a.mask, p
+    return keep_region(a, region), a.mask, p
 
   adapted, warped_masks, transforms = jax.vmap(one_code)(codes)
   to_batch_major = lambda t: jnp.swapaxes(t, 0, 1)
