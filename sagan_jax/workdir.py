@@ -52,6 +52,9 @@ ADDED_FIELDS = {
   "sagan.generator_ema": 0.0,
   "sagan.critic_augment": "none",
   "sagan.lambda_reid": 0.0,
+  "sagan.generator_person_path": "full",
+  "sagan.generator_background_path": "full",
+  "sagan.lambda_background_idt": 0.0,
   "translate.region": "frame",
 }
 # Sections that compute nothing while a switch is off: compared only when either config turns it on.

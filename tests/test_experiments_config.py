@@ -71,10 +71,10 @@ def test_the_cyclegan_rows_stay_as_published_under_the_cpu_recipes():
     assert not s.generator_residual and s.generator_pointwise_features == 0
 
 
-def test_a_pointwise_person_path_reaches_every_gan_row_that_can_have_one():
-  """Asked for on the real-photo config, the person limited to G1's colour path reaches every SA-GAN
-  row; the rows it cannot apply to (the CycleGANs: no mask, no colour path) keep the full generator
-  instead of failing at their first step."""
+def test_pointwise_paths_reach_every_gan_row_that_can_have_them():
+  """Asked for on the real-photo config, the person and the background limited to G1's colour path
+  reach every SA-GAN row; the rows they cannot apply to (the CycleGANs: no mask, no colour path)
+  keep the full generator instead of failing at their first step."""
   import importlib.util
 
   from sagan_jax.sagan import SAGAN
@@ -88,12 +88,12 @@ def test_a_pointwise_person_path_reaches_every_gan_row_that_can_have_one():
     if row.sagan is None:
       continue
     c = module.get_config()
-    c.sagan.generator_person_path = "pointwise"
+    c.sagan.generator_person_path = c.sagan.generator_background_path = "pointwise"
     s = config_lib.apply_variant(c, variant).sagan
     SAGAN(s)
-    paths[variant] = s.generator_person_path
-  assert paths.pop("cyclegan") == paths.pop("cyclegan_star") == "full"
-  assert set(paths.values()) == {"pointwise"} and "sagan" in paths
+    paths[variant] = (s.generator_person_path, s.generator_background_path)
+  assert paths.pop("cyclegan") == paths.pop("cyclegan_star") == ("full", "full")
+  assert set(paths.values()) == {("pointwise", "pointwise")} and "sagan" in paths
 
 
 def test_evaluation_choices_are_checked_before_any_stage_runs():

@@ -130,18 +130,20 @@ def test_residual_generator_starts_as_the_identity_mapping(tiny_sagan_config):
   assert float(jnp.mean(jnp.abs(plain - batch["x"]))) > 0.1  # CycleGAN's generator starts far from it
 
 
-def test_a_pointwise_person_path_is_refused_where_the_generator_cannot_have_one(tiny_sagan_config):
+@pytest.mark.parametrize("region", ["person", "background"])
+def test_a_pointwise_path_is_refused_where_the_generator_cannot_have_one(tiny_sagan_config, region):
   c = tiny_sagan_config("sagan")
-  c.generator_person_path = "pointwise"
-  with pytest.raises(ConfigError, match=r"generator_person_path='pointwise'.*generator_residual=True"):
+  field = f"generator_{region}_path"
+  c[field] = "pointwise"
+  with pytest.raises(ConfigError, match=rf"{field}='pointwise'.*generator_residual=True"):
     SAGAN(c)  # the tiny config's generator is CycleGAN's: not residual, no colour path
   c.generator_residual, c.generator_pointwise_features = True, 4
   SAGAN(c)
   c.use_mask = False
   with pytest.raises(ConfigError, match="a mask-free variant sees no person"):
     SAGAN(c)
-  c.use_mask, c.generator_person_path = True, "face"
-  with pytest.raises(ConfigError, match=r"config.sagan.generator_person_path='face': expected one of"):
+  c.use_mask, c[field] = True, "face"
+  with pytest.raises(ConfigError, match=rf"config.sagan.{field}='face': expected one of"):
     SAGAN(c)
 
 

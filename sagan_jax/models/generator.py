@@ -23,7 +23,7 @@ def instance_norm(dtype) -> nn.Module:
   return nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False, use_fast_variance=False, dtype=dtype)
 
 
-PERSON_PATHS = ("full", "pointwise")
+PATHS = ("full", "pointwise")  # what G may do in a region: anything, or recolour pixel by pixel
 
 
 class ResidualBlock(nn.Module):
@@ -63,8 +63,10 @@ class ResnetGenerator(nn.Module):
   upsample: str = "transpose"
   # "full": the main path may change every pixel (CycleGAN). "pointwise": on the person (the mask,
   # the input's last channel) only the per-pixel path acts, so G can recolour a person but cannot
-  # repaint one; the background keeps both paths. Needs ``residual`` and ``pointwise_features``.
+  # repaint one. Needs ``residual`` and ``pointwise_features``.
   person_path: str = "full"
+  # The same choice outside the mask: "pointwise" recolours the background without painting on it.
+  background_path: str = "full"
   dtype: Any = jnp.float32
   conv: ModuleDef = nn.Conv
   conv_transpose: ModuleDef = nn.ConvTranspose
@@ -75,18 +77,21 @@ class ResnetGenerator(nn.Module):
       raise ValueError(
         f"the generator downsamples twice: image height and width must be divisible by 4, got {x.shape[1:3]}"
       )
-    if self.person_path not in PERSON_PATHS:
-      raise ValueError(f"generator person_path must be one of {PERSON_PATHS}, got {self.person_path!r}")
-    if self.person_path == "pointwise" and not (
-      self.residual and self.pointwise_features and x.shape[-1] > self.out_channels
-    ):
-      raise ValueError(
-        "generator person_path='pointwise' needs residual=True, pointwise_features > 0 and a mask channel "
-        f"in the input (got residual={self.residual}, pointwise_features={self.pointwise_features}, "
-        f"{x.shape[-1]} input channels)"
-      )
+    for region, path in (("person", self.person_path), ("background", self.background_path)):
+      if path not in PATHS:
+        raise ValueError(f"generator {region}_path must be one of {PATHS}, got {path!r}")
+      if path == "pointwise" and not (self.residual and self.pointwise_features and x.shape[-1] > self.out_channels):
+        raise ValueError(
+          f"generator {region}_path='pointwise' needs residual=True, pointwise_features > 0 and a mask channel "
+          f"in the input (got residual={self.residual}, pointwise_features={self.pointwise_features}, "
+          f"{x.shape[-1]} input channels)"
+        )
     rgb = x[..., : self.out_channels].astype(jnp.float32)
-    keep_person = 1.0 - x[..., -1:].astype(self.dtype)  # used by the "pointwise" person path only
+    person = x[..., -1:].astype(self.dtype)  # read by a "pointwise" path only
+    # Where the main (convolutional) path may act: the regions whose path is "full".
+    main_gate = (person if self.person_path == "full" else 0.0) + (
+      1.0 - person if self.background_path == "full" else 0.0
+    )
     x = x.astype(self.dtype)
     f = self.features
     conv = self.conv
@@ -109,8 +114,8 @@ class ResnetGenerator(nn.Module):
       x = nn.relu(instance_norm(self.dtype)(x))
     last_init = nn.initializers.zeros if self.residual else nn.linear.default_kernel_init
     x = conv(self.out_channels, (7, 7), padding="VALID", dtype=self.dtype, kernel_init=last_init)(reflect_pad(x, 3))
-    if self.person_path == "pointwise":
-      x = x * keep_person
+    if "pointwise" in (self.person_path, self.background_path):
+      x = x * main_gate
     if self.pointwise_features:
       p = nn.Conv(self.pointwise_features, (1, 1), dtype=self.dtype)(rgb.astype(self.dtype))
       p = nn.Conv(self.pointwise_features, (1, 1), dtype=self.dtype)(nn.leaky_relu(p, 0.2))

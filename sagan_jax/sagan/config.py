@@ -43,6 +43,7 @@ _CYCLEGAN = {
   "generator_pointwise_features": 0,
   "generator_upsample": "transpose",
   "generator_person_path": "full",
+  "generator_background_path": "full",
   "lambda_background_idt": 0.0,  # no mask to tell the background by
   "critic_norm": "instance",
   "gan_loss": "lsgan",
@@ -90,6 +91,8 @@ def sagan_config() -> ml_collections.ConfigDict:
   # What G may do to the person (the mask): "full" (any change, CycleGAN) or "pointwise" (only the
   # per-pixel colour path, so a person is recoloured, never repainted; backgrounds keep both paths).
   c.generator_person_path = "full"
+  # The same outside the mask: "pointwise" lets G recolour the background but not paint on it.
+  c.generator_background_path = "full"
   # Critics D1/D2: PatchGAN (CycleGAN's discriminator) as WGAN critics; layer norm (WGAN-GP's advice).
   c.critic_features = 64
   c.critic_layers = 3

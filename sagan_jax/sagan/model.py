@@ -28,7 +28,7 @@ from sagan_jax.models import (
   SpatialTransformer,
 )
 from sagan_jax.models import stm as stm_lib
-from sagan_jax.models.generator import PERSON_PATHS
+from sagan_jax.models.generator import PATHS as GENERATOR_PATHS
 from sagan_jax.models.layers import Layers
 from sagan_jax.sagan import augment as augment_lib
 
@@ -152,18 +152,17 @@ class SAGAN:
     _check_image_size(c)
     if not 0.0 <= c.generator_ema < 1.0:
       raise ConfigError(f"config.sagan.generator_ema={c.generator_ema}: expected a decay in [0, 1) (0 turns it off)")
-    if c.generator_person_path not in PERSON_PATHS:
-      raise ConfigError(
-        f"config.sagan.generator_person_path={c.generator_person_path!r}: expected one of {PERSON_PATHS}"
-      )
-    if c.generator_person_path == "pointwise" and not (
-      c.generator_residual and c.generator_pointwise_features > 0 and c.use_mask
-    ):
-      raise ConfigError(
-        "config.sagan.generator_person_path='pointwise' limits G on the person to the per-pixel colour path: it "
-        "needs --config.sagan.generator_residual=True, --config.sagan.generator_pointwise_features > 0 and "
-        "use_mask (a mask-free variant sees no person); or set it to 'full'"
-      )
+    for region in ("person", "background"):
+      field = f"generator_{region}_path"
+      path = c[field]
+      if path not in GENERATOR_PATHS:
+        raise ConfigError(f"config.sagan.{field}={path!r}: expected one of {GENERATOR_PATHS}")
+      if path == "pointwise" and not (c.generator_residual and c.generator_pointwise_features > 0 and c.use_mask):
+        raise ConfigError(
+          f"config.sagan.{field}='pointwise' limits G on the {region} to the per-pixel colour path: it "
+          "needs --config.sagan.generator_residual=True, --config.sagan.generator_pointwise_features > 0 and "
+          "use_mask (a mask-free variant sees no person); or set it to 'full'"
+        )
     dtype = jnp.dtype(c.dtype)
     self.transform = c.transform
     self.tps_control_hw = tuple(c.tps_control_hw)
@@ -175,6 +174,7 @@ class SAGAN:
       pointwise_features=c.generator_pointwise_features,
       upsample=c.generator_upsample,
       person_path=c.generator_person_path,
+      background_path=c.generator_background_path,
       dtype=dtype,
       conv=layers.conv,
       conv_transpose=layers.conv_transpose,
