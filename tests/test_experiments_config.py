@@ -96,6 +96,30 @@ def test_pointwise_paths_reach_every_gan_row_that_can_have_them():
   assert set(paths.values()) == {("pointwise", "pointwise")} and "sagan" in paths
 
 
+def test_only_the_real_photo_recipe_limits_the_background_to_recolouring():
+  """`real_photo_recipe` lets G1/G2 recolour the background but not paint on it, for every SA-GAN
+  row of configs/cuhk01_viper.py that has a generator; the CycleGAN rows there, and the synthetic
+  main job, keep the full generator."""
+  import importlib.util
+
+  from sagan_jax.sagan import SAGAN
+
+  def load(name):
+    spec = importlib.util.spec_from_file_location(f"{name}_config", os.path.join(ROOT, "configs", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+  photo, synthetic = load("cuhk01_viper"), load("synthetic")
+  for variant in ("sagan", "ws", "wd", "sagan_m10"):
+    s = photo.get_config(f"variant={variant}").sagan
+    SAGAN(s)
+    assert s.generator_background_path == "pointwise", variant
+  for variant in ("cyclegan", "cyclegan_star"):
+    assert photo.get_config(f"variant={variant}").sagan.generator_background_path == "full", variant
+  assert synthetic.get_config().sagan.generator_background_path == "full"
+
+
 def test_evaluation_choices_are_checked_before_any_stage_runs():
   for field, value in (("ap_mode", "interpolated"), ("backend", "cuda")):
     c = config_lib.base_config()

@@ -313,6 +313,8 @@ def real_photo_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict
   s = short_budget_recipe(c).sagan
   s.learning_rate = 1e-4  # WGAN-GP's rate: at 3e-4 G1 trades identity for the target's palette
   s.stm_learning_rate = 0.0  # S1/S2 at that rate too (0: learning_rate), as the recipe was chosen
+  # Backgrounds recoloured, never painted on: no textures over them (three development pairs).
+  s.generator_background_path = "pointwise"
   return c
 
 
