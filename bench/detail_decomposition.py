@@ -17,9 +17,9 @@ each scored against its nearest truth and relative to the untranslated source (a
   from a warp of the stored source only by resizing and rounding).
 
 Then, in the central view only, G1 on the true warp cut by the truth's person mask: G1's person
-on the truth's background, and the truth's person on G1's background. `detail_error`'s 7×7 SSIM
-windows straddle the outline, so the background next to the person counts in it; these two rows
-say by how much.
+on the truth's background, and the truth's person on G1's background. With `detail_error`'s
+person-weighted windows the second row scores 0 (the check that the scene beside the person does
+not count); under the unweighted windows used before 2026-12-05 it did not.
 """
 
 from __future__ import annotations

@@ -159,11 +159,14 @@ def _gaussian_window(size: int = 7, sigma: float = 1.5) -> np.ndarray:
   return g / g.sum()
 
 
-def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def ssim_map(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
   """``[..., H, W]`` structural similarity (Wang et al. 2004) of RGB images in [-1, 1], on luminance.
 
   A 7×7 Gaussian window (σ 1.5; 11×11 is the usual size for 256-pixel images, these are smaller),
-  edges reflected, C1 = 0.01², C2 = 0.03² for luminance in [0, 1].
+  edges reflected, C1 = 0.01², C2 = 0.03² for luminance in [0, 1]. With ``weights`` ``[..., H, W]``
+  (a person mask), each window's means, variances and covariance are taken over the weighted pixels
+  only, the window times the weights renormalised, so a window on the outline compares the two
+  people and never the scene beside them; all-ones weights give the plain SSIM.
   """
   lum = lambda x: (np.asarray(x, np.float64).mean(-1) + 1) / 2
   x, y = lum(a), lum(b)
@@ -175,8 +178,17 @@ def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     z = sum(w * z[..., i : i + z.shape[-2] - 2 * pad, :] for i, w in enumerate(g))
     return sum(w * z[..., :, i : i + z.shape[-1] - 2 * pad] for i, w in enumerate(g))
 
-  mx, my = blur(x), blur(y)
-  vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+  if weights is None:
+    weights = np.ones_like(x)
+  weights = np.broadcast_to(np.asarray(weights, np.float64), x.shape)
+  # A window with no weight at all gets a mean of 0 and no variance: it is scored, if at all,
+  # with a weight of 0 by the callers (the weights are the same mask).
+  total = np.maximum(blur(weights), 1e-12)
+  mean = lambda z: blur(weights * z) / total
+  mx, my = mean(x), mean(y)
+  # Clipped: a variance cannot be negative, rounding can make it so.
+  vx, vy = np.maximum(mean(x * x) - mx**2, 0), np.maximum(mean(y * y) - my**2, 0)
+  cxy = mean(x * y) - mx * my
   c1, c2 = 0.01**2, 0.03**2
   return ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
 
@@ -186,10 +198,16 @@ def detail_error_nearest(translated: np.ndarray, truths: np.ndarray, source: np.
 
   Structure and contrast count, not only colour: a flat patch of the right colour scores about
   as badly as the untranslated source (1), while a translation that keeps the person's edges and
-  texture in the right place scores near 0.
+  texture in the right place scores near 0. The SSIM windows are weighted by the truth's person
+  mask (`ssim_map`'s ``weights``): the truth keeps the source's scene, which a translation to the
+  target is right to change, so the background beside the outline does not count; a translation
+  that puts the person elsewhere still shows its own background on the truth's person pixels.
   """
   dissimilarity = lambda a: np.stack(
-    [np.sum((1 - ssim_map(a, truths[:, k])) * masks[:, k, ..., 0], axis=(-2, -1)) for k in range(truths.shape[1])],
+    [
+      np.sum((1 - ssim_map(a, truths[:, k], masks[:, k, ..., 0])) * masks[:, k, ..., 0], axis=(-2, -1))
+      for k in range(truths.shape[1])
+    ],
     axis=-1,
   )  # [..., N, K]
   translated_d = np.stack([dissimilarity(t) for t in translated])  # [M, N, K]

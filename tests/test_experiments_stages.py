@@ -19,7 +19,7 @@ import pytest
 from sagan_jax import errors, preemption, progress
 from sagan_jax import workdir as workdir_lib
 from sagan_jax.data import synthetic
-from sagan_jax.experiments import evaluation, stages
+from sagan_jax.experiments import evaluation, monitor, stages
 
 from helpers import (
   ROOT,
@@ -236,6 +236,32 @@ def test_translating_a_finished_run_with_another_region_scores_its_fidelity_agai
   written = path.stat().st_mtime_ns
   stages.train(config, str(workdir), allow_config_change=True)
   assert path.stat().st_mtime_ns == written
+
+
+def test_evaluating_a_run_scored_with_the_older_detail_error_scores_its_fidelity_again(end_to_end, tmp_path, caplog):
+  """A ``sagan/fidelity.json`` from before `monitor.DETAIL_DEFINITION` (its detail_error from plain
+  SSIM windows): the evaluate stage scores it again, and ``results.json`` carries today's figures,
+  equal to what the run itself wrote at the end of its training."""
+  config, done = copy.deepcopy(end_to_end[0]), pathlib.Path(end_to_end[1])
+  workdir = tmp_path / "run"
+  shutil.copytree(done, workdir, ignore=shutil.ignore_patterns("translated", "results.*", "tensorboard"))
+  path = workdir / "sagan" / "fidelity.json"
+  with open(path) as f:
+    current = json.load(f)
+  assert current["detail_definition"] == monitor.DETAIL_DEFINITION
+  older = copy.deepcopy(current)
+  del older["detail_definition"]
+  older["detail_error"] = older["train"]["detail_error"] = 9.0  # stands in for the older figure
+  path.write_text(json.dumps(older))
+  config.stages, config.eval.translation_report = "evaluate", False
+  stages.train(config, str(workdir), allow_config_change=True)
+  assert "detail_definition 'ssim_windows' -> 'ssim_person_weighted'" in caplog.text
+  with open(path) as f:
+    assert json.load(f) == current
+  with open(workdir / "results.json") as f:
+    fidelity = json.load(f)["fidelity"]
+  assert fidelity["detail_error"] == current["detail_error"] != 9.0
+  assert fidelity["detail_definition"] == monitor.DETAIL_DEFINITION
 
 
 def test_a_run_waits_for_another_that_holds_the_shared_reference_ide(end_to_end, caplog):

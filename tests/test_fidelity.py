@@ -127,3 +127,50 @@ def test_nearest_truth_pixel_and_detail_errors():
   assert np.allclose(fidelity.ssim_map(source, source), 1.0)
   flat = np.broadcast_to(truths[:, 0].mean(axis=(1, 2), keepdims=True), truths[:, 0].shape)
   assert fidelity.detail_error_nearest(flat[None], truths[:, :1], source, masks[:, :1]) > 0.8
+
+
+def test_weighted_ssim_agrees_with_a_window_by_window_brute_force():
+  rng = np.random.default_rng(1)
+  a, b = rng.uniform(-1, 1, (2, 12, 10, 3))
+  weights = (rng.uniform(size=(12, 10)) > 0.4).astype(np.float64)
+  got = fidelity.ssim_map(a, b, weights)
+  # All-ones weights are the plain SSIM.
+  np.testing.assert_allclose(fidelity.ssim_map(a, b, np.ones((12, 10))), fidelity.ssim_map(a, b), atol=1e-12)
+  x, y = (a.mean(-1) + 1) / 2, (b.mean(-1) + 1) / 2
+  g = fidelity._gaussian_window()
+  window = np.outer(g, g)
+  for i, j in [(5, 4), (6, 6), (3, 5)]:  # interior pixels: the 7×7 window needs no reflection
+    w = window * weights[i - 3 : i + 4, j - 3 : j + 4]
+    w = w / w.sum()
+    px, py = x[i - 3 : i + 4, j - 3 : j + 4], y[i - 3 : i + 4, j - 3 : j + 4]
+    mx, my = (w * px).sum(), (w * py).sum()
+    vx, vy = (w * (px - mx) ** 2).sum(), (w * (py - my) ** 2).sum()
+    cxy = (w * (px - mx) * (py - my)).sum()
+    c1, c2 = 0.01**2, 0.03**2
+    expected = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    assert got[i, j] == pytest.approx(expected, rel=1e-9)
+
+
+def test_detail_error_reads_the_person_not_the_scene_beside_it():
+  rng = np.random.default_rng(2)
+  n, h, w = 4, 24, 12
+  truths = rng.uniform(-1, 1, (n, 1, h, w, 3))
+  masks = np.zeros((n, 1, h, w, 1))
+  masks[:, :, 6:18, 3:9] = 1.0  # a 12×6 person in each frame
+  source = rng.uniform(-1, 1, (n, h, w, 3))
+  person = masks[:, 0]
+  # The true person on another scene: exact where it is scored, whatever the background.
+  for background in (rng.uniform(-1, 1, (n, h, w, 3)), np.zeros((n, h, w, 3)), source):
+    moved = person * truths[:, 0] + (1 - person) * background
+    assert fidelity.detail_error_nearest(moved[None], truths, source, masks) == pytest.approx(0.0, abs=1e-9)
+    # The unweighted windows straddle the outline and read the changed scene.
+    plain = np.sum((1 - fidelity.ssim_map(moved, truths[:, 0])) * person[..., 0])
+    assert plain > 0.05 * np.sum((1 - fidelity.ssim_map(source, truths[:, 0])) * person[..., 0])
+  # Detail on the person still counts: the true person blurred inside its own outline.
+  blurred = truths[:, 0].copy()
+  inner = truths[:, 0, 6:18, 3:9]
+  blurred[:, 6:18, 3:9] = (inner + np.roll(inner, 1, axis=1) + np.roll(inner, 1, axis=2)) / 3
+  assert fidelity.detail_error_nearest(blurred[None], truths, source, masks) > 0.2
+  # The person shifted by two pixels: the truth's person pixels now show the other scene.
+  shifted = np.roll(truths[:, 0], 2, axis=2)
+  assert fidelity.detail_error_nearest(shifted[None], truths, source, masks) > 0.5

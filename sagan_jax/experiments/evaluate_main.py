@@ -9,7 +9,7 @@
 from absl import app, flags
 
 from sagan_jax import cli
-from sagan_jax.experiments import evaluation, stages
+from sagan_jax.experiments import stages
 
 _CONFIG = cli.define_config_file("config", None, "experiment config file (configs/*.py[:variant=...])")
 _WORKDIR = flags.DEFINE_string("workdir", None, "the run's directory (with ide/checkpoints)")
@@ -27,7 +27,7 @@ def main(argv):
 
   def evaluate():
     with stages.opened(_CONFIG.value, _WORKDIR.value, layers=layers) as run:
-      evaluation.evaluate(run, rank_vis=_RANK_VIS.value)
+      stages.stage_evaluate(run, rank_vis=_RANK_VIS.value)
 
   cli.exit_on_user_error(evaluate)
 

@@ -22,6 +22,10 @@ from sagan_jax.experiments.run import Run
 from sagan_jax.sagan.model import SAGAN
 
 FIDELITY_FILE = "fidelity.json"
+# What `detail_error` in a fidelity.json means; files written before the field scored plain SSIM
+# windows, which read the scene beside the outline (`fidelity.detail_error_nearest`).
+DETAIL_DEFINITION = "ssim_person_weighted"
+DETAIL_BEFORE_FIELD = "ssim_windows"
 
 
 def paired_set(run: Run, a: plan_lib.Adaptation | None = None, which: str = "heldout") -> paired.PairedSet | None:
@@ -69,6 +73,7 @@ def final_scores(run: Run, translators, key) -> dict:
     **frame,
     "references": paired.references(heldout, stats),
     "codes": paired.FINAL_CODES,
+    "detail_definition": DETAIL_DEFINITION,
   }
 
 
@@ -119,36 +124,41 @@ def sagan_hooks(run: Run, a: plan_lib.Adaptation, model: SAGAN) -> loop.Hooks:
   )
 
 
-def scored_region(run: Run) -> str | None:
-  """The ``translate.region`` that ``sagan/fidelity.json`` scored (``"frame"`` for files written
-  before the field), or None when there is no such file."""
+def scored_as(run: Run) -> dict[str, str] | None:
+  """How ``sagan/fidelity.json`` was scored: its ``region`` (``translate.region``) and
+  ``detail_definition`` (the values files written before each field imply), or None when there is
+  no such file."""
   path = run.path("sagan", FIDELITY_FILE)
   if not os.path.isfile(path):
     return None
   with open(path) as f:
-    return json.load(f).get("region", "frame")
+    scores = json.load(f)
+  return {
+    "region": scores.get("region", "frame"),
+    "detail_definition": scores.get("detail_definition", DETAIL_BEFORE_FIELD),
+  }
 
 
-def rescore_region(run: Run, translators) -> None:
-  """Scores ``sagan/fidelity.json`` again when a finished run is translated with another
-  ``translate.region`` than it was scored on, so ``results.json`` ``fidelity`` always describes the
-  images the IDE learns from. ``translators`` as `write_joint_fidelity`'s; process 0 writes.
+def rescore_if_stale(run: Run, translators) -> None:
+  """Scores a finished run's ``sagan/fidelity.json`` again when it no longer describes what this
+  version would write: the run is translated with another ``translate.region`` than it was scored
+  on, or its ``detail_error`` has an older definition. So ``results.json`` ``fidelity`` always
+  describes the images the IDE learns from, in today's units. ``translators`` as
+  `write_joint_fidelity`'s; process 0 writes.
   """
-  parallel.barrier("fidelity region check")
-  scored = scored_region(run)
-  if scored is None or scored == run.config.translate.region:
+  parallel.barrier("fidelity check")
+  scored = scored_as(run)
+  wanted = {"region": run.config.translate.region, "detail_definition": DETAIL_DEFINITION}
+  if scored is None or scored == wanted:
     return
   restored = translators()
   if run.is_main:
-    logging.warning(
-      "sagan/fidelity.json scored translate.region=%r; scoring it again for %r",
-      scored,
-      run.config.translate.region,
-    )
+    changed = ", ".join(f"{k} {scored[k]!r} -> {wanted[k]!r}" for k in wanted if scored[k] != wanted[k])
+    logging.warning("sagan/fidelity.json was scored with another %s; scoring it again", changed)
     local = [(model, parallel.local_copy(params), a) for model, params, a in restored]
     scores = final_scores(run, local, jax.random.key(run.seed("sagan/fidelity")))
     fileio.write_text_atomic(run.path("sagan", FIDELITY_FILE), json.dumps(scores, indent=1))
-  parallel.barrier("fidelity region written")
+  parallel.barrier("fidelity written")
 
 
 def write_joint_fidelity(run: Run, translators) -> None:

@@ -138,8 +138,19 @@ def load_sagan(run: Run, a: plan_lib.Adaptation):
 def stage_translate(run: Run) -> None:
   for a in run.plan.adaptations:
     translation.translate(run, a, *load_sagan(run, a))
+  rescore_stale_fidelity(run)
+
+
+def rescore_stale_fidelity(run: Run) -> None:
+  """`monitor.rescore_if_stale` for a run whose benchmark has paired truth (a no-op otherwise)."""
   if run.datasets.synthetic_dir and run.config.variant != "original":
-    monitor.rescore_region(run, lambda: [(*load_sagan(run, a), a) for a in run.plan.adaptations])
+    monitor.rescore_if_stale(run, lambda: [(*load_sagan(run, a), a) for a in run.plan.adaptations])
+
+
+def stage_evaluate(run: Run, rank_vis: int = 0) -> dict:
+  """`evaluation.evaluate`, after re-scoring a fidelity file an older version wrote."""
+  rescore_stale_fidelity(run)
+  return evaluation.evaluate(run, rank_vis=rank_vis)
 
 
 def _ide_training_set(run: Run, ide_name: str):
@@ -190,7 +201,7 @@ STAGE_FUNCTIONS = {
   "sagan": stage_sagan,
   "translate": stage_translate,
   "ide": stage_ide,
-  "evaluate": evaluation.evaluate,
+  "evaluate": stage_evaluate,
 }
 
 
