@@ -96,3 +96,27 @@ def test_a_generator_average_decay_outside_0_to_1_is_refused(tiny_sagan_config):
   c.generator_ema = 1.0
   with pytest.raises(ConfigError, match=r"config.sagan.generator_ema=1.0: expected a decay in \[0, 1\)"):
     SAGAN(c)
+
+
+@pytest.mark.parametrize("n_critic", [1, 5])
+def test_the_linear_decay_reaches_zero_at_the_last_generator_update_for_every_network(tiny_sagan_config, n_critic):
+  # Adam's update for a constant gradient is exactly the learning rate (m̂ / √v̂ = 1, ε aside), so
+  # the k-th update reads the schedule at k. Six generator updates: constant for three, then to 0.
+  c = tiny_sagan_config("sagan")
+  c.lr_schedule, c.n_critic, c.learning_rate = "linear_decay", n_critic, 1e-3
+  tx = sagan_train.optimizers(c, 6)
+
+  def rates(optimizer, updates):
+    params = {"w": jnp.zeros(())}
+    state, out = optimizer.init(params), []
+    for _ in range(updates):
+      step, state = optimizer.update({"w": jnp.ones(())}, state, params)
+      out.append(-float(step["w"]))
+    return np.asarray(out)
+
+  expected = 1e-3 * np.array([1, 1, 1, 1, 2 / 3, 1 / 3])
+  np.testing.assert_allclose(rates(tx.generator, 6), expected, rtol=1e-5)
+  # The critics' n_critic updates per generator update: the same curve, n_critic times finer.
+  critic = rates(tx.critic, 6 * n_critic)
+  np.testing.assert_allclose(critic[::n_critic], expected, rtol=1e-5)
+  assert critic[-1] > 0 and critic[-1] < 1e-3 / (3 * n_critic) + 1e-9

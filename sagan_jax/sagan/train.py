@@ -32,16 +32,18 @@ def _optimizers(config: ml_collections.FrozenConfigDict, train_steps: int) -> Op
   if c.lr_schedule not in LR_SCHEDULES:
     raise ConfigError(f"config.sagan.lr_schedule={c.lr_schedule!r}: expected one of {LR_SCHEDULES}")
 
-  def adam(lr):
+  def adam(lr, updates=train_steps):
+    # ``updates``: how many times this optimiser steps in the run, which its schedule counts.
     if c.lr_schedule == "linear_decay":  # CycleGAN: constant for the first half, then linearly to zero
-      half = max(train_steps // 2, 1)
+      half = max(updates // 2, 1)
       lr = optax.join_schedules([optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, half)], [half])
     return optax.adam(lr, b1=c.adam_b1, b2=c.adam_b2)
 
   if c.lipschitz == "weight_clipping":
     critic = optax.chain(optax.rmsprop(c.clipping_learning_rate), losses.clip_params(c.clip_value))
   else:
-    critic = adam(c.learning_rate)
+    # The critics step n_critic times per generator update: their decay spans as many updates.
+    critic = adam(c.learning_rate, train_steps * c.n_critic)
   generator = adam(c.learning_rate)
   if c.stm_learning_rate and c.stm_learning_rate != c.learning_rate and c.spatial:
     labels = lambda params: {name: ("stm" if name in ("S1", "S2") else "generator") for name in params}
@@ -53,8 +55,10 @@ def optimizers(config: ml_collections.ConfigDict, train_steps: int) -> Optimizer
   """The optimiser of each group of networks for a run of ``train_steps`` generator updates.
 
   Adam(1e-4, 0.5, 0.9) is WGAN-GP's; with weight clipping the critics take RMSProp(5e-5), as WGAN.
-  ``lr_schedule="linear_decay"`` decays over ``train_steps`` (CycleGAN's); the state's layout does
-  not depend on ``train_steps``, so a restore target may pass any.
+  ``lr_schedule="linear_decay"`` decays over ``train_steps`` generator updates (CycleGAN's), the
+  critics' over their ``n_critic × train_steps`` updates, so every rate reaches zero at the last
+  generator update; the state's layout does not depend on ``train_steps``, so a restore target may
+  pass any.
   """
   return _optimizers(ml_collections.FrozenConfigDict(config), int(train_steps))
 
