@@ -191,8 +191,8 @@ def test_identity_decomposition_benchmark_reads_the_finished_run(end_to_end, ben
 def test_detail_decomposition_benchmark_reads_the_finished_run(end_to_end, bench):
   """`bench/detail_decomposition.py` on the finished run: its first row is the run's own held-out
   `fidelity` (the same codes, the same instrument), the floor of true warps and colours sits below
-  every other row, and the truth's person on G1's background has no pixel error (L1 reads the
-  person only) but a detail error (SSIM's windows read the background too)."""
+  every other row, and the truth's person on G1's background scores 0 on both (L1 and the
+  person-weighted SSIM windows read the person only), so G1's person alone scores as G1's image."""
   _, workdir = end_to_end
   out = _bench_on_finished_run("detail_decomposition", bench, workdir)
   rows = {}
@@ -208,7 +208,9 @@ def test_detail_decomposition_benchmark_reads_the_finished_run(end_to_end, bench
   floor = rows["true warps, true colours"]
   assert all(floor[0] <= r[0] and floor[1] <= r[1] for name, r in rows.items() if not name.startswith("central"))
   kept_person = rows["central view: the truth's person, G1's background"]
-  assert kept_person[0] == 0.0 and kept_person[1] > 0.0
+  assert kept_person == (0.0, 0.0)
+  g1_person = rows["central view: G1's person, the truth's background"]
+  assert g1_person == pytest.approx(rows["central view: true warp, G1"], abs=2e-3) and g1_person[1] > 0.0
 
 
 def test_translating_a_finished_run_with_another_region_scores_its_fidelity_again(end_to_end, tmp_path):
