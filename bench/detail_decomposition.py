@@ -19,7 +19,9 @@ each scored against its nearest truth and relative to the untranslated source (a
 Then, in the central view only, G1 on the true warp cut by the truth's person mask: G1's person
 on the truth's background, and the truth's person on G1's background. With `detail_error`'s
 person-weighted windows the second row scores 0 (the check that the scene beside the person does
-not count); under the unweighted windows used before 2026-12-05 it did not.
+not count); under the unweighted windows used before 2026-12-05 it did not. Last, per code: its
+warp's own detail_error (true colours) and how far it lands from the nearest true view (the
+corner error in `viewpoint_error`'s unit, averaged over the images).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from sagan_jax import cli
+from sagan_jax import cli, fidelity
 from sagan_jax.experiments import monitor, paired, stages
 from sagan_jax.sagan.model import XY
 
@@ -70,7 +72,7 @@ def measure(config, workdir: str, layers) -> None:
       model, params = stages.load_sagan(run, a)
       if not (model.config.spatial and model.config.pixel):
         raise SystemExit(f"{workdir}: the decomposition needs both S1 and G1 (variant {run.config.variant!r})")
-      translated, _ = paired.translate_fixed(model, params, pairs, key, paired.FINAL_CODES)
+      translated, corners = paired.translate_fixed(model, params, pairs, key, paired.FINAL_CODES)
       x, m = pairs.source[..., :3], pairs.source[..., 3:]
       inputs, masks = jnp.asarray(x), model.masks_for_input(jnp.asarray(m))
 
@@ -91,9 +93,10 @@ def measure(config, workdir: str, layers) -> None:
       )
       g1 = np.stack([_batched(g1_of, w) for w in warped])
       floor = np.stack([paired.true_colours(w[..., :3]) for w in warped])
-      parts.append((pairs, translated, warp_only, g1, floor))
+      parts.append((pairs, translated, warp_only, g1, floor, corners))
   pairs = paired.join([p[0] for p in parts])
   joined = [np.concatenate([p[i] for p in parts], axis=1).astype(np.float32) for i in range(1, 5)]
+  corners = np.concatenate([p[5] for p in parts], axis=1)
   rows = dict(
     zip(
       (
@@ -117,6 +120,13 @@ def measure(config, workdir: str, layers) -> None:
   print("\n| translation | pixel_error | detail_error |\n|---|---|---|")
   for name, scores in rows.items():
     print(f"| {name} | {scores['pixel_error']:.3f} | {scores['detail_error']:.3f} |")
+  # Per code: what its warp alone costs, beside how far it lands from the nearest true view.
+  true_corners = fidelity.map_corners(jnp.asarray(pairs.h_true))
+  nearest = np.min(np.asarray(fidelity.corner_errors(jnp.asarray(corners), true_corners, pairs.reference)), axis=-1)
+  print("\n| code | S1's warp, true colours: detail_error | nearest true view's corner error |\n|---|---|---|")
+  for k in range(len(corners)):
+    detail = paired.image_scores(pairs, joined[1][k : k + 1])["detail_error"]
+    print(f"| {k} | {detail:.3f} | {float(np.mean(nearest[k])):.3f} |")
 
 
 if __name__ == "__main__":

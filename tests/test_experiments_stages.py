@@ -195,16 +195,23 @@ def test_detail_decomposition_benchmark_reads_the_finished_run(end_to_end, bench
   person-weighted SSIM windows read the person only), so G1's person alone scores as G1's image."""
   _, workdir = end_to_end
   out = _bench_on_finished_run("detail_decomposition", bench, workdir)
-  rows = {}
+  rows, codes = {}, []
   for line in out.stdout.splitlines():
-    if line.startswith("| ") and not line.startswith("| translation"):
-      name, pixel, detail = (c.strip() for c in line.strip("|").split("|"))
-      rows[name] = (float(pixel), float(detail))
+    if line.startswith("| ") and not line.startswith(("| translation", "| code")):
+      name, first, second = (c.strip() for c in line.strip("|").split("|"))
+      if name.isdigit():
+        codes.append((float(first), float(second)))
+      else:
+        rows[name] = (float(first), float(second))
   assert len(rows) == 7
+  # Per code: the codes' detail averages to the warps' row, their nearest-view errors to precision_error.
+  assert len(codes) == 10
+  assert np.mean([c[0] for c in codes]) == pytest.approx(rows["S1's warps, true colours"][1], abs=1e-3)
   with open(os.path.join(workdir, "results.json")) as f:
     fidelity = json.load(f)["fidelity"]
   translation = rows["G1(S1(x)): the translation"]
   assert translation == pytest.approx((fidelity["pixel_error"], fidelity["detail_error"]), abs=2e-3)
+  assert np.mean([c[1] for c in codes]) == pytest.approx(fidelity["precision_error"], abs=1e-3)
   floor = rows["true warps, true colours"]
   assert all(floor[0] <= r[0] and floor[1] <= r[1] for name, r in rows.items() if not name.startswith("central"))
   kept_person = rows["central view: the truth's person, G1's background"]
