@@ -193,7 +193,9 @@ def ssim_map(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None) ->
   return ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
 
 
-def detail_error_nearest(translated: np.ndarray, truths: np.ndarray, source: np.ndarray, masks: np.ndarray) -> float:
+def detail_error_nearest(
+  translated: np.ndarray, truths: np.ndarray, source: np.ndarray, masks: np.ndarray, person_windows: bool = True
+) -> float:
   """As `pixel_error_nearest`, with ``1 − SSIM`` on the person in place of the L1 difference.
 
   Structure and contrast count, not only colour: a flat patch of the right colour scores about
@@ -202,10 +204,13 @@ def detail_error_nearest(translated: np.ndarray, truths: np.ndarray, source: np.
   mask (`ssim_map`'s ``weights``): the truth keeps the source's scene, which a translation to the
   target is right to change, so the background beside the outline does not count; a translation
   that puts the person elsewhere still shows its own background on the truth's person pixels.
+  ``person_windows=False`` leaves the windows unweighted: the definition before 2026-12-05, kept
+  for comparison (`bench.fidelity_references`).
   """
+  weights = lambda k: masks[:, k, ..., 0] if person_windows else None
   dissimilarity = lambda a: np.stack(
     [
-      np.sum((1 - ssim_map(a, truths[:, k], masks[:, k, ..., 0])) * masks[:, k, ..., 0], axis=(-2, -1))
+      np.sum((1 - ssim_map(a, truths[:, k], weights(k))) * masks[:, k, ..., 0], axis=(-2, -1))
       for k in range(truths.shape[1])
     ],
     axis=-1,

@@ -187,12 +187,13 @@ def _true_corners(paired: PairedSet) -> jax.Array:
   return fidelity.map_corners(jnp.asarray(paired.h_true))  # [N, K, 4, 2]
 
 
-def image_scores(paired: PairedSet, adapted: np.ndarray) -> dict[str, float]:
-  """``pixel_error`` and ``detail_error`` of translations ``[M, N, H, W, 3]``, each against its nearest truth."""
+def image_scores(paired: PairedSet, adapted: np.ndarray, person_windows: bool = True) -> dict[str, float]:
+  """``pixel_error`` and ``detail_error`` of translations ``[M, N, H, W, 3]``, each against its nearest truth
+  (``person_windows`` as `fidelity.detail_error_nearest`'s)."""
   truth, masks, source = paired.truth[..., :3], paired.truth[..., 3:], paired.source[..., :3]
   return {
     "pixel_error": fidelity.pixel_error_nearest(adapted, truth, source, masks),
-    "detail_error": fidelity.detail_error_nearest(adapted, truth, source, masks),
+    "detail_error": fidelity.detail_error_nearest(adapted, truth, source, masks, person_windows),
   }
 
 
@@ -283,7 +284,7 @@ def target_statistics(benchmark_dir: str, image_size: tuple[int, int]) -> dict[s
   return out
 
 
-def _box_blur(images: np.ndarray, size: int = 9) -> np.ndarray:
+def box_blur(images: np.ndarray, size: int = 9) -> np.ndarray:
   pad = size // 2
   padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
   rows = sum(padded[:, i : i + images.shape[1]] for i in range(size)) / size
@@ -318,7 +319,7 @@ def references(paired: PairedSet, stats: dict[str, np.ndarray]) -> dict[str, dic
   warped = warp_each((x + 1) * 127.5, paired.h_central) / 127.5 - 1  # in [0, 255], as the truths were made
   candidates = {
     "flat_colour": np.broadcast_to(np.clip(matched.mean(axis=(1, 2), keepdims=True), -1, 1), x.shape),
-    "flat_colour_blur": np.clip(_box_blur(matched), -1, 1),
+    "flat_colour_blur": np.clip(box_blur(matched), -1, 1),
     "constant": np.broadcast_to(stats["target_image"], x.shape),
     "true_colours": true_colours(x),
     "true_warp": warped,
