@@ -247,6 +247,24 @@ def test_critic_augmentation_moves_rgb_and_mask_together_in_both_players_updates
     SAGAN(c)
 
 
+def test_categorical_codes_are_scaled_one_hots_drawn_uniformly(tiny_sagan_config):
+  c = tiny_sagan_config("sagan")
+  c.z_dim = 4
+  c.code_distribution = "categorical"
+  z = np.asarray(SAGAN(c).spatial_codes(jax.random.PRNGKey(0), 4000))
+  # Each row has one entry √4 = 2 and three zeros, so E‖z‖² = z_dim as for N(0, I).
+  np.testing.assert_array_equal(np.sort(z, axis=1), np.broadcast_to([0.0, 0.0, 0.0, 2.0], z.shape))
+  counts = np.bincount(np.argmax(z, axis=1), minlength=4)
+  # Uniform over the 4 categories: each count within 4 binomial standard deviations (±55) of 1000.
+  assert np.all(np.abs(counts - 1000) < 4 * np.sqrt(4000 * 0.25 * 0.75)), counts
+  c.code_distribution = "normal"
+  normal = np.asarray(SAGAN(c).spatial_codes(jax.random.PRNGKey(0), 4000))
+  assert abs(normal.mean()) < 0.05 and abs(normal.var() - 1.0) < 0.05 and len(np.unique(normal)) > 0.99 * normal.size
+  c.code_distribution = "uniform"
+  with pytest.raises(ValueError, match=r"config.sagan.code_distribution='uniform': expected one of"):
+    SAGAN(c)
+
+
 def test_mode_seeking_pushes_two_codes_warps_apart(tiny_sagan_config):
   """The term alone, on a transformer whose warps already depend a little on the code: its gradient
   steps widen the distance between two codes' warps of the same images."""

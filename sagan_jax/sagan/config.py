@@ -119,6 +119,10 @@ def sagan_config() -> ml_collections.ConfigDict:
   # average) or "flatten" (every position its own weights, as ST-GAN's fully connected layers).
   c.stm_head = "pool"
   c.z_dim = 8  # spatial code dimension: our choice (the paper does not give it)
+  # How z is drawn: "normal" (N(0, I), the paper's) or "categorical" (one of z_dim one-hot codes, scaled
+  # by √z_dim to N(0, I)'s mean energy, as InfoGAN's categorical code), for targets whose viewpoints
+  # are a few discrete cameras: a continuous z puts warps between them (docs/results.md).
+  c.code_distribution = "normal"
   # Our choice: "border" repeats the edge pixels where a warp reads outside the frame. Zero padding
   # paints grey wedges on spatially adapted images only, a give-away for the critics.
   c.warp_padding = "border"

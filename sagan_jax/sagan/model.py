@@ -36,6 +36,7 @@ Params = dict[str, Any]
 GAN_LOSSES = ("wgan", "lsgan")
 CRITIC_MASKS = ("soft", "straight_through", "binary", "none")
 CRITIC_REGIONS = ("frame", "person", "background")
+CODE_DISTRIBUTIONS = ("normal", "categorical")  # how spatial codes are drawn (`SAGAN.spatial_codes`)
 LIPSCHITZ = ("gradient_penalty", "weight_clipping", "none")
 AUGMENT_STREAM = 0x5A6  # folded into a step's key for `critic_augment`'s draws, apart from every other split
 
@@ -149,6 +150,8 @@ class SAGAN:
         f"config.sagan.z_dim={c.z_dim!r}: the spatial code needs at least 1 dimension (with none, every one "
         "of the M codes would give the same warp)"
       )
+    if c.code_distribution not in CODE_DISTRIBUTIONS:
+      raise ConfigError(f"config.sagan.code_distribution={c.code_distribution!r}: expected one of {CODE_DISTRIBUTIONS}")
     _check_image_size(c)
     if not 0.0 <= c.generator_ema < 1.0:
       raise ConfigError(f"config.sagan.generator_ema={c.generator_ema}: expected a decay in [0, 1) (0 turns it off)")
@@ -255,8 +258,13 @@ class SAGAN:
   # Forward paths.
 
   def spatial_codes(self, key: jax.Array, batch: int) -> jax.Array:
-    """Spatial codes z ~ N(0, I), ``[B, z_dim]`` (Section III-B)."""
-    return jax.random.normal(key, (batch, self.config.z_dim), jnp.float32)
+    """Spatial codes ``[B, z_dim]``: z ~ N(0, I) (Section III-B), or with ``code_distribution="categorical"``
+    one of the z_dim one-hot codes uniformly, times √z_dim (E‖z‖² = z_dim either way)."""
+    z_dim = self.config.z_dim
+    if self.config.code_distribution == "categorical":
+      index = jax.random.randint(key, (batch,), 0, z_dim)
+      return jax.nn.one_hot(index, z_dim, dtype=jnp.float32) * jnp.sqrt(jnp.float32(z_dim))
+    return jax.random.normal(key, (batch, z_dim), jnp.float32)
 
   def masks_for_input(self, masks: jax.Array) -> jax.Array:
     """The masks the networks see: all ones when the configuration runs mask-free (plain CycleGAN)."""
