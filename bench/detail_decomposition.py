@@ -19,9 +19,11 @@ each scored against its nearest truth and relative to the untranslated source (a
 Then, in the central view only, G1 on the true warp cut by the truth's person mask: G1's person
 on the truth's background, and the truth's person on G1's background. With `detail_error`'s
 person-weighted windows the second row scores 0 (the check that the scene beside the person does
-not count); under the unweighted windows used before 2026-12-05 it did not. Last, per code: its
-warp's own detail_error (true colours) and how far it lands from the nearest true view (the
-corner error in `viewpoint_error`'s unit, averaged over the images).
+not count); under the unweighted windows used before 2026-12-05 it did not. Last, the true views'
+corner distances from each other, then per code: its norm ‖z‖, its warp's own detail_error (true
+colours), how far it lands from the nearest true view and from each view (corner errors in
+`viewpoint_error`'s unit, averaged over the images): a code whose errors to two views are each
+about half their distance sits between them.
 """
 
 from __future__ import annotations
@@ -120,13 +122,26 @@ def measure(config, workdir: str, layers) -> None:
   print("\n| translation | pixel_error | detail_error |\n|---|---|---|")
   for name, scores in rows.items():
     print(f"| {name} | {scores['pixel_error']:.3f} | {scores['detail_error']:.3f} |")
-  # Per code: what its warp alone costs, beside how far it lands from the nearest true view.
+  # Per code: what its warp alone costs, beside how far it lands from the nearest true view and from
+  # each view; the views' distances from each other say whether a code sits between two of them.
   true_corners = fidelity.map_corners(jnp.asarray(pairs.h_true))
-  nearest = np.min(np.asarray(fidelity.corner_errors(jnp.asarray(corners), true_corners, pairs.reference)), axis=-1)
-  print("\n| code | S1's warp, true colours: detail_error | nearest true view's corner error |\n|---|---|---|")
+  errors = np.asarray(fidelity.corner_errors(jnp.asarray(corners), true_corners, pairs.reference))  # [M, N, K]
+  views = errors.shape[-1]
+  between = np.asarray(fidelity.corner_errors(jnp.swapaxes(true_corners, 0, 1), true_corners, pairs.reference))
+  print("\n| view | " + " | ".join(f"to view {j}" for j in range(views)) + " |\n|---|" + "---|" * views)
+  for i in range(views):
+    print(f"| view {i} | " + " | ".join(f"{v:.3f}" for v in np.mean(between[i], axis=0)) + " |")
+  norms = np.linalg.norm(np.asarray(codes), axis=-1)
+  print(
+    "\n| code | ‖z‖ | S1's warp, true colours: detail_error | nearest true view's corner error | "
+    + " | ".join(f"view {j}" for j in range(views))
+    + " |\n|---|---|---|---|"
+    + "---|" * views
+  )
   for k in range(len(corners)):
     detail = paired.image_scores(pairs, joined[1][k : k + 1])["detail_error"]
-    print(f"| {k} | {detail:.3f} | {float(np.mean(nearest[k])):.3f} |")
+    per_view = " | ".join(f"{v:.3f}" for v in np.mean(errors[k], axis=0))
+    print(f"| {k} | {norms[k]:.2f} | {detail:.3f} | {float(np.mean(np.min(errors[k], axis=-1))):.3f} | {per_view} |")
 
 
 if __name__ == "__main__":

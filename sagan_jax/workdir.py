@@ -55,6 +55,7 @@ ADDED_FIELDS = {
   "sagan.generator_person_path": "full",
   "sagan.generator_background_path": "full",
   "sagan.lambda_background_idt": 0.0,
+  "sagan.code_distribution": "normal",
   "translate.region": "frame",
 }
 # Sections that compute nothing while a switch is off: compared only when either config turns it on.

@@ -195,15 +195,27 @@ def test_detail_decomposition_benchmark_reads_the_finished_run(end_to_end, bench
   person-weighted SSIM windows read the person only), so G1's person alone scores as G1's image."""
   _, workdir = end_to_end
   out = _bench_on_finished_run("detail_decomposition", bench, workdir)
-  rows, codes = {}, []
+  rows, codes, views = {}, [], []
   for line in out.stdout.splitlines():
-    if line.startswith("| ") and not line.startswith(("| translation", "| code")):
-      name, first, second = (c.strip() for c in line.strip("|").split("|"))
+    if line.startswith("| ") and not line.startswith(("| translation", "| code", "| view |")):
+      name, *cells = (c.strip() for c in line.strip("|").split("|"))
       if name.isdigit():
-        codes.append((float(first), float(second)))
+        codes.append([float(c) for c in cells])  # ‖z‖, detail, nearest view, then one per view
+      elif name.startswith("view "):
+        views.append([float(c) for c in cells])
       else:
-        rows[name] = (float(first), float(second))
+        rows[name] = tuple(float(c) for c in cells)
   assert len(rows) == 7
+  # The true views' distances: zero to themselves, symmetric, and apart.
+  views = np.array(views)
+  assert views.shape[0] == views.shape[1] >= 2
+  np.testing.assert_allclose(np.diag(views), 0.0, atol=1e-3)
+  np.testing.assert_allclose(views, views.T, atol=2e-3)
+  assert views[~np.eye(len(views), dtype=bool)].min() > 0.05
+  # The nearest view per image is never further, on average, than the best single view.
+  assert all(c[2] <= min(c[3:]) + 1e-3 for c in codes) and all(len(c) == 3 + len(views) for c in codes)
+  assert all(c[0] > 0 for c in codes)
+  codes = [c[1:3] for c in codes]
   # Per code: the codes' detail averages to the warps' row, their nearest-view errors to precision_error.
   assert len(codes) == 10
   assert np.mean([c[0] for c in codes]) == pytest.approx(rows["S1's warps, true colours"][1], abs=1e-3)
