@@ -23,7 +23,9 @@ not count); under the unweighted windows used before 2026-12-05 it did not. Last
 corner distances from each other, then per code: its norm ‖z‖, its warp's own detail_error (true
 colours), how far it lands from the nearest true view and from each view (corner errors in
 `viewpoint_error`'s unit, averaged over the images): a code whose errors to two views are each
-about half their distance sits between them.
+about half their distance sits between them. For the view it lands nearest on average, that error
+split in two: the displacement every image shares (where the code lands) and the images' scatter
+around it (what the image changes).
 """
 
 from __future__ import annotations
@@ -135,13 +137,27 @@ def measure(config, workdir: str, layers) -> None:
   print(
     "\n| code | ‖z‖ | S1's warp, true colours: detail_error | nearest true view's corner error | "
     + " | ".join(f"view {j}" for j in range(views))
-    + " |\n|---|---|---|---|"
-    + "---|" * views
+    + " | its view: offset shared by the images | the images' spread |\n|---|---|---|---|"
+    + "---|" * (views + 2)
   )
   for k in range(len(corners)):
     detail = paired.image_scores(pairs, joined[1][k : k + 1])["detail_error"]
-    per_view = " | ".join(f"{v:.3f}" for v in np.mean(errors[k], axis=0))
-    print(f"| {k} | {norms[k]:.2f} | {detail:.3f} | {float(np.mean(np.min(errors[k], axis=-1))):.3f} | {per_view} |")
+    per_view = np.mean(errors[k], axis=0)
+    offset, spread = _offset_and_spread(corners[k], np.asarray(true_corners)[:, int(np.argmin(per_view))])
+    print(
+      f"| {k} | {norms[k]:.2f} | {detail:.3f} | {float(np.mean(np.min(errors[k], axis=-1))):.3f} | "
+      + " | ".join(f"{v:.3f}" for v in per_view)
+      + f" | {offset / pairs.reference:.3f} | {spread / pairs.reference:.3f} |"
+    )
+
+
+def _offset_and_spread(corners: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+  """A code's corner error to one view ``[N, 4, 2]`` each, split: the displacement the images share
+  (the mean displacement's length) and their scatter around it, each averaged over the corners. The
+  error lies between the first and their sum (triangle inequality)."""
+  d = corners - truth
+  shared = d.mean(axis=0)
+  return float(np.mean(np.linalg.norm(shared, axis=-1))), float(np.mean(np.linalg.norm(d - shared, axis=-1)))
 
 
 if __name__ == "__main__":

@@ -212,9 +212,12 @@ def test_detail_decomposition_benchmark_reads_the_finished_run(end_to_end, bench
   np.testing.assert_allclose(np.diag(views), 0.0, atol=1e-3)
   np.testing.assert_allclose(views, views.T, atol=2e-3)
   assert views[~np.eye(len(views), dtype=bool)].min() > 0.05
-  # The nearest view per image is never further, on average, than the best single view.
-  assert all(c[2] <= min(c[3:]) + 1e-3 for c in codes) and all(len(c) == 3 + len(views) for c in codes)
-  assert all(c[0] > 0 for c in codes)
+  # The nearest view per image is never further, on average, than the best single view, and that
+  # view's error lies between the offset the images share and the offset plus their spread.
+  assert all(len(c) == 5 + len(views) for c in codes) and all(c[0] > 0 for c in codes)
+  for c in codes:
+    best, offset, spread = min(c[3:-2]), c[-2], c[-1]
+    assert c[2] <= best + 1e-3 and offset - 1e-3 <= best <= offset + spread + 1e-3 and spread >= 0
   codes = [c[1:3] for c in codes]
   # Per code: the codes' detail averages to the warps' row, their nearest-view errors to precision_error.
   assert len(codes) == 10
