@@ -158,3 +158,24 @@ def test_a_workdir_that_is_a_file_or_that_no_checkpoint_could_be_read_from_is_re
     )
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: ")
   assert not (tmp_path / "runs[3]").exists()
+
+
+def test_a_workdir_recorded_before_the_added_fields_opens_with_their_defaults(tmp_path):
+  """Every `ADDED_FIELDS` value is today's default, so a config.json written before those fields
+  existed opens with the current config, and one recorded with another value is still refused."""
+  config = config_lib.base_config()
+  for name, value in workdir_lib.ADDED_FIELDS.items():
+    section, field = name.split(".")
+    assert config[section][field] == value, name
+  workdir_lib.claim(config, str(tmp_path))
+  path = tmp_path / workdir_lib.CONFIG_FILE
+  recorded = json.loads(path.read_text())
+  for name in workdir_lib.ADDED_FIELDS:
+    section, field = name.split(".")
+    del recorded[section][field]
+  path.write_text(json.dumps(recorded))
+  workdir_lib.claim(config, str(tmp_path), create=False)
+  categorical = config_lib.base_config()
+  categorical.sagan.code_distribution = "categorical"
+  with pytest.raises(errors.WorkdirMismatchError, match=r"sagan.code_distribution: 'normal' → 'categorical'"):
+    workdir_lib.claim(categorical, str(tmp_path), create=False)
