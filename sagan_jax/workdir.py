@@ -56,6 +56,7 @@ ADDED_FIELDS = {
   "sagan.generator_background_path": "full",
   "sagan.lambda_background_idt": 0.0,
   "sagan.code_distribution": "normal",
+  "sagan.cycle_code": "shared",
   "translate.region": "frame",
 }
 # Sections that compute nothing while a switch is off: compared only when either config turns it on.

@@ -9,7 +9,7 @@ import pytest
 from sagan_jax import cpu, geometry, parallel
 from sagan_jax.errors import ConfigError
 from sagan_jax.sagan import SAGAN, apply_variant, make_steps, sagan_config, translate
-from sagan_jax.sagan.model import XY
+from sagan_jax.sagan.model import CYCLE_CODE_STREAM, XY, YX
 from sagan_jax.sagan.steps import create_state
 from sagan_jax.sagan.train import optimizers
 
@@ -262,6 +262,39 @@ def test_categorical_codes_are_scaled_one_hots_drawn_uniformly(tiny_sagan_config
   assert abs(normal.mean()) < 0.05 and abs(normal.var() - 1.0) < 0.05 and len(np.unique(normal)) > 0.99 * normal.size
   c.code_distribution = "uniform"
   with pytest.raises(ValueError, match=r"config.sagan.code_distribution='uniform': expected one of"):
+    SAGAN(c)
+
+
+def test_the_back_stm_in_the_cycle_gets_the_forward_code_or_its_own_draw(tiny_sagan_config):
+  """SCL per direction against the cycle computed by hand: with ``cycle_code="shared"`` S2 (and S1
+  back) get the forward code, as the paper's Section III-C; with "independent" a draw of their own."""
+  c = tiny_sagan_config("sagan")
+  c.siamese = False
+  params = SAGAN(c).init_params(jax.random.PRNGKey(0))
+  for name, seed in (("S1", 3), ("S2", 4)):  # warps that depend on the code, so the code shows in SCL
+    last = [k for k in params[name] if k.startswith("Dense")][-1]
+    params[name][last]["kernel"] = 0.05 * jax.random.normal(jax.random.PRNGKey(seed), params[name][last]["kernel"].shape)
+  batch = _batch(jax.random.PRNGKey(1), 4, toy_people)
+  key = jax.random.PRNGKey(2)
+  k_x, k_y = jax.random.split(key)
+  cycle_keys = jax.random.split(jax.random.fold_in(key, CYCLE_CODE_STREAM))
+  scl = {}
+  for cycle_code in ("shared", "independent"):
+    c.cycle_code = cycle_code
+    model = SAGAN(c)
+    generators = {n: params[n] for n in model.generator_names}
+    _, (metrics, _) = model.generator_loss(generators, params, batch, key)
+    for src, d, k_code, k_back in (("x", XY, k_x, cycle_keys[0]), ("y", YX, k_y, cycle_keys[1])):
+      images, masks = batch[src], batch[f"{src}_mask"]
+      z = model.spatial_codes(k_code, 4)
+      z_back = z if cycle_code == "shared" else model.spatial_codes(k_back, 4)
+      a = model.adapt(params, d, images, masks, z)
+      _, by_hand = model._cycle_loss(params, d, images, masks, a, z, z_back)
+      np.testing.assert_allclose(float(metrics[f"generator/{src}/scl"]), float(by_hand["scl"]), rtol=1e-5)
+      scl[cycle_code, src] = float(metrics[f"generator/{src}/scl"])
+  assert all(scl["shared", s] != scl["independent", s] for s in "xy")  # the code reached S2 (S1) back
+  c.cycle_code = "forward"
+  with pytest.raises(ValueError, match=r"config.sagan.cycle_code='forward': expected one of"):
     SAGAN(c)
 
 

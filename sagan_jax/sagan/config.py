@@ -123,6 +123,10 @@ def sagan_config() -> ml_collections.ConfigDict:
   # by √z_dim to N(0, I)'s mean energy, as InfoGAN's categorical code), for targets whose viewpoints
   # are a few discrete cameras: a continuous z puts warps between them (docs/results.md).
   c.code_distribution = "normal"
+  # The code the back STM gets in the cycle (eq. 3): "shared" (S1's, as Section III-C says) or
+  # "independent" (its own draw). With the shared code S2 can answer SCL from z alone and ignore the
+  # image, and then D_T's real sample (T_yx)⁻¹ says nothing about the target (docs/results.md).
+  c.cycle_code = "shared"
   # Our choice: "border" repeats the edge pixels where a warp reads outside the frame. Zero padding
   # paints grey wedges on spatially adapted images only, a give-away for the critics.
   c.warp_padding = "border"

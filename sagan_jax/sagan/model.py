@@ -37,6 +37,8 @@ GAN_LOSSES = ("wgan", "lsgan")
 CRITIC_MASKS = ("soft", "straight_through", "binary", "none")
 CRITIC_REGIONS = ("frame", "person", "background")
 CODE_DISTRIBUTIONS = ("normal", "categorical")  # how spatial codes are drawn (`SAGAN.spatial_codes`)
+CYCLE_CODES = ("shared", "independent")  # the back STM's code in the cycle (`SAGAN._cycle_loss`)
+CYCLE_CODE_STREAM = 0xC7C  # folded into a step's key for the back STM's own codes, apart from every other split
 LIPSCHITZ = ("gradient_penalty", "weight_clipping", "none")
 AUGMENT_STREAM = 0x5A6  # folded into a step's key for `critic_augment`'s draws, apart from every other split
 
@@ -152,6 +154,8 @@ class SAGAN:
       )
     if c.code_distribution not in CODE_DISTRIBUTIONS:
       raise ConfigError(f"config.sagan.code_distribution={c.code_distribution!r}: expected one of {CODE_DISTRIBUTIONS}")
+    if c.cycle_code not in CYCLE_CODES:
+      raise ConfigError(f"config.sagan.cycle_code={c.cycle_code!r}: expected one of {CYCLE_CODES}")
     _check_image_size(c)
     if not 0.0 <= c.generator_ema < 1.0:
       raise ConfigError(f"config.sagan.generator_ema={c.generator_ema}: expected a decay in [0, 1) (0 turns it off)")
@@ -486,13 +490,15 @@ class SAGAN:
 
     total, metrics = 0.0, {}
     augment_keys = self._augment_keys(key, 2, 2)
-    for src, d, source, source_mask, target, target_mask, z, k_augment in (
-      ("x", XY, x, mx, y, my, z_x, augment_keys[0]),
-      ("y", YX, y, my, x, mx, z_y, augment_keys[1]),
+    cycle_keys = jax.random.split(jax.random.fold_in(key, CYCLE_CODE_STREAM))
+    for src, d, source, source_mask, target, target_mask, z, k_augment, k_cycle in (
+      ("x", XY, x, mx, y, my, z_x, augment_keys[0], cycle_keys[0]),
+      ("y", YX, y, my, x, mx, z_y, augment_keys[1], cycle_keys[1]),
     ):
       a = adapted[src]
       adversarial = self._adversarial(params, d, a, k_augment)
-      cycle, cycle_metrics = self._cycle_loss(params, d, source, source_mask, a, z)
+      z_back = z if c.cycle_code == "shared" else self.spatial_codes(k_cycle, z.shape[0])
+      cycle, cycle_metrics = self._cycle_loss(params, d, source, source_mask, a, z, z_back)
       identity = self._identity_loss(params, d, a, target, target_mask)
       siamese = siamese_terms[src] if siamese_terms is not None else 0.0
       direction_total = losses.generator_objective(
@@ -545,15 +551,26 @@ class SAGAN:
     )
 
   def _cycle_loss(
-    self, params: Params, d: Direction, source: jax.Array, source_mask: jax.Array, a: Adapted, z: jax.Array
+    self,
+    params: Params,
+    d: Direction,
+    source: jax.Array,
+    source_mask: jax.Array,
+    a: Adapted,
+    z: jax.Array,
+    z_back: jax.Array | None = None,
   ):
-    """Eq. 4 (disentangled: SCL + λ_pcl·PCL), or the entangled loss for WD, or CycleGAN's for WS."""
+    """Eq. 4 (disentangled: SCL + λ_pcl·PCL), or the entangled loss for WD, or CycleGAN's for WS.
+
+    ``z_back``: the back STM's code (``cycle_code``); None is the forward code ``z``, as in the paper.
+    """
     c = self.config
     fake = jnp.concatenate([a.adapted, a.mask], -1)
     if not c.spatial:
       return losses.pixel_cycle_loss(source, self.pixel_adapt(params, d.back_generator, a.adapted, a.mask)), {}
-    # Path 1 (Fig. 3, purple): S2 predicts T_yx from the adapted image, with the same spatial code.
-    t_back = self.stm.apply({"params": params[d.back_stm]}, fake, z)
+    # Path 1 (Fig. 3, purple): S2 predicts T_yx from the adapted image, with the same spatial code
+    # (the paper) or its own (cycle_code="independent"), so that it must read the warp off the image.
+    t_back = self.stm.apply({"params": params[d.back_stm]}, fake, z if z_back is None else z_back)
     if not c.disentangled_cycle:
       back = self.apply_transform(fake, t_back)
       recovered = self.pixel_adapt(params, d.back_generator, back[..., :3], back[..., 3:4])
