@@ -273,7 +273,8 @@ def test_the_back_stm_in_the_cycle_gets_the_forward_code_or_its_own_draw(tiny_sa
   params = SAGAN(c).init_params(jax.random.PRNGKey(0))
   for name, seed in (("S1", 3), ("S2", 4)):  # warps that depend on the code, so the code shows in SCL
     last = [k for k in params[name] if k.startswith("Dense")][-1]
-    params[name][last]["kernel"] = 0.05 * jax.random.normal(jax.random.PRNGKey(seed), params[name][last]["kernel"].shape)
+    shape = params[name][last]["kernel"].shape
+    params[name][last]["kernel"] = 0.05 * jax.random.normal(jax.random.PRNGKey(seed), shape)
   batch = _batch(jax.random.PRNGKey(1), 4, toy_people)
   key = jax.random.PRNGKey(2)
   k_x, k_y = jax.random.split(key)
