@@ -25,7 +25,10 @@ colours), how far it lands from the nearest true view and from each view (corner
 `viewpoint_error`'s unit, averaged over the images): a code whose errors to two views are each
 about half their distance sits between them. For the view it lands nearest on average, that error
 split in two: the displacement every image shares (where the code lands) and the images' scatter
-around it (what the image changes).
+around it (what the image changes). Last, D_T's real sample: S2 on the truth rendered in each view,
+with the same codes, inverted, and its corner error to each view: an S2 that reads the geometry
+puts view k's row nearest view k; one that answers from its code alone gives every row the same
+numbers (docs/results.md, the eleventh hypothesis).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from absl import app, flags
 
 from sagan_jax import cli, fidelity
 from sagan_jax.experiments import monitor, paired, stages
-from sagan_jax.sagan.model import XY
+from sagan_jax.models import stm as stm_lib
+from sagan_jax.sagan.model import XY, YX
 
 _CONFIG = cli.define_config_file("config", None, "the finished run's config file (configs/*.py)")
 _WORKDIR = flags.DEFINE_string("workdir", None, "the finished run's workdir", required=True)
@@ -97,10 +101,11 @@ def measure(config, workdir: str, layers) -> None:
       )
       g1 = np.stack([_batched(g1_of, w) for w in warped])
       floor = np.stack([paired.true_colours(w[..., :3]) for w in warped])
-      parts.append((pairs, translated, warp_only, g1, floor, corners))
+      parts.append((pairs, translated, warp_only, g1, floor, corners, _back_corners(model, params, pairs, codes)))
   pairs = paired.join([p[0] for p in parts])
   joined = [np.concatenate([p[i] for p in parts], axis=1).astype(np.float32) for i in range(1, 5)]
   corners = np.concatenate([p[5] for p in parts], axis=1)
+  back = np.concatenate([p[6] for p in parts], axis=1)
   rows = dict(
     zip(
       (
@@ -149,6 +154,32 @@ def measure(config, workdir: str, layers) -> None:
       + " | ".join(f"{v:.3f}" for v in per_view)
       + f" | {offset / pairs.reference:.3f} | {spread / pairs.reference:.3f} |"
     )
+  # D_T's real sample: S2 on the ideal translations, inverted. An S2 that reads the geometry puts
+  # each rendered view's (T_yx)⁻¹ nearest that view; one that reads only its code, the same row for all.
+  print(
+    "\n| S2 on the truth in view | (T_yx)⁻¹'s corner error to "
+    + " | ".join(f"view {j}" for j in range(views))
+    + " |\n|---|"
+    + "---|" * views
+  )
+  for k in range(views):
+    errors_k = fidelity.corner_errors(jnp.asarray(back[:, :, k]), true_corners, pairs.reference)  # [M, N, K]
+    print(f"| {k} | " + " | ".join(f"{v:.3f}" for v in np.mean(np.asarray(errors_k), axis=(0, 1))) + " |")
+
+
+def _back_corners(model, params, pairs, codes) -> np.ndarray:
+  """``[M, N, K, 4, 2]``: where (T_yx)⁻¹ = S2(truth in view k, code m)⁻¹ sends the corners."""
+
+  @jax.jit
+  def one(images, z):
+    z = jnp.broadcast_to(z, (images.shape[0], z.shape[-1]))
+    p = model.adapt(params, YX, images[..., :3], model.masks_for_input(images[..., 3:]), z).transform
+    return paired.warp_corners(model, stm_lib.invert_params(p, model.transform))
+
+  views = pairs.truth.shape[1]
+  return np.stack(
+    [np.stack([_batched(lambda b, z=z: one(b, z), pairs.truth[:, k]) for k in range(views)], axis=1) for z in codes]
+  )
 
 
 def _offset_and_spread(corners: np.ndarray, truth: np.ndarray) -> tuple[float, float]:

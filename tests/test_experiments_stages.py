@@ -195,8 +195,10 @@ def test_detail_decomposition_benchmark_reads_the_finished_run(end_to_end, bench
   person-weighted SSIM windows read the person only), so G1's person alone scores as G1's image."""
   _, workdir = end_to_end
   out = _bench_on_finished_run("detail_decomposition", bench, workdir)
-  rows, codes, views = {}, [], []
-  for line in out.stdout.splitlines():
+  rows, codes, views, back = {}, [], [], []
+  lines = out.stdout.splitlines()
+  s2_table = next(i for i, line in enumerate(lines) if line.startswith("| S2 on the truth"))
+  for line in lines[:s2_table]:
     if line.startswith("| ") and not line.startswith(("| translation", "| code", "| view |")):
       name, *cells = (c.strip() for c in line.strip("|").split("|"))
       if name.isdigit():
@@ -212,6 +214,15 @@ def test_detail_decomposition_benchmark_reads_the_finished_run(end_to_end, bench
   np.testing.assert_allclose(np.diag(views), 0.0, atol=1e-3)
   np.testing.assert_allclose(views, views.T, atol=2e-3)
   assert views[~np.eye(len(views), dtype=bool)].min() > 0.05
+  # S2's inverted warp of each rendered view: its errors to two views differ by at most their
+  # distance (the triangle inequality, corner by corner, then averaged alike).
+  for line in lines[s2_table + 2 :]:
+    if line.startswith("| "):
+      back.append([float(c) for c in line.strip("|").split("|")][1:])
+  back = np.array(back)
+  assert back.shape == views.shape and back.min() >= 0
+  for row in back:
+    assert np.all(np.abs(row[:, None] - row[None, :]) <= views + 2e-3)
   # The nearest view per image is never further, on average, than the best single view, and that
   # view's error lies between the offset the images share and the offset plus their spread.
   assert all(len(c) == 5 + len(views) for c in codes) and all(c[0] > 0 for c in codes)

@@ -126,7 +126,7 @@ def camera_of(name: str) -> int:
   return int(layouts.MARKET_NAME.match(name.rsplit("/", maxsplit=1)[-1]).group(2))
 
 
-def _warp_corners(model: SAGAN, p: jax.Array) -> jax.Array:
+def warp_corners(model: SAGAN, p: jax.Array) -> jax.Array:
   """``[..., 4, 2]``: where each predicted warp sends the image corners."""
   if model.transform == "tps":
     h, w = model.config.image_size
@@ -148,7 +148,7 @@ def _translate_fixed_codes(model: SAGAN, params, images, masks, codes, region: s
     if a.transform is None:
       corners = jnp.broadcast_to(jnp.asarray(fidelity.CORNERS, jnp.float32), (images.shape[0], 4, 2))
     else:
-      corners = _warp_corners(model, a.transform)
+      corners = warp_corners(model, a.transform)
     return sagan_steps.keep_region(a, region), corners
 
   return jax.lax.map(one_code, codes)
