@@ -57,6 +57,7 @@ ADDED_FIELDS = {
   "sagan.lambda_background_idt": 0.0,
   "sagan.code_distribution": "normal",
   "sagan.cycle_code": "shared",
+  "sagan.scl_cycles": "both",
   "translate.region": "frame",
 }
 # Sections that compute nothing while a switch is off: compared only when either config turns it on.

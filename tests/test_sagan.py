@@ -774,3 +774,38 @@ def test_paper_scale_networks_and_steps_trace_in_bfloat16():
     assert jax.tree_util.tree_structure(new_state) == jax.tree_util.tree_structure(state)
     assert layout(new_state) == layout(state)
     assert metrics and all(m.shape == () and m.dtype == jnp.float32 for m in metrics.values())
+
+
+def test_scl_trains_in_both_cycles_or_only_in_the_one_that_starts_on_the_source(tiny_sagan_config):
+  """``scl_cycles="source"`` drops SCL from the Y→X→Y cycle's loss and keeps it in X→Y→X; both SCLs
+  are still reported, equal to the paper's setting's, so only the loss changes."""
+  c = tiny_sagan_config("sagan")
+  c.siamese = False
+  params = SAGAN(c).init_params(jax.random.PRNGKey(0))
+  for name, seed in (("S1", 3), ("S2", 4)):  # warps away from the identity, where SCL would be 0
+    last = [k for k in params[name] if k.startswith("Dense")][-1]
+    shape = params[name][last]["kernel"].shape
+    params[name][last]["kernel"] = 0.05 * jax.random.normal(jax.random.PRNGKey(seed), shape)
+  batch = _batch(jax.random.PRNGKey(1), 4, toy_people)
+  metrics = {}
+  for scl_cycles in ("both", "source"):
+    c.scl_cycles = scl_cycles
+    model = SAGAN(c)
+    generators = {n: params[n] for n in model.generator_names}
+    _, (m, _) = model.generator_loss(generators, params, batch, jax.random.PRNGKey(2))
+    metrics[scl_cycles] = {k: float(v) for k, v in m.items()}
+  both, source = metrics["both"], metrics["source"]
+  for src in "xy":
+    assert both[f"generator/{src}/scl"] > 0
+    assert source[f"generator/{src}/scl"] == both[f"generator/{src}/scl"]
+    assert source[f"generator/{src}/pcl"] == both[f"generator/{src}/pcl"]
+    by_hand = both[f"generator/{src}/scl"] + c.lambda_pcl * both[f"generator/{src}/pcl"]
+    np.testing.assert_allclose(both[f"generator/{src}/cycle"], by_hand, rtol=1e-6)
+  assert source["generator/x/cycle"] == both["generator/x/cycle"]
+  np.testing.assert_allclose(source["generator/y/cycle"], c.lambda_pcl * both["generator/y/pcl"], rtol=1e-6)
+  np.testing.assert_allclose(
+    both["generator/loss"] - source["generator/loss"], c.lambda_cyc * both["generator/y/scl"], rtol=1e-4
+  )
+  c.scl_cycles = "target"
+  with pytest.raises(ValueError, match=r"config.sagan.scl_cycles='target': expected one of"):
+    SAGAN(c)

@@ -127,6 +127,10 @@ def sagan_config() -> ml_collections.ConfigDict:
   # "independent" (its own draw). With the shared code S2 can answer SCL from z alone and ignore the
   # image, and then D_T's real sample (T_yx)⁻¹ says nothing about the target (docs/results.md).
   c.cycle_code = "shared"
+  # Which cycles' SCL trains (eq. 3): "both" (the paper's) or "source" (X→Y→X only). The source has
+  # one view, so S2 can always return a warped person to it; in Y→X→Y S1 is asked to restore y's view
+  # from an image that no longer shows it, which a multi-modal S1 cannot do (docs/results.md).
+  c.scl_cycles = "both"
   # Our choice: "border" repeats the edge pixels where a warp reads outside the frame. Zero padding
   # paints grey wedges on spatially adapted images only, a give-away for the critics.
   c.warp_padding = "border"

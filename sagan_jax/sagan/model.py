@@ -38,6 +38,7 @@ CRITIC_MASKS = ("soft", "straight_through", "binary", "none")
 CRITIC_REGIONS = ("frame", "person", "background")
 CODE_DISTRIBUTIONS = ("normal", "categorical")  # how spatial codes are drawn (`SAGAN.spatial_codes`)
 CYCLE_CODES = ("shared", "independent")  # the back STM's code in the cycle (`SAGAN._cycle_loss`)
+SCL_CYCLES = ("both", "source")  # whose cycles' SCL trains (`SAGAN.generator_loss`)
 CYCLE_CODE_STREAM = 0xC7C  # folded into a step's key for the back STM's own codes, apart from every other split
 LIPSCHITZ = ("gradient_penalty", "weight_clipping", "none")
 AUGMENT_STREAM = 0x5A6  # folded into a step's key for `critic_augment`'s draws, apart from every other split
@@ -156,6 +157,8 @@ class SAGAN:
       raise ConfigError(f"config.sagan.code_distribution={c.code_distribution!r}: expected one of {CODE_DISTRIBUTIONS}")
     if c.cycle_code not in CYCLE_CODES:
       raise ConfigError(f"config.sagan.cycle_code={c.cycle_code!r}: expected one of {CYCLE_CODES}")
+    if c.scl_cycles not in SCL_CYCLES:
+      raise ConfigError(f"config.sagan.scl_cycles={c.scl_cycles!r}: expected one of {SCL_CYCLES}")
     _check_image_size(c)
     if not 0.0 <= c.generator_ema < 1.0:
       raise ConfigError(f"config.sagan.generator_ema={c.generator_ema}: expected a decay in [0, 1) (0 turns it off)")
@@ -498,7 +501,8 @@ class SAGAN:
       a = adapted[src]
       adversarial = self._adversarial(params, d, a, k_augment)
       z_back = z if c.cycle_code == "shared" else self.spatial_codes(k_cycle, z.shape[0])
-      cycle, cycle_metrics = self._cycle_loss(params, d, source, source_mask, a, z, z_back)
+      train_scl = c.scl_cycles == "both" or src == "x"
+      cycle, cycle_metrics = self._cycle_loss(params, d, source, source_mask, a, z, z_back, train_scl)
       identity = self._identity_loss(params, d, a, target, target_mask)
       siamese = siamese_terms[src] if siamese_terms is not None else 0.0
       direction_total = losses.generator_objective(
@@ -559,10 +563,12 @@ class SAGAN:
     a: Adapted,
     z: jax.Array,
     z_back: jax.Array | None = None,
+    train_scl: bool = True,
   ):
     """Eq. 4 (disentangled: SCL + λ_pcl·PCL), or the entangled loss for WD, or CycleGAN's for WS.
 
     ``z_back``: the back STM's code (``cycle_code``); None is the forward code ``z``, as in the paper.
+    ``train_scl``: False leaves SCL out of the loss (``scl_cycles``); it is still reported.
     """
     c = self.config
     fake = jnp.concatenate([a.adapted, a.mask], -1)
@@ -591,7 +597,8 @@ class SAGAN:
     # pixels it recovers badly out of the frame.
     valid = jax.lax.stop_gradient(self.inside(fake, inverse, previous=a.inside))
     pcl = losses.pixel_cycle_loss(source, recovered, valid=valid)
-    return losses.disentangled_cycle_loss(scl, pcl, c.lambda_pcl), {"scl": scl, "pcl": pcl}
+    trained_scl = scl if train_scl else jnp.zeros_like(scl)
+    return losses.disentangled_cycle_loss(trained_scl, pcl, c.lambda_pcl), {"scl": scl, "pcl": pcl}
 
   def _identity_loss(self, params: Params, d: Direction, a: Adapted, target, target_mask) -> jax.Array:
     mode = self.config.identity_loss
