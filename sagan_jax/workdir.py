@@ -58,6 +58,7 @@ ADDED_FIELDS = {
   "sagan.code_distribution": "normal",
   "sagan.cycle_code": "shared",
   "sagan.scl_cycles": "both",
+  "sagan.stm_head_s2": "same",
   "translate.region": "frame",
 }
 # Sections that compute nothing while a switch is off: compared only when either config turns it on.

@@ -809,3 +809,28 @@ def test_scl_trains_in_both_cycles_or_only_in_the_one_that_starts_on_the_source(
   c.scl_cycles = "target"
   with pytest.raises(ValueError, match=r"config.sagan.scl_cycles='target': expected one of"):
     SAGAN(c)
+
+
+def test_s2_may_have_its_own_localisation_head(tiny_sagan_config):
+  """``stm_head_s2`` gives S2 the head it names and leaves S1 with ``stm_head``'s: the parameter
+  shapes of each equal those of a model with that head for both, and the losses run with both."""
+  c = tiny_sagan_config("sagan")
+  c.siamese = False
+  shapes = {}
+  for head in ("pool", "flatten"):
+    c.stm_head, c.stm_head_s2 = head, "same"
+    params = SAGAN(c).init_params(jax.random.PRNGKey(0))
+    shapes[head] = jax.tree_util.tree_map(lambda a: a.shape, {n: params[n] for n in ("S1", "S2")})
+  assert shapes["pool"]["S2"] != shapes["flatten"]["S2"]  # the heads differ in their hidden layer's input
+  c.stm_head, c.stm_head_s2 = "pool", "flatten"
+  model = SAGAN(c)
+  params = model.init_params(jax.random.PRNGKey(0))
+  assert jax.tree_util.tree_map(lambda a: a.shape, params["S1"]) == shapes["pool"]["S1"]
+  assert jax.tree_util.tree_map(lambda a: a.shape, params["S2"]) == shapes["flatten"]["S2"]
+  batch = _batch(jax.random.PRNGKey(1), 4, toy_people)
+  generators = {n: params[n] for n in model.generator_names}
+  loss, (metrics, _) = model.generator_loss(generators, params, batch, jax.random.PRNGKey(2))
+  assert np.isfinite(float(loss)) and np.isfinite(float(metrics["generator/y/scl"]))
+  c.stm_head_s2 = "dense"
+  with pytest.raises(ValueError, match=r"config.sagan.stm_head_s2='dense': expected one of"):
+    SAGAN(c)

@@ -118,6 +118,9 @@ def sagan_config() -> ml_collections.ConfigDict:
   # How the localisation network turns its feature map into the hidden layer: "pool" (global
   # average) or "flatten" (every position its own weights, as ST-GAN's fully connected layers).
   c.stm_head = "pool"
+  # S2's head apart from S1's: "same" (stm_head's), "pool" or "flatten". S2 maps every target view
+  # back to the source's one, so it must read where the person stands; S1's warp follows its code.
+  c.stm_head_s2 = "same"
   c.z_dim = 8  # spatial code dimension: our choice (the paper does not give it)
   # How z is drawn: "normal" (N(0, I), the paper's) or "categorical" (one of z_dim one-hot codes, scaled
   # by √z_dim to N(0, I)'s mean energy, as InfoGAN's categorical code), for targets whose viewpoints

@@ -38,6 +38,7 @@ CRITIC_MASKS = ("soft", "straight_through", "binary", "none")
 CRITIC_REGIONS = ("frame", "person", "background")
 CODE_DISTRIBUTIONS = ("normal", "categorical")  # how spatial codes are drawn (`SAGAN.spatial_codes`)
 CYCLE_CODES = ("shared", "independent")  # the back STM's code in the cycle (`SAGAN._cycle_loss`)
+STM_HEADS_S2 = ("same", "pool", "flatten")  # S2's localisation head; "same": config.sagan.stm_head's
 SCL_CYCLES = ("both", "source")  # whose cycles' SCL trains (`SAGAN.generator_loss`)
 CYCLE_CODE_STREAM = 0xC7C  # folded into a step's key for the back STM's own codes, apart from every other split
 LIPSCHITZ = ("gradient_penalty", "weight_clipping", "none")
@@ -157,6 +158,8 @@ class SAGAN:
       raise ConfigError(f"config.sagan.code_distribution={c.code_distribution!r}: expected one of {CODE_DISTRIBUTIONS}")
     if c.cycle_code not in CYCLE_CODES:
       raise ConfigError(f"config.sagan.cycle_code={c.cycle_code!r}: expected one of {CYCLE_CODES}")
+    if c.stm_head_s2 not in STM_HEADS_S2:
+      raise ConfigError(f"config.sagan.stm_head_s2={c.stm_head_s2!r}: expected one of {STM_HEADS_S2}")
     if c.scl_cycles not in SCL_CYCLES:
       raise ConfigError(f"config.sagan.scl_cycles={c.scl_cycles!r}: expected one of {SCL_CYCLES}")
     _check_image_size(c)
@@ -190,16 +193,18 @@ class SAGAN:
       conv_transpose=layers.conv_transpose,
     )
     self.critic = PatchCritic(c.critic_features, c.critic_layers, c.critic_norm, dtype=dtype, conv=layers.conv)
-    self.stm = SpatialTransformer(
+    stm = functools.partial(
+      SpatialTransformer,
       c.transform,
       c.stm_features,
       c.stm_layers,
       c.stm_hidden,
       self.tps_control_hw,
-      head=c.stm_head,
       dtype=dtype,
       conv=layers.conv,
     )
+    self.stm = stm(head=c.stm_head)  # S1's; S2's too unless stm_head_s2 names another head
+    self.stms = {"S1": self.stm, "S2": self.stm if c.stm_head_s2 == "same" else stm(head=c.stm_head_s2)}
     self.spatial_critic = SpatialCritic(c.spatial_critic_hidden, c.spatial_critic_layers, dtype=dtype)
     self.sianet = SiaNet(
       tuple(c.sianet_widths), c.sianet_embed_dim, dtype=dtype, conv=layers.conv, max_pool=layers.max_pool
@@ -248,7 +253,7 @@ class SAGAN:
     transform = jnp.zeros((1, self.num_transform_params), jnp.float32)
     inits = {
         "G1": (self.generator, image4), "G2": (self.generator, image4),
-        "S1": (self.stm, image4, z), "S2": (self.stm, image4, z),
+        "S1": (self.stms["S1"], image4, z), "S2": (self.stms["S2"], image4, z),
         "D1": (self.critic, image4), "D2": (self.critic, image4),
         "DT1": (self.spatial_critic, transform), "DT2": (self.spatial_critic, transform),
         "SiaNet": (self.sianet, image4[..., :3]),
@@ -294,7 +299,7 @@ class SAGAN:
       p = (
         transform
         if transform is not None
-        else self.stm.apply({"params": params[d.stm]}, jnp.concatenate([images, masks], -1), z)
+        else self.stms[d.stm].apply({"params": params[d.stm]}, jnp.concatenate([images, masks], -1), z)
       )
       warped = self.apply_transform(jnp.concatenate([images, masks], -1), p)
       spatial, warped_mask, inside = warped[..., :3], warped[..., 3:4], self.inside(masks, p)
@@ -548,7 +553,7 @@ class SAGAN:
   def _mode_seeking(self, params, d: Direction, source, source_mask, a: Adapted, z, key) -> jax.Array:
     """`losses.mode_seeking_loss` of this direction's STM for a second spatial code per image."""
     z_other = self.spatial_codes(key, source.shape[0])
-    t_other = self.stm.apply({"params": params[d.stm]}, jnp.concatenate([source, source_mask], -1), z_other)
+    t_other = self.stms[d.stm].apply({"params": params[d.stm]}, jnp.concatenate([source, source_mask], -1), z_other)
     code_distance = jnp.mean(jnp.abs(z - z_other), axis=-1)
     return losses.mode_seeking_loss(
       self.warp_distance(a.transform, t_other), code_distance, self.config.mode_seeking_eps
@@ -576,7 +581,7 @@ class SAGAN:
       return losses.pixel_cycle_loss(source, self.pixel_adapt(params, d.back_generator, a.adapted, a.mask)), {}
     # Path 1 (Fig. 3, purple): S2 predicts T_yx from the adapted image, with the same spatial code
     # (the paper) or its own (cycle_code="independent"), so that it must read the warp off the image.
-    t_back = self.stm.apply({"params": params[d.back_stm]}, fake, z if z_back is None else z_back)
+    t_back = self.stms[d.back_stm].apply({"params": params[d.back_stm]}, fake, z if z_back is None else z_back)
     if not c.disentangled_cycle:
       back = self.apply_transform(fake, t_back)
       recovered = self.pixel_adapt(params, d.back_generator, back[..., :3], back[..., 3:4])
