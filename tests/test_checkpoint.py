@@ -70,14 +70,17 @@ def test_partial_steps_that_reappear_after_the_failure_are_removed_again_at_exit
   monkeypatch.setattr(checkpoint, "_failed_directories", {str(tmp_path)})
 
   def late_writer():
-    for _ in range(2):  # a write lands after the first removal, then another after the second
+    for n in range(2):  # a write lands after the first removal, then another after the second
       deadline = time.monotonic() + 3.0
       while partial.exists():
         if time.monotonic() > deadline:
           return
         time.sleep(0.01)
       time.sleep(0.15)
-      (partial / "state").mkdir(parents=True)
+      # Built beside the directory and renamed in, so a removal cannot cut between its two levels.
+      staging = tmp_path.parent / f"{tmp_path.name}-staging{n}"
+      (staging / "state").mkdir(parents=True)
+      staging.rename(partial)
 
   writer = threading.Thread(target=late_writer)
   writer.start()
