@@ -265,16 +265,21 @@ def test_categorical_codes_are_scaled_one_hots_drawn_uniformly(tiny_sagan_config
     SAGAN(c)
 
 
+def _move_stms_off_the_identity(params) -> None:
+  """S1's and S2's last layers drawn at random: their warps then leave the identity and follow the code."""
+  for name, seed in (("S1", 3), ("S2", 4)):
+    last = [k for k in params[name] if k.startswith("Dense")][-1]
+    shape = params[name][last]["kernel"].shape
+    params[name][last]["kernel"] = 0.05 * jax.random.normal(jax.random.PRNGKey(seed), shape)
+
+
 def test_the_back_stm_in_the_cycle_gets_the_forward_code_or_its_own_draw(tiny_sagan_config):
   """SCL per direction against the cycle computed by hand: with ``cycle_code="shared"`` S2 (and S1
   back) get the forward code, as the paper's Section III-C; with "independent" a draw of their own."""
   c = tiny_sagan_config("sagan")
   c.siamese = False
   params = SAGAN(c).init_params(jax.random.PRNGKey(0))
-  for name, seed in (("S1", 3), ("S2", 4)):  # warps that depend on the code, so the code shows in SCL
-    last = [k for k in params[name] if k.startswith("Dense")][-1]
-    shape = params[name][last]["kernel"].shape
-    params[name][last]["kernel"] = 0.05 * jax.random.normal(jax.random.PRNGKey(seed), shape)
+  _move_stms_off_the_identity(params)  # warps that depend on the code, so the code shows in SCL
   batch = _batch(jax.random.PRNGKey(1), 4, toy_people)
   key = jax.random.PRNGKey(2)
   k_x, k_y = jax.random.split(key)
@@ -782,10 +787,7 @@ def test_scl_trains_in_both_cycles_or_only_in_the_one_that_starts_on_the_source(
   c = tiny_sagan_config("sagan")
   c.siamese = False
   params = SAGAN(c).init_params(jax.random.PRNGKey(0))
-  for name, seed in (("S1", 3), ("S2", 4)):  # warps away from the identity, where SCL would be 0
-    last = [k for k in params[name] if k.startswith("Dense")][-1]
-    shape = params[name][last]["kernel"].shape
-    params[name][last]["kernel"] = 0.05 * jax.random.normal(jax.random.PRNGKey(seed), shape)
+  _move_stms_off_the_identity(params)  # at the identity SCL would be 0
   batch = _batch(jax.random.PRNGKey(1), 4, toy_people)
   metrics = {}
   for scl_cycles in ("both", "source"):
