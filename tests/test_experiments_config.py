@@ -120,6 +120,29 @@ def test_only_the_real_photo_recipe_limits_the_background_to_recolouring():
   assert synthetic.get_config().sagan.generator_background_path == "full"
 
 
+def test_only_the_real_photo_recipe_gives_s2_its_own_head_and_code():
+  """`real_photo_recipe` gives S2 a flattening head beside S1's pooling one, the back STM its own
+  code and SCL the source's cycle only, for every SA-GAN row of configs/cuhk01_viper.py; the
+  synthetic main job keeps the paper's shared code, both cycles and one head for both STMs."""
+  import importlib.util
+
+  from sagan_jax.sagan import SAGAN
+
+  def load(name):
+    spec = importlib.util.spec_from_file_location(f"{name}_config", os.path.join(ROOT, "configs", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+  fields = ("cycle_code", "scl_cycles", "stm_head", "stm_head_s2")
+  for variant in ("sagan", "wd", "sagan_m10"):
+    s = load("cuhk01_viper").get_config(f"variant={variant}").sagan
+    assert tuple(s[f] for f in fields) == ("independent", "source", "pool", "flatten"), variant
+    model = SAGAN(s)
+    assert model.stms["S2"] is not model.stms["S1"], variant
+  assert tuple(load("synthetic").get_config().sagan[f] for f in fields) == ("shared", "both", "pool", "same")
+
+
 def test_evaluation_choices_are_checked_before_any_stage_runs():
   for field, value in (("ap_mode", "interpolated"), ("backend", "cuda")):
     c = config_lib.base_config()

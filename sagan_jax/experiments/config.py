@@ -315,6 +315,9 @@ def real_photo_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict
   s.stm_learning_rate = 0.0  # S1/S2 at that rate too (0: learning_rate), as the recipe was chosen
   # Backgrounds recoloured, never painted on: no textures over them (three development pairs).
   s.generator_background_path = "pointwise"
+  # S2 reads the target's view (its own flattening head), the back STM draws its own code and SCL
+  # trains in X→Y→X only: the synthetic fifteenth hypothesis, kept here on three development pairs.
+  s.cycle_code, s.scl_cycles, s.stm_head_s2 = "independent", "source", "flatten"
   return c
 
 
