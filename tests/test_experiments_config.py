@@ -1,5 +1,6 @@
 """The experiment config: variants, and every field a late stage would reject checked first."""
 
+import importlib.util
 import os
 
 import pytest
@@ -9,6 +10,14 @@ from sagan_jax.experiments import config as config_lib
 from sagan_jax.sagan import SAGAN
 
 from helpers import ROOT
+
+
+def _config_module(name: str):
+  """``configs/<name>.py`` imported as a module: the configs folder is not a package."""
+  spec = importlib.util.spec_from_file_location(f"{name}_config", os.path.join(ROOT, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 @pytest.mark.parametrize(
@@ -59,11 +68,7 @@ def test_each_variant_builds_the_networks_of_its_row():
 def test_the_cyclegan_rows_stay_as_published_under_the_cpu_recipes():
   """The CPU configs' recipes change SA-GAN's optimiser, upsampling and λ_idt; CycleGAN and CycleGAN*
   keep the published ones (Adam 2e-4, transposed convolutions, identity weight 0.5 λ_cyc = 5)."""
-  import importlib.util
-
-  spec = importlib.util.spec_from_file_location("synthetic_config", os.path.join(ROOT, "configs", "synthetic.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = _config_module("synthetic")
   assert module.get_config().sagan.lambda_idt == 20.0  # the recipe's, which the rows must not inherit
   for variant in ("cyclegan", "cyclegan_star"):
     s = module.get_config(f"variant={variant}").sagan
@@ -75,14 +80,10 @@ def test_pointwise_paths_reach_every_gan_row_that_can_have_them():
   """Asked for on the real-photo config, the person and the background limited to G1's colour path
   reach every SA-GAN row; the rows they cannot apply to (the CycleGANs: no mask, no colour path)
   keep the full generator instead of failing at their first step."""
-  import importlib.util
-
   from sagan_jax.sagan import SAGAN
   from sagan_jax.sagan.config import VARIANTS
 
-  spec = importlib.util.spec_from_file_location("photo_config", os.path.join(ROOT, "configs", "cuhk01_viper.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = _config_module("cuhk01_viper")
   paths = {}
   for variant, row in VARIANTS.items():
     if row.sagan is None:
@@ -100,17 +101,9 @@ def test_only_the_real_photo_recipe_limits_the_background_to_recolouring():
   """`real_photo_recipe` lets G1/G2 recolour the background but not paint on it, for every SA-GAN
   row of configs/cuhk01_viper.py that has a generator; the CycleGAN rows there, and the synthetic
   main job, keep the full generator."""
-  import importlib.util
-
   from sagan_jax.sagan import SAGAN
 
-  def load(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_config", os.path.join(ROOT, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-  photo, synthetic = load("cuhk01_viper"), load("synthetic")
+  photo, synthetic = _config_module("cuhk01_viper"), _config_module("synthetic")
   for variant in ("sagan", "ws", "wd", "sagan_m10"):
     s = photo.get_config(f"variant={variant}").sagan
     SAGAN(s)
@@ -124,23 +117,15 @@ def test_only_the_real_photo_recipe_gives_s2_its_own_head_and_code():
   """`real_photo_recipe` gives S2 a flattening head beside S1's pooling one, the back STM its own
   code and SCL the source's cycle only, for every SA-GAN row of configs/cuhk01_viper.py; the
   synthetic main job keeps the paper's shared code, both cycles and one head for both STMs."""
-  import importlib.util
-
   from sagan_jax.sagan import SAGAN
-
-  def load(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_config", os.path.join(ROOT, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
   fields = ("cycle_code", "scl_cycles", "stm_head", "stm_head_s2")
   for variant in ("sagan", "wd", "sagan_m10"):
-    s = load("cuhk01_viper").get_config(f"variant={variant}").sagan
+    s = _config_module("cuhk01_viper").get_config(f"variant={variant}").sagan
     assert tuple(s[f] for f in fields) == ("independent", "source", "pool", "flatten"), variant
     model = SAGAN(s)
     assert model.stms["S2"] is not model.stms["S1"], variant
-  assert tuple(load("synthetic").get_config().sagan[f] for f in fields) == ("shared", "both", "pool", "same")
+  assert tuple(_config_module("synthetic").get_config().sagan[f] for f in fields) == ("shared", "both", "pool", "same")
 
 
 def test_evaluation_choices_are_checked_before_any_stage_runs():
@@ -186,11 +171,7 @@ def test_a_paper_config_without_imagenet_weights_stops_at_start(tmp_path):
   ],
 )
 def test_what_a_network_or_the_benchmark_cannot_take_is_refused_before_any_data_is_prepared(field, value, message):
-  import importlib.util
-
-  spec = importlib.util.spec_from_file_location("synthetic_config", os.path.join(ROOT, "configs", "synthetic.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = _config_module("synthetic")
   c = module.get_config()
   *sections, name = field.split(".")
   target = c
