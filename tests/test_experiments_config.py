@@ -80,7 +80,6 @@ def test_pointwise_paths_reach_every_gan_row_that_can_have_them():
   """Asked for on the real-photo config, the person and the background limited to G1's colour path
   reach every SA-GAN row; the rows they cannot apply to (the CycleGANs: no mask, no colour path)
   keep the full generator instead of failing at their first step."""
-  from sagan_jax.sagan import SAGAN
   from sagan_jax.sagan.config import VARIANTS
 
   module = _config_module("cuhk01_viper")
@@ -101,8 +100,6 @@ def test_only_the_real_photo_recipe_limits_the_background_to_recolouring():
   """`real_photo_recipe` lets G1/G2 recolour the background but not paint on it, for every SA-GAN
   row of configs/cuhk01_viper.py that has a generator; the CycleGAN rows there, and the synthetic
   main job, keep the full generator."""
-  from sagan_jax.sagan import SAGAN
-
   photo, synthetic = _config_module("cuhk01_viper"), _config_module("synthetic")
   for variant in ("sagan", "ws", "wd", "sagan_m10"):
     s = photo.get_config(f"variant={variant}").sagan
@@ -117,10 +114,12 @@ def test_only_the_real_photo_recipe_gives_s2_its_own_head_and_code():
   """`real_photo_recipe` gives S2 a flattening head beside S1's pooling one, the back STM its own
   code and SCL the source's cycle only, for every SA-GAN row of configs/cuhk01_viper.py; the
   synthetic main job keeps the paper's shared code, both cycles and one head for both STMs."""
-  from sagan_jax.sagan import SAGAN
+  from sagan_jax.sagan.config import VARIANTS
 
   fields = ("cycle_code", "scl_cycles", "stm_head", "stm_head_s2")
-  for variant in ("sagan", "wd", "sagan_m10"):
+  with_stms = [v for v, row in VARIANTS.items() if row.sagan is not None and row.sagan.get("spatial", True)]
+  assert {"sagan", "wp", "wd", "sagan_m10"} <= set(with_stms) and "ws" not in with_stms
+  for variant in with_stms:
     s = _config_module("cuhk01_viper").get_config(f"variant={variant}").sagan
     assert tuple(s[f] for f in fields) == ("independent", "source", "pool", "flatten"), variant
     model = SAGAN(s)
