@@ -59,6 +59,7 @@ ADDED_FIELDS = {
   "sagan.cycle_code": "shared",
   "sagan.scl_cycles": "both",
   "sagan.stm_head_s2": "same",
+  "sagan.spatial_critics": "both",
   "translate.region": "frame",
 }
 # Sections that compute nothing while a switch is off: compared only when either config turns it on.

@@ -813,6 +813,53 @@ def test_scl_trains_in_both_cycles_or_only_in_the_one_that_starts_on_the_source(
     SAGAN(c)
 
 
+def test_the_paper_has_one_spatial_critic_and_our_default_one_per_direction(tiny_sagan_config):
+  """``spatial_critics="source"`` keeps DT1 (T_xy against (T_yx)⁻¹) and drops DT2: no DT2 network, no
+  DT2 term in the critic loss (the total falls by exactly its term), and S2's forward warp is no
+  longer judged, so the Y→X adversarial term ignores a DT2 it is handed while X→Y's is unchanged."""
+  c = tiny_sagan_config("sagan")
+  c.siamese = False
+  params = SAGAN(c).init_params(jax.random.PRNGKey(0))
+  _move_stms_off_the_identity(params)  # distinct warps, so DT2's score of T_yx is not DT1's of T_xy
+  batch = _batch(jax.random.PRNGKey(1), 4, toy_people)
+  models = {}
+  for spatial_critics in ("both", "source"):
+    c.spatial_critics = spatial_critics
+    models[spatial_critics] = SAGAN(c)
+  both, source = models["both"], models["source"]
+  assert both.critic_names == ("D1", "D2", "DT1", "DT2") and source.critic_names == ("D1", "D2", "DT1")
+  assert set(source.init_params(jax.random.PRNGKey(0))) == set(params) - {"DT2"}
+
+  key = jax.random.PRNGKey(2)
+  critic_total, critic_metrics = {}, {}
+  for name, model in models.items():
+    critics = {n: params[n] for n in model.critic_names}
+    loss, m = model.critic_loss(critics, params, batch, key)
+    critic_total[name], critic_metrics[name] = float(loss), {k: float(v) for k, v in m.items()}
+  assert not any(k.startswith("critic/DT2/") for k in critic_metrics["source"])
+  for k, v in critic_metrics["source"].items():
+    if k != "critic/loss":
+      assert v == critic_metrics["both"][k], k  # the same fakes and penalty draws for D1, D2 and DT1
+  dt2 = -critic_metrics["both"]["critic/DT2/wasserstein"]
+  dt2 += c.lambda_gp * critic_metrics["both"]["critic/DT2/gradient_penalty"]
+  np.testing.assert_allclose(critic_total["both"] - critic_total["source"], dt2, rtol=1e-5, atol=1e-6)
+
+  def adversarial(model, dt2_scale):
+    p = {**params, "DT2": jax.tree_util.tree_map(lambda a: dt2_scale * a, params["DT2"])}
+    generators = {n: p[n] for n in model.generator_names}
+    _, (m, _) = model.generator_loss(generators, p, batch, jax.random.PRNGKey(3))
+    return float(m["generator/x/adversarial"]), float(m["generator/y/adversarial"])
+
+  x_both, y_both = adversarial(both, 1.0)
+  x_source, y_source = adversarial(source, 1.0)
+  assert x_source == x_both
+  assert adversarial(both, 3.0)[1] != y_both  # DT2 judges S2's warp under "both"
+  assert adversarial(source, 3.0)[1] == y_source != y_both  # and nothing does under "source"
+  c.spatial_critics = "target"
+  with pytest.raises(ValueError, match=r"config.sagan.spatial_critics='target': expected one of"):
+    SAGAN(c)
+
+
 def test_s2_may_have_its_own_localisation_head(tiny_sagan_config):
   """``stm_head_s2`` gives S2 the head it names and leaves S1 with ``stm_head``'s: the parameter
   shapes of each equal those of a model with that head for both, and the losses run with both."""

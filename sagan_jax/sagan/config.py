@@ -134,6 +134,10 @@ def sagan_config() -> ml_collections.ConfigDict:
   # one view, so S2 can always return a warped person to it; in Y→X→Y S1 is asked to restore y's view
   # from an image that no longer shows it, which a multi-modal S1 cannot do (docs/results.md).
   c.scl_cycles = "both"
+  # Which directions have a spatial critic: "both" (DT1 judges T_xy against (T_yx)⁻¹, DT2 mirrors it
+  # for T_yx; our reading of "similar") or "source" (DT1 only, eq. 1 as written). DT2 trains S2
+  # towards the inverse of S1's warps, whatever view the target image shows (docs/results.md).
+  c.spatial_critics = "both"
   # Our choice: "border" repeats the edge pixels where a warp reads outside the frame. Zero padding
   # paints grey wedges on spatially adapted images only, a give-away for the critics.
   c.warp_padding = "border"

@@ -4,7 +4,7 @@ the critic, generator and SiaNet objectives built from `sagan_jax.losses`.
 Names follow the paper: S1/G1 map X→Y, S2/G2 map Y→X, D1 judges domain Y (X_adp against Y), D2
 judges domain X, DT1 is the spatial critic D_T of eq. 1 (T_xy against (T_yx)⁻¹) and DT2 its mirror
 for the Y→X direction (the paper writes the X→Y equations and says the Y→X ones are "similar";
-a critic per direction, as D1/D2, is our reading).
+a critic per direction, as D1/D2, is our reading; ``spatial_critics="source"`` keeps eq. 1's one).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ CODE_DISTRIBUTIONS = ("normal", "categorical")  # how spatial codes are drawn (`
 CYCLE_CODES = ("shared", "independent")  # the back STM's code in the cycle (`SAGAN._cycle_loss`)
 STM_HEADS_S2 = ("same", "pool", "flatten")  # S2's localisation head; "same": config.sagan.stm_head's
 SCL_CYCLES = ("both", "source")  # whose cycles' SCL trains (`SAGAN.generator_loss`)
+SPATIAL_CRITICS = ("both", "source")  # D_T per direction (DT1, DT2), or the paper's one (DT1)
 CYCLE_CODE_STREAM = 0xC7C  # folded into a step's key for the back STM's own codes, apart from every other split
 LIPSCHITZ = ("gradient_penalty", "weight_clipping", "none")
 AUGMENT_STREAM = 0x5A6  # folded into a step's key for `critic_augment`'s draws, apart from every other split
@@ -162,6 +163,8 @@ class SAGAN:
       raise ConfigError(f"config.sagan.stm_head_s2={c.stm_head_s2!r}: expected one of {STM_HEADS_S2}")
     if c.scl_cycles not in SCL_CYCLES:
       raise ConfigError(f"config.sagan.scl_cycles={c.scl_cycles!r}: expected one of {SCL_CYCLES}")
+    if c.spatial_critics not in SPATIAL_CRITICS:
+      raise ConfigError(f"config.sagan.spatial_critics={c.spatial_critics!r}: expected one of {SPATIAL_CRITICS}")
     _check_image_size(c)
     if not 0.0 <= c.generator_ema < 1.0:
       raise ConfigError(f"config.sagan.generator_ema={c.generator_ema}: expected a decay in [0, 1) (0 turns it off)")
@@ -228,8 +231,9 @@ class SAGAN:
 
   @property
   def critic_names(self) -> tuple[str, ...]:
-    uses_dt = self.config.spatial and self.config.spatial_critic
-    return ("D1", "D2") + (("DT1", "DT2") if uses_dt else ())
+    if not (self.config.spatial and self.config.spatial_critic):
+      return ("D1", "D2")
+    return ("D1", "D2", "DT1") + (("DT2",) if self.config.spatial_critics == "both" else ())
 
   @property
   def uses_reid(self) -> bool:
@@ -354,7 +358,7 @@ class SAGAN:
       out = losses.lsgan_generator_loss(self._critic_patches(params, d.critic, fake, key))
     else:
       out = losses.wgan_generator_loss(self._critic_scores(params, d.critic, fake, key))
-    if d.spatial_critic in params:
+    if d.spatial_critic in self.critic_names:
       scores = self.spatial_critic.apply({"params": params[d.spatial_critic]}, a.transform)
       out = out + (
         losses.lsgan_generator_loss(scores) if self.config.gan_loss == "lsgan" else losses.wgan_generator_loss(scores)
@@ -454,9 +458,9 @@ class SAGAN:
         patches,
         self._augment_keys(key, i, 3),
       )
-    if "DT1" in critic_params:
-      # DT1: fake T_xy, real (T_yx)⁻¹; DT2 mirrors it.
-      for name, fake, real in (("DT1", fake_y, fake_x), ("DT2", fake_x, fake_y)):
+    # DT1: fake T_xy, real (T_yx)⁻¹; DT2, when the configuration has it, mirrors it.
+    for name, fake, real in (("DT1", fake_y, fake_x), ("DT2", fake_x, fake_y)):
+      if name in self.critic_names:
         scores = lambda p, _key=None, name=name: self.spatial_critic.apply({"params": critic_params[name]}, p)
         critic_term(name, scores, stm_lib.invert_params(real.transform, self.transform), fake.transform)
     metrics["critic/loss"] = total
