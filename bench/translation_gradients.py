@@ -49,9 +49,7 @@ def _terms(model, params, x, mx, y, my, z, p, adapted=None):
     )
   }
   if "DT1" in params:
-    out["adversarial DT1"] = losses.wgan_generator_loss(
-      model.spatial_critic.apply({"params": params["DT1"]}, a.transform)
-    )
+    out["adversarial DT1"] = losses.wgan_generator_loss(model._spatial_scores(params, "DT1", a.transform))
   _, cycle = model._cycle_loss(params, XY, x, mx, a, z)
   for name, value in cycle.items():
     out[name.upper()] = c.lambda_cyc * (c.lambda_pcl if name == "pcl" else 1.0) * value

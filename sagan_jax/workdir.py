@@ -60,6 +60,7 @@ ADDED_FIELDS = {
   "sagan.scl_cycles": "both",
   "sagan.stm_head_s2": "same",
   "sagan.spatial_critics": "both",
+  "sagan.camera_critics": False,
   "translate.region": "frame",
 }
 # Sections that compute nothing while a switch is off: compared only when either config turns it on.

@@ -11,7 +11,7 @@ from sagan_jax.errors import ConfigError
 from sagan_jax.sagan import SAGAN, apply_variant, make_steps, sagan_config, translate
 from sagan_jax.sagan.model import CYCLE_CODE_STREAM, XY, YX
 from sagan_jax.sagan.steps import create_state
-from sagan_jax.sagan.train import optimizers
+from sagan_jax.sagan.train import camera_indices, optimizers
 
 from helpers import toy_people
 
@@ -858,6 +858,92 @@ def test_the_paper_has_one_spatial_critic_and_our_default_one_per_direction(tiny
   c.spatial_critics = "target"
   with pytest.raises(ValueError, match=r"config.sagan.spatial_critics='target': expected one of"):
     SAGAN(c)
+
+
+def test_camera_critics_judge_each_translation_as_the_camera_its_code_names(tiny_sagan_config):
+  """With ``camera_critics`` S1's code for source image i is the one-hot of target image i's camera
+  (times √K), and D1 and DT1 score real y_i and the fake paired with it by that camera's output:
+  the critic loss against a brute force over the K-output networks, and the codes against S1 run by
+  hand. D2 and DT2 keep one output; a camera index outside the batch's changes D1's loss."""
+  c = tiny_sagan_config("sagan")
+  c.siamese = False
+  c.camera_critics, c.code_distribution, c.z_dim = True, "categorical", 3
+  model = SAGAN(c)
+  params = model.init_params(jax.random.PRNGKey(0))
+  _move_stms_off_the_identity(params)
+
+  def outputs(name, kind):  # the width of the network's last layer of that kind
+    last = max((k for k in params[name] if k.startswith(kind)), key=lambda k: int(k.rsplit("_", 1)[1]))
+    return params[name][last]["kernel"].shape[-1]
+
+  assert (outputs("D1", "Conv"), outputs("D2", "Conv"), outputs("DT1", "Dense"), outputs("DT2", "Dense")) == (
+    3,
+    1,
+    3,
+    1,
+  )
+  batch = _batch(jax.random.PRNGKey(1), 4, toy_people)
+  batch["y_camera"] = jnp.asarray([2, 0, 1, 2], jnp.int32)
+  key = jax.random.PRNGKey(2)
+  fakes = model.fake_images(params, batch, key)
+  codes = jax.nn.one_hot(batch["y_camera"], 3) * np.sqrt(3)
+  by_hand = model.adapt(params, XY, batch["x"], batch["x_mask"], codes)
+  np.testing.assert_allclose(fakes["y"].transform, by_hand.transform, rtol=1e-6, atol=1e-7)
+
+  c.lipschitz = "none"  # the Wasserstein estimates alone, against the brute force
+  model = SAGAN(c)
+  critics = {n: params[n] for n in model.critic_names}
+  _, metrics = model.critic_loss(critics, params, batch, key)
+  rows = np.arange(4)
+
+  def d1(images, masks):
+    out = np.asarray(model.critics["D1"].apply({"params": params["D1"]}, jnp.concatenate([images, masks], -1)))
+    return out.mean(axis=(1, 2))[rows, np.asarray(batch["y_camera"])]
+
+  wasserstein = d1(batch["y"], batch["y_mask"]).mean() - d1(fakes["y"].adapted, fakes["y"].mask).mean()
+  np.testing.assert_allclose(float(metrics["critic/D1/wasserstein"]), wasserstein, rtol=1e-5, atol=1e-5)
+  dt1 = lambda p: np.asarray(model.spatial_critics["DT1"].apply({"params": params["DT1"]}, p))[
+    rows, np.asarray(batch["y_camera"])
+  ]
+  real_t = -np.asarray(fakes["x"].transform)  # (T_yx)⁻¹ of a homography is −p (sl(3) parameters)
+  np.testing.assert_allclose(
+    float(metrics["critic/DT1/wasserstein"]),
+    dt1(real_t).mean() - dt1(fakes["y"].transform).mean(),
+    rtol=1e-5,
+    atol=1e-5,
+  )
+  moved = {**batch, "y_camera": (batch["y_camera"] + 1) % 3}
+  _, other = model.critic_loss(critics, params, moved, key)
+  assert float(other["critic/D1/wasserstein"]) != float(metrics["critic/D1/wasserstein"])
+  assert float(other["critic/D2/wasserstein"]) == float(metrics["critic/D2/wasserstein"])  # Y→X: no camera
+
+  with pytest.raises(ValueError, match=r"camera_critics needs batch\['y_camera'\]"):
+    model.fake_images(params, {k: v for k, v in batch.items() if k != "y_camera"}, key)
+  c.code_distribution = "normal"
+  with pytest.raises(ValueError, match=r"camera_critics=True .*code_distribution=categorical"):
+    SAGAN(c)
+  c.code_distribution, c.history_pool = "categorical", 50
+  with pytest.raises(ValueError, match=r"history_pool=50: pooled fakes"):
+    SAGAN(c)
+
+
+def test_camera_critics_refuse_a_code_count_other_than_the_targets_cameras(tiny_sagan_config, tmp_path):
+  """The trainer checks z_dim against the adaptation's target cameras before it writes anything."""
+  from sagan_jax.sagan import train as sagan_train
+
+  c = tiny_sagan_config("sagan")
+  c.camera_critics, c.code_distribution, c.z_dim = True, "categorical", 3
+  with pytest.raises(ConfigError, match=r"target has 2 cameras \[1, 2\]: set --config.sagan.z_dim=2"):
+    sagan_train.train(c, None, None, None, str(tmp_path / "run"), None, seed=0, target_cameras=(2, 1, 2))
+  assert not (tmp_path / "run").exists()
+
+
+def test_target_camera_ids_become_indices_in_the_adaptations_sorted_cameras():
+  assert camera_indices([5, 1, 3, 5], (1, 3, 5)).tolist() == [2, 0, 1, 2]
+  with pytest.raises(ValueError, match=r"target camera 4 is not one of the adaptation's cameras \[1, 3, 5\]"):
+    camera_indices([1, 4], (1, 3, 5))
+  with pytest.raises(ValueError, match=r"target camera 6 is not one"):
+    camera_indices([6], (1, 3, 5))
 
 
 def test_s2_may_have_its_own_localisation_head(tiny_sagan_config):

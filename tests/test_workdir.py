@@ -175,7 +175,7 @@ def test_a_workdir_recorded_before_the_added_fields_opens_with_their_defaults(tm
     "ide.augment", "sagan.critic_region", "sagan.generator_ema", "sagan.critic_augment", "sagan.lambda_reid",
     "sagan.generator_person_path", "sagan.generator_background_path", "sagan.lambda_background_idt",
     "sagan.code_distribution", "sagan.cycle_code", "sagan.scl_cycles", "sagan.stm_head_s2", "sagan.spatial_critics",
-    "translate.region",
+    "sagan.camera_critics", "translate.region",
   )  # fmt: skip
   for name in added:
     section, field = name.split(".")

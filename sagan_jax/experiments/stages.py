@@ -124,8 +124,16 @@ def stage_sagan(run: Run) -> None:
         stop=run.stop,
         log_dir=run.tensorboard,
         identity_features=teacher,
+        target_cameras=_target_cameras(run, a) if c.sagan.camera_critics else None,
       )
   monitor.write_joint_fidelity(run, lambda: [(*load_sagan(run, a), a) for a in run.plan.adaptations])
+
+
+def _target_cameras(run: Run, a: plan_lib.Adaptation) -> tuple[int, ...]:
+  """The camera ids among adaptation ``a``'s target images (read from the examples: any target layout)."""
+  source = run.plan.target_source
+  rows = range(len(source)) if a.target_indices is None else a.target_indices
+  return tuple(sorted({int(source[int(i)]["camera_id"]) for i in rows}))
 
 
 def load_sagan(run: Run, a: plan_lib.Adaptation):

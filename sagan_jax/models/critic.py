@@ -26,6 +26,7 @@ class PatchCritic(nn.Module):
   norm: str = "layer"
   dtype: Any = jnp.float32
   conv: ModuleDef = nn.Conv
+  outputs: int = 1  # > 1: one score map per condition, ``[B, h, w, outputs]`` (a target camera each)
 
   @nn.compact
   def __call__(self, x):
@@ -40,8 +41,8 @@ class PatchCritic(nn.Module):
       mult = min(2**i, 8)
       x = self.conv(self.features * mult, (4, 4), strides=(stride, stride), padding=pad, dtype=self.dtype)(x)
       x = nn.leaky_relu(self._norm()(x), 0.2)
-    x = self.conv(1, (4, 4), strides=(1, 1), padding=pad, dtype=self.dtype)(x)
-    return x[..., 0].astype(jnp.float32)
+    x = self.conv(self.outputs, (4, 4), strides=(1, 1), padding=pad, dtype=self.dtype)(x)
+    return (x[..., 0] if self.outputs == 1 else x).astype(jnp.float32)
 
   def _norm(self):
     if self.norm == "layer":

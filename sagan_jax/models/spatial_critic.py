@@ -20,10 +20,12 @@ class SpatialCritic(nn.Module):
   hidden: int = 128
   num_layers: int = 2
   dtype: Any = jnp.float32
+  outputs: int = 1  # > 1: one score per condition, ``[B, outputs]`` (a target camera each)
 
   @nn.compact
   def __call__(self, p):
     x = p.astype(self.dtype)
     for _ in range(self.num_layers):
       x = nn.leaky_relu(nn.Dense(self.hidden, dtype=self.dtype)(x), 0.2)
-    return nn.Dense(1, dtype=self.dtype)(x)[..., 0].astype(jnp.float32)
+    x = nn.Dense(self.outputs, dtype=self.dtype)(x)
+    return (x[..., 0] if self.outputs == 1 else x).astype(jnp.float32)

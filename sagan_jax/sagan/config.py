@@ -138,6 +138,10 @@ def sagan_config() -> ml_collections.ConfigDict:
   # for T_yx; our reading of "similar") or "source" (DT1 only, eq. 1 as written). DT2 trains S2
   # towards the inverse of S1's warps, whatever view the target image shows (docs/results.md).
   c.spatial_critics = "both"
+  # Not in the paper (False = off): S1's categorical code names a target camera (z_dim = the target's
+  # cameras), and D1 and DT1 have one output per camera and judge each translation against the images
+  # of the camera its code names, so each code must reach that camera's view (docs/results.md).
+  c.camera_critics = False
   # Our choice: "border" repeats the edge pixels where a warp reads outside the frame. Zero padding
   # paints grey wedges on spatially adapted images only, a give-away for the critics.
   c.warp_padding = "border"

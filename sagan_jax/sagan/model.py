@@ -165,6 +165,16 @@ class SAGAN:
       raise ConfigError(f"config.sagan.scl_cycles={c.scl_cycles!r}: expected one of {SCL_CYCLES}")
     if c.spatial_critics not in SPATIAL_CRITICS:
       raise ConfigError(f"config.sagan.spatial_critics={c.spatial_critics!r}: expected one of {SPATIAL_CRITICS}")
+    if c.camera_critics and not (c.spatial and c.code_distribution == "categorical"):
+      raise ConfigError(
+        "config.sagan.camera_critics=True names a target camera with each of S1's one-hot codes: it needs "
+        "spatial=True and --config.sagan.code_distribution=categorical (z_dim = the target's cameras)"
+      )
+    if c.camera_critics and c.history_pool:
+      raise ConfigError(
+        f"config.sagan.camera_critics=True with history_pool={c.history_pool}: pooled fakes would reach D1 "
+        "apart from the cameras their codes name; set --config.sagan.history_pool=0"
+      )
     _check_image_size(c)
     if not 0.0 <= c.generator_ema < 1.0:
       raise ConfigError(f"config.sagan.generator_ema={c.generator_ema}: expected a decay in [0, 1) (0 turns it off)")
@@ -196,6 +206,10 @@ class SAGAN:
       conv_transpose=layers.conv_transpose,
     )
     self.critic = PatchCritic(c.critic_features, c.critic_layers, c.critic_norm, dtype=dtype, conv=layers.conv)
+    # With camera_critics D1 and DT1, which judge X→Y, score each image as its code's target camera.
+    self.num_cameras = c.z_dim if c.camera_critics else 1
+    critic_xy = self.critic.clone(outputs=self.num_cameras) if c.camera_critics else self.critic
+    self.critics = {"D1": critic_xy, "D2": self.critic}
     stm = functools.partial(
       SpatialTransformer,
       c.transform,
@@ -209,6 +223,8 @@ class SAGAN:
     self.stm = stm(head=c.stm_head)  # S1's; S2's too unless stm_head_s2 names another head
     self.stms = {"S1": self.stm, "S2": self.stm if c.stm_head_s2 == "same" else stm(head=c.stm_head_s2)}
     self.spatial_critic = SpatialCritic(c.spatial_critic_hidden, c.spatial_critic_layers, dtype=dtype)
+    spatial_xy = self.spatial_critic.clone(outputs=self.num_cameras) if c.camera_critics else self.spatial_critic
+    self.spatial_critics = {"DT1": spatial_xy, "DT2": self.spatial_critic}
     self.sianet = SiaNet(
       tuple(c.sianet_widths), c.sianet_embed_dim, dtype=dtype, conv=layers.conv, max_pool=layers.max_pool
     )
@@ -258,8 +274,8 @@ class SAGAN:
     inits = {
         "G1": (self.generator, image4), "G2": (self.generator, image4),
         "S1": (self.stms["S1"], image4, z), "S2": (self.stms["S2"], image4, z),
-        "D1": (self.critic, image4), "D2": (self.critic, image4),
-        "DT1": (self.spatial_critic, transform), "DT2": (self.spatial_critic, transform),
+        "D1": (self.critics["D1"], image4), "D2": (self.critics["D2"], image4),
+        "DT1": (self.spatial_critics["DT1"], transform), "DT2": (self.spatial_critics["DT2"], transform),
         "SiaNet": (self.sianet, image4[..., :3]),
     }  # fmt: skip
     names = self.generator_names + self.critic_names + self.sianet_names
@@ -332,18 +348,52 @@ class SAGAN:
     """What SCL compares: 3×3 matrices (homography, affine), or TPS control offsets."""
     return p if self.transform == "tps" else stm_lib.transform_matrices(p, self.transform)
 
-  def _critic_patches(self, params: Params, name: str, inputs: jax.Array, key: jax.Array | None = None) -> jax.Array:
-    """Patch scores ``[B, h, w]`` of RGB + mask ``inputs``; ``key`` draws `critic_augment`'s transformations."""
-    return self.critic.apply({"params": params[name]}, self._critic_input(inputs, key))
+  def _per_camera(self, name: str, scores: jax.Array, cameras: jax.Array | None) -> jax.Array:
+    """``scores[..., K]`` of a camera-conditioned critic → each image's own camera's (``cameras[B]``)."""
+    if self.num_cameras == 1 or name not in ("D1", "DT1"):
+      return scores
+    if cameras is None:
+      raise ValueError(f"{name} scores each image as a target camera (camera_critics): pass cameras [B]")
+    index = jnp.asarray(cameras, jnp.int32).reshape((-1,) + (1,) * (scores.ndim - 1))
+    return jnp.take_along_axis(scores, index, axis=-1)[..., 0]
 
-  def _critic_scores(self, params: Params, name: str, inputs: jax.Array, key: jax.Array | None = None) -> jax.Array:
+  def _critic_patches(
+    self, params: Params, name: str, inputs: jax.Array, key: jax.Array | None = None, cameras: jax.Array | None = None
+  ) -> jax.Array:
+    """Patch scores ``[B, h, w]`` of RGB + mask ``inputs``; ``key`` draws `critic_augment`'s transformations;
+    ``cameras[B]``: the target camera D1 judges each image as (camera_critics)."""
+    patches = self.critics[name].apply({"params": params[name]}, self._critic_input(inputs, key))
+    return self._per_camera(name, patches, cameras)
+
+  def _critic_scores(
+    self, params: Params, name: str, inputs: jax.Array, key: jax.Array | None = None, cameras: jax.Array | None = None
+  ) -> jax.Array:
     """Per-image critic values ``[B]``: the mean of the patch scores of RGB + mask ``inputs``."""
-    return jnp.mean(self._critic_patches(params, name, inputs, key), axis=(1, 2))
+    return jnp.mean(self._critic_patches(params, name, inputs, key, cameras), axis=(1, 2))
 
-  def judge(self, params: Params, critic: str, images: jax.Array, masks: jax.Array) -> jax.Array:
+  def _spatial_scores(self, params: Params, name: str, transform: jax.Array, cameras: jax.Array | None = None):
+    """``[B]``: DT1's or DT2's score of transformation parameters ``[B, P]``."""
+    return self._per_camera(name, self.spatial_critics[name].apply({"params": params[name]}, transform), cameras)
+
+  def judge(
+    self, params: Params, critic: str, images: jax.Array, masks: jax.Array, cameras: jax.Array | None = None
+  ) -> jax.Array:
     """``[B]``: what critic ``critic`` ("D1", "D2") makes of RGB ``images`` and their ``masks``, as its
-    update sees a batch (the configured mask and region handling; no augmentation)."""
-    return self._critic_scores(params, critic, jnp.concatenate([images, masks], -1))
+    update sees a batch (the configured mask and region handling; no augmentation); ``cameras``: the
+    target camera index of each image, for a camera-conditioned D1."""
+    return self._critic_scores(params, critic, jnp.concatenate([images, masks], -1), cameras=cameras)
+
+  def source_codes(self, key: jax.Array, batch: dict) -> jax.Array:
+    """S1's codes for a batch's source images: `spatial_codes`, or with ``camera_critics`` the one-hot
+    code of the target camera each pairs with (``batch["y_camera"]``), so D1 and DT1 judge the
+    translation against that camera's images."""
+    n = batch["x"].shape[0]
+    if not self.config.camera_critics:
+      return self.spatial_codes(key, n)
+    if "y_camera" not in batch:
+      raise ValueError("camera_critics needs batch['y_camera']: each target image's camera index")
+    cameras = jnp.asarray(batch["y_camera"], jnp.int32)
+    return jax.nn.one_hot(cameras, self.num_cameras, dtype=jnp.float32) * jnp.sqrt(jnp.float32(self.num_cameras))
 
   def _augment_keys(self, key: jax.Array, purpose: int, n: int) -> list:
     """``n`` keys for `critic_augment` (Nones when it is off: the other random streams are untouched)."""
@@ -351,15 +401,17 @@ class SAGAN:
       return [None] * n
     return list(jax.random.split(jax.random.fold_in(key, AUGMENT_STREAM + purpose), n))
 
-  def _adversarial(self, params: Params, d: Direction, a: Adapted, key: jax.Array | None = None) -> jax.Array:
+  def _adversarial(
+    self, params: Params, d: Direction, a: Adapted, key: jax.Array | None = None, cameras: jax.Array | None = None
+  ) -> jax.Array:
     """The generator side of D's game (eq. 1, or CycleGAN's least squares), plus D_T's when it exists."""
     fake = jnp.concatenate([a.adapted, a.mask], -1)
     if self.config.gan_loss == "lsgan":
-      out = losses.lsgan_generator_loss(self._critic_patches(params, d.critic, fake, key))
+      out = losses.lsgan_generator_loss(self._critic_patches(params, d.critic, fake, key, cameras))
     else:
-      out = losses.wgan_generator_loss(self._critic_scores(params, d.critic, fake, key))
+      out = losses.wgan_generator_loss(self._critic_scores(params, d.critic, fake, key, cameras))
     if d.spatial_critic in self.critic_names:
-      scores = self.spatial_critic.apply({"params": params[d.spatial_critic]}, a.transform)
+      scores = self._spatial_scores(params, d.spatial_critic, a.transform, cameras)
       out = out + (
         losses.lsgan_generator_loss(scores) if self.config.gan_loss == "lsgan" else losses.wgan_generator_loss(scores)
       )
@@ -402,7 +454,7 @@ class SAGAN:
     x, y = batch["x"], batch["y"]
     mx, my = self.masks_for_input(batch["x_mask"]), self.masks_for_input(batch["y_mask"])
     return {
-      "y": jax.lax.stop_gradient(self.adapt(frozen_params, XY, x, mx, self.spatial_codes(k_x, x.shape[0]))),
+      "y": jax.lax.stop_gradient(self.adapt(frozen_params, XY, x, mx, self.source_codes(k_x, batch))),
       "x": jax.lax.stop_gradient(self.adapt(frozen_params, YX, y, my, self.spatial_codes(k_y, y.shape[0]))),
     }
 
@@ -427,6 +479,8 @@ class SAGAN:
     fake_y, fake_x = fakes["y"], fakes["x"]
     total, metrics = 0.0, {}
     gp_keys = iter(jax.random.split(k_gp, 4))
+    # The X→Y critics judge real y and the fake paired with it as y's camera (camera_critics).
+    cameras = dict.fromkeys(("D1", "DT1"), batch.get("y_camera")) | dict.fromkeys(("D2", "DT2"))
 
     def critic_term(name, critic_fn, real, fake, patches_fn=None, augment_keys=(None, None, None)):
       # critic_fn(inputs, key): the key draws the augmentation of real, fake and the interpolates
@@ -448,8 +502,8 @@ class SAGAN:
       total = total + loss
 
     for i, (name, real_img, real_mask, fake) in enumerate((("D1", y, my, fake_y), ("D2", x, mx, fake_x))):
-      scores = functools.partial(self._critic_scores, critic_params, name)
-      patches = functools.partial(self._critic_patches, critic_params, name)
+      scores = functools.partial(self._critic_scores, critic_params, name, cameras=cameras[name])
+      patches = functools.partial(self._critic_patches, critic_params, name, cameras=cameras[name])
       critic_term(
         name,
         scores,
@@ -461,7 +515,7 @@ class SAGAN:
     # DT1: fake T_xy, real (T_yx)⁻¹; DT2, when the configuration has it, mirrors it.
     for name, fake, real in (("DT1", fake_y, fake_x), ("DT2", fake_x, fake_y)):
       if name in self.critic_names:
-        scores = lambda p, _key=None, name=name: self.spatial_critic.apply({"params": critic_params[name]}, p)
+        scores = lambda p, _key=None, name=name: self._spatial_scores(critic_params, name, p, cameras[name])
         critic_term(name, scores, stm_lib.invert_params(real.transform, self.transform), fake.transform)
     metrics["critic/loss"] = total
     return total, metrics
@@ -492,7 +546,7 @@ class SAGAN:
     k_x, k_y = jax.random.split(key)
     x, y = batch["x"], batch["y"]
     mx, my = self.masks_for_input(batch["x_mask"]), self.masks_for_input(batch["y_mask"])
-    z_x, z_y = self.spatial_codes(k_x, x.shape[0]), self.spatial_codes(k_y, y.shape[0])
+    z_x, z_y = self.source_codes(k_x, batch), self.spatial_codes(k_y, y.shape[0])
     adapted = {"x": self.adapt(params, XY, x, mx, z_x), "y": self.adapt(params, YX, y, my, z_y)}
     siamese_images = {
         "x": x, "x_s": adapted["x"].spatial, "x_adp": adapted["x"].adapted,
@@ -508,7 +562,7 @@ class SAGAN:
       ("y", YX, y, my, x, mx, z_y, augment_keys[1], cycle_keys[1]),
     ):
       a = adapted[src]
-      adversarial = self._adversarial(params, d, a, k_augment)
+      adversarial = self._adversarial(params, d, a, k_augment, batch.get("y_camera") if src == "x" else None)
       z_back = z if c.cycle_code == "shared" else self.spatial_codes(k_cycle, z.shape[0])
       train_scl = c.scl_cycles == "both" or src == "x"
       cycle, cycle_metrics = self._cycle_loss(params, d, source, source_mask, a, z, z_back, train_scl)

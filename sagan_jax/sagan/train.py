@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import optax
 
 from sagan_jax import checkpoint, loop, losses, parallel
@@ -63,10 +65,27 @@ def optimizers(config: ml_collections.ConfigDict, train_steps: int) -> Optimizer
   return _optimizers(ml_collections.FrozenConfigDict(config), int(train_steps))
 
 
-def _gan_batch(x: dict, y: dict, mesh) -> dict[str, jax.Array]:
+def camera_indices(camera_ids, cameras: Sequence[int]) -> np.ndarray:
+  """``[B]`` int32: each of ``camera_ids``' place in ``cameras`` (the target's cameras, sorted)."""
+  camera_ids, cameras = np.asarray(camera_ids), np.asarray(cameras)
+  index = np.searchsorted(cameras, camera_ids)
+  unknown = camera_ids[(index >= len(cameras)) | (cameras[np.minimum(index, len(cameras) - 1)] != camera_ids)]
+  if unknown.size:
+    raise ValueError(f"target camera {int(unknown[0])} is not one of the adaptation's cameras {cameras.tolist()}")
+  return index.astype(np.int32)
+
+
+def _gan_batch(x: dict, y: dict, mesh, cameras: Sequence[int] | None = None) -> dict[str, jax.Array]:
+  """``cameras``: the target's camera ids, sorted; with them the batch also holds ``y_camera``."""
   x = pipeline.to_global_batch({"image": x["image"]}, mesh)["image"]
-  y = pipeline.to_global_batch({"image": y["image"]}, mesh)["image"]
-  return {"x": x[..., :3], "x_mask": x[..., 3:], "y": y[..., :3], "y_mask": y[..., 3:]}
+  local = {"image": y["image"]}
+  if cameras is not None:
+    local["camera"] = camera_indices(y["camera_id"], cameras)
+  y = pipeline.to_global_batch(local, mesh)
+  batch = {"x": x[..., :3], "x_mask": x[..., 3:], "y": y["image"][..., :3], "y_mask": y["image"][..., 3:]}
+  if cameras is not None:
+    batch["y_camera"] = y["camera"]
+  return batch
 
 
 def train(
@@ -84,14 +103,24 @@ def train(
   stop=None,
   log_dir: str | None = None,
   identity_features: tuple[FeatureFn, Any] | None = None,
+  target_cameras: Sequence[int] | None = None,
 ) -> SAGANState:
   """Trains (or resumes, or skips when finished) one SA-GAN in ``workdir`` (``checkpoints/``, ``metrics.jsonl``).
 
   ``x_batches``/``y_batches``: source and target batches of ``train_config.batch_size`` (batch k is a
   pure function of k, so the generator step alone says where a resumed run reads).
   ``identity_features``: ``(features, variables)`` of the frozen re-ID network ``lambda_reid`` needs.
+  ``target_cameras``: the camera ids of the target images, which ``camera_critics`` conditions on.
   """
   model = SAGAN(config, layers=layers)
+  cameras = None
+  if config.camera_critics:
+    cameras = sorted({int(c) for c in target_cameras or ()})
+    if len(cameras) != config.z_dim:
+      raise ConfigError(
+        f"config.sagan.camera_critics=True gives each target camera one of the z_dim={config.z_dim} codes, "
+        f"and this adaptation's target has {len(cameras)} cameras {cameras}: set --config.sagan.z_dim={len(cameras)}"
+      )
   # Without the term the network is left out of the step; a missing one is the model's error at the first step.
   features, feature_variables = identity_features if model.uses_reid and identity_features else (None, None)
   extra = () if features is None else (jax.device_put(feature_variables, parallel.replicated(mesh)),)
@@ -111,8 +140,8 @@ def train(
     def step_fn(state, step):
       del step
       for _ in range(config.n_critic):
-        state, critic_metrics = critic_step(state, _gan_batch(next(xs), next(ys), mesh))
-      state, metrics = generator_step(state, _gan_batch(next(xs), next(ys), mesh), *extra)
+        state, critic_metrics = critic_step(state, _gan_batch(next(xs), next(ys), mesh, cameras))
+      state, metrics = generator_step(state, _gan_batch(next(xs), next(ys), mesh, cameras), *extra)
       return state, {**critic_metrics, **metrics}
 
     training = loop.Loop(
