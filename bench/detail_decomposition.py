@@ -20,15 +20,16 @@ Then, in the central view only, G1 on the true warp cut by the truth's person ma
 on the truth's background, and the truth's person on G1's background. With `detail_error`'s
 person-weighted windows the second row scores 0 (the check that the scene beside the person does
 not count); under the unweighted windows used before 2026-12-05 it did not. Last, the true views'
-corner distances from each other, then per code: its norm ‖z‖, its warp's own detail_error (true
-colours), how far it lands from the nearest true view and from each view (corner errors in
-`viewpoint_error`'s unit, averaged over the images): a code whose errors to two views are each
-about half their distance sits between them. For the view it lands nearest on average, that error
-split in two: the displacement every image shares (where the code lands) and the images' scatter
-around it (what the image changes). Last, D_T's real sample: S2 on the truth rendered in each view,
-with the same codes, inverted, and its corner error to each view: an S2 that reads the geometry
-puts view k's row nearest view k; one that answers from its code alone gives every row the same
-numbers (docs/results.md, the eleventh hypothesis).
+corner distances from each other, then per code: its one-hot index (categorical codes; with
+`sagan.camera_critics` the target camera it names, in sorted camera-id order), its norm ‖z‖, its
+warp's own detail_error (true colours), how far it lands from the nearest true view and from each
+view (corner errors in `viewpoint_error`'s unit, averaged over the images): a code whose errors to
+two views are each about half their distance sits between them. For the view it lands nearest on
+average, that error split in two: the displacement every image shares (where the code lands) and the
+images' scatter around it (what the image changes). Last, D_T's real sample: S2 on the truth
+rendered in each view, with the same codes, inverted, and its corner error to each view: an S2 that
+reads the geometry puts view k's row nearest view k; one that answers from its code alone gives
+every row the same numbers (docs/results.md, the eleventh hypothesis).
 """
 
 from __future__ import annotations
@@ -139,18 +140,25 @@ def measure(config, workdir: str, layers) -> None:
   for i in range(views):
     print(f"| view {i} | " + " | ".join(f"{v:.3f}" for v in np.mean(between[i], axis=0)) + " |")
   norms = np.linalg.norm(np.asarray(codes), axis=-1)
+  # A categorical code is a one-hot index; with camera_critics that index names a target camera.
+  categorical = model.config.code_distribution == "categorical"
+  index = np.argmax(np.asarray(codes), axis=-1)
   print(
-    "\n| code | ‖z‖ | S1's warp, true colours: detail_error | nearest true view's corner error | "
+    "\n| code | "
+    + ("one-hot index | " if categorical else "")
+    + "‖z‖ | S1's warp, true colours: detail_error | nearest true view's corner error | "
     + " | ".join(f"view {j}" for j in range(views))
     + " | its view: offset shared by the images | the images' spread |\n|---|---|---|---|"
-    + "---|" * (views + 2)
+    + "---|" * (views + 2 + categorical)
   )
   for k in range(len(corners)):
     detail = paired.image_scores(pairs, joined[1][k : k + 1])["detail_error"]
     per_view = np.mean(errors[k], axis=0)
     offset, spread = _offset_and_spread(corners[k], np.asarray(true_corners)[:, int(np.argmin(per_view))])
     print(
-      f"| {k} | {norms[k]:.2f} | {detail:.3f} | {float(np.mean(np.min(errors[k], axis=-1))):.3f} | "
+      f"| {k} | "
+      + (f"{index[k]} | " if categorical else "")
+      + f"{norms[k]:.2f} | {detail:.3f} | {float(np.mean(np.min(errors[k], axis=-1))):.3f} | "
       + " | ".join(f"{v:.3f}" for v in per_view)
       + f" | {offset / pairs.reference:.3f} | {spread / pairs.reference:.3f} |"
     )

@@ -19,16 +19,16 @@ The two domains share the renderer and differ like two camera networks:
     target's cameras from higher ones, each a perspective homography ``H`` (vertical keystone: head
     enlarged, legs foreshortened, plus a vertical rescale and shift that keeps the person in the
     frame). The target cameras look down at ``target_views`` tilts spread around ``tilt``
-    (``tilt ± tilt_spread``; camera k takes view k mod ``target_views``), so a source image has a
-    *set* of true translations, one per view. ``H`` maps target-image coordinates to the
-    source-frame coordinates they show, in the normalised convention of `sagan_jax.geometry` (x
-    first, [-1, 1], ±1 at corner pixel centres, output → input), so ``warp(source_image, H)``
-    renders a source person as that target camera would see them: a T_xy an ideal S1 may predict.
-    (Defined in normalised coordinates, it holds at any image size up to the sub-pixel difference
-    of the corner-centre convention.) The *central* view is the tilt ``tilt`` itself. With
-    ``source_high_cameras`` = k, the last k source cameras are mounted at the central view's height
-    (their people seen through its ``H``): a source seen from two heights, which the paper adapts as
-    two viewpoint groups (``benchmark.json`` records each camera's height).
+    (``tilt ± tilt_spread``; the camera named ``cN`` takes view (N − 1) mod ``target_views``), so a
+    source image has a *set* of true translations, one per view. ``H`` maps target-image
+    coordinates to the source-frame coordinates they show, in the normalised convention of
+    `sagan_jax.geometry` (x first, [-1, 1], ±1 at corner pixel centres, output → input), so
+    ``warp(source_image, H)`` renders a source person as that target camera would see them: a
+    T_xy an ideal S1 may predict. (Defined in normalised coordinates, it holds at any image size up
+    to the sub-pixel difference of the corner-centre convention.) The *central* view is the tilt
+    ``tilt`` itself. With ``source_high_cameras`` = k, the last k source cameras are mounted at the
+    central view's height (their people seen through its ``H``): a source seen from two heights,
+    which the paper adapts as two viewpoint groups (``benchmark.json`` records each camera's height).
   * pixels: the target's colours pass through a channel-mixing matrix and gamma (a strong cast that
     also compresses the red–green axis the source palette relies on), its cameras have stronger
     individual casts, and its backgrounds come from another palette.
@@ -420,7 +420,7 @@ class BenchmarkSpec:
   junk: int = 20  # gallery images of pid -1 (bad boxes: crops of background)
   tilt: float = DEFAULT_TILT  # the central target view's tilt
   tilt_spread: float = DEFAULT_TILT_SPREAD  # the target views' tilts reach tilt ± tilt_spread
-  target_views: int = DEFAULT_TARGET_VIEWS  # distinct target viewpoints (camera k takes view k mod this)
+  target_views: int = DEFAULT_TARGET_VIEWS  # distinct target viewpoints (camera cN takes view (N-1) mod this)
   seed: int = 0
   paired_images: int = 256  # (at most) source training images given paired truths (paired/): in-sample
   heldout_paired_images: int = 256  # (at most) source test images given paired truths: held-out
@@ -673,8 +673,8 @@ def generate(out: str, spec: BenchmarkSpec = BenchmarkSpec(), overwrite: bool = 
     "central_homography": view_homography(spec.tilt).tolist(),
     "view_homography_doc": (
       "target-image → source-frame coordinates, normalised (x first, [-1, 1], ±1 at corner pixel "
-      "centres): the T_xy an ideal S1 may predict, one per target view (target camera k sees view k mod "
-      "len(view_homographies)); the central one is the tilt the views spread around"
+      "centres): the T_xy an ideal S1 may predict, one per target view (target camera cN sees view (N - 1) "
+      "mod len(view_homographies)); the central one is the tilt the views spread around"
     ),
     "source_viewpoints": source_viewpoints(spec),
     "source_viewpoints_doc": "source camera → height: high cameras see the person through central_homography",
