@@ -82,3 +82,94 @@ def test_markdown_shows_mean_sd_intervals_p_values_and_verdicts():
   assert "| Original | 5 | 51.2 ± 4.4 |" in text
   row = next(line for line in text.splitlines() if line.startswith("| SA-GAN [M=1] > Original | mAP"))
   assert "+4.6 [" in row and "5/5" in row and row.endswith("| holds at α = 0.05 |")
+
+
+def _two_camera(r1_a, r1_b, map_a, map_b):
+  """A two-camera (VIPeR-like) results.json with a translation report."""
+  table = {
+    d: {"mean": {"R-1": r, "R-5": r, "R-10": r, "mAP": m}} for d, r, m in (("a2b", r1_a, map_a), ("b2a", r1_b, map_b))
+  }
+  return {
+    "experiment": "cuhk01_viper",
+    "variant": "sagan",
+    "protocol": "two_camera",
+    "target": "viper",
+    "tables": table,
+    "translation": {"domain_gap": 90.0, "identity_kept": 0.5, "feature_space": "pool5"},
+  }
+
+
+def test_compare_pairs_candidate_minus_baseline_by_hand():
+  base = [ranked_result("sagan", r, m, v) for r, m, v in zip([50, 52, 48, 51, 49], [40] * 5, [0.5] * 5, strict=True)]
+  # R-1 +2 on every pair; viewpoint_error −0.1 on four pairs, +0.05 on one; mAP identical.
+  cand = [
+    ranked_result("sagan", r + 2, m, v)
+    for r, m, v in zip([50, 52, 48, 51, 49], [40] * 5, [0.4, 0.4, 0.4, 0.55, 0.4], strict=True)
+  ]
+  rows = {c["metric"]: c for c in claims.compare(base, cand)}
+  assert list(rows) == ["R-1", "mAP", "pixel_error", "viewpoint_error"]  # code_diversity is not compared
+  assert rows["R-1"]["differences"] == pytest.approx([2.0] * 5)
+  assert rows["R-1"]["p_t"] == 0.0 and rows["R-1"]["verdict"] == "higher at α = 0.05"
+  assert rows["mAP"]["mean"] == 0.0 and rows["mAP"]["verdict"] == "not shown"
+  d = [-0.1, -0.1, -0.1, 0.05, -0.1]
+  assert rows["viewpoint_error"]["mean"] == pytest.approx(np.mean(d))
+  assert rows["viewpoint_error"]["p_t"] == pytest.approx(claims.paired_test(d)["p_t"])
+  p = [rows[k]["p_t"] for k in rows]
+  assert [rows[k]["p_holm"] for k in rows] == pytest.approx(claims.holm([1.0 if math.isnan(x) else x for x in p]))
+  with pytest.raises(ValueError, match="pairs"):
+    claims.compare(base, cand[:4])
+
+
+def test_compare_averages_a_two_camera_targets_directions_and_reads_the_translation_report():
+  base = [_two_camera(10.0, 8.0, 18.0, 16.0), _two_camera(9.0, 9.0, 17.0, 15.0)]
+  cand = [_two_camera(12.0, 8.0, 18.0, 18.0), _two_camera(9.0, 11.0, 16.0, 15.0)]
+  cand[1]["translation"]["domain_gap"] = 80.0
+  rows = {c["metric"]: c for c in claims.compare(base, cand)}
+  assert rows["R-1"]["differences"] == pytest.approx([1.0, 1.0])  # (12 + 8)/2 − (10 + 8)/2; (9 + 11)/2 − 9
+  assert rows["mAP"]["differences"] == pytest.approx([1.0, -0.5])
+  assert rows["domain_gap"]["differences"] == pytest.approx([0.0, -10.0])
+  assert "feature_space" not in rows and rows["R-1"]["verdict"] == "not shown"  # two pairs never decide
+  table = claims.compare_markdown(claims.compare(base, cand), ["b0", "b1"], ["c0", "c1"])
+  assert "| R-1 | 9.0 → 10.0 | 9.0 → 10.0 | +1.0 [" in table
+
+
+def test_compare_command_reads_finished_workdirs_and_names_a_missing_one(tmp_path):
+  import json
+  import subprocess
+  import sys
+
+  from helpers import ROOT
+
+  dirs = {}
+  for side, r1 in (("base", [50, 52]), ("cand", [53, 54])):
+    dirs[side] = []
+    for i, r in enumerate(r1):
+      d = tmp_path / f"{side}_{i}"
+      d.mkdir()
+      (d / "results.json").write_text(json.dumps(ranked_result("sagan", r, 40.0)))
+      dirs[side].append(str(d))
+
+  def run(baseline, candidate):
+    command = [
+      sys.executable,
+      "-m",
+      "sagan_jax.experiments.compare",
+      f"--baseline={baseline}",
+      f"--candidate={candidate}",
+    ]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+
+  out = run(",".join(dirs["base"]), ",".join(dirs["cand"]))
+  assert out.returncode == 0, out.stderr
+  assert "| R-1 | 50.0 → 53.0 | 52.0 → 54.0 | +2.5 [" in out.stdout
+  missing = str(tmp_path / "nothing")
+  out = run(dirs["base"][0], missing)
+  assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+    f"error: {missing}/results.json does not exist: {missing!r} is not a finished run "
+    "(train.py writes results.json last)"
+  ]
+  other = tmp_path / "other"
+  other.mkdir()
+  (other / "results.json").write_text(json.dumps(_two_camera(9.0, 9.0, 17.0, 15.0)))
+  out = run(",".join(dirs["base"]), f"{dirs['cand'][0]},{other}")
+  assert out.returncode == 2 and "evaluates cuhk01_viper on viper" in out.stderr and out.stdout == ""

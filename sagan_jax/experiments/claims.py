@@ -153,6 +153,59 @@ def evaluate_claims(table: Mapping[str, Mapping[int, Mapping]], claims: Sequence
   return out
 
 
+# What `compare` pairs beyond the rank columns: the translation report's ratios, where both runs have one.
+COMPARED_TRANSLATION = ("domain_gap", "identity_kept", "artifact_energy")
+
+
+def comparison_values(result: Mapping) -> dict[str, float]:
+  """R-1 and mAP averaged over the result's column groups (both directions of a two-camera target,
+  as the real-photo tables report them), its held-out fidelity scores and its translation report."""
+  rows = list(results.table_rows(result).values())
+  out = {k: float(np.mean([row[k] for row in rows])) for k in ("R-1", "mAP")}
+  out.update({k: float(v) for k, v in result.get("fidelity", {}).items() if k in FIDELITY_COLUMNS})
+  out.update({k: float(v) for k, v in result.get("translation", {}).items() if k in COMPARED_TRANSLATION})
+  return out
+
+
+def compare(baseline: Sequence[Mapping], candidate: Sequence[Mapping]) -> list[dict]:
+  """Candidate − baseline, pair by pair (same seed and data, one machine), for every metric both
+  sides of every pair report: `paired_test`, Holm over those metrics, and the direction shown
+  (`MIN_SEEDS` pairs or more, Holm-adjusted p below `ALPHA`) or "not shown"."""
+  if len(baseline) != len(candidate) or not baseline:
+    raise ValueError(f"compare needs pairs: {len(baseline)} baseline and {len(candidate)} candidate results")
+  values = [(comparison_values(b), comparison_values(c)) for b, c in zip(baseline, candidate, strict=True)]
+  metrics = [k for k in values[0][0] if all(k in b and k in c for b, c in values)]
+  out = []
+  for metric in metrics:
+    differences = [c[metric] - b[metric] for b, c in values]
+    out.append({"metric": metric, "baseline": [b[metric] for b, _ in values], "differences": differences})
+    out[-1].update(paired_test(differences))
+  for c, p in zip(out, holm([c["p_t"] if np.isfinite(c["p_t"]) else 1.0 for c in out]), strict=True):
+    c["p_holm"] = p
+    shown = len(c["differences"]) >= MIN_SEEDS and p < ALPHA
+    c["verdict"] = ("higher" if c["mean"] > 0 else "lower") + f" at α = {ALPHA}" if shown else "not shown"
+  return out
+
+
+def compare_markdown(compared: Sequence[Mapping], baseline_names: Sequence[str], candidate_names: Sequence[str]) -> str:
+  """`compare`'s rows as Markdown: each pair's baseline → candidate, the mean difference and its tests."""
+  lines = [
+    "| metric | "
+    + " | ".join(f"{b} → {c}" for b, c in zip(baseline_names, candidate_names, strict=True))
+    + " | mean difference [95 % CI] | sign p | t p | Holm p | candidate |",
+    "|---|" + "---|" * (len(baseline_names) + 5),
+  ]
+  for c in compared:
+    digits = 1 if c["metric"] in ("R-1", "mAP", "domain_gap") else 3
+    pairs = [f"{b:.{digits}f} → {b + d:.{digits}f}" for b, d in zip(c["baseline"], c["differences"], strict=True)]
+    interval = f"{c['mean']:+.{digits}f} [{c['ci_low']:+.{digits}f}, {c['ci_high']:+.{digits}f}]"
+    lines.append(
+      f"| {c['metric']} | " + " | ".join(pairs) + f" | {interval} | {_p(c['p_sign'])} | {_p(c['p_t'])} | "
+      f"{_p(c['p_holm'])} | {c['verdict']} |"
+    )
+  return "\n".join(lines) + "\n"
+
+
 def _cell(stats_: Mapping[str, float] | None, digits: int) -> str:
   if stats_ is None:
     return "–"
