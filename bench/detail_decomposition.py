@@ -91,7 +91,7 @@ def measure(config, workdir: str, layers) -> None:
         return model.adapt(params, XY, inputs, masks, jnp.broadcast_to(z, (inputs.shape[0], z.shape[-1]))).spatial
 
       # Warped first, then recoloured: the truth's order.
-      codes = model.spatial_codes(key, paired.FINAL_CODES)
+      codes = model.fixed_codes(key, paired.FINAL_CODES)
       warp_only = np.stack([paired.true_colours(np.asarray(s1_warp(z))) for z in codes])
       warped = [paired.warp_each(pairs.source, pairs.h_true[:, k]) for k in range(pairs.h_true.shape[1])]
       # G1 on RGB and the warped mask, compiled once for every view.

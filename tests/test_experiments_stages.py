@@ -299,6 +299,37 @@ def test_evaluating_a_run_scored_with_the_older_detail_error_scores_its_fidelity
   assert fidelity["detail_definition"] == monitor.DETAIL_DEFINITION
 
 
+def test_a_categorical_run_scored_with_random_codes_is_scored_again_with_every_category(end_to_end, tmp_path, caplog):
+  """A fidelity.json without ``code_draw`` drew its codes at random: for normal codes that is today's
+  draw (no rescoring), for categorical codes it could miss a camera, so evaluate scores it again with
+  category k mod z_dim per code (`SAGAN.fixed_codes`)."""
+  config, done = copy.deepcopy(end_to_end[0]), pathlib.Path(end_to_end[1])
+  workdir = tmp_path / "run"
+  shutil.copytree(done, workdir, ignore=shutil.ignore_patterns("translated", "results.*", "tensorboard"))
+  path = workdir / "sagan" / "fidelity.json"
+  with open(path) as f:
+    older = json.load(f)
+  assert older["code_draw"] == monitor.CODES_DRAWN
+  del older["code_draw"]
+  path.write_text(json.dumps(older))
+  config.stages, config.eval.translation_report = "evaluate", False
+  written = path.stat().st_mtime_ns
+  stages.train(config, str(workdir), allow_config_change=True)
+  assert path.stat().st_mtime_ns == written and "code_draw" not in caplog.text  # normal codes: current
+  # The same GAN with categorical codes: the ten codes are e0, e1, ..., e_{z_dim-1}, e0, ... times √z_dim.
+  config.sagan.code_distribution = "categorical"
+  stages.train(config, str(workdir), allow_config_change=True)
+  assert "code_draw 'drawn_once' -> 'categories_in_turn'" in caplog.text
+  with open(workdir / "results.json") as f:
+    fidelity = json.load(f)["fidelity"]
+  assert fidelity["code_draw"] == monitor.CODES_IN_TURN
+  # Ten codes, z_dim distinct, in turn: code k's warps are code (k mod z_dim)'s, and the first z_dim differ.
+  per_code, z_dim = np.asarray(fidelity["viewpoint_error_per_code"]), config.sagan.z_dim
+  assert len(per_code) == 10 and 2 <= z_dim < 10
+  np.testing.assert_array_equal(per_code, per_code[np.arange(10) % z_dim])
+  assert len(np.unique(per_code[:z_dim])) > 1
+
+
 def test_a_run_waits_for_another_that_holds_the_shared_reference_ide(end_to_end, caplog):
   # Runs started together (the runner's --jobs) reach the report's reference IDE at once: the
   # later ones wait for the first instead of failing at their last stage.

@@ -265,6 +265,38 @@ def test_categorical_codes_are_scaled_one_hots_drawn_uniformly(tiny_sagan_config
     SAGAN(c)
 
 
+def test_fixed_categorical_codes_hold_every_category_and_fixed_normal_codes_are_the_draw(tiny_sagan_config):
+  c = tiny_sagan_config("sagan")
+  c.z_dim, c.code_distribution = 4, "categorical"
+  key = jax.random.PRNGKey(3)
+  z = np.asarray(SAGAN(c).fixed_codes(key, 10))
+  # Code k is category k mod 4 (the key unused), scaled as the training draw: every camera of four is
+  # scored by ten codes, where ten uniform draws miss one with probability 1 - P(all four seen) = 0.22.
+  np.testing.assert_array_equal(np.argmax(z, axis=1), [0, 1, 2, 3, 0, 1, 2, 3, 0, 1])
+  np.testing.assert_array_equal(np.sort(z, axis=1), np.broadcast_to([0.0, 0.0, 0.0, 2.0], z.shape))
+  np.testing.assert_array_equal(z, np.asarray(SAGAN(c).fixed_codes(jax.random.PRNGKey(4), 10)))
+  c.code_distribution = "normal"
+  model = SAGAN(c)
+  np.testing.assert_array_equal(np.asarray(model.fixed_codes(key, 10)), np.asarray(model.spatial_codes(key, 10)))
+
+
+def test_sample_grid_columns_of_categorical_codes_show_each_category_in_turn(tiny_sagan_config):
+  from sagan_jax.experiments import samples
+
+  c = tiny_sagan_config("sagan")  # z_dim 2
+  c.code_distribution = "categorical"
+  model = SAGAN(c)
+  params = model.init_params(jax.random.PRNGKey(0))
+  _move_stms_off_the_identity(params)
+  images = jax.random.uniform(jax.random.PRNGKey(1), (2, *c.image_size, 3), minval=-1, maxval=1)
+  masks = jnp.ones((2, *c.image_size, 1))
+  cols = np.asarray(samples._columns(model, params, images, masks, jax.random.PRNGKey(2), 3))
+  # Columns: x, then S1(x), G1(S1(x)) per code; code 3 is category 0 again, code 2 is category 1.
+  assert cols.shape[1] == 7
+  np.testing.assert_array_equal(cols[:, 5:7], cols[:, 1:3])
+  assert np.abs(cols[:, 3] - cols[:, 1]).max() > 1e-3
+
+
 def _move_stms_off_the_identity(params) -> None:
   """S1's and S2's last layers drawn at random: their warps then leave the identity and follow the code."""
   for name, seed in (("S1", 3), ("S2", 4)):

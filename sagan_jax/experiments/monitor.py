@@ -26,6 +26,15 @@ FIDELITY_FILE = "fidelity.json"
 # windows, which read the scene beside the outline (`fidelity.detail_error_nearest`).
 DETAIL_DEFINITION = "ssim_person_weighted"
 DETAIL_BEFORE_FIELD = "ssim_windows"
+# How the scored codes were chosen (`SAGAN.fixed_codes`): each categorical category in turn, or
+# normal codes drawn once; files written before the field drew categorical codes at random too,
+# which could leave a target camera unscored.
+CODES_IN_TURN, CODES_DRAWN = "categories_in_turn", "drawn_once"
+
+
+def code_draw(config) -> str:
+  """The ``code_draw`` a fidelity.json written today has for experiment config ``config``."""
+  return CODES_IN_TURN if config.sagan.code_distribution == "categorical" else CODES_DRAWN
 
 
 def paired_set(run: Run, a: plan_lib.Adaptation | None = None, which: str = "heldout") -> paired.PairedSet | None:
@@ -73,6 +82,7 @@ def final_scores(run: Run, translators, key) -> dict:
     **frame,
     "references": paired.references(heldout, stats),
     "codes": paired.FINAL_CODES,
+    "code_draw": code_draw(run.config),
     "detail_definition": DETAIL_DEFINITION,
   }
 
@@ -125,7 +135,7 @@ def sagan_hooks(run: Run, a: plan_lib.Adaptation, model: SAGAN) -> loop.Hooks:
 
 
 def scored_as(run: Run) -> dict[str, str] | None:
-  """How ``sagan/fidelity.json`` was scored: its ``region`` (``translate.region``) and
+  """How ``sagan/fidelity.json`` was scored: its ``region`` (``translate.region``), ``code_draw`` and
   ``detail_definition`` (the values files written before each field imply), or None when there is
   no such file."""
   path = run.path("sagan", FIDELITY_FILE)
@@ -135,6 +145,7 @@ def scored_as(run: Run) -> dict[str, str] | None:
     scores = json.load(f)
   return {
     "region": scores.get("region", "frame"),
+    "code_draw": scores.get("code_draw", CODES_DRAWN),
     "detail_definition": scores.get("detail_definition", DETAIL_BEFORE_FIELD),
   }
 
@@ -142,13 +153,17 @@ def scored_as(run: Run) -> dict[str, str] | None:
 def rescore_if_stale(run: Run, translators) -> None:
   """Scores a finished run's ``sagan/fidelity.json`` again when it no longer describes what this
   version would write: the run is translated with another ``translate.region`` than it was scored
-  on, or its ``detail_error`` has an older definition. So ``results.json`` ``fidelity`` always
-  describes the images the IDE learns from, in today's units. ``translators`` as
-  `write_joint_fidelity`'s; process 0 writes.
+  on, its categorical codes were drawn at random, or its ``detail_error`` has an older definition.
+  So ``results.json`` ``fidelity`` always describes the images the IDE learns from, in today's
+  units. ``translators`` as `write_joint_fidelity`'s; process 0 writes.
   """
   parallel.barrier("fidelity check")
   scored = scored_as(run)
-  wanted = {"region": run.config.translate.region, "detail_definition": DETAIL_DEFINITION}
+  wanted = {
+    "region": run.config.translate.region,
+    "code_draw": code_draw(run.config),
+    "detail_definition": DETAIL_DEFINITION,
+  }
   if scored is None or scored == wanted:
     return
   restored = translators()

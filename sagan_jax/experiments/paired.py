@@ -165,13 +165,14 @@ def translate_fixed(
 ) -> tuple[np.ndarray, np.ndarray]:
   """``(adapted [M, N, H, W, 3], corners [M, N, 4, 2])`` of the paired images under ``num_codes`` fixed codes.
 
-  The codes are drawn once from ``key`` and shared by every image, so "code k" names one warp
-  policy; pass the same key at every call to follow the same codes through training. ``params``
+  The codes (`SAGAN.fixed_codes`: drawn once from ``key``, or every category in turn for categorical
+  codes) are shared by every image, so "code k" names one warp policy; pass the same key at every
+  call to follow the same codes through training. ``params``
   must be addressable from this process (`parallel.local_copy`). ``region``: where G1's pixels are
   kept, as in the translate stage (`config.translate.region`), so the images scored are the ones
   the IDE learns from.
   """
-  codes = model.spatial_codes(key, num_codes)
+  codes = model.fixed_codes(key, num_codes)
   adapted, corners = [], []
   for start in range(0, len(paired.source), batch_size):
     chunk = paired.source[start : start + batch_size]

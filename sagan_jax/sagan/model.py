@@ -298,6 +298,17 @@ class SAGAN:
       return jax.nn.one_hot(index, z_dim, dtype=jnp.float32) * jnp.sqrt(jnp.float32(z_dim))
     return jax.random.normal(key, (batch, z_dim), jnp.float32)
 
+  def fixed_codes(self, key: jax.Array, num_codes: int) -> jax.Array:
+    """``[num_codes, z_dim]`` codes that each name one warp policy, for fidelity, the sample grids and
+    the benches: `spatial_codes` drawn once from ``key``, or with categorical codes code k is category
+    k mod z_dim (``key`` unused), so any num_codes ≥ z_dim holds every category; ten uniform draws of
+    four categories miss one with probability 0.22, and the coverage score then measures the draw."""
+    z_dim = self.config.z_dim
+    if self.config.code_distribution == "categorical":
+      index = jnp.arange(num_codes) % z_dim
+      return jax.nn.one_hot(index, z_dim, dtype=jnp.float32) * jnp.sqrt(jnp.float32(z_dim))
+    return self.spatial_codes(key, num_codes)
+
   def masks_for_input(self, masks: jax.Array) -> jax.Array:
     """The masks the networks see: all ones when the configuration runs mask-free (plain CycleGAN)."""
     return masks if self.config.use_mask else jnp.ones_like(masks)
