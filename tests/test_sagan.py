@@ -367,6 +367,12 @@ def test_mode_seeking_pushes_two_codes_warps_apart(tiny_sagan_config):
     {n: params[n] for n in model.generator_names}, params, batch, jax.random.PRNGKey(2)
   )
   assert float(metrics["generator/x/mode_seeking"]) > 0 and np.isfinite(float(loss))
+  # Each direction draws its second codes from its own key (both once drew from one).
+  keys = []
+  spy = SAGAN(c)
+  spy._mode_seeking = lambda *args: keys.append(jax.random.key_data(args[-1])) or jnp.zeros(())
+  spy.generator_loss({n: params[n] for n in model.generator_names}, params, batch, jax.random.PRNGKey(2))
+  assert len(keys) == 2 and not np.array_equal(np.asarray(keys[0]), np.asarray(keys[1]))
   c.lambda_mode_seeking = 0.0
   generators = {n: params[n] for n in model.generator_names}
   _, (off, _) = SAGAN(c).generator_loss(generators, params, batch, jax.random.PRNGKey(2))

@@ -44,6 +44,7 @@ SPATIAL_CRITICS = ("both", "source")  # D_T per direction (DT1, DT2), or the pap
 CYCLE_CODE_STREAM = 0xC7C  # folded into a step's key for the back STM's own codes, apart from every other split
 LIPSCHITZ = ("gradient_penalty", "weight_clipping", "none")
 AUGMENT_STREAM = 0x5A6  # folded into a step's key for `critic_augment`'s draws, apart from every other split
+MODE_SEEKING_STREAM = 0x3D5  # + direction index: each direction's second codes for mode seeking, a draw of its own
 
 
 @dataclasses.dataclass(frozen=True)
@@ -600,7 +601,8 @@ class SAGAN:
         total = total + c.lambda_background_idt * background
         metrics[f"generator/{src}/background_identity"] = background
       if c.spatial and c.lambda_mode_seeking:
-        mode_seeking = self._mode_seeking(params, d, source, source_mask, a, z, jax.random.fold_in(key, 7 + len(src)))
+        k_seek = jax.random.fold_in(key, MODE_SEEKING_STREAM + ("x", "y").index(src))
+        mode_seeking = self._mode_seeking(params, d, source, source_mask, a, z, k_seek)
         total = total + c.lambda_mode_seeking * mode_seeking
         metrics[f"generator/{src}/mode_seeking"] = mode_seeking
     metrics["generator/loss"] = total
