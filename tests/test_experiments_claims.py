@@ -131,6 +131,8 @@ def test_compare_averages_a_two_camera_targets_directions_and_reads_the_translat
   assert "feature_space" not in rows and rows["R-1"]["verdict"] == "not shown"  # two pairs never decide
   table = claims.compare_markdown(claims.compare(base, cand), ["b0", "b1"], ["c0", "c1"])
   assert "| R-1 | 9.0 → 10.0 | 9.0 → 10.0 | +1.0 [" in table
+  one = claims.compare_markdown(claims.compare(base[:1], cand[:1]), ["b0"], ["c0"])
+  assert "| R-1 | 9.0 → 10.0 | +1.0 (one pair: no interval) | – | – | 1.000 | not shown |" in one and "nan" not in one
 
 
 def test_compare_command_reads_finished_workdirs_and_names_a_missing_one(tmp_path):

@@ -198,7 +198,7 @@ def compare_markdown(compared: Sequence[Mapping], baseline_names: Sequence[str],
   for c in compared:
     digits = 1 if c["metric"] in ("R-1", "mAP", "domain_gap") else 3
     pairs = [f"{b:.{digits}f} → {b + d:.{digits}f}" for b, d in zip(c["baseline"], c["differences"], strict=True)]
-    interval = f"{c['mean']:+.{digits}f} [{c['ci_low']:+.{digits}f}, {c['ci_high']:+.{digits}f}]"
+    interval = _interval(c, digits)
     lines.append(
       f"| {c['metric']} | " + " | ".join(pairs) + f" | {interval} | {_p(c['p_sign'])} | {_p(c['p_t'])} | "
       f"{_p(c['p_holm'])} | {c['verdict']} |"
@@ -212,6 +212,13 @@ def _cell(stats_: Mapping[str, float] | None, digits: int) -> str:
   if stats_["n"] == 1:
     return f"{stats_['mean']:.{digits}f}"
   return f"{stats_['mean']:.{digits}f} ± {stats_['sd']:.{digits}f}"
+
+
+def _interval(c: Mapping, digits: int) -> str:
+  """A paired difference's mean and its 95 % interval; one pair has none."""
+  if not np.isfinite(c["ci_low"]):
+    return f"{c['mean']:+.{digits}f} (one pair: no interval)"
+  return f"{c['mean']:+.{digits}f} [{c['ci_low']:+.{digits}f}, {c['ci_high']:+.{digits}f}]"
 
 
 def _p(p: float) -> str:
@@ -245,7 +252,7 @@ def markdown(table: Mapping[str, Mapping[int, Mapping]], title: str, labels: Map
   for c in claims:
     digits = 3 if lower_is_better(c["metric"]) else 1
     diffs = ", ".join(f"{d:+.{digits}f}" for d in c["differences"])
-    interval = f"{c['mean']:+.{digits}f} [{c['ci_low']:+.{digits}f}, {c['ci_high']:+.{digits}f}]"
+    interval = _interval(c, digits)
     lines.append(
       f"| {c['claim']} | {c['metric']} | {diffs} | {interval} | {c['agree']}/{len(c['differences'])} | "
       f"{_p(c['p_sign'])} | {_p(c['p_t'])} | {_p(c['p_holm'])} | {c['verdict']} |"
