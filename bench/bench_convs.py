@@ -105,7 +105,7 @@ def sagan_synthetic_convs(batch: int) -> collections.Counter:
     "D": (model.critic, (image4,)),
     "SiaNet": (model.sianet, (image4[..., :3],)),
   }
-  copies = {"G": 2 if c.pixel else 0, "S": 2 if c.spatial else 0, "D": 2, "SiaNet": 1 if c.siamese else 0}
+  copies = {"G": 2 if c.pixel else 0, "S": 2 if c.spatial else 0, "D": 2, "SiaNet": 1 if model.uses_siamese else 0}
   convs = collections.Counter()
   for name, (net, args) in networks.items():
     if not copies[name]:

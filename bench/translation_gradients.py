@@ -54,7 +54,7 @@ def _terms(model, params, x, mx, y, my, z, p, adapted=None):
   for name, value in cycle.items():
     out[name.upper()] = c.lambda_cyc * (c.lambda_pcl if name == "pcl" else 1.0) * value
   out["identity (eq. 5)"] = c.lambda_idt * model._identity_loss(params, XY, a, y, my)
-  if c.siamese:
+  if model.uses_siamese:
     images = {"x": x, "x_s": a.spatial, "x_adp": a.adapted, "y": y, "y_s": y, "y_adp": y}
     out["Siamese"] = c.lambda_siam * model.siamese_losses(params, images)["x"]
   return out

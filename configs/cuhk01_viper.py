@@ -12,11 +12,12 @@ both ways (VIPeR-CamA, VIPeR-CamB). Masks come from MediaPipe's person segmenter
 (`sagan_jax.masks.teacher`), written under each folder's ``masks/`` (copy a read-only dataset first).
 The networks and budgets are those of ``configs/synthetic.py`` (`cpu_scale`); the recipe is
 `real_photo_recipe`: resize-convolution upsampling, the paper's learning rate 1e-4 and a mask identity
-weight of 20, chosen on split 1 at seed 3; a G1 that may only recolour the background; and an S2 with
-a flattening head of its own, a back STM with its own code and SCL in the source's cycle only, the last
-two each chosen on three development pairs (docs/results.md). Each IDE trains five times with its
-own seed and the results report the mean (`eval.ide_repeats`): on this pair one training's R-1
-in one direction moves by up to 8 points on the same translated images (docs/results.md).
+weight of 20, chosen on split 1 at seed 3; a G1 that may only recolour the background; an S2 with
+a flattening head of its own, a back STM with its own code and SCL in the source's cycle only; and
+no Siamese term (eq. 6, `sagan.lambda_siam=0`): the last three each chosen on three development
+pairs (docs/results.md). Each IDE trains five times with its own seed and the results report the
+mean (`eval.ide_repeats`): on this pair one training's R-1 in one direction moves by up to 8 points
+on the same translated images (docs/results.md).
 """
 
 from sagan_jax.experiments.config import apply_variant, base_config, cpu_scale, parse_arg, real_photo_recipe

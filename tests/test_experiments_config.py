@@ -127,6 +127,18 @@ def test_only_the_real_photo_recipe_gives_s2_its_own_head_and_code():
   assert tuple(_config_module("synthetic").get_config().sagan[f] for f in fields) == ("shared", "both", "pool", "same")
 
 
+def test_only_the_real_photo_recipe_drops_the_siamese_term_for_every_sagan_row():
+  """`real_photo_recipe` sets λ_siam = 0, which the variants (each of which sets ``siamese``) keep:
+  no SiaNet in any row of configs/cuhk01_viper.py; the synthetic main job keeps SPGAN's eq. 6."""
+  from sagan_jax.sagan.config import VARIANTS
+
+  for variant in (v for v, row in VARIANTS.items() if row.sagan is not None):
+    s = _config_module("cuhk01_viper").get_config(f"variant={variant}").sagan
+    assert s.lambda_siam == 0.0 and SAGAN(s).sianet_names == (), variant
+  s = _config_module("synthetic").get_config().sagan
+  assert s.siamese and s.lambda_siam == 2.0 and SAGAN(s).sianet_names == ("SiaNet",)
+
+
 def test_evaluation_choices_are_checked_before_any_stage_runs():
   for field, value in (("ap_mode", "interpolated"), ("backend", "cuda")):
     c = config_lib.base_config()

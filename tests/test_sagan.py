@@ -280,6 +280,30 @@ def test_fixed_categorical_codes_hold_every_category_and_fixed_normal_codes_are_
   np.testing.assert_array_equal(np.asarray(model.fixed_codes(key, 10)), np.asarray(model.spatial_codes(key, 10)))
 
 
+def test_a_zero_siamese_weight_is_the_siamese_switch_off_step_for_step(tiny_sagan_config):
+  """λ_siam = 0 builds and trains no SiaNet, so a generator and a critic update equal those with
+  ``siamese=False`` bit for bit; a negative weight is refused."""
+  steps = {}
+  for name, fields in (("off", {"siamese": False}), ("zero", {"lambda_siam": 0.0})):
+    c = tiny_sagan_config("sagan")
+    c.update(fields)
+    model = SAGAN(c)
+    assert model.sianet_names == ()
+    tx = _tx(model)
+    state = create_state(model, tx, 0, parallel.make_mesh(1))
+    critic_step, generator_step = make_steps(model, tx, parallel.make_mesh(1))
+    batch = _batch(jax.random.PRNGKey(1), 4, toy_people)
+    state, _ = critic_step(state, batch)
+    state, metrics = generator_step(state, batch)
+    steps[name] = (jax.tree.map(np.asarray, state.params), float(metrics["generator/loss"]))
+  assert steps["off"][1] == steps["zero"][1]
+  jax.tree.map(np.testing.assert_array_equal, steps["off"][0], steps["zero"][0])
+  c = tiny_sagan_config("sagan")
+  c.lambda_siam = -1.0
+  with pytest.raises(ConfigError, match=r"config.sagan.lambda_siam=-1.0: expected a weight ≥ 0"):
+    SAGAN(c)
+
+
 def test_sample_grid_columns_of_categorical_codes_show_each_category_in_turn(tiny_sagan_config):
   from sagan_jax.experiments import samples
 

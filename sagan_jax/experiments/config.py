@@ -318,6 +318,10 @@ def real_photo_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict
   # S2 reads the target's view (its own flattening head), the back STM draws its own code and SCL
   # trains in X→Y→X only: the synthetic fifteenth hypothesis, kept here on three development pairs.
   s.cycle_code, s.scl_cycles, s.stm_head_s2 = "independent", "source", "flatten"
+  # No eq. 6: every identity-keeping term has cost re-ID on photographs, and without the Siamese
+  # term the mean over three development pairs did not fall (λ 0, not siamese=False, so every
+  # SA-GAN variant keeps it; docs/results.md).
+  s.lambda_siam = 0.0
   return c
 
 

@@ -160,7 +160,7 @@ def sagan_config() -> ml_collections.ConfigDict:
   # PCL's path (one more G1 pass), as Section III-C assigns PCL to the pixel level.
   c.pcl_trains_stm = True
   c.lambda_idt = 5.0  # SPGAN
-  c.lambda_siam = 2.0  # SPGAN
+  c.lambda_siam = 2.0  # SPGAN; 0 turns eq. 6 off (no SiaNet), as siamese=False does
   # Mode seeking on the spatial codes (`losses.mode_seeking_loss`; not in the paper, 0 = off): two
   # codes of one image are asked for different warps, so M codes can cover a target's viewpoints.
   c.lambda_mode_seeking = 0.0

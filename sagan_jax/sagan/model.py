@@ -88,7 +88,7 @@ def _check_image_size(c) -> None:
         f"{where}: the critics (critic_layers={c.critic_layers}) leave no {side} for a patch score; "
         f"use a {side} of at least {3 * 2**c.critic_layers} or fewer critic_layers"
       )
-    if c.siamese:
+    if c.siamese and c.lambda_siam > 0:
       for _ in c.sianet_widths:  # a 4×4 stride-2 convolution (floor), then a 2×2 max pool (ceil)
         n = -(-(n // 2) // 2) if n >= 2 else 0
       if n < 1:
@@ -121,6 +121,8 @@ class SAGAN:
       raise ConfigError(f"sagan.gan_loss must be one of {GAN_LOSSES}, got {c.gan_loss!r}")
     if c.lipschitz not in LIPSCHITZ:
       raise ConfigError(f"sagan.lipschitz must be one of {LIPSCHITZ}, got {c.lipschitz!r}")
+    if c.lambda_siam < 0:
+      raise ConfigError(f"config.sagan.lambda_siam={c.lambda_siam}: expected a weight ≥ 0 (0 turns eq. 6 off)")
     if c.history_pool < 0:
       raise ConfigError(f"sagan.history_pool must be ≥ 0, got {c.history_pool}")
     if c.identity_loss not in ("mask", "mapping", "none"):
@@ -258,8 +260,13 @@ class SAGAN:
     return bool(self.config.lambda_reid) and self.config.pixel
 
   @property
+  def uses_siamese(self) -> bool:
+    """Whether eq. 6 is on: SiaNet exists and trains only with ``siamese`` and ``lambda_siam`` > 0."""
+    return bool(self.config.siamese) and self.config.lambda_siam > 0
+
+  @property
   def sianet_names(self) -> tuple[str, ...]:
-    return ("SiaNet",) if self.config.siamese else ()
+    return ("SiaNet",) if self.uses_siamese else ()
 
   def init_params(self, key: jax.Array) -> Params:
     """Fresh parameters of every network this configuration uses.
@@ -564,7 +571,7 @@ class SAGAN:
         "x": x, "x_s": adapted["x"].spatial, "x_adp": adapted["x"].adapted,
         "y": y, "y_s": adapted["y"].spatial, "y_adp": adapted["y"].adapted,
     }  # fmt: skip
-    siamese_terms = self.siamese_losses(params, siamese_images) if c.siamese else None
+    siamese_terms = self.siamese_losses(params, siamese_images) if self.uses_siamese else None
 
     total, metrics = 0.0, {}
     augment_keys = self._augment_keys(key, 2, 2)
