@@ -167,10 +167,9 @@ def translate_fixed(
 
   The codes (`SAGAN.fixed_codes`: drawn once from ``key``, or every category in turn for categorical
   codes) are shared by every image, so "code k" names one warp policy; pass the same key at every
-  call to follow the same codes through training. ``params``
-  must be addressable from this process (`parallel.local_copy`). ``region``: where G1's pixels are
-  kept, as in the translate stage (`config.translate.region`), so the images scored are the ones
-  the IDE learns from.
+  call to follow the same codes through training. ``params`` must be addressable from this process
+  (`parallel.local_copy`). ``region``: where G1's pixels are kept, as in the translate stage
+  (`config.translate.region`), so the images scored are the ones the IDE learns from.
   """
   codes = model.fixed_codes(key, num_codes)
   adapted, corners = [], []

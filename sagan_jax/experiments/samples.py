@@ -18,11 +18,13 @@ from sagan_jax.sagan.model import SAGAN, XY
 def _columns(model: SAGAN, params, images, masks, key, num_codes: int):
   masks = model.masks_for_input(masks)
   cols = [images]
-  batch, categorical = images.shape[0], model.config.code_distribution == "categorical"
+  batch, fixed = images.shape[0], model.fixed_codes(key, num_codes)
   for i, k in enumerate(jax.random.split(key, num_codes)):
-    # Each row its own normal draw; a categorical column i shows category i mod z_dim in every row.
-    z = jnp.broadcast_to(model.fixed_codes(key, num_codes)[i], (batch, model.config.z_dim)) if categorical else None
-    a = model.adapt(params, XY, images, masks, model.spatial_codes(k, batch) if z is None else z)
+    if model.config.code_distribution == "categorical":  # column i: category i mod z_dim in every row
+      z = jnp.broadcast_to(fixed[i], (batch, model.config.z_dim))
+    else:  # each row its own draw
+      z = model.spatial_codes(k, batch)
+    a = model.adapt(params, XY, images, masks, z)
     cols += [a.spatial, a.adapted] if model.config.spatial and model.config.pixel else [a.adapted]
   return jnp.stack(cols, axis=1)  # [B, columns, H, W, 3]
 
