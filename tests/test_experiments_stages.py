@@ -273,22 +273,28 @@ def test_translating_a_finished_run_with_another_region_scores_its_fidelity_agai
   assert path.stat().st_mtime_ns == written
 
 
+def _evaluate_only_copy(end_to_end, tmp_path):
+  """The end-to-end run copied without its translations and results, set to evaluate only:
+  ``(config, workdir, path of sagan/fidelity.json, its scores)``."""
+  config, done = copy.deepcopy(end_to_end[0]), pathlib.Path(end_to_end[1])
+  workdir = tmp_path / "run"
+  shutil.copytree(done, workdir, ignore=shutil.ignore_patterns("translated", "results.*", "tensorboard"))
+  config.stages, config.eval.translation_report = "evaluate", False
+  path = workdir / "sagan" / "fidelity.json"
+  with open(path) as f:
+    return config, workdir, path, json.load(f)
+
+
 def test_evaluating_a_run_scored_with_the_older_detail_error_scores_its_fidelity_again(end_to_end, tmp_path, caplog):
   """A ``sagan/fidelity.json`` from before `monitor.DETAIL_DEFINITION` (its detail_error from plain
   SSIM windows): the evaluate stage scores it again, and ``results.json`` carries today's figures,
   equal to what the run itself wrote at the end of its training."""
-  config, done = copy.deepcopy(end_to_end[0]), pathlib.Path(end_to_end[1])
-  workdir = tmp_path / "run"
-  shutil.copytree(done, workdir, ignore=shutil.ignore_patterns("translated", "results.*", "tensorboard"))
-  path = workdir / "sagan" / "fidelity.json"
-  with open(path) as f:
-    current = json.load(f)
+  config, workdir, path, current = _evaluate_only_copy(end_to_end, tmp_path)
   assert current["detail_definition"] == monitor.DETAIL_DEFINITION
   older = copy.deepcopy(current)
   del older["detail_definition"]
   older["detail_error"] = older["train"]["detail_error"] = 9.0  # stands in for the older figure
   path.write_text(json.dumps(older))
-  config.stages, config.eval.translation_report = "evaluate", False
   stages.train(config, str(workdir), allow_config_change=True)
   assert "detail_definition 'ssim_windows' -> 'ssim_person_weighted'" in caplog.text
   with open(path) as f:
@@ -303,16 +309,10 @@ def test_a_categorical_run_scored_with_random_codes_is_scored_again_with_every_c
   """A fidelity.json without ``code_draw`` drew its codes at random: for normal codes that is today's
   draw (no rescoring), for categorical codes it could miss a camera, so evaluate scores it again with
   category k mod z_dim per code (`SAGAN.fixed_codes`)."""
-  config, done = copy.deepcopy(end_to_end[0]), pathlib.Path(end_to_end[1])
-  workdir = tmp_path / "run"
-  shutil.copytree(done, workdir, ignore=shutil.ignore_patterns("translated", "results.*", "tensorboard"))
-  path = workdir / "sagan" / "fidelity.json"
-  with open(path) as f:
-    older = json.load(f)
+  config, workdir, path, older = _evaluate_only_copy(end_to_end, tmp_path)
   assert older["code_draw"] == monitor.CODES_DRAWN
   del older["code_draw"]
   path.write_text(json.dumps(older))
-  config.stages, config.eval.translation_report = "evaluate", False
   written = path.stat().st_mtime_ns
   stages.train(config, str(workdir), allow_config_change=True)
   assert path.stat().st_mtime_ns == written and "code_draw" not in caplog.text  # normal codes: current
