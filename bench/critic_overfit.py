@@ -10,7 +10,9 @@ al. 2020) in a WGAN critic's terms:
 
 r ≈ 0: D1 takes target images it never saw for as real as those it trained on; r ≈ 1: for as fake
 as G1(S1(x)). The unseen images are a two-camera target's test ids, or another target's query and
-gallery images when the adaptation took all its training images.
+gallery images when the adaptation took all its training images. A camera-conditioned D1
+(`sagan.camera_critics`) judges each target image as its own camera and each translation as the
+camera its code names, as in training.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sagan_jax.data import pipeline
 from sagan_jax.errors import ConfigError
 from sagan_jax.experiments import stages
 from sagan_jax.experiments.datasets import Concat
+from sagan_jax.sagan import train as sagan_train
 from sagan_jax.sagan.model import XY
 
 _CONFIG = cli.define_config_file("config", None, "the finished run's config file (configs/*.py)")
@@ -32,12 +35,57 @@ _IMAGES = flags.DEFINE_integer("images", 632, "at most this many images per set 
 _BATCH = 64
 
 
-def _stack(source, rows, size, masks) -> np.ndarray:
-  return np.stack([pipeline.preprocess(source[int(i)], size, masks, flip=False)["image"] for i in rows])
+def _stack(source, rows, size, masks) -> tuple[np.ndarray, np.ndarray]:
+  """``(images [N, H, W, 4], camera_ids [N])`` of examples ``rows`` of ``source``."""
+  examples = [pipeline.preprocess(source[int(i)], size, masks, flip=False) for i in rows]
+  return np.stack([e["image"] for e in examples]), np.array([int(e["camera_id"]) for e in examples], np.int32)
 
 
-def _scores(fn, images: np.ndarray) -> np.ndarray:
-  return np.concatenate([np.asarray(fn(images[i : i + _BATCH])) for i in range(0, len(images), _BATCH)])
+def real_scores(model, params, images: np.ndarray, cameras: np.ndarray | None = None) -> np.ndarray:
+  """``[N]``: D1's scores of target ``images``; ``cameras`` (camera_critics): each image's camera index
+  among the adaptation's, so a camera-conditioned D1 judges each image as its own camera."""
+  judge = jax.jit(lambda b, c: model.judge(params, "D1", b[..., :3], b[..., 3:], c))
+  batches = range(0, len(images), _BATCH)
+  return np.concatenate(
+    [np.asarray(judge(images[i : i + _BATCH], None if cameras is None else cameras[i : i + _BATCH])) for i in batches]
+  )
+
+
+def fake_scores(model, params, sources: np.ndarray, key: jax.Array) -> np.ndarray:
+  """``[N]``: D1's scores of G1(S1(x)) for source images ``sources``. One critic: codes drawn per
+  batch. Camera critics: source i takes code i mod K (`SAGAN.fixed_codes`, every camera in turn) and
+  is judged as the camera that code names, as training pairs them."""
+
+  @jax.jit
+  def fake(b, z, cameras):
+    out = model.adapt(params, XY, b[..., :3], model.masks_for_input(b[..., 3:]), z)
+    return model.judge(params, "D1", out.adapted, out.mask, cameras)
+
+  conditioned = model.num_cameras > 1
+  codes = model.fixed_codes(key, len(sources)) if conditioned else None
+  scores = []
+  for i in range(0, len(sources), _BATCH):
+    b = sources[i : i + _BATCH]
+    if conditioned:
+      z, cameras = codes[i : i + len(b)], np.arange(i, i + len(b)) % model.num_cameras
+    else:
+      z, cameras = model.spatial_codes(jax.random.fold_in(key, i), len(b)), None
+    scores.append(np.asarray(fake(b, z, cameras)))
+  return np.concatenate(scores)
+
+
+def overfit_ratio(seen: np.ndarray, unseen: np.ndarray, fake: np.ndarray) -> tuple[float, float]:
+  """``(r, z)``: r = (E seen − E unseen) / (E seen − E fake), and seen − unseen in standard errors."""
+  gap = seen.mean() - unseen.mean()
+  standard_error = np.sqrt(seen.var() / len(seen) + unseen.var() / len(unseen))
+  return float(gap / (seen.mean() - fake.mean())), float(gap / standard_error)
+
+
+def _camera_indices(camera_ids: np.ndarray, cameras) -> np.ndarray:
+  try:
+    return sagan_train.camera_indices(camera_ids, cameras)
+  except ValueError as e:  # an unseen image from a camera the camera-conditioned D1 never learnt
+    raise ConfigError(f"{e}: D1 has no score for it; compare on images of the adapted cameras") from None
 
 
 def main(argv) -> None:
@@ -67,23 +115,15 @@ def measure(config, workdir: str, layers) -> None:
       if not len(unseen):
         raise ConfigError(f"{a.name or 'sagan'} adapts on every target image: there are no unseen ones to compare")
       model, params = stages.load_sagan(run, a)
-      x = _stack(source, pick(np.asarray(a.source_indices)), size, masks)
-      key = jax.random.key(0)
-      judge = jax.jit(lambda b: model.judge(params, "D1", b[..., :3], b[..., 3:]))
-
-      @jax.jit
-      def fake(b, key):
-        mx = model.masks_for_input(b[..., 3:])
-        out = model.adapt(params, XY, b[..., :3], mx, model.spatial_codes(key, b.shape[0]))
-        return model.judge(params, "D1", out.adapted, out.mask)
-
-      fakes = np.concatenate(
-        [np.asarray(fake(x[i : i + _BATCH], jax.random.fold_in(key, i))) for i in range(0, len(x), _BATCH)]
-      )
-      d_seen = _scores(judge, _stack(target, pick(seen), size, masks))
-      d_unseen = _scores(judge, _stack(unseen_source, pick(unseen), size, masks))
-      r = (d_seen.mean() - d_unseen.mean()) / (d_seen.mean() - fakes.mean())
-      z = (d_seen.mean() - d_unseen.mean()) / np.sqrt(d_seen.var() / len(d_seen) + d_unseen.var() / len(d_unseen))
+      cameras = stages.target_cameras(run, a) if model.num_cameras > 1 else None
+      index = lambda ids: None if cameras is None else _camera_indices(ids, cameras)
+      x, _ = _stack(source, pick(np.asarray(a.source_indices)), size, masks)
+      fakes = fake_scores(model, params, x, jax.random.key(0))
+      seen_images, seen_cameras = _stack(target, pick(seen), size, masks)
+      unseen_images, unseen_cameras = _stack(unseen_source, pick(unseen), size, masks)
+      d_seen = real_scores(model, params, seen_images, index(seen_cameras))
+      d_unseen = real_scores(model, params, unseen_images, index(unseen_cameras))
+      r, z = overfit_ratio(d_seen, d_unseen, fakes)
       print(
         f"| {a.name or 'sagan'} | {len(d_seen)} | {len(d_unseen)} | {len(fakes)} "
         f"| {d_seen.mean():.2f} ± {d_seen.std():.2f} | {d_unseen.mean():.2f} ± {d_unseen.std():.2f} "

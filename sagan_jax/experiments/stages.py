@@ -124,12 +124,12 @@ def stage_sagan(run: Run) -> None:
         stop=run.stop,
         log_dir=run.tensorboard,
         identity_features=teacher,
-        target_cameras=_target_cameras(run, a) if c.sagan.camera_critics else None,
+        target_cameras=target_cameras(run, a) if c.sagan.camera_critics else None,
       )
   monitor.write_joint_fidelity(run, lambda: [(*load_sagan(run, a), a) for a in run.plan.adaptations])
 
 
-def _target_cameras(run: Run, a: plan_lib.Adaptation) -> tuple[int, ...]:
+def target_cameras(run: Run, a: plan_lib.Adaptation) -> tuple[int, ...]:
   """The camera ids among adaptation ``a``'s target images (read from the examples: any target layout)."""
   source = run.plan.target_source
   rows = range(len(source)) if a.target_indices is None else a.target_indices
