@@ -1,5 +1,9 @@
-"""Test setup: 8 simulated CPU devices, so sharded code runs everywhere the tests run, and one
+"""Test setup: 4 simulated CPU devices, so sharded code runs everywhere the tests run, and one
 compilation cache for the whole session.
+
+Four, not eight: every batch still splits over several devices, and the end-to-end tests compile and
+run their SPMD programs about 12 % faster (tests/test_experiments_plan.py: 156 s against 138 s); the
+two-process test's 2 × 2 devices are then the same count as one process's.
 
 The flag must be in the environment before jax is first imported; conftest.py is imported by
 pytest before any test module.
@@ -24,7 +28,7 @@ import os
 import shutil
 import tempfile
 
-_FLAG = "--xla_force_host_platform_device_count=8"
+_FLAG = "--xla_force_host_platform_device_count=4"
 if _FLAG not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

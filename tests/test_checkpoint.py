@@ -119,6 +119,9 @@ def test_a_full_disk_while_saving_is_one_line_and_leaves_no_partial_checkpoint(t
     subprocess.run(["umount", str(disk)], check=False)
 
 
+_ONE_DEVICE = "--xla_force_host_platform_device_count=1"
+
+
 def test_a_full_disk_during_train_py_is_one_line_with_status_2(tmp_path):
   disk = _small_filesystem(tmp_path / "disk", size="256k")
   if disk is None:
@@ -139,7 +142,8 @@ def test_a_full_disk_during_train_py_is_one_line_with_status_2(tmp_path):
       cwd=ROOT,
       # Unoptimised compiles shift the timing so that Orbax's writer threads outlive the failure: the
       # case where a temporary folder was left behind (every run, before the last-at-exit cleanup).
-      env={**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"},
+      # One device: the failure is the disk's, and the 4-device programs cost compile time alone.
+      env={**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1", "XLA_FLAGS": _ONE_DEVICE},
       capture_output=True,
       text=True,
       check=False,
