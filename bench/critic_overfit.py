@@ -25,60 +25,19 @@ from sagan_jax import cli
 from sagan_jax.data import pipeline
 from sagan_jax.errors import ConfigError
 from sagan_jax.experiments import stages
+from sagan_jax.experiments.critic_overfit import fake_scores, overfit_ratio, real_scores
 from sagan_jax.experiments.datasets import Concat
 from sagan_jax.sagan import train as sagan_train
-from sagan_jax.sagan.model import XY
 
 _CONFIG = cli.define_config_file("config", None, "the finished run's config file (configs/*.py)")
 _WORKDIR = flags.DEFINE_string("workdir", None, "the finished run's workdir", required=True)
 _IMAGES = flags.DEFINE_integer("images", 632, "at most this many images per set (seen, unseen, fake)")
-_BATCH = 64
 
 
 def _stack(source, rows, size, masks) -> tuple[np.ndarray, np.ndarray]:
   """``(images [N, H, W, 4], camera_ids [N])`` of examples ``rows`` of ``source``."""
   examples = [pipeline.preprocess(source[int(i)], size, masks, flip=False) for i in rows]
   return np.stack([e["image"] for e in examples]), np.array([int(e["camera_id"]) for e in examples], np.int32)
-
-
-def real_scores(model, params, images: np.ndarray, cameras: np.ndarray | None = None) -> np.ndarray:
-  """``[N]``: D1's scores of target ``images``; ``cameras`` (camera_critics): each image's camera index
-  among the adaptation's, so a camera-conditioned D1 judges each image as its own camera."""
-  judge = jax.jit(lambda b, c: model.judge(params, "D1", b[..., :3], b[..., 3:], c))
-  batches = range(0, len(images), _BATCH)
-  return np.concatenate(
-    [np.asarray(judge(images[i : i + _BATCH], None if cameras is None else cameras[i : i + _BATCH])) for i in batches]
-  )
-
-
-def fake_scores(model, params, sources: np.ndarray, key: jax.Array) -> np.ndarray:
-  """``[N]``: D1's scores of G1(S1(x)) for source images ``sources``. One critic: codes drawn per
-  batch. Camera critics: source i takes code i mod K (`SAGAN.fixed_codes`, every camera in turn) and
-  is judged as the camera that code names, as training pairs them."""
-
-  @jax.jit
-  def fake(b, z, cameras):
-    out = model.adapt(params, XY, b[..., :3], model.masks_for_input(b[..., 3:]), z)
-    return model.judge(params, "D1", out.adapted, out.mask, cameras)
-
-  conditioned = model.num_cameras > 1
-  codes = model.fixed_codes(key, len(sources)) if conditioned else None
-  scores = []
-  for i in range(0, len(sources), _BATCH):
-    b = sources[i : i + _BATCH]
-    if conditioned:
-      z, cameras = codes[i : i + len(b)], np.arange(i, i + len(b)) % model.num_cameras
-    else:
-      z, cameras = model.spatial_codes(jax.random.fold_in(key, i), len(b)), None
-    scores.append(np.asarray(fake(b, z, cameras)))
-  return np.concatenate(scores)
-
-
-def overfit_ratio(seen: np.ndarray, unseen: np.ndarray, fake: np.ndarray) -> tuple[float, float]:
-  """``(r, z)``: r = (E seen − E unseen) / (E seen − E fake), and seen − unseen in standard errors."""
-  gap = seen.mean() - unseen.mean()
-  standard_error = np.sqrt(seen.var() / len(seen) + unseen.var() / len(unseen))
-  return float(gap / (seen.mean() - fake.mean())), float(gap / standard_error)
 
 
 def _camera_indices(camera_ids: np.ndarray, cameras) -> np.ndarray:

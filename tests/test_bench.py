@@ -168,15 +168,15 @@ def test_identity_decomposition_helpers_by_hand():
 
 
 def test_critic_overfit_scores_each_image_as_its_camera_under_camera_critics(tiny_sagan_config):
-  """`bench/critic_overfit.py`'s pieces with a camera-conditioned D1 (which judge refuses without
-  cameras): a real image scores its own camera's output of the K-output critic, source image i is
-  translated with code i mod K and scored as that camera (a brute force image by image), and the
-  ratio r and the standard-error gap by hand."""
+  """`bench/critic_overfit.py`'s pieces (`experiments.critic_overfit`) with a camera-conditioned D1
+  (which judge refuses without cameras): a real image scores its own camera's output of the K-output
+  critic, source image i is translated with code i mod K and scored as that camera (a brute force
+  image by image), and the ratio r and the standard-error gap by hand."""
   import jax
   import jax.numpy as jnp
   import numpy as np
 
-  from bench import critic_overfit as co
+  from sagan_jax.experiments import critic_overfit as co
   from sagan_jax.sagan import SAGAN
   from sagan_jax.sagan.model import XY
 
