@@ -162,3 +162,25 @@ def device_line() -> str:
 def mfu(flop_per_second: float, dtype: str) -> str:
   """``flop_per_second`` as a share of the device's measured ``dtype`` matmul rate, e.g. '41.2 %'."""
   return f"{100 * flop_per_second / matmul_rate(dtype):.1f} %"
+
+
+_SYNTHETIC = os.path.join(os.path.dirname(__file__), "..", "configs", "synthetic.py")
+
+
+def sagan_config_at(scale: str, dtype: str = "float32"):
+  """The SA-GAN config at a benchmark scale: cpu (the tests'), synthetic (the main job's), paper (256×128)."""
+  import importlib.util
+
+  from sagan_jax.sagan import apply_tiny_scale, sagan_config
+
+  if scale == "synthetic":
+    spec = importlib.util.spec_from_file_location("synthetic_config", _SYNTHETIC)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c = module.get_config().sagan
+  else:  # "paper": the defaults (256×128, 64 features, 9 blocks, 70×70 PatchGAN, SPGAN's SiaNet)
+    c = sagan_config()
+    if scale == "cpu":
+      apply_tiny_scale(c)
+  c.dtype = dtype
+  return c

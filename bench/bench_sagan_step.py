@@ -17,8 +17,6 @@ Usage:
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import statistics
 import time
 
@@ -28,7 +26,7 @@ from absl import app, flags
 
 from bench import _common
 from sagan_jax import parallel
-from sagan_jax.sagan import SAGAN, apply_tiny_scale, make_steps, sagan_config
+from sagan_jax.sagan import SAGAN, make_steps
 from sagan_jax.sagan.steps import create_state
 from sagan_jax.sagan.train import optimizers
 
@@ -44,22 +42,6 @@ flags.DEFINE_integer("iterations", 5, "timed iterations (median), after a warm-u
 flags.DEFINE_bool("count_only", False, "print the updates' FLOP counts and stop (no compiling, any machine)")
 flags.DEFINE_integer("n_critic", None, "critic updates per iteration (default: the config's, 5)")
 
-_SYNTHETIC = os.path.join(os.path.dirname(__file__), "..", "configs", "synthetic.py")
-
-
-def configure(scale: str, dtype: str):
-  if scale == "synthetic":
-    spec = importlib.util.spec_from_file_location("synthetic_config", _SYNTHETIC)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config().sagan
-  else:  # "paper": the defaults (256×128, 64 features, 9 blocks, 70×70 PatchGAN, SPGAN's SiaNet)
-    c = sagan_config()
-    if scale == "cpu":
-      apply_tiny_scale(c)
-  c.dtype = dtype
-  return c
-
 
 def _model_flops(c, tx, mesh, state, batch) -> tuple[float, float]:
   """The critic and generator updates' FLOPs with flax's layers: the model's arithmetic, the same for every row."""
@@ -69,7 +51,7 @@ def _model_flops(c, tx, mesh, state, batch) -> tuple[float, float]:
 
 def _print_counts(args, mesh) -> None:
   """What the MFU column divides by, for a scale and batch, from shapes alone (nothing is compiled)."""
-  c = configure(args.scale, args.dtype)
+  c = _common.sagan_config_at(args.scale, args.dtype)
   h, w = c.image_size
   tx = optimizers(c, 0)
   state = jax.eval_shape(lambda: create_state(SAGAN(c, layers=_common.layers("flax")), tx, 0, mesh))
@@ -98,7 +80,7 @@ def main(argv) -> None:
   rows = []
   flops = None
   for layers in args.layers.split(","):
-    c = configure(args.scale, args.dtype)
+    c = _common.sagan_config_at(args.scale, args.dtype)
     model = SAGAN(c, layers=_common.layers(layers))
     h, w = c.image_size
     keys = jax.random.split(jax.random.PRNGKey(0), 4)

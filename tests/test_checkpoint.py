@@ -36,6 +36,43 @@ def test_a_checkpoint_that_cannot_be_restored_is_skipped_for_the_one_before(tmp_
     checkpoint.restore_finished(str(tmp_path), {"w": jnp.zeros((3,))}, "train it first")
 
 
+def test_small_replicated_arrays_are_written_whole_and_large_ones_split_over_the_replicas(tmp_path):
+  """Orbax's replica-parallel save compiles one XLA slice per new array shape; below
+  `MIN_REPLICA_SLICE_BYTES` per slice an array is written whole, with nothing to compile."""
+  from jax.sharding import NamedSharding, PartitionSpec
+
+  replicated = NamedSharding(jax.make_mesh((len(jax.devices()),), ("data",)), PartitionSpec())
+  replicas = len(jax.devices())
+  assert replicas > 1  # tests/conftest.py simulates several devices
+  lowered = []
+
+  def listener(event, duration, **kwargs):
+    if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+      lowered.append(event)
+
+  # Shapes no other test uses, so nothing is compiled already; the large one's slice is just over the bound.
+  small = {f"b{i}": jax.device_put(jnp.full((replicas * (11 + i), 7), float(i)), replicated) for i in range(3)}
+  columns = checkpoint.MIN_REPLICA_SLICE_BYTES // 4 + 17
+  large = {"w": jax.device_put(jnp.ones((replicas, columns)), replicated)}
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    with StageCheckpoints(str(tmp_path / "small")) as ckpt:
+      ckpt.save(1, small, force=True)
+      ckpt.wait()
+    small_lowered = len(lowered)
+    with StageCheckpoints(str(tmp_path / "large")) as ckpt:
+      ckpt.save(1, large, force=True)
+      ckpt.wait()
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  assert small_lowered == 0  # Orbax's default handler compiles 3 slices here
+  assert len(lowered) > small_lowered  # the large array is still saved slice by slice, one per replica
+  with StageCheckpoints(str(tmp_path / "small")) as ckpt:
+    state, _ = ckpt.restore(jax.device_put(jax.tree.map(jnp.zeros_like, small), replicated))
+  for name, value in small.items():
+    assert state[name].sharding == replicated and jnp.array_equal(state[name], value), name
+
+
 def test_when_no_checkpoint_can_be_restored_the_error_names_what_to_remove(tmp_path, caplog):
   _two_steps(tmp_path)
   for step in ("1", "2"):
