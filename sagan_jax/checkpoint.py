@@ -158,11 +158,8 @@ def _abstract(tree):
   )
 
 
-# Replica-parallel saving splits each replicated array into one slice per device, and every new
-# (shape, slice) is an eagerly compiled XLA program: for a network's hundreds of small kernels,
-# biases and norm scales that cost 30 s on the first save of a 4-device CPU run and more than the
-# bytes it spreads afterwards (`python -m bench.bench_checkpoint`). Slices under 1 MiB are written
-# whole, by one replica; large arrays still spread over the replicas (hosts of a pod).
+# Orbax's replica-parallel save compiles an XLA slice per new array shape: the synthetic SA-GAN state took
+# 5.2 s against 1.0 s to first save on 4 devices (bench/bench_checkpoint.py); big arrays still spread.
 MIN_REPLICA_SLICE_BYTES = 1 << 20
 
 
