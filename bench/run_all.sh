@@ -16,7 +16,7 @@
 # own timeout, so a short GPU run (BUDGET_S) still measures what matters most first:
 # Market-sized evaluation (<= 50 ms), the IDE step at batch 128 (bfloat16 MFU >= 45 %), the
 # paper-scale SA-GAN iteration in bfloat16 at batch 64 and 8 (MFU >= 35 %); then the IDE step at
-# batch 8, SA-GAN in float32, the warp and the input pipeline. The pytest check is left out there: the suite runs on 8 simulated CPU devices
+# batch 8, SA-GAN in float32, the warp and the input pipeline. The pytest check is left out there: the suite runs on 4 simulated CPU devices
 # (tests/conftest.py), so on that machine it would test its host CPU, as CI already does; the
 # evaluation script compares its two backends on the device instead. A row that fails or runs out of
 # time is noted in the log and the next one starts; OUT/log.txt has every row's stderr (the IDE
@@ -108,6 +108,7 @@ if [[ "$rows" == cpu ]]; then
     --layers flax,cpu,auto
   run "Input pipeline" 900 $PY -m bench.bench_pipeline
   run "Scaling over simulated CPU devices" 1800 $PY -m bench.bench_scaling
+  run "Checkpoint writes, synthetic scale, 4 simulated devices" 900 $PY -m bench.bench_checkpoint --scale synthetic
 else
   read -r -a ide_batches <<<"${IDE_BATCHES:-$( ((quick)) && echo 8 || echo "128 8")}"
   read -r -a sagan_batches <<<"${SAGAN_BATCHES:-$( ((quick)) && echo 8 || echo "64 8")}"
