@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from sagan_jax.data import synthetic
@@ -201,3 +203,25 @@ def test_critic_overfit_scores_each_image_as_its_camera_under_camera_critics(tin
   # r = (3 − 2) / (3 − 1) = 0.5; gap 1 over √(1/2 + 1/2) standard errors (each set's variance is 1).
   r, z = co.overfit_ratio(np.array([2.0, 4.0]), np.array([1.0, 3.0]), np.array([1.0, 1.0]))
   assert (r, z) == (pytest.approx(0.5), pytest.approx(1.0))
+
+
+def test_compile_profile_times_each_backend_compile_under_its_program_name():
+  from jax._src import compiler
+
+  from bench import compile_profile
+
+  original = compiler.backend_compile_and_load
+
+  def tripled_plus_seven(x):
+    return x * 3 + 7
+
+  f = jax.jit(tripled_plus_seven)
+  with compile_profile.recording() as stats:
+    f(jnp.ones(13))
+    f(jnp.ones(13))  # jit's own cache: no second compile
+    f(jnp.ones(17))  # a new shape: one more
+  assert compiler.backend_compile_and_load is original  # put back on leaving
+  assert stats["jit_tripled_plus_seven"][0] == 2 and stats["jit_tripled_plus_seven"][1] > 0
+  total = sum(c for c, _ in stats.values())
+  lines = compile_profile.table(stats, top=1).splitlines()
+  assert lines[0].startswith(f"{total} compiles") and len(lines) == 4  # totals, header, rule, one row
