@@ -73,6 +73,22 @@ def test_small_replicated_arrays_are_written_whole_and_large_ones_split_over_the
     assert state[name].sharding == replicated and jnp.array_equal(state[name], value), name
 
 
+def test_a_checkpoint_written_with_orbaxs_standard_handler_restores(tmp_path):
+  """Checkpoints written before `MIN_REPLICA_SLICE_BYTES` (Orbax's `StandardSave`, as the stages did) still resume."""
+  import orbax.checkpoint as ocp
+
+  state = {"w": jnp.arange(12.0).reshape(3, 4), "step": jnp.int32(7), "rng": jnp.array([1, 2], jnp.uint32)}
+  with ocp.CheckpointManager(str(tmp_path), options=ocp.CheckpointManagerOptions(create=True)) as manager:
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state), record=ocp.args.JsonSave({"complete": True}))
+    manager.save(3, args=args)
+    manager.wait_until_finished()
+  with StageCheckpoints(str(tmp_path)) as ckpt:
+    restored, record = ckpt.resume(jax.tree.map(jnp.zeros_like, state))
+  assert record == {"complete": True}
+  for name, value in state.items():
+    assert restored[name].dtype == value.dtype and jnp.array_equal(restored[name], value), name
+
+
 def test_when_no_checkpoint_can_be_restored_the_error_names_what_to_remove(tmp_path, caplog):
   _two_steps(tmp_path)
   for step in ("1", "2"):
