@@ -164,7 +164,10 @@ MIN_REPLICA_SLICE_BYTES = 1 << 20
 
 
 def _state_handler() -> ocp.PyTreeCheckpointHandler:
-  """Orbax's standard pytree handler, with arrays under `MIN_REPLICA_SLICE_BYTES` per slice written whole."""
+  """Orbax's standard pytree handler, with arrays under `MIN_REPLICA_SLICE_BYTES` per slice written whole.
+
+  Without Orbax's array-metadata store, which only typed PRNG-key arrays need: states keep raw uint32 keys.
+  """
   h = ocp.type_handlers
   arrays = h.ArrayHandler(min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES)
   scalars = h.ScalarHandler()
