@@ -27,6 +27,8 @@ OPTIONS = {
   "default": ({}, {}),
   "jax_disable_most_optimizations": ({}, {"jax_disable_most_optimizations": True}),
   "XLA_FLAGS=--xla_backend_optimization_level=0": ({"XLA_FLAGS": "--xla_backend_optimization_level=0"}, {}),
+  # XLA's fusion kept, LLVM's costly passes off: the middle way for the `xla_optimized` tests.
+  "XLA_FLAGS=--xla_llvm_disable_expensive_passes=true": ({"XLA_FLAGS": "--xla_llvm_disable_expensive_passes=true"}, {}),
   "jax_optimization_level=O0": ({}, {"jax_optimization_level": "O0"}),
   "jax_exec_time_optimization_effort=-1": ({}, {"jax_exec_time_optimization_effort": -1.0}),
 }
