@@ -133,16 +133,14 @@ def measure(config, workdir: str, layers) -> None:
   # Per code: what its warp alone costs, beside how far it lands from the nearest true view and from
   # each view; the views' distances from each other say whether a code sits between two of them.
   true_corners = fidelity.map_corners(jnp.asarray(pairs.h_true))
-  errors = np.asarray(fidelity.corner_errors(jnp.asarray(corners), true_corners, pairs.reference))  # [M, N, K]
-  views = errors.shape[-1]
+  views = pairs.truth.shape[1]
   between = np.asarray(fidelity.corner_errors(jnp.swapaxes(true_corners, 0, 1), true_corners, pairs.reference))
   print("\n| view | " + " | ".join(f"to view {j}" for j in range(views)) + " |\n|---|" + "---|" * views)
   for i in range(views):
     print(f"| view {i} | " + " | ".join(f"{v:.3f}" for v in np.mean(between[i], axis=0)) + " |")
-  norms = np.linalg.norm(np.asarray(codes), axis=-1)
   # A categorical code is a one-hot index; with camera_critics that index names a target camera.
   categorical = model.config.code_distribution == "categorical"
-  index = np.argmax(np.asarray(codes), axis=-1)
+  placements = paired.code_placements(codes, corners, true_corners, pairs.reference, categorical)
   print(
     "\n| code | "
     + ("one-hot index | " if categorical else "")
@@ -151,16 +149,14 @@ def measure(config, workdir: str, layers) -> None:
     + " | its view: offset shared by the images | the images' spread |\n|---|---|---|---|"
     + "---|" * (views + 2 + categorical)
   )
-  for k in range(len(corners)):
+  for k, place in enumerate(placements):
     detail = paired.image_scores(pairs, joined[1][k : k + 1])["detail_error"]
-    per_view = np.mean(errors[k], axis=0)
-    offset, spread = _offset_and_spread(corners[k], np.asarray(true_corners)[:, int(np.argmin(per_view))])
     print(
       f"| {k} | "
-      + (f"{index[k]} | " if categorical else "")
-      + f"{norms[k]:.2f} | {detail:.3f} | {float(np.mean(np.min(errors[k], axis=-1))):.3f} | "
-      + " | ".join(f"{v:.3f}" for v in per_view)
-      + f" | {offset / pairs.reference:.3f} | {spread / pairs.reference:.3f} |"
+      + (f"{place.index} | " if categorical else "")
+      + f"{place.norm:.2f} | {detail:.3f} | {place.nearest_error:.3f} | "
+      + " | ".join(f"{v:.3f}" for v in place.per_view)
+      + f" | {place.offset:.3f} | {place.spread:.3f} |"
     )
   # D_T's real sample: S2 on the ideal translations, inverted. An S2 that reads the geometry puts
   # each rendered view's (T_yx)⁻¹ nearest that view; one that reads only its code, the same row for all.
@@ -188,15 +184,6 @@ def _back_corners(model, params, pairs, codes) -> np.ndarray:
   return np.stack(
     [np.stack([_batched(lambda b, z=z: one(b, z), pairs.truth[:, k]) for k in range(views)], axis=1) for z in codes]
   )
-
-
-def _offset_and_spread(corners: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-  """A code's corner error to one view ``[N, 4, 2]`` each, split: the displacement the images share
-  (the mean displacement's length) and their scatter around it, each averaged over the corners. The
-  error lies between the first and their sum (triangle inequality)."""
-  d = corners - truth
-  shared = d.mean(axis=0)
-  return float(np.mean(np.linalg.norm(shared, axis=-1))), float(np.mean(np.linalg.norm(d - shared, axis=-1)))
 
 
 if __name__ == "__main__":

@@ -123,6 +123,16 @@ def precision_error(errors: jax.Array) -> jax.Array:
   return jnp.mean(jnp.min(errors, axis=2))
 
 
+def offset_and_spread(corners: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+  """One code's corner error to one view, ``corners`` and ``truth`` ``[N, 4, 2]``, split in two: the
+  displacement every image shares (the mean displacement's length) and the images' scatter around
+  it, each averaged over the corners. The error lies between the first and their sum (triangle
+  inequality)."""
+  d = np.asarray(corners, np.float64) - np.asarray(truth, np.float64)
+  shared = d.mean(axis=0)
+  return float(np.mean(np.linalg.norm(shared, axis=-1))), float(np.mean(np.linalg.norm(d - shared, axis=-1)))
+
+
 def geometric_median(points: np.ndarray, iterations: int = 200) -> np.ndarray:
   """``[..., 2]``: the point minimising the summed Euclidean distance to ``points[..., P, 2]`` (Weiszfeld)."""
   points = np.asarray(points, np.float64)

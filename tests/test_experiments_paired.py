@@ -131,3 +131,32 @@ def test_fixed_code_translations_keep_g1_in_the_region_the_translate_stage_keeps
     np.testing.assert_allclose(person[m], a.mask * a.adapted + (1 - a.mask) * a.spatial, atol=1e-5)
   outside = np.asarray(jnp.broadcast_to(a.mask < 0.01, a.adapted.shape))
   assert outside.any() and float(jnp.abs(person[-1] - frame[-1])[outside].max()) > 1e-3
+
+
+def test_code_placements_name_each_codes_category_nearest_view_shared_offset_and_scatter():
+  """Two images, two true views (the identity, and the corners moved down by 0.4), reference 0.5,
+  three one-hot codes: code 0 lands on view 1 exactly; code 1 on view 0 moved right by 0.1 for both
+  images (a shared offset); code 2 on view 0 moved right for one image and left for the other (a
+  scatter, no shared offset). Errors by hand, in `viewpoint_error`'s unit."""
+  from sagan_jax import fidelity
+  from sagan_jax.experiments import paired
+
+  view0 = np.asarray(fidelity.CORNERS, np.float32)
+  view1 = view0 + np.float32([0.0, 0.4])
+  true_corners = np.broadcast_to(np.stack([view0, view1]), (2, 2, 4, 2))  # [N, K, 4, 2]
+  right = view0 + np.float32([0.1, 0.0])
+  left = view0 - np.float32([0.1, 0.0])
+  corners = np.stack([np.stack([view1, view1]), np.stack([right, right]), np.stack([right, left])])  # [M, N, 4, 2]
+  codes = 2.0 * np.eye(3, dtype=np.float32)[[2, 0, 1]]
+  far = float(np.hypot(0.1, 0.4)) / 0.5  # from 0.1 beside view 0 to view 1
+
+  places = paired.code_placements(codes, corners, true_corners, 0.5, categorical=True)
+  assert [p.index for p in places] == [2, 0, 1]
+  np.testing.assert_allclose([p.norm for p in places], 2.0)
+  np.testing.assert_allclose([p.per_view for p in places], [[0.8, 0.0], [0.2, far], [0.2, far]], atol=1e-6)
+  np.testing.assert_allclose([p.nearest_error for p in places], [0.0, 0.2, 0.2], atol=1e-6)
+  np.testing.assert_allclose([(p.offset, p.spread) for p in places], [(0, 0), (0.2, 0), (0, 0.2)], atol=1e-6)
+  # Normal codes name no category; the rest is the same.
+  normal = paired.code_placements(codes, corners, true_corners, 0.5, categorical=False)
+  assert [p.index for p in normal] == [None] * 3
+  assert [p._replace(index=None) for p in places] == normal

@@ -232,6 +232,41 @@ def score(paired: PairedSet, adapted: np.ndarray, corners: np.ndarray, detail: b
   return out
 
 
+class CodePlacement(NamedTuple):
+  """Where one fixed code's warps land among an image set's true views (`code_placements`)."""
+
+  index: int | None  # a categorical code's one-hot index (the camera it names under camera_critics)
+  norm: float  # ‖z‖
+  nearest_error: float  # corner error to each image's nearest true view, averaged over the images
+  per_view: tuple[float, ...]  # corner error to each view k, averaged over the images
+  offset: float  # for the view nearest on average: the displacement the images share
+  spread: float  # and the images' scatter around it
+
+
+def code_placements(
+  codes: np.ndarray, corners: np.ndarray, true_corners: np.ndarray, reference: float, categorical: bool
+) -> list[CodePlacement]:
+  """Per code, where its warps land: ``codes`` ``[M, Z]``, ``corners`` ``[M, N, 4, 2]`` (its warp of each
+  image), ``true_corners`` ``[N, K, 4, 2]``; errors in `viewpoint_error`'s unit (``reference``)."""
+  codes, corners, true_corners = np.asarray(codes), np.asarray(corners), np.asarray(true_corners)
+  errors = np.asarray(fidelity.corner_errors(jnp.asarray(corners), jnp.asarray(true_corners), reference))  # [M, N, K]
+  out = []
+  for k in range(len(corners)):
+    per_view = np.mean(errors[k], axis=0)
+    offset, spread = fidelity.offset_and_spread(corners[k], true_corners[:, int(np.argmin(per_view))])
+    out.append(
+      CodePlacement(
+        int(np.argmax(codes[k])) if categorical else None,
+        float(np.linalg.norm(codes[k])),
+        float(np.mean(np.min(errors[k], axis=-1))),
+        tuple(float(v) for v in per_view),
+        offset / reference,
+        spread / reference,
+      )
+    )
+  return out
+
+
 def measure(
   model: SAGAN, params, paired: PairedSet, key: jax.Array, num_codes: int = TRAINING_CODES, detail: bool = True
 ) -> dict:
