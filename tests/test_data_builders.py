@@ -52,6 +52,27 @@ def test_market_and_duke_builders(tmp_path):
   assert "mask" not in duke.info.features
 
 
+def test_preparing_prints_one_summary_line_and_none_of_tfds_own_output(tmp_path, capsys):
+  from tensorflow_datasets.core.utils import tqdm_utils
+
+  manual, data = str(tmp_path / "manual"), str(tmp_path / "data")
+  make_tree(manual, layouts.MARKET_ROOT, MARKET_FILES, masks=True)
+  builders.prepare("market1501", manual, data, with_masks=True)
+  out, err = capsys.readouterr()
+  lines = out.splitlines()
+  assert len(lines) == 1 and lines[0].startswith("prepared market1501 (masked): train 3, query 2, gallery 5 images in ")
+  assert "Downloading" not in out + err and "Shuffling" not in err and "Generating" not in err
+  assert "prepare market1501 gallery" in err  # our bar, one per split
+  assert tqdm_utils._active  # TFDS's own switch is put back
+  builders.prepare("market1501", manual, data, with_masks=True)
+  assert capsys.readouterr().out == ""  # reused: nothing to say
+  with builders._tfds_quiet():
+    print("Downloading and preparing dataset Unknown size (download: Unknown size) to /x/1.0.0...")
+    print("\x1b[1mDataset market1501 downloaded and prepared to /x/1.0.0. Subsequent calls will reuse it.\x1b[0m")
+    print("a warning printed meanwhile")
+  assert capsys.readouterr().out == "a warning printed meanwhile\n"
+
+
 def test_prid_builder(tmp_path):
   manual, data = str(tmp_path / "manual"), str(tmp_path / "data")
   make_prid_tree(manual)

@@ -25,11 +25,20 @@ def _tree_bytes(root):
   return contents
 
 
-def test_synthetic_is_deterministic_and_readable(tiny_benchmark, tmp_path):
+def test_synthetic_is_deterministic_and_readable(tiny_benchmark, tmp_path, capsys):
   out, meta = tiny_benchmark
   again = str(tmp_path / "again")
+  capsys.readouterr()
   synthetic.generate(again, TINY)
   assert _tree_bytes(out) == _tree_bytes(again)
+  images = {d: sum(meta["counts"][d].values()) for d in synthetic.DOMAINS}
+  summary = (
+    f"generated the synthetic benchmark: source {images['source']}, target {images['target']} images, "
+    f"{len(meta['paired']['train'])} + {len(meta['paired']['heldout'])} paired truths in {again} ("
+  )
+  assert [line[: len(summary)] for line in capsys.readouterr().out.splitlines()] == [summary]
+  synthetic.generate(again, TINY)
+  assert capsys.readouterr().out == ""  # already there: nothing generated, nothing said
   other = str(tmp_path / "other")
   with open(os.path.join(out, "benchmark.json")) as f:
     spec = json.load(f)["spec"]

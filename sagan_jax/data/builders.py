@@ -18,18 +18,23 @@ temporary folder and renames it only on success).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
 import json
 import os
+import re
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 from PIL import Image, UnidentifiedImageError
+from tensorflow_datasets.core.utils import tqdm_utils
+from tqdm.auto import tqdm
 
 from sagan_jax.data import layouts
 from sagan_jax.errors import UserError
@@ -105,11 +110,12 @@ class _ReidBuilder(tfds.core.GeneratorBasedBuilder):
     manual_dir = str(dl_manager.manual_dir)
     masks_dir = layouts.default_masks_dir(manual_dir) if self.builder_config.with_masks else None
     splits = type(self)._SCAN(manual_dir, masks_dir)
-    return {name: self._generate_examples(records) for name, records in splits.items()}
+    return {name: self._generate_examples(records, name) for name, records in splits.items()}
 
-  def _generate_examples(self, records):
+  def _generate_examples(self, records, split: str = ""):
     skipped = []
-    for record in records:
+    bar = tqdm(records, desc=f"prepare {self.name} {split}".rstrip(), unit="image", leave=False, mininterval=1.0)
+    for record in bar:
       try:
         image, image_hw = _read_image(record.path, self._FORMAT, "RGB")
         example = {
@@ -309,12 +315,46 @@ def prepare(name: str, manual_dir: str, data_dir: str, with_masks: bool = False,
       )
       shutil.rmtree(builder.data_dir)
       builder = BUILDERS[name](data_dir=data_dir, config="masked" if with_masks else "plain", skip_corrupt=skip_corrupt)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  fresh, began = not os.path.isdir(builder.data_dir), time.perf_counter()
+  with _tfds_quiet() if fresh else contextlib.nullcontext():
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  if fresh:
+    counts = ", ".join(f"{split} {info.num_examples}" for split, info in builder.info.splits.items())
+    print(
+      f"prepared {name} ({builder.builder_config.name}): {counts} images in {builder.data_dir} "
+      f"({time.perf_counter() - began:.0f} s)",
+      flush=True,
+    )
   if not os.path.isfile(record):
     with open(record + ".tmp", "w") as f:
       json.dump(fingerprint, f)
     os.replace(record + ".tmp", record)
   return builder
+
+
+_TFDS_NOTICE = re.compile(
+  r"(\x1b\[[0-9;]*m)*(Downloading and preparing dataset |Dataset \S+ downloaded and prepared to )"
+)
+
+
+@contextlib.contextmanager
+def _tfds_quiet() -> Iterator[None]:
+  """Our per-split bars and summary line in place of TFDS's own bars and bold notices while it builds.
+
+  TFDS's shuffle bars name a temporary glob path, and its notices speak of downloading a manual
+  dataset; anything else printed meanwhile is passed on.
+  """
+  was_active = getattr(tqdm_utils, "_active", True)  # TFDS keeps its switch as a module global
+  tfds.display_progress_bar(False)
+  printed = io.StringIO()
+  try:
+    with contextlib.redirect_stdout(printed):
+      yield
+  finally:
+    tfds.display_progress_bar(was_active)
+    kept = [line for line in printed.getvalue().splitlines() if not _TFDS_NOTICE.match(line)]
+    if kept:
+      print("\n".join(kept), flush=True)
 
 
 def read_labels(builder, split: str) -> dict[str, np.ndarray]:

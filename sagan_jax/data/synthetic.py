@@ -50,11 +50,13 @@ import dataclasses
 import json
 import os
 import shutil
+import time
 from collections.abc import Sequence
 
 import numpy as np
 from absl import app, flags, logging
 from PIL import Image, ImageDraw
+from tqdm.auto import tqdm
 
 from sagan_jax import cli
 from sagan_jax.data import layouts
@@ -552,7 +554,8 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | 
     pid_text = "-1" if pid < 0 else f"{pid:04d}"
     return f"{pid_text}_c{camera + 1}s1_{frame:06d}_00.jpg"
 
-  for pid in range(1, spec.train_ids + spec.test_ids + 1):
+  ids = range(1, spec.train_ids + spec.test_ids + 1)
+  for pid in tqdm(ids, desc=f"synthetic {domain}", unit="id", leave=False, mininterval=1.0):
     person = random_identity(rng)
     seen_by = sorted(rng.choice(spec.num_cameras, size=int(rng.integers(2, spec.num_cameras + 1)), replace=False))
     for camera in seen_by:
@@ -646,6 +649,7 @@ def generate(out: str, spec: BenchmarkSpec = BenchmarkSpec(), overwrite: bool = 
       "removed; choose an empty or new --out"
     )
   os.makedirs(out, exist_ok=True)
+  began = time.perf_counter()
   with open(os.path.join(out, MARKER), "w") as f:
     f.write(
       "written by python -m sagan_jax.data.synthetic; --overwrite replaces only source/, target/, paired/, tfds/ "
@@ -699,6 +703,12 @@ def generate(out: str, spec: BenchmarkSpec = BenchmarkSpec(), overwrite: bool = 
   with open(meta_path + ".tmp", "w") as f:
     json.dump(meta, f, indent=1)
   os.replace(meta_path + ".tmp", meta_path)
+  images = {domain: sum(counts[domain].values()) for domain in DOMAINS}
+  print(
+    f"generated the synthetic benchmark: source {images['source']}, target {images['target']} images, "
+    f"{len(paired['train'])} + {len(paired['heldout'])} paired truths in {out} ({time.perf_counter() - began:.0f} s)",
+    flush=True,
+  )
   return meta
 
 
