@@ -1,5 +1,6 @@
 """The synthetic benchmark: deterministic, readable, its recorded homography and paired ground truth, safe folders."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -152,6 +153,33 @@ def test_paired_subsets_are_spread_over_their_splits(tmp_path):
   assert len(os.listdir(tmp_path / "paired")) == (7 + 5) * 2  # two views each
   positions = [names.index(n) for n in chosen]
   assert positions[0] == 0 and positions[-1] == len(names) - 1 and positions == sorted(positions)
+
+
+def test_paired_truths_are_rendered_again_from_their_images_generator_state(tmp_path, monkeypatch):
+  """Only the chosen images get truths, rendered a second time from the saved generator state; a
+  rendering whose truths drew from the generator would give other pixels, and is refused."""
+  spec = synthetic.BenchmarkSpec(height=32, width=16, train_ids=6, test_ids=4, num_cameras=2, distractors=1, junk=1)
+  spec = dataclasses.replace(spec, paired_images=3, heldout_paired_images=2, target_views=2)
+  render, calls = synthetic.render_image, []
+
+  def counted(*args, truths=(), **kwargs):
+    calls.append(len(truths))
+    return render(*args, truths=truths, **kwargs)
+
+  monkeypatch.setattr(synthetic, "render_image", counted)
+  meta = synthetic.generate(str(tmp_path / "ok"), spec)
+  assert sorted(c for c in calls if c) == [2] * 5  # two views for each of the 3 + 2 chosen images
+  rendered = sum(sum(meta["counts"][d].values()) - spec.junk for d in synthetic.DOMAINS)  # junk: no person
+  assert calls.count(0) == rendered  # every other image once, without truths
+
+  def drawing(*args, truths=(), **kwargs):
+    if len(truths):
+      args[3].random()  # the generator, drawn before the image
+    return render(*args, truths=truths, **kwargs)
+
+  monkeypatch.setattr(synthetic, "render_image", drawing)
+  with pytest.raises(RuntimeError, match=r"rendering bounding_box_train/\S+ again gave other pixels"):
+    synthetic.generate(str(tmp_path / "drawn"), spec)
 
 
 def test_the_generator_never_deletes_a_folder_it_did_not_make(tmp_path):

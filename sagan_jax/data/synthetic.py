@@ -46,7 +46,9 @@ warped person mask. No split reads that folder: it only scores translations (`sa
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -546,7 +548,9 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | 
   truths_of = {c: true_homographies(spec, c + 1 in high) for c in range(spec.num_cameras)}
   counts = {"bounding_box_train": 0, "query": 0, "bounding_box_test": 0}
   frame = 0
-  truths = {"train": {}, "heldout": {}}  # folder/name → paired ground truths, before the subsets are chosen
+  # folder/name → (the generator's state before the image, its person, camera and pixels' digest): the
+  # paired truths draw nothing, so the chosen subsets are rendered again from there with them.
+  candidates = {"train": {}, "heldout": {}}
 
   def name(pid: int, camera: int) -> str:
     nonlocal frame
@@ -561,16 +565,8 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | 
     for camera in seen_by:
       for k in range(spec.images_per_camera):
         train = pid <= spec.train_ids
-        paired = paired_dir is not None
-        image, mask, *truth = render_image(
-          person,
-          cameras[camera],
-          domain,
-          rng,
-          size,
-          seen_through[camera],
-          truths=truths_of[camera] if paired else (),
-        )
+        before = copy.deepcopy(rng.bit_generator.state) if paired_dir is not None else None
+        image, mask = render_image(person, cameras[camera], domain, rng, size, seen_through[camera])
         if train:
           folder = "bounding_box_train"
         else:  # Market-style: one query per test identity and camera, the rest in the gallery
@@ -578,8 +574,9 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | 
         file_name = name(pid, camera)
         _write(root, folder, file_name, image, mask)
         counts[folder] += 1
-        if paired:
-          truths["train" if train else "heldout"][f"{folder}/{file_name}"] = truth[0]
+        if before is not None:
+          digest = hashlib.sha256(image.tobytes()).hexdigest()
+          candidates["train" if train else "heldout"][f"{folder}/{file_name}"] = (before, person, camera, digest)
   for _ in range(spec.distractors):
     camera = int(rng.integers(spec.num_cameras))
     image, mask = render_image(random_identity(rng), cameras[camera], domain, rng, size, seen_through[camera])
@@ -595,9 +592,17 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | 
   if paired_dir is not None:
     os.makedirs(paired_dir, exist_ok=True)
     for which, count in (("train", spec.paired_images), ("heldout", spec.heldout_paired_images)):
-      chosen = _spread(sorted(truths[which], key=lambda n: n.split("/")[1]), count)
+      chosen = _spread(sorted(candidates[which], key=lambda n: n.split("/")[1]), count)
       for path in chosen:
-        for view, truth in enumerate(truths[which][path]):
+        before, person, camera, digest = candidates[which][path]
+        replay = np.random.Generator(type(rng.bit_generator)())
+        replay.bit_generator.state = before
+        image, _, truths = render_image(
+          person, cameras[camera], domain, replay, size, seen_through[camera], truths=truths_of[camera]
+        )
+        if hashlib.sha256(image.tobytes()).hexdigest() != digest:  # the truths must not draw from rng
+          raise RuntimeError(f"rendering {path} again gave other pixels: its paired truths would not be its own")
+        for view, truth in enumerate(truths):
           Image.fromarray(truth, "RGBA").save(os.path.join(paired_dir, paired_name(path, view)))
       counts[f"paired_{which}"] = chosen
   return counts
