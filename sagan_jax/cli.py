@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging as std_logging
 import re
 import sys
 
@@ -98,10 +99,22 @@ class _DropAdvice:
 
 def quiet_logging() -> None:
   """absl INFO lines (Orbax, TFDS, ours) off unless ``--verbosity`` asks for them: a run shows its
-  progress bars, stage lines, warnings and results."""
+  progress bars, stage lines, warnings and results. Warnings read ``warning: ...`` as errors read
+  ``error: ...``; ``--verbosity`` keeps absl's header (time, thread, file:line) on every line."""
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
     logging.get_absl_logger().addFilter(_DropAdvice())
+    logging.get_absl_handler().setFormatter(_ConsoleFormatter())
+
+
+class _ConsoleFormatter(std_logging.Formatter):
+  """``<level>: <message>``, then the traceback of ``logging.exception`` if there is one."""
+
+  def format(self, record: std_logging.LogRecord) -> str:
+    text = f"{record.levelname.lower()}: {record.getMessage()}"
+    if record.exc_info:
+      text += "\n" + self.formatException(record.exc_info)
+    return text
 
 
 # Operating-system errors a user fixes (a full disk, a read-only or forbidden folder), named by path.

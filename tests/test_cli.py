@@ -117,6 +117,42 @@ def test_a_plan_run_prints_no_info_lines(tmp_path):
   assert "adaptations (1):" in out.stdout
 
 
+_LOGS = """
+from absl import app, logging
+from sagan_jax import cli
+
+
+def main(argv):
+  cli.quiet_logging()
+  logging.info("hidden %d", 1)
+  logging.warning("prepared %s twice", "x")
+  try:
+    raise ValueError("boom")
+  except ValueError:
+    logging.exception("failed")
+
+
+app.run(main, flags_parser=cli.parse_flags)
+"""
+
+
+def test_warnings_read_like_errors_and_verbosity_brings_absls_headers_back(tmp_path):
+  script = tmp_path / "logs.py"
+  script.write_text(_LOGS)
+  run = lambda *args: subprocess.run(
+    [sys.executable, str(script), *args], cwd=ROOT, capture_output=True, text=True, check=True
+  ).stderr.splitlines()
+  quiet = run()
+  assert quiet[:3] == ["warning: prepared x twice", "error: failed", "Traceback (most recent call last):"]
+  assert quiet[-1] == "ValueError: boom" and not [line for line in quiet if "hidden" in line]
+  verbose = run("--verbosity=0")
+  assert [re.sub(r"^([IWE])\d{4} [\d:.]+ +\d+ logs\.py:\d+\] ", r"\1 ", line) for line in verbose[:3]] == [
+    "I hidden 1",
+    "W prepared x twice",
+    "E failed",
+  ]
+
+
 def test_train_py_rejects_an_unknown_config_key():
   out = subprocess.run(
     [
