@@ -53,17 +53,26 @@ def test_market_and_duke_builders(tmp_path):
 
 
 def test_preparing_prints_one_summary_line_and_none_of_tfds_own_output(tmp_path, capsys):
+  import tensorflow_datasets as tfds
   from tensorflow_datasets.core.utils import tqdm_utils
 
   manual, data = str(tmp_path / "manual"), str(tmp_path / "data")
   make_tree(manual, layouts.MARKET_ROOT, MARKET_FILES, masks=True)
+  switch = tqdm_utils._active
   builders.prepare("market1501", manual, data, with_masks=True)
   out, err = capsys.readouterr()
   lines = out.splitlines()
   assert len(lines) == 1 and lines[0].startswith("prepared market1501 (masked): train 3, query 2, gallery 5 images in ")
   assert "Downloading" not in out + err and "Shuffling" not in err and "Generating" not in err
   assert "prepare market1501 gallery" in err  # our bar, one per split
-  assert tqdm_utils._active  # TFDS's own switch is put back
+  assert tqdm_utils._active is switch  # TFDS's own switch is put back as it was
+  tfds.display_progress_bar(not switch)
+  try:
+    builders.prepare("market1501", manual, str(tmp_path / "again"), with_masks=True)
+    assert tqdm_utils._active is (not switch)
+  finally:
+    tfds.display_progress_bar(switch)
+  capsys.readouterr()
   builders.prepare("market1501", manual, data, with_masks=True)
   assert capsys.readouterr().out == ""  # reused: nothing to say
   with builders._tfds_quiet():
