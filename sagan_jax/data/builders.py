@@ -112,10 +112,9 @@ class _ReidBuilder(tfds.core.GeneratorBasedBuilder):
     splits = type(self)._SCAN(manual_dir, masks_dir)
     return {name: self._generate_examples(records, name) for name, records in splits.items()}
 
-  def _generate_examples(self, records, split: str = ""):
+  def _generate_examples(self, records, split: str):
     skipped = []
-    bar = tqdm(records, desc=f"prepare {self.name} {split}".rstrip(), unit="image", leave=False, mininterval=1.0)
-    for record in bar:
+    for record in tqdm(records, desc=f"prepare {self.name} {split}", unit="image", leave=False, mininterval=1.0):
       try:
         image, image_hw = _read_image(record.path, self._FORMAT, "RGB")
         example = {

@@ -46,7 +46,6 @@ warped person mask. No split reads that folder: it only scores translations (`sa
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -565,7 +564,7 @@ def write_domain(root: str, domain: str, spec: BenchmarkSpec, paired_dir: str | 
     for camera in seen_by:
       for k in range(spec.images_per_camera):
         train = pid <= spec.train_ids
-        before = copy.deepcopy(rng.bit_generator.state) if paired_dir is not None else None
+        before = rng.bit_generator.state if paired_dir is not None else None  # a new dict each read
         image, mask = render_image(person, cameras[camera], domain, rng, size, seen_through[camera])
         if train:
           folder = "bounding_box_train"
