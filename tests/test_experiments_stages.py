@@ -44,7 +44,7 @@ def end_to_end(bench, tmp_path_factory):
   return config, workdir
 
 
-def test_end_to_end_run_writes_every_output_and_reruns_as_a_no_op(end_to_end):
+def test_end_to_end_run_writes_every_output_and_reruns_as_a_no_op(end_to_end, capsys):
   config, workdir = end_to_end
   for path in (
     "config.json",
@@ -102,7 +102,13 @@ def test_end_to_end_run_writes_every_output_and_reruns_as_a_no_op(end_to_end):
   assert 0 <= table["mAP"] <= 100 and table["R-1"] <= table["R-5"] <= table["R-10"]
   assert table["num_queries"] > 0
   stamps = {p: os.stat(os.path.join(workdir, p)).st_mtime_ns for p in ("translated/labels.json", "sagan/metrics.jsonl")}
+  capsys.readouterr()
   stages.train(config, workdir)  # every training stage is complete: only the evaluation runs again
+  summaries = re.findall(r"^stage (\w+): (.*)$", capsys.readouterr().out, re.M)
+  # The benchmark ships its masks, so the masks stage says why it did nothing rather than "done (0 s)".
+  assert summaries[0] == ("masks", "skipped (config.data.masks='data': the datasets bring their own)")
+  assert [s for s, _ in summaries[1:]] == ["sagan", "translate", "ide", "evaluate"]
+  assert all(re.fullmatch(r"done \(\d+ s\)", summary) for _, summary in summaries[1:])
   assert {p: os.stat(os.path.join(workdir, p)).st_mtime_ns for p in stamps} == stamps
   with open(os.path.join(workdir, "results.json")) as f:
     assert json.load(f)["tables"] == result["tables"]

@@ -57,10 +57,17 @@ def _stopped_as_preempted(name: str):
     raise Preempted(name, e.step) from None
 
 
-def stage_masks(run: Run) -> None:
+class Skipped(str):
+  """What a stage returns when the config leaves it nothing to do: the reason, for its summary line."""
+
+
+def stage_masks(run: Run) -> Skipped | None:
   c = run.config
-  if c.data.masks != "unet" or not c.sagan.use_mask:
-    return
+  if not c.sagan.use_mask:
+    return Skipped(f"sagan.use_mask=False: variant {c.variant!r} reads no masks")
+  if c.data.masks != "unet":
+    brought = "the datasets bring their own" if c.data.masks == "data" else "all-ones masks"
+    return Skipped(f"config.data.masks={c.data.masks!r}: {brought}")
   run.datasets.ensure_synthetic()
   with _stopped_as_preempted("masks"):
     _, record = unet_train.train(
@@ -238,12 +245,13 @@ def train(
     for stage in stages:
       began = time.perf_counter()
       try:
-        STAGE_FUNCTIONS[stage](run)
+        outcome = STAGE_FUNCTIONS[stage](run)
       except Preempted as p:
         print(f"preempted (SIGTERM): {p.stage} {p.where}; rerun the same command to resume", file=sys.stderr)
         raise
       if run.is_main:
-        print(f"stage {stage}: done ({time.perf_counter() - began:.0f} s)", flush=True)
+        took = f"done ({time.perf_counter() - began:.0f} s)"
+        print(f"stage {stage}: {f'skipped ({outcome})' if isinstance(outcome, Skipped) else took}", flush=True)
 
 
 @contextlib.contextmanager
