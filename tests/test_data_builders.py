@@ -79,7 +79,9 @@ def test_preparing_prints_one_summary_line_and_none_of_tfds_own_output(tmp_path,
     print("Downloading and preparing dataset Unknown size (download: Unknown size) to /x/1.0.0...")
     print("\x1b[1mDataset market1501 downloaded and prepared to /x/1.0.0. Subsequent calls will reuse it.\x1b[0m")
     print("a warning printed meanwhile")
-  assert capsys.readouterr().out == "a warning printed meanwhile\n"
+    assert capsys.readouterr().out == "a warning printed meanwhile\n"  # passed on when printed, not held
+    print("a last line without its newline", end="")
+  assert capsys.readouterr().out == "a last line without its newline"
 
 
 def test_prid_builder(tmp_path):

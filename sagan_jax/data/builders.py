@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -336,24 +337,46 @@ _TFDS_NOTICE = re.compile(
 )
 
 
+class _WithoutNotices(io.TextIOBase):
+  """A text stream that passes each complete line on to ``out`` as it comes, except TFDS's notices."""
+
+  def __init__(self, out):
+    self._out, self._partial = out, ""
+
+  def write(self, text: str) -> int:
+    *lines, self._partial = (self._partial + text).split("\n")
+    for line in lines:
+      if not _TFDS_NOTICE.match(line):
+        self._out.write(line + "\n")
+    return len(text)
+
+  def flush(self) -> None:
+    self._out.flush()
+
+  def close_line(self) -> None:
+    """Passes on a last line that never got its newline."""
+    if self._partial and not _TFDS_NOTICE.match(self._partial):
+      self._out.write(self._partial)
+    self._partial = ""
+    self._out.flush()
+
+
 @contextlib.contextmanager
 def _tfds_quiet() -> Iterator[None]:
   """Our per-split bars and summary line in place of TFDS's own bars and bold notices while it builds.
 
   TFDS's shuffle bars name a temporary glob path, and its notices speak of downloading a manual
-  dataset; anything else printed meanwhile is passed on.
+  dataset; anything else printed meanwhile is passed on line by line, when it is printed.
   """
   was_active = getattr(tqdm_utils, "_active", True)  # TFDS keeps its switch as a module global
   tfds.display_progress_bar(False)
-  printed = io.StringIO()
+  filtered = _WithoutNotices(sys.stdout)
   try:
-    with contextlib.redirect_stdout(printed):
+    with contextlib.redirect_stdout(filtered):
       yield
   finally:
+    filtered.close_line()
     tfds.display_progress_bar(was_active)
-    kept = [line for line in printed.getvalue().splitlines() if not _TFDS_NOTICE.match(line)]
-    if kept:
-      print("\n".join(kept), flush=True)
 
 
 def read_labels(builder, split: str) -> dict[str, np.ndarray]:
