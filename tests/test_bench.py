@@ -169,11 +169,12 @@ def test_identity_decomposition_helpers_by_hand():
   assert d.cross_camera_rank1(features, features, pids, cameras) == pytest.approx(1 / 5)
 
 
-def test_critic_overfit_scores_each_image_as_its_camera_under_camera_critics(tiny_sagan_config):
+def test_critic_overfit_scores_each_image_as_its_camera_under_camera_critics(tiny_sagan_config, monkeypatch):
   """`bench/critic_overfit.py`'s pieces (`experiments.critic_overfit`) with a camera-conditioned D1
   (which judge refuses without cameras): a real image scores its own camera's output of the K-output
   critic, source image i is translated with code i mod K and scored as that camera (a brute force
-  image by image), and the ratio r and the standard-error gap by hand."""
+  image by image), and the ratio r and the standard-error gap by hand. Batches of 2 over 5 images:
+  the padded last batch scores as the others, and one program serves every batch and set size."""
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -193,8 +194,13 @@ def test_critic_overfit_scores_each_image_as_its_camera_under_camera_critics(tin
   cameras = np.array([2, 0, 1, 1, 0], np.int32)
   outputs = np.asarray(model.critics["D1"].apply({"params": params["D1"]}, jnp.asarray(images))).mean(axis=(1, 2))
   assert outputs.shape == (5, 3)
-  np.testing.assert_allclose(co.real_scores(model, params, images, cameras), outputs[np.arange(5), cameras], rtol=1e-5)
+  monkeypatch.setattr(co, "_BATCH", 2)
+  own = outputs[np.arange(5), cameras]
+  np.testing.assert_allclose(co.real_scores(model, params, images, cameras), own, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(co.real_scores(model, params, images[:3], cameras[:3]), own[:3], rtol=1e-5, atol=1e-6)
+  assert co._judge_real._cache_size() == 1
   fakes = co.fake_scores(model, params, images, jax.random.key(0))
+  assert co._judge_fake._cache_size() == 1
   for i in range(5):
     z = jax.nn.one_hot(jnp.array([i % 3]), 3) * np.sqrt(3.0)
     out = model.adapt(params, XY, images[i : i + 1, ..., :3], images[i : i + 1, ..., 3:], z)
