@@ -232,6 +232,17 @@ def test_the_reference_ide_trains_longer_with_its_learning_rate_steps_stretched_
     config_lib.check(c)
 
 
+def test_the_reports_reference_seeds_count_from_the_first_and_a_bad_count_is_refused():
+  c = config_lib.base_config()
+  assert config_lib.reference_seeds(c) == (config_lib.REFERENCE_SEED,) == (0,)
+  c.eval.reference_repeats = 3
+  assert config_lib.reference_seeds(c) == (0, 1, 2)
+  for bad in (0, -1):
+    c.eval.reference_repeats = bad
+    with pytest.raises(ConfigError, match=rf"config.eval.reference_repeats={bad!r}: expected a positive integer"):
+      config_lib.reference_seeds(c)
+
+
 def test_the_reid_teacher_is_never_the_reference_ide_that_measures_the_translation():
   c = config_lib.cpu_scale(config_lib.base_config())
   reference = config_lib.reference_config(c)
@@ -245,9 +256,15 @@ def test_the_reid_teacher_is_never_the_reference_ide_that_measures_the_translati
   assert config_lib.teacher_config(paper).to_dict() == config_lib.reference_config(paper).to_dict()
   paper.ide.pretrained, paper.data.masks = "none", "data"
   paper.reid_teacher.seed, paper.sagan.lambda_reid = config_lib.REFERENCE_SEED, 1.0
-  with pytest.raises(ConfigError, match=r"config.reid_teacher \(seed 0, the IDE's architecture\) is the translation"):
+  with pytest.raises(ConfigError, match=r"config.reid_teacher \(seed 0, the IDE's architecture\) is one of the"):
     config_lib.check(paper, devices=8)
-  paper.sagan.lambda_reid = 0.0  # no teacher is trained: nothing to refuse
+  # Its default seed 1 is the second reference once the report averages two.
+  paper.reid_teacher.seed, paper.eval.reference_repeats = 1, 2
+  with pytest.raises(ConfigError, match=r"\(seeds 0, 1, config.eval.reference_repeats=2\).*reid_teacher.seed to 2 or"):
+    config_lib.check(paper, devices=8)
+  paper.reid_teacher.seed = 2
+  config_lib.check(paper, devices=8)
+  paper.reid_teacher.seed, paper.sagan.lambda_reid = 0, 0.0  # no teacher is trained: nothing to refuse
   config_lib.check(paper, devices=8)
   c.reid_teacher.stage_sizes, c.reid_teacher.width = (2, 0, 2, 2), 32
   with pytest.raises(ConfigError, match=r"config.reid_teacher: stage_sizes=\(2, 0, 2, 2\), width=32"):

@@ -383,6 +383,35 @@ def test_the_reid_loss_trains_its_own_teacher_once_per_source_apart_from_the_ref
     assert all(np.isfinite(metrics[step]["generator/x/reid"]) for step in (1, 2))
 
 
+def test_the_report_over_two_reference_ides_is_their_mean_beside_each_ones_figures(end_to_end, tmp_path):
+  """eval.reference_repeats=2 on a finished run (after the tests that expect one reference folder): the
+  first reference is the run's own (seed 0, cached), so its figures are the single report's; the second
+  is another network; the report holds their mean, each one's figures, and says so in results.md."""
+  from sagan_jax.experiments import report
+
+  config, workdir = end_to_end
+  run_dir = tmp_path / "run"
+  shutil.copytree(workdir, run_dir, ignore=shutil.ignore_patterns("results.*", "tensorboard"))
+  with open(os.path.join(workdir, "results.json")) as f:
+    single = json.load(f)["translation"]
+  config = copy.deepcopy(config)
+  config.stages, config.eval.reference_repeats = "evaluate", 2
+  stages.train(config, str(run_dir))
+  with open(run_dir / "results.json") as f:
+    both = json.load(f)["translation"]
+  first, second = both["per_reference"]
+  assert (first["seed"], second["seed"]) == (0, 1) and both["reference_seeds"] == [0, 1]
+  assert {k: first[k] for k in report.PER_REFERENCE} == {k: single[k] for k in report.PER_REFERENCE}
+  assert second["domain_gap_raw"] != first["domain_gap_raw"]  # another network's features
+  for key in report.PER_REFERENCE:
+    assert both[key] == pytest.approx((first[key] + second[key]) / 2)
+  assert both["artifact_energy"] == single["artifact_energy"]  # pixels only: no reference in it
+  md = (run_dir / "results.md").read_text()
+  assert "(the mean over 2, seeds 0, 1, 1× the IDE's epochs)" in md
+  ratio = second["domain_gap"] / second["domain_gap_raw"]
+  assert "Per reference IDE (seeds 0, 1): domain gap / untranslated " in md and f"{ratio:.3f}" in md
+
+
 def test_preemption_and_crash_resume_with_identical_losses(bench, tmp_path, monkeypatch):
   config = tiny_config(bench)
   config.stages = "sagan"

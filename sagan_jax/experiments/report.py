@@ -35,6 +35,11 @@ teacher that ``sagan.lambda_reid`` trains G1 with.
   over the target images' share (1.0: as clean as the target); ``artifact_energy_raw`` is the
   untranslated source's.
 
+One reference is one training's draw, and another seed of the same recipe moves ``identity_kept`` and
+the gap's ratio to its raw figure by several hundredths (docs/fidelity.md): ``eval.reference_repeats``
+= N scores the translations with N references (seeds 0 … N − 1, each cached), reports the mean of each
+figure a reference enters and keeps each reference's under ``per_reference``.
+
 At most ``eval.report_images`` source images (spread evenly over each adaptation's, with every
 code's translation of each) and as many target images are used. With several IDE models (one per
 split of a two-camera target) the report covers the first one's adaptations.
@@ -50,19 +55,20 @@ from sagan_jax import parallel
 from sagan_jax import translation_metrics as metrics
 from sagan_jax.data import builders, pipeline
 from sagan_jax.experiments import source_ide, translation
-from sagan_jax.experiments.config import REFERENCE_SEED, reference_config
+from sagan_jax.experiments.config import REFERENCE_SEED, reference_config, reference_seeds
 from sagan_jax.experiments.datasets import Concat
 from sagan_jax.experiments.run import Run
 from sagan_jax.reid import ide
 
 
-def _reference_dir(run: Run) -> str:
-  return source_ide.folder(run, "reference_ide", reference_config(run.config), REFERENCE_SEED)
+def _reference_dir(run: Run, seed: int = REFERENCE_SEED) -> str:
+  return source_ide.folder(run, "reference_ide", reference_config(run.config), seed)
 
 
-def reference_ide(run: Run):
-  """``(model, state)`` of the source's reference IDE, trained here the first time it is asked for."""
-  return source_ide.trained(run, "reference_ide", reference_config(run.config), REFERENCE_SEED, "reference ide")
+def reference_ide(run: Run, seed: int = REFERENCE_SEED):
+  """``(model, state)`` of the source's reference IDE of ``seed``, trained here the first time it is asked for."""
+  name = "reference ide" if seed == REFERENCE_SEED else f"reference ide {seed}"
+  return source_ide.trained(run, "reference_ide", reference_config(run.config), seed, name)
 
 
 class ArraySource(Sequence):
@@ -114,9 +120,9 @@ class Instrument:
   """The report's fixed pieces for one run: the reference IDE's features, the source and target
   images it compares (sampled as the module docstring says), and their features."""
 
-  def __init__(self, run: Run):
+  def __init__(self, run: Run, seed: int = REFERENCE_SEED):
     c = run.config
-    self.run, self.cap = run, c.eval.report_images
+    self.run, self.cap, self.seed = run, c.eval.report_images, seed
     self._recoloured = {}
     ide_name = next(iter(run.plan.ide_models))
     by_name = {a.name: a for a in run.plan.adaptations}
@@ -129,7 +135,7 @@ class Instrument:
     self.target_rows = _spread(target_count, self.cap)
     if target_indices is not None:
       self.target_rows = np.asarray(target_indices)[self.target_rows]
-    model, state = reference_ide(run)
+    model, state = reference_ide(run, seed)
     local_mesh = parallel.local_mesh()
     self._feature_fn = ide.make_feature_fn(model, local_mesh, normalize=False, flip_average=False)
     self._state = parallel.local_copy(state)
@@ -179,17 +185,49 @@ class Instrument:
       "artifact_energy": metrics.artifact_energy(images(translated, translated_rows, size), self.target_images),
       "artifact_energy_raw": metrics.artifact_energy(source_images, self.target_images),
       "images": {"source": len(source_rows), "translated": len(translated_rows), "target": len(self.target_rows)},
-      "feature_space": (
-        f"pool5 of a reference IDE trained on the untranslated source with {self.run.config.eval.reference_augment} "
-        "augmentation "
-        f"(seed {REFERENCE_SEED}, {self.run.config.eval.reference_epochs_factor}× the IDE's epochs)"
-      ),
+      "feature_space": feature_space(self.run.config, [self.seed]),
+      "reference_seeds": [self.seed],
     }
 
 
+def feature_space(c, seeds: Sequence[int]) -> str:
+  """The report's words for its feature space: which reference IDEs, trained how."""
+  which = f"seed {seeds[0]}" if len(seeds) == 1 else f"the mean over {len(seeds)}, seeds {', '.join(map(str, seeds))}"
+  return (
+    f"pool5 of a reference IDE trained on the untranslated source with {c.eval.reference_augment} augmentation "
+    f"({which}, {c.eval.reference_epochs_factor}× the IDE's epochs)"
+  )
+
+
+# The figures each reference IDE gives its own value of; the artefact figures read pixels only.
+PER_REFERENCE = ("domain_gap", "domain_gap_raw", "identity_kept", "identity_rank1", "identity_rank1_raw")
+PER_REFERENCE += ("identity_kept_recoloured",)
+
+
 def translation_report(run: Run) -> dict:
-  """The ``translation`` entry of ``results.json`` (module docstring)."""
-  instrument = Instrument(run)
+  """The ``translation`` entry of ``results.json`` (module docstring): one reference IDE's figures, or
+  with ``eval.reference_repeats`` > 1 their mean over the references, each one's under ``per_reference``."""
+  seeds = reference_seeds(run.config)
+  draws = [_scored(run, Instrument(run, seed)) for seed in seeds]
+  if len(draws) == 1:
+    return draws[0]
+  return {**mean_over_references(draws), "feature_space": feature_space(run.config, seeds)}
+
+
+def mean_over_references(draws: Sequence[dict]) -> dict:
+  """One report from several references' reports of the same translations: each `PER_REFERENCE` figure
+  their mean (None where any reference has none), the rest the first's, and every reference's figures."""
+  out = dict(draws[0])
+  for key in PER_REFERENCE:
+    values = [d[key] for d in draws]
+    out[key] = None if any(v is None for v in values) else float(np.mean(values))
+  out["per_reference"] = [{"seed": d["reference_seeds"][0], **{k: d[k] for k in PER_REFERENCE}} for d in draws]
+  out["reference_seeds"] = [d["reference_seeds"][0] for d in draws]
+  return out
+
+
+def _scored(run: Run, instrument: Instrument) -> dict:
+  """The report under one reference IDE."""
   source_rows, parts, translated_rows, translated_pids, own = [], [], [], [], []
   offset = sampled = 0
   for a in instrument.adaptations:

@@ -83,6 +83,7 @@ def markdown(results: Sequence[Mapping], title: str) -> str:
         f"Translation ({method_name(r)}; no ground truth, {t['feature_space']}): domain gap {t['domain_gap']:.2f} "
         f"(untranslated source {t['domain_gap_raw']:.2f}), identity kept {_kept(t)}, artifact energy "
         f"{t['artifact_energy']:.2f} (untranslated source {t['artifact_energy_raw']:.2f}; target 1)."
+        + _per_reference(t)
       )
   if fidelity:
     lines.append(
@@ -102,6 +103,18 @@ def markdown(results: Sequence[Mapping], title: str) -> str:
         f"{refs['best_single_warp']['coverage_error']:.3f}."
       )
   return "\n".join(lines) + "\n"
+
+
+def _per_reference(t: Mapping) -> str:
+  """Each reference IDE's gap ratio and identity figure, when the report averages several."""
+  each = t.get("per_reference")
+  if not each:
+    return ""
+  shown = lambda v: "n/a" if v is None else f"{v:.3f}"
+  ratios = ", ".join(f"{d['domain_gap'] / d['domain_gap_raw']:.3f}" for d in each)
+  kept = ", ".join(shown(d["identity_kept"]) for d in each)
+  seeds = ", ".join(str(d["seed"]) for d in each)
+  return f" Per reference IDE (seeds {seeds}): domain gap / untranslated {ratios}; identity kept {kept}."
 
 
 def _kept(t: Mapping) -> str:
