@@ -4,8 +4,9 @@ transform per region explains and the spatially varying rest (a table).
     python -m bench.identity_decomposition --config=configs/cuhk01_viper.py --workdir=runs/c2v [--config...]
 
 The flags are the finished run's own (as for `evaluate.py`). On the report's sampled source images,
-with one spatial code each, every row is scored by the run's translation report (its reference IDE
-and target sample):
+with one spatial code each, every row is scored by the run's translation report (its first reference
+IDE, seed 0, even where the report averages several: the decomposition compares rows inside one
+reference, which draws leave in place, docs/fidelity.md; and its target sample):
 
 * S1(x): the warp alone, G1 skipped;
 * G1(S1(x)): the translation;

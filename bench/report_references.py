@@ -4,7 +4,8 @@ figures a real translation's domain gap, identity kept and artifact energy are r
     python -m bench.report_references --config=configs/cuhk01_viper.py --config.data.source.manual_dir=...
         --config.data.target.manual_dir=...
 
-Trains the source's reference IDE first if it is not cached yet (as the evaluate stage would). Two
+Trains the source's reference IDEs first if they are not cached yet (as the evaluate stage would), and
+scores with their mean, as the report does (``eval.reference_repeats``). Two
 rows change who the person is and should score low: every image replaced by another person's, and
 (where the source has masks) the person's colours rotated (R, G, B → G, B, R inside the mask, the
 background kept), the kind of change a translation must not make; what the reference says of the
@@ -50,7 +51,9 @@ def main(argv) -> None:
   cli.quiet_logging()
   with tempfile.TemporaryDirectory() as workdir:
     run = Run(config, workdir, config_lib.check(config), record_plan=False)
-    instrument = report.Instrument(run)
+    # The report's own instrument: the mean over its eval.reference_repeats references.
+    instruments = [report.Instrument(run, seed) for seed in config_lib.reference_seeds(config)]
+  instrument = instruments[0]
   rows = instrument.source_positions(len(instrument.source))
   size = run.image_size
   images = report.images(instrument.source, rows, size)  # [-1, 1]
@@ -91,12 +94,17 @@ def main(argv) -> None:
         truth_pids,
         truth_own,
       )
-  print(f"Translation report of trivial translations: {len(rows)} source, {len(instrument.target_rows)} target images")
+  seeds = ", ".join(str(i.seed) for i in instruments)
+  print(
+    f"Translation report of trivial translations: {len(rows)} source, {len(instrument.target_rows)} target images; "
+    f"the mean over {len(instruments)} reference IDE(s), seeds {seeds}"
+  )
   print("\n| translation | domain_gap | identity_kept | identity_rank1 | artifact_energy |\n|---|---|---|---|---|")
   fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
   for name, (translated, labels, own_rows) in cases.items():
     array = report.ArraySource(report.as_uint8(translated), labels)
-    scores = instrument.score(rows, array, np.arange(len(labels)), labels, own_rows)
+    each = [i.score(rows, array, np.arange(len(labels)), labels, own_rows) for i in instruments]
+    scores = report.mean_over_references(each)
     print(
       f"| {name} | {scores['domain_gap']:.1f} | {fmt(scores['identity_kept'])} | {fmt(scores['identity_rank1'])} "
       f"| {scores['artifact_energy']:.2f} |"
