@@ -4,9 +4,10 @@ transform per region explains and the spatially varying rest (a table).
     python -m bench.identity_decomposition --config=configs/cuhk01_viper.py --workdir=runs/c2v [--config...]
 
 The flags are the finished run's own (as for `evaluate.py`). On the report's sampled source images,
-with one spatial code each, every row is scored by the run's translation report (its first reference
-IDE, seed 0, even where the report averages several: the decomposition compares rows inside one
-reference, which draws leave in place, docs/fidelity.md; and its target sample):
+with one spatial code each, every row is scored by the run's translation report (one reference IDE,
+``--reference_seed``, 0 by default, even where the report averages several: the decomposition
+compares rows inside one reference, and another draw moves the levels, docs/fidelity.md; and the
+report's target sample):
 
 * S1(x): the warp alone, G1 skipped;
 * G1(S1(x)): the translation;
@@ -40,6 +41,9 @@ from sagan_jax.sagan.model import XY
 
 _CONFIG = cli.define_config_file("config", None, "the finished run's config file (configs/*.py)")
 _WORKDIR = flags.DEFINE_string("workdir", None, "the finished run's workdir", required=True)
+_REFERENCE_SEED = flags.DEFINE_integer(
+  "reference_seed", 0, "which reference IDE scores the rows (trained and cached if it is not yet)", lower_bound=0
+)
 _BATCH = 64
 
 
@@ -85,12 +89,12 @@ def main(argv) -> None:
   del argv
   layers = cli.cpu_setup()
   cli.quiet_logging()
-  cli.exit_on_user_error(measure, _CONFIG.value, _WORKDIR.value, layers)
+  cli.exit_on_user_error(measure, _CONFIG.value, _WORKDIR.value, layers, _REFERENCE_SEED.value)
 
 
-def measure(config, workdir: str, layers) -> None:
+def measure(config, workdir: str, layers, reference_seed: int = 0) -> None:
   with stages.opened(config, workdir, layers=layers) as run:
-    instrument = report.Instrument(run)
+    instrument = report.Instrument(run, reference_seed)
     a = instrument.adaptations[0]
     positions = instrument.source_positions(len(a.source_indices))
     rows = np.asarray(a.source_indices)[positions]
@@ -126,7 +130,8 @@ def measure(config, workdir: str, layers) -> None:
   pids = instrument.source_pids[rows]
   own = np.arange(len(rows))
   print(
-    f"{len(rows)} source images, one code each; G1's change on the person: the colour map explains "
+    f"Reference IDE seed {reference_seed}. {len(rows)} source images, one code each; "
+    "G1's change on the person: the colour map explains "
     f"{explained:.3f} of its variance; {low_frequency_share(change * person):.3f} of its power "
     f"(background {low_frequency_share(change * (1 - person)):.3f}) is at or below 1/4 Nyquist; mean |change| "
     f"person {np.abs(change)[on_person].mean():.3f}, background {np.abs(change)[~on_person].mean():.3f} "

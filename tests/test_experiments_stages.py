@@ -192,6 +192,7 @@ def test_identity_decomposition_benchmark_reads_the_finished_run(end_to_end, ben
     assert 0.0 <= rank1 <= 1.0 and np.isfinite([kept, cross, energy]).all()
     assert np.isfinite(float(cells[1].split(" (raw ")[0]))
   assert re.search(r"the colour map explains -?[0-9.]+ of its variance", out.stdout)
+  assert out.stdout.startswith("Reference IDE seed 0. ")  # the report's first reference unless told otherwise
 
 
 def test_detail_decomposition_benchmark_reads_the_finished_run(end_to_end, bench):
