@@ -64,7 +64,7 @@ class Skipped(str):
 def stage_masks(run: Run) -> Skipped | None:
   c = run.config
   if not c.sagan.use_mask:
-    return Skipped(f"sagan.use_mask=False: variant {c.variant!r} reads no masks")
+    return Skipped(f"config.sagan.use_mask=False: variant {c.variant!r} reads no masks")
   if c.data.masks != "unet":
     brought = "the datasets bring their own" if c.data.masks == "data" else "all-ones masks"
     return Skipped(f"config.data.masks={c.data.masks!r}: {brought}")
