@@ -409,8 +409,9 @@ def test_the_report_over_two_reference_ides_is_their_mean_beside_each_ones_figur
   assert both["artifact_energy"] == single["artifact_energy"]  # pixels only: no reference in it
   md = (run_dir / "results.md").read_text()
   assert "(the mean over 2, seeds 0, 1, 1× the IDE's epochs)" in md
-  ratio = second["domain_gap"] / second["domain_gap_raw"]
-  assert "Per reference IDE (seeds 0, 1): domain gap / untranslated " in md and f"{ratio:.3f}" in md
+  ratios = ", ".join(f"{d['domain_gap'] / d['domain_gap_raw']:.3f}" for d in (first, second))
+  kept = ", ".join(f"{d['identity_kept']:.3f}" for d in (first, second))
+  assert f"Per reference IDE (seeds 0, 1): domain gap / untranslated {ratios}; identity kept {kept}." in md
 
 
 def test_preemption_and_crash_resume_with_identical_losses(bench, tmp_path, monkeypatch):
