@@ -16,7 +16,14 @@ report's target sample):
   G1's palette change without its spatial variation within each region (blotches, blur);
 * person by colour fit, background by G1: the person changed by the fitted map only;
 * person kept, background by G1, and the reverse: `translate.region=background`'s and
-  `translate.region=person`'s composites.
+  `translate.region=person`'s composites;
+* the source reframed: the untranslated images under the one affine map (a scale and a shift per
+  axis, `reframing`) that moves their person masks' mean framing (`translation_metrics.framing`) to
+  the target's: what this reference says of a framing change as large as the target asks for, with
+  nothing else changed.
+
+Below it, the framing of the source masks, S1's warped masks, the reframed masks and the target's
+masks: each `translation_metrics.FRAMING` statistic's mean and the `framing_gap` to the target.
 
 Beside the report's `identity_kept`, ``cross-camera kept``: the same rank-1 with the gallery cut to
 the source's other cameras (its untranslated figure the unit), since same-camera photographs of a
@@ -33,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from sagan_jax import cli
+from sagan_jax import cli, geometry
 from sagan_jax import translation_metrics as metrics
 from sagan_jax.data import builders, pipeline
 from sagan_jax.experiments import report, stages
@@ -71,6 +78,28 @@ def low_frequency_share(change: np.ndarray, cutoff: float = 0.25) -> float:
   fx = np.abs(np.fft.fftfreq(change.shape[2]))[None, :] / 0.5
   low = np.maximum(fy, fx) <= cutoff
   return float(power[:, low].sum() / max(power.sum(), 1e-12))
+
+
+def reframing(source_masks: np.ndarray, target_masks: np.ndarray, padding: str = "zeros", steps: int = 8) -> np.ndarray:
+  """The output→input affine ``[3, 3]`` (a scale and a shift per axis, normalised coordinates) under
+  which ``source_masks``' mean centroid and spread (`translation_metrics.framing`) become
+  ``target_masks``'. Started from the ratio of the spreads and refined on the warped masks, since the
+  frame's edge cuts off what a zoom pushes out of it."""
+  goal = metrics.framing(target_masks).mean(0)[1:]
+  _, cy, cx, sy, sx = metrics.framing(source_masks).mean(0)
+  scale = np.array([sx / goal[3], sy / goal[2]])  # (x, y), as `geometry`
+  shift = np.array([cx, cy]) - scale * goal[[1, 0]]
+  for _ in range(steps):
+    h = np.array([[scale[0], 0, shift[0]], [0, scale[1], shift[1]], [0, 0, 1]], np.float32)
+    _, wy, wx, wsy, wsx = metrics.framing(_warp(source_masks, h, padding)).mean(0)
+    scale = scale * np.array([wsx / goal[3], wsy / goal[2]])  # a spread too small: sample a smaller window
+    shift = shift + scale * (np.array([wx, wy]) - goal[[1, 0]])
+  return np.array([[scale[0], 0, shift[0]], [0, scale[1], shift[1]], [0, 0, 1]], np.float32)
+
+
+def _warp(images: np.ndarray, h: np.ndarray, padding: str) -> np.ndarray:
+  warped = geometry.warp(jnp.asarray(images), jnp.broadcast_to(jnp.asarray(h), (len(images), 3, 3)), padding=padding)
+  return np.asarray(warped)
 
 
 def cross_camera_rank1(query, gallery, pids, cameras) -> float:
@@ -111,7 +140,14 @@ def measure(config, workdir: str, layers, reference_seed: int = 0) -> None:
 
     parts = [adapt(jnp.asarray(x[i : i + _BATCH]), jax.random.key(i)) for i in range(0, len(x), _BATCH)]
     spatial, adapted, mask = (np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(3))
+    target_masks = report.person_masks(run.plan.target_source, instrument.target_rows, size)
+    source_masks = x[..., 3:]
+    padding = run.config.sagan.warp_padding
   person = (mask > 0.5).astype(np.float32)
+  framed = target_masks is not None and run.datasets.mask_mode == "data"  # both sets' own person masks
+  if framed:
+    affine = reframing(source_masks, target_masks, padding)
+    reframed = _warp(np.concatenate([x[..., :3], source_masks], -1), affine, padding)
   fitted_person = colour_fit(spatial, adapted, person[..., 0])
   fitted_background = colour_fit(spatial, adapted, 1 - person[..., 0])
   fitted = person * fitted_person + (1 - person) * fitted_background
@@ -127,6 +163,8 @@ def measure(config, workdir: str, layers, reference_seed: int = 0) -> None:
     "person kept, background by G1": person * spatial + (1 - person) * adapted,
     "person by G1, background kept": person * adapted + (1 - person) * spatial,
   }
+  if framed:
+    cases["the source reframed (one affine map)"] = reframed[..., :3]
   pids = instrument.source_pids[rows]
   own = np.arange(len(rows))
   print(
@@ -153,6 +191,18 @@ def measure(config, workdir: str, layers, reference_seed: int = 0) -> None:
       f"| {s['identity_rank1']:.3f} | {cross:.3f} | {s['artifact_energy']:.2f} |"
     )
   print(f"\nUntranslated rank-1: {s['identity_rank1_raw']:.3f}; across cameras {cross_raw:.3f}.")
+  if not framed:
+    print("\nNo framing: the source or the target has no person masks of its own.")
+    return
+  print(
+    f"\nThe reframing map (output → input, normalised): x ↦ {affine[0, 0]:.3f} x + {affine[0, 2]:+.3f}, "
+    f"y ↦ {affine[1, 1]:.3f} y + {affine[1, 2]:+.3f} (a scale under 1 zooms in).\n"
+    f"\n| masks | {' | '.join(metrics.FRAMING)} | framing_gap |\n|---|{'---|' * (len(metrics.FRAMING) + 1)}"
+  )
+  framed = {"source": source_masks, "S1(x)": mask, "the source reframed": reframed[..., 3:], "target": target_masks}
+  for name, masks in framed.items():
+    means = " | ".join(f"{v:.3f}" for v in metrics.framing(masks).mean(0))
+    print(f"| {name} | {means} | {metrics.framing_gap(masks, target_masks):.5f} |")
 
 
 if __name__ == "__main__":

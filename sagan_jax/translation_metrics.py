@@ -14,6 +14,10 @@ set instead (`sagan_jax.experiments.report` computes them for every adaptation):
 * `artifact_energy`: how much more of an image set's spectral power sits at the checkerboard
   frequencies of a stride-2 upsampling (period 2 along either axis) than a reference set's.
   1.0 is as clean as the reference (the target images).
+* `framing_gap`: how far apart two sets of person masks are in where the person sits in the frame
+  and how much of it the person fills (`framing`), the spatial question the other three leave out.
+  A spatial translation towards the target moves the translated (warped) masks' framing towards
+  the target's own masks'.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
   root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
   middle = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
   trace_root = np.sum(np.sqrt(np.clip(middle, 0, None)))
-  return float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
+  distance = np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root
+  return float(max(distance, 0.0))  # identical sets round to about −1e-11, not a distance
 
 
 def identity_rank1(
@@ -98,3 +103,33 @@ def checkerboard_fraction(images: np.ndarray) -> np.ndarray:
 def artifact_energy(images: np.ndarray, reference: np.ndarray) -> float:
   """Mean `checkerboard_fraction` of ``images`` over that of ``reference`` (1.0: as clean as it)."""
   return float(np.mean(checkerboard_fraction(images)) / max(float(np.mean(checkerboard_fraction(reference))), 1e-12))
+
+
+FRAMING = ("area", "centre_y", "centre_x", "spread_y", "spread_x")
+
+
+def framing(masks: np.ndarray, min_area: float = 0.01) -> np.ndarray:
+  """``[N, 5]`` framing of the person in each mask of ``masks[N, H, W(, 1)]`` (values in [0, 1]): its
+  `FRAMING` statistics, the mask's mean (the share of the frame the person fills), its centroid and its
+  standard deviation about it along y and x, in normalised coordinates (−1 and 1 at the outer pixel
+  centres, as `sagan_jax.geometry`). Masks covering less than ``min_area`` of the frame (no person
+  found) are left out."""
+  m = np.asarray(masks, np.float64)
+  m = m[..., 0] if m.ndim == 4 else m
+  if m.ndim != 3 or min(m.shape[1:]) < 2:
+    raise ValueError(f"need masks [N, H ≥ 2, W ≥ 2(, 1)], got shape {np.shape(masks)}")
+  y, x = np.linspace(-1.0, 1.0, m.shape[1]), np.linspace(-1.0, 1.0, m.shape[2])
+  area = m.mean(axis=(1, 2))
+  m = m[area >= min_area]
+  rows, cols, total = m.sum(2), m.sum(1), m.sum(axis=(1, 2))
+  centre_y, centre_x = rows @ y / total, cols @ x / total
+  spread_y = np.sqrt((rows * (y[None] - centre_y[:, None]) ** 2).sum(1) / total)
+  spread_x = np.sqrt((cols * (x[None] - centre_x[:, None]) ** 2).sum(1) / total)
+  return np.stack([area[area >= min_area], centre_y, centre_x, spread_y, spread_x], 1)
+
+
+def framing_gap(masks_a: np.ndarray, masks_b: np.ndarray) -> float | None:
+  """`frechet_distance` between the `framing` of two mask sets (0 for identical sets); None when either
+  set has fewer than two masks with a person."""
+  a, b = framing(masks_a), framing(masks_b)
+  return None if min(len(a), len(b)) < 2 else frechet_distance(a, b)

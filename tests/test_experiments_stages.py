@@ -94,10 +94,12 @@ def test_end_to_end_run_writes_every_output_and_reruns_as_a_no_op(end_to_end, ca
   assert t["identity_kept_recoloured"] >= 0  # the benchmark ships masks: the reference's recolouring check
   assert t["domain_gap"] >= 0 and t["domain_gap_raw"] >= 0
   assert t["artifact_energy"] > 0 and t["images"]["translated"] == 3 * t["images"]["source"]
+  assert t["framing_gap"] >= 0 and t["framing_gap_raw"] > 0  # the benchmark's masks: S1's warps against the target's
   assert result["settings"]["ide_steps"] == config.ide.epochs * max(1, t["images"]["source"] // config.ide.batch_size)
   with open(os.path.join(workdir, "results.md")) as f:
     text = f.read()
   assert "coverage_error" in text and "identity kept" in text and "best single warp" in text
+  assert f"framing gap {t['framing_gap']:.4f} (untranslated source {t['framing_gap_raw']:.4f})" in text
   table = result["tables"]["query_gallery"]
   assert 0 <= table["mAP"] <= 100 and table["R-1"] <= table["R-5"] <= table["R-10"]
   assert table["num_queries"] > 0
@@ -180,12 +182,20 @@ def test_critic_overfit_benchmark_reads_the_finished_run(end_to_end, bench):
 
 
 def test_identity_decomposition_benchmark_reads_the_finished_run(end_to_end, bench):
-  """`bench/identity_decomposition.py` on the finished run: six rows, the warp alone and the
-  translation among them, every figure finite and each rank-1 within [0, 1]."""
+  """`bench/identity_decomposition.py` on the finished run: seven rows, the warp alone, the
+  translation and the reframed source among them, every figure finite and each rank-1 within [0, 1];
+  the reframing map brings the source's mean framing to the target's, and its framing table ends on
+  the target against itself."""
   _, workdir = end_to_end
   out = _bench_on_finished_run("identity_decomposition", bench, workdir)
-  rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and not line.startswith("| images")]
-  assert len(rows) == 6 and rows[0].startswith("| S1(x)") and rows[1].startswith("| G1(S1(x))")
+  identity, framing = out.stdout.split("| masks |")
+  rows = [line for line in identity.splitlines() if line.startswith("| ") and not line.startswith("| images")]
+  assert len(rows) == 7 and rows[0].startswith("| S1(x)") and rows[1].startswith("| G1(S1(x))")
+  assert rows[6].startswith("| the source reframed (one affine map) |")
+  framed = {r.split("|")[1].strip(): [float(c) for c in r.split("|")[2:-1]] for r in framing.splitlines()[2:] if r}
+  assert list(framed) == ["source", "S1(x)", "the source reframed", "target"]
+  assert framed["target"][-1] == pytest.approx(0.0, abs=1e-6)
+  np.testing.assert_allclose(framed["the source reframed"][1:5], framed["target"][1:5], atol=0.03)
   for row in rows:
     cells = [c.strip() for c in row.strip("|").split("|")]
     kept, rank1, cross, energy = (float(c) for c in cells[2:6])

@@ -97,3 +97,45 @@ def test_a_checkerboard_raises_the_artifact_energy():
   assert tm.artifact_energy(smooth + 0.3 * colours, smooth) > 3.0
   with pytest.raises(ValueError, match="even"):
     tm.checkerboard_fraction(np.zeros((1, 31, 16, 3)))
+
+
+def test_framing_reads_area_centroid_and_spread_by_hand_and_skips_empty_masks():
+  # 5×3 frames: y at −1, −0.5, 0, 0.5, 1 and x at −1, 0, 1 (normalised pixel centres).
+  thin, wide, empty = np.zeros((5, 3)), np.zeros((5, 3)), np.zeros((5, 3))
+  thin[1:4, 1] = 1  # three pixels down the middle column
+  wide[:, :2] = 1  # the two left columns
+  got = tm.framing(np.stack([thin, empty, wide])[..., None])
+  thin_row = [3 / 15, 0, 0, np.sqrt((0.25 + 0 + 0.25) / 3), 0]
+  wide_row = [10 / 15, 0, -0.5, np.sqrt((1 + 0.25 + 0.25 + 1) / 5), 0.5]
+  expected = [thin_row, wide_row]
+  np.testing.assert_allclose(got, expected, atol=1e-12)
+  assert tm.FRAMING == ("area", "centre_y", "centre_x", "spread_y", "spread_x")
+  with pytest.raises(ValueError, match="masks"):
+    tm.framing(np.zeros((2, 1, 3)))
+
+
+def test_a_warp_that_frames_the_person_as_the_target_does_closes_the_framing_gap():
+  import jax.numpy as jnp
+
+  from sagan_jax import geometry
+
+  rng = np.random.default_rng(3)
+
+  def people(heights, widths, centre_y):
+    masks = np.zeros((len(heights), 64, 32, 1), np.float32)
+    for m, h, w, c in zip(masks, heights, widths, centre_y):
+      m[c - h // 2 : c + h // 2, 16 - w // 2 : 16 + w // 2] = 1
+    return masks
+
+  h, w, c = rng.integers(30, 41, 40), rng.integers(8, 13, 40), rng.integers(30, 35, 40)
+  source = people(h, w, c)
+  target = people((h * 1.25).astype(int) // 2 * 2, (w * 1.25).astype(int) // 2 * 2, c)  # 1.25× the size
+  assert tm.framing_gap(source, source) == pytest.approx(0.0, abs=1e-9)
+  raw = tm.framing_gap(source, target)
+  assert raw > 0.01
+  zoom = np.diag([0.8, 0.8, 1.0]).astype(np.float32)  # output→input: 1.25× about the frame's centre
+  zoomed = np.asarray(geometry.warp(jnp.asarray(source), jnp.broadcast_to(zoom, (40, 3, 3))))
+  assert tm.framing_gap(zoomed, target) < 0.1 * raw
+  shrunk = np.asarray(geometry.warp(jnp.asarray(source), jnp.broadcast_to(np.linalg.inv(zoom), (40, 3, 3))))
+  assert tm.framing_gap(shrunk, target) > raw  # the other way: further from the target's framing
+  assert tm.framing_gap(source, np.zeros((3, 64, 32, 1))) is None  # no person in the target

@@ -34,6 +34,11 @@ teacher that ``sagan.lambda_reid`` trains G1 with.
   stride-2 upsampling's checkerboard, in light or in colour: `translation_metrics.checkerboard_fraction`)
   over the target images' share (1.0: as clean as the target); ``artifact_energy_raw`` is the
   untranslated source's.
+* ``framing_gap``: where the person sits in the frame and how much of it they fill
+  (`translation_metrics.framing`: the person mask's area, centroid and spread), the Fréchet distance
+  between the translated images' masks (S1's warp of the source mask, the translated PNG's alpha) and
+  the target images' own; ``framing_gap_raw``: the same for the untranslated source's masks. A spatial
+  translation towards the target makes the first smaller; null where the source or target has no masks.
 
 One reference is one training's draw, and another seed of the same recipe moves ``identity_kept`` and
 the gap's ratio to its raw figure by several hundredths (docs/fidelity.md): ``eval.reference_repeats``
@@ -142,6 +147,7 @@ class Instrument:
     self._batch = max(local_mesh.size, 64 - 64 % local_mesh.size)
     self.target_features = self.features(run.plan.target_source, self.target_rows)
     self.target_images = images(run.plan.target_source, self.target_rows, run.image_size)
+    self.target_masks = person_masks(run.plan.target_source, self.target_rows, run.image_size)
 
   def source_positions(self, count: int) -> np.ndarray:
     """Which of an adaptation's ``count`` source images are sampled."""
@@ -169,12 +175,13 @@ class Instrument:
     kept = lambda r: None if r is None or not rank1_raw else r / rank1_raw
     key = np.asarray(source_rows).tobytes()
     if key not in self._recoloured:  # one figure per sample of the source: the bench scores many cases on one
-      masks, self._recoloured[key] = person_masks(self.source, source_rows, size), None
+      masks, self._recoloured[key] = person_masks(self.source, source_rows, size), (None, None)
       if masks is not None:
         array = ArraySource(as_uint8(recolour_person(source_images, masks)), source_pids)
         f_recoloured = unit(self.features(array, itself))
-        self._recoloured[key] = metrics.identity_rank1(f_recoloured, source_pids, u_source, source_pids, itself)
-    recoloured = self._recoloured[key]
+        rank1_recoloured = metrics.identity_rank1(f_recoloured, source_pids, u_source, source_pids, itself)
+        self._recoloured[key] = (rank1_recoloured, self._framing_gap(masks))
+    recoloured, framing_raw = self._recoloured[key]
     return {
       "domain_gap": metrics.frechet_distance(f_translated, self.target_features),
       "domain_gap_raw": metrics.frechet_distance(f_source, self.target_features),
@@ -184,10 +191,17 @@ class Instrument:
       "identity_kept_recoloured": kept(recoloured),
       "artifact_energy": metrics.artifact_energy(images(translated, translated_rows, size), self.target_images),
       "artifact_energy_raw": metrics.artifact_energy(source_images, self.target_images),
+      "framing_gap": self._framing_gap(person_masks(translated, translated_rows, size)),
+      "framing_gap_raw": framing_raw,
       "images": {"source": len(source_rows), "translated": len(translated_rows), "target": len(self.target_rows)},
       "feature_space": feature_space(self.run.config, [self.seed]),
       "reference_seeds": [self.seed],
     }
+
+  def _framing_gap(self, masks: np.ndarray | None) -> float | None:
+    if masks is None or self.target_masks is None:
+      return None
+    return metrics.framing_gap(masks, self.target_masks)
 
 
 def feature_space(c, seeds: Sequence[int]) -> str:

@@ -82,7 +82,9 @@ def markdown(results: Sequence[Mapping], title: str) -> str:
       lines.append(
         f"Translation ({method_name(r)}; no ground truth, {t['feature_space']}): domain gap {t['domain_gap']:.2f} "
         f"(untranslated source {t['domain_gap_raw']:.2f}), identity kept {_kept(t)}, artifact energy "
-        f"{t['artifact_energy']:.2f} (untranslated source {t['artifact_energy_raw']:.2f}; target 1)."
+        f"{t['artifact_energy']:.2f} (untranslated source {t['artifact_energy_raw']:.2f}; target 1)"
+        + _framing(t)
+        + "."
         + _per_reference(t)
       )
   if fidelity:
@@ -103,6 +105,13 @@ def markdown(results: Sequence[Mapping], title: str) -> str:
         f"{refs['best_single_warp']['coverage_error']:.3f}."
       )
   return "\n".join(lines) + "\n"
+
+
+def _framing(t: Mapping) -> str:
+  """The person masks' framing gap to the target's, when the source and target have masks."""
+  if t.get("framing_gap") is None or t.get("framing_gap_raw") is None:
+    return ""
+  return f", framing gap {t['framing_gap']:.4f} (untranslated source {t['framing_gap_raw']:.4f})"
 
 
 def _per_reference(t: Mapping) -> str:
