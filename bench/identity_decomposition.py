@@ -17,6 +17,8 @@ report's target sample):
 * person by colour fit, background by G1: the person changed by the fitted map only;
 * person kept, background by G1, and the reverse: `translate.region=background`'s and
   `translate.region=person`'s composites;
+* S1's mean warp, every image, and G1 on it: the mean of S1's predicted parameters over the images
+  applied to each (one warp for all): what the per-image variation of S1's warps costs;
 * the source reframed: the untranslated images under the one affine map (a scale and a shift per
   axis, `reframing`) that moves their person masks' mean framing (`translation_metrics.framing`) to
   the target's: what this reference says of a framing change as large as the target asks for, with
@@ -136,10 +138,23 @@ def measure(config, workdir: str, layers, reference_seed: int = 0) -> None:
     def adapt(b, key):
       masks = model.masks_for_input(b[..., 3:])
       out = model.adapt(params, XY, b[..., :3], masks, model.spatial_codes(key, b.shape[0]))
-      return out.spatial, out.adapted, out.mask
+      return out.spatial, out.adapted, out.mask, out.transform
 
     parts = [adapt(jnp.asarray(x[i : i + _BATCH]), jax.random.key(i)) for i in range(0, len(x), _BATCH)]
     spatial, adapted, mask = (np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(3))
+    mean_warp = None
+    if model.config.spatial:  # the STMs' parameters, averaged over the images, for every image
+      transforms = np.concatenate([np.asarray(p[3]) for p in parts])
+
+      @jax.jit
+      def adapt_with(b, p):
+        out = model.adapt(params, XY, b[..., :3], model.masks_for_input(b[..., 3:]), None, transform=p)
+        return out.spatial, out.adapted, out.mask
+
+      mean = jnp.asarray(transforms.mean(0))
+      batches = [x[i : i + _BATCH] for i in range(0, len(x), _BATCH)]
+      mparts = [adapt_with(jnp.asarray(b), jnp.broadcast_to(mean, (len(b), mean.shape[0]))) for b in batches]
+      mean_warp = [np.concatenate([np.asarray(p[k]) for p in mparts]) for k in range(3)]
     target_masks = report.person_masks(run.plan.target_source, instrument.target_rows, size)
     source_masks = x[..., 3:]
     padding = run.config.sagan.warp_padding
@@ -163,6 +178,8 @@ def measure(config, workdir: str, layers, reference_seed: int = 0) -> None:
     "person kept, background by G1": person * spatial + (1 - person) * adapted,
     "person by G1, background kept": person * adapted + (1 - person) * spatial,
   }
+  if mean_warp is not None:
+    cases["S1's mean warp, every image"], cases["G1 on S1's mean warp"] = mean_warp[0], mean_warp[1]
   if framed:
     cases["the source reframed (one affine map)"] = reframed[..., :3]
   pids = instrument.source_pids[rows]
@@ -191,6 +208,11 @@ def measure(config, workdir: str, layers, reference_seed: int = 0) -> None:
       f"| {s['identity_rank1']:.3f} | {cross:.3f} | {s['artifact_energy']:.2f} |"
     )
   print(f"\nUntranslated rank-1: {s['identity_rank1_raw']:.3f}; across cameras {cross_raw:.3f}.")
+  if mean_warp is not None:
+    means = ", ".join(f"{v:+.3f}" for v in transforms.mean(0))
+    spreads = ", ".join(f"{v:.3f}" for v in transforms.std(0))
+    layout = f"{model.config.transform}, `geometry`'s layout"
+    print(f"S1's parameters ({layout}): mean {means}; standard deviation {spreads}.")
   if not framed:
     print("\nNo framing: the source or the target has no person masks of its own.")
     return
@@ -199,7 +221,10 @@ def measure(config, workdir: str, layers, reference_seed: int = 0) -> None:
     f"y ↦ {affine[1, 1]:.3f} y + {affine[1, 2]:+.3f} (a scale under 1 zooms in).\n"
     f"\n| masks | {' | '.join(metrics.FRAMING)} | framing_gap |\n|---|{'---|' * (len(metrics.FRAMING) + 1)}"
   )
-  framed = {"source": source_masks, "S1(x)": mask, "the source reframed": reframed[..., 3:], "target": target_masks}
+  framed = {"source": source_masks, "S1(x)": mask}
+  if mean_warp is not None:
+    framed["S1's mean warp"] = mean_warp[2]
+  framed |= {"the source reframed": reframed[..., 3:], "target": target_masks}
   for name, masks in framed.items():
     means = " | ".join(f"{v:.3f}" for v in metrics.framing(masks).mean(0))
     print(f"| {name} | {means} | {metrics.framing_gap(masks, target_masks):.5f} |")

@@ -182,18 +182,21 @@ def test_critic_overfit_benchmark_reads_the_finished_run(end_to_end, bench):
 
 
 def test_identity_decomposition_benchmark_reads_the_finished_run(end_to_end, bench):
-  """`bench/identity_decomposition.py` on the finished run: seven rows, the warp alone, the
-  translation and the reframed source among them, every figure finite and each rank-1 within [0, 1];
-  the reframing map brings the source's mean framing to the target's, and its framing table ends on
-  the target against itself."""
+  """`bench/identity_decomposition.py` on the finished run: nine rows, the warp alone, the
+  translation, S1's mean warp and the reframed source among them, every figure finite and each rank-1
+  within [0, 1]; the reframing map brings the source's mean framing to the target's, and the framing
+  table ends on the target against itself."""
   _, workdir = end_to_end
   out = _bench_on_finished_run("identity_decomposition", bench, workdir)
   identity, framing = out.stdout.split("| masks |")
   rows = [line for line in identity.splitlines() if line.startswith("| ") and not line.startswith("| images")]
-  assert len(rows) == 7 and rows[0].startswith("| S1(x)") and rows[1].startswith("| G1(S1(x))")
-  assert rows[6].startswith("| the source reframed (one affine map) |")
+  assert len(rows) == 9 and rows[0].startswith("| S1(x)") and rows[1].startswith("| G1(S1(x))")
+  assert rows[6].startswith("| S1's mean warp, every image |") and rows[7].startswith("| G1 on S1's mean warp |")
+  assert rows[8].startswith("| the source reframed (one affine map) |")
+  eight = r"( [+-][0-9.]+,){7} [+-][0-9.]+;"  # the sl(3) parameters' means
+  assert re.search(r"S1's parameters \(homography, `geometry`'s layout\): mean" + eight, identity)
   framed = {r.split("|")[1].strip(): [float(c) for c in r.split("|")[2:-1]] for r in framing.splitlines()[2:] if r}
-  assert list(framed) == ["source", "S1(x)", "the source reframed", "target"]
+  assert list(framed) == ["source", "S1(x)", "S1's mean warp", "the source reframed", "target"]
   assert framed["target"][-1] == pytest.approx(0.0, abs=1e-6)
   np.testing.assert_allclose(framed["the source reframed"][1:5], framed["target"][1:5], atol=0.03)
   for row in rows:
