@@ -14,10 +14,12 @@ The networks and budgets are those of ``configs/synthetic.py`` (`cpu_scale`); th
 `real_photo_recipe`: resize-convolution upsampling, the paper's learning rate 1e-4 and a mask identity
 weight of 20, chosen on split 1 at seed 3; a G1 that may only recolour the background; an S2 with
 a flattening head of its own, a back STM with its own code and SCL in the source's cycle only; and
-no Siamese term (eq. 6, `sagan.lambda_siam=0`): the last three each chosen on three development
-pairs (docs/results.md). Each IDE trains five times with its own seed and the results report the
-mean (`eval.ide_repeats`): on this pair one training's R-1 in one direction moves by up to 8 points
-on the same translated images (docs/results.md). Likewise the translation report averages three
+no Siamese term (eq. 6, `sagan.lambda_siam=0`); and S1/S2 predicting affine maps
+(`sagan.transform="affine"`, since 2026-12-07; runs before it need `--config.sagan.transform=homography`
+to be read again): the last four each chosen on three development pairs (docs/results.md). Each
+IDE trains five times with its own seed and the results report the mean (`eval.ide_repeats`): on
+this pair one training's R-1 in one direction moves by up to 8 points on the same translated images
+(docs/results.md). Likewise the translation report averages three
 reference IDEs (`eval.reference_repeats`): one reference's draw moves identity_kept and the gap's
 ratio to its raw figure by 0.08-0.11 on the same translations (docs/fidelity.md).
 """

@@ -139,6 +139,19 @@ def test_only_the_real_photo_recipe_drops_the_siamese_term_for_every_sagan_row()
   assert s.siamese and s.lambda_siam == 2.0 and SAGAN(s).sianet_names == ("SiaNet",)
 
 
+def test_only_the_real_photo_recipe_gives_the_stms_affine_maps():
+  """`real_photo_recipe` has S1/S2 predict the 6 parameters of an affine map (no perspective row) in
+  every SA-GAN row of configs/cuhk01_viper.py that has STMs; the synthetic main job, whose target
+  tilts its cameras, keeps the paper's 8-parameter homographies."""
+  from sagan_jax.sagan.config import VARIANTS
+
+  for variant in (v for v, row in VARIANTS.items() if row.sagan is not None and row.sagan.get("spatial", True)):
+    s = _config_module("cuhk01_viper").get_config(f"variant={variant}").sagan
+    assert s.transform == "affine" and SAGAN(s).num_transform_params == 6, variant
+  s = _config_module("synthetic").get_config().sagan
+  assert s.transform == "homography" and SAGAN(s).num_transform_params == 8
+
+
 def test_evaluation_choices_are_checked_before_any_stage_runs():
   for field, value in (("ap_mode", "interpolated"), ("backend", "cuda")):
     c = config_lib.base_config()
