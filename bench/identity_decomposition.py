@@ -221,11 +221,11 @@ def measure(config, workdir: str, layers, reference_seed: int = 0) -> None:
     f"y ↦ {affine[1, 1]:.3f} y + {affine[1, 2]:+.3f} (a scale under 1 zooms in).\n"
     f"\n| masks | {' | '.join(metrics.FRAMING)} | framing_gap |\n|---|{'---|' * (len(metrics.FRAMING) + 1)}"
   )
-  framed = {"source": source_masks, "S1(x)": mask}
+  framings = {"source": source_masks, "S1(x)": mask}
   if mean_warp is not None:
-    framed["S1's mean warp"] = mean_warp[2]
-  framed |= {"the source reframed": reframed[..., 3:], "target": target_masks}
-  for name, masks in framed.items():
+    framings["S1's mean warp"] = mean_warp[2]
+  framings |= {"the source reframed": reframed[..., 3:], "target": target_masks}
+  for name, masks in framings.items():
     means = " | ".join(f"{v:.3f}" for v in metrics.framing(masks).mean(0))
     print(f"| {name} | {means} | {metrics.framing_gap(masks, target_masks):.5f} |")
 
