@@ -25,7 +25,10 @@ report's target sample):
   nothing else changed.
 
 Below it, the framing of the source masks, S1's warped masks, the reframed masks and the target's
-masks: each `translation_metrics.FRAMING` statistic's mean and the `framing_gap` to the target.
+masks: each `translation_metrics.FRAMING` statistic's mean, the median keystone ratio
+(`viewpoints.mask_keystone`: mask width in the person's top quarter over its bottom quarter, which a
+camera looking down more steeply raises, and which the framing statistics do not see) and the
+`framing_gap` to the target.
 
 Beside the report's `identity_kept`, ``cross-camera kept``: the same rank-1 with the gallery cut to
 the source's other cameras (its untranslated figure the unit), since same-camera photographs of a
@@ -44,7 +47,7 @@ from absl import app, flags
 
 from sagan_jax import cli, geometry
 from sagan_jax import translation_metrics as metrics
-from sagan_jax.data import builders, pipeline
+from sagan_jax.data import builders, pipeline, viewpoints
 from sagan_jax.experiments import report, stages
 from sagan_jax.sagan.model import XY
 
@@ -219,7 +222,7 @@ def measure(config, workdir: str, layers, reference_seed: int = 0) -> None:
   print(
     f"\nThe reframing map (output → input, normalised): x ↦ {affine[0, 0]:.3f} x + {affine[0, 2]:+.3f}, "
     f"y ↦ {affine[1, 1]:.3f} y + {affine[1, 2]:+.3f} (a scale under 1 zooms in).\n"
-    f"\n| masks | {' | '.join(metrics.FRAMING)} | framing_gap |\n|---|{'---|' * (len(metrics.FRAMING) + 1)}"
+    f"\n| masks | {' | '.join(metrics.FRAMING)} | keystone | framing_gap |\n|---|{'---|' * (len(metrics.FRAMING) + 2)}"
   )
   framings = {"source": source_masks, "S1(x)": mask}
   if mean_warp is not None:
@@ -227,7 +230,8 @@ def measure(config, workdir: str, layers, reference_seed: int = 0) -> None:
   framings |= {"the source reframed": reframed[..., 3:], "target": target_masks}
   for name, masks in framings.items():
     means = " | ".join(f"{v:.3f}" for v in metrics.framing(masks).mean(0))
-    print(f"| {name} | {means} | {metrics.framing_gap(masks, target_masks):.5f} |")
+    keystone = np.nanmedian([viewpoints.mask_keystone(m[..., 0] > 0.5) for m in masks])  # as the stored alpha
+    print(f"| {name} | {means} | {keystone:.3f} | {metrics.framing_gap(masks, target_masks):.5f} |")
 
 
 if __name__ == "__main__":

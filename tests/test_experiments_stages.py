@@ -197,7 +197,8 @@ def test_identity_decomposition_benchmark_reads_the_finished_run(end_to_end, ben
   assert re.search(r"S1's parameters \(homography, `geometry`'s layout\): mean" + eight, identity)
   framed = {r.split("|")[1].strip(): [float(c) for c in r.split("|")[2:-1]] for r in framing.splitlines()[2:] if r}
   assert list(framed) == ["source", "S1(x)", "S1's mean warp", "the source reframed", "target"]
-  assert framed["target"][-1] == pytest.approx(0.0, abs=1e-6)
+  assert framed["target"][-1] == pytest.approx(0.0, abs=1e-6) and len(framed["target"]) == 7  # 5, keystone, gap
+  assert all(np.isfinite(row[5]) and row[5] > 0 for row in framed.values())  # the keystone ratio's median
   np.testing.assert_allclose(framed["the source reframed"][1:5], framed["target"][1:5], atol=0.03)
   for row in rows:
     cells = [c.strip() for c in row.strip("|").split("|")]
