@@ -128,7 +128,7 @@ class Instrument:
   def __init__(self, run: Run, seed: int = REFERENCE_SEED):
     c = run.config
     self.run, self.cap, self.seed = run, c.eval.report_images, seed
-    self._recoloured = {}
+    self._source_controls = {}  # per sample of the source: (recoloured rank-1, framing gap)
     ide_name = next(iter(run.plan.ide_models))
     by_name = {a.name: a for a in run.plan.adaptations}
     self.adaptations = [by_name[n] for n in run.plan.ide_models[ide_name]] or [None]
@@ -174,14 +174,14 @@ class Instrument:
     rank1_raw = metrics.identity_rank1(u_source, source_pids, u_source, source_pids, itself)
     kept = lambda r: None if r is None or not rank1_raw else r / rank1_raw
     key = np.asarray(source_rows).tobytes()
-    if key not in self._recoloured:  # one figure per sample of the source: the bench scores many cases on one
-      masks, self._recoloured[key] = person_masks(self.source, source_rows, size), (None, None)
+    if key not in self._source_controls:  # one figure per sample of the source: the bench scores many cases on one
+      masks, self._source_controls[key] = person_masks(self.source, source_rows, size), (None, None)
       if masks is not None:
         array = ArraySource(as_uint8(recolour_person(source_images, masks)), source_pids)
         f_recoloured = unit(self.features(array, itself))
         rank1_recoloured = metrics.identity_rank1(f_recoloured, source_pids, u_source, source_pids, itself)
-        self._recoloured[key] = (rank1_recoloured, self._framing_gap(masks))
-    recoloured, framing_raw = self._recoloured[key]
+        self._source_controls[key] = (rank1_recoloured, self._framing_gap(masks))
+    recoloured, framing_raw = self._source_controls[key]
     return {
       "domain_gap": metrics.frechet_distance(f_translated, self.target_features),
       "domain_gap_raw": metrics.frechet_distance(f_source, self.target_features),
