@@ -114,6 +114,42 @@ def test_a_pointwise_path_makes_each_pixel_of_its_region_a_function_of_its_own_c
 
 
 @pytest.mark.parametrize("region", ["person", "background"])
+def test_a_colour_map_region_is_one_affine_map_of_each_images_atanh_colours(region):
+  """Where a region's path is "colour_map", output = tanh((I + M) atanh(rgb) + c) with one M and c per
+  image, read by the region's zero-initialised dense layer: computed here by hand from that layer's
+  output, it matches every pixel of the region, the two images' maps differ, and the other region
+  ("full", painted by the main path) is not that map. At initialisation G is the identity."""
+  g = ResnetGenerator(features=8, num_blocks=1, residual=True, pointwise_features=4, **{f"{region}_path": "colour_map"})
+  rgb = _images(3)
+  person = jnp.zeros((B, H, W, 1)).at[:, 8:24, 4:12].set(1.0)
+  x = jnp.concatenate([rgb, person], -1)
+  params = g.init(jax.random.key(1), x)
+  np.testing.assert_allclose(np.asarray(g.apply(params, x)), np.clip(np.asarray(rgb), -0.999, 0.999), atol=1e-6)
+  params = _randomised(params, 2)
+  name = f"colour_map_{region}"
+  out, state = g.apply(params, x, capture_intermediates=lambda m, _: m.name == name)
+  theta = np.asarray(state["intermediates"][name]["__call__"][0], np.float64)
+  assert theta.shape == (B, 12)
+  assert np.abs(theta[0] - theta[1]).max() > 0.01  # one map per image
+  logits = np.arctanh(np.clip(np.asarray(rgb, np.float64), -0.999, 0.999))
+  inside = np.asarray(person[..., 0] > 0)
+  where = inside if region == "person" else ~inside
+  for i in range(B):
+    by_hand = np.tanh(logits[i] @ (np.eye(3) + theta[i, :9].reshape(3, 3).T) + theta[i, 9:])
+    np.testing.assert_allclose(np.asarray(out[i])[where[i]], by_hand[where[i]], atol=1e-5)
+    assert np.abs(np.asarray(out[i]) - by_hand)[~where[i]].max() > 0.01  # the "full" region is painted
+
+
+@pytest.mark.parametrize("region", ["person", "background"])
+def test_a_colour_map_needs_a_residual_generator_and_a_mask(region):
+  x = _images(4)
+  for residual, channels in ((False, 4), (True, 3)):
+    g = ResnetGenerator(features=8, num_blocks=1, residual=residual, **{f"{region}_path": "colour_map"})
+    with pytest.raises(ValueError, match=f"{region}_path='colour_map' needs residual=True and a mask channel"):
+      g.init(jax.random.key(0), x[..., :channels])
+
+
+@pytest.mark.parametrize("region", ["person", "background"])
 def test_a_pointwise_path_needs_a_residual_generator_a_colour_path_and_a_mask(region):
   x = _images(4)
   for kwargs, channels in (

@@ -147,6 +147,20 @@ def test_a_pointwise_path_is_refused_where_the_generator_cannot_have_one(tiny_sa
     SAGAN(c)
 
 
+@pytest.mark.parametrize("region", ["person", "background"])
+def test_a_colour_map_is_refused_where_the_generator_cannot_have_one(tiny_sagan_config, region):
+  c = tiny_sagan_config("sagan")
+  field = f"generator_{region}_path"
+  c[field] = "colour_map"
+  with pytest.raises(ConfigError, match=rf"{field}='colour_map'.*generator_residual=True"):
+    SAGAN(c)  # the tiny config's generator is CycleGAN's: not residual
+  c.generator_residual = True
+  SAGAN(c)  # no per-pixel colour path needed
+  c.use_mask = False
+  with pytest.raises(ConfigError, match="a mask-free variant sees no person"):
+    SAGAN(c)
+
+
 def test_pcl_reaches_the_spatial_transformers_only_when_configured(tiny_sagan_config):
   c = tiny_sagan_config("sagan")
   c.siamese = False

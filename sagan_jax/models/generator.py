@@ -23,7 +23,9 @@ def instance_norm(dtype) -> nn.Module:
   return nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False, use_fast_variance=False, dtype=dtype)
 
 
-PATHS = ("full", "pointwise")  # what G may do in a region: anything, or recolour pixel by pixel
+# What G may do in a region: anything; recolour pixel by pixel with one colour function for every
+# image; or apply one affine colour map per image to the whole region ("colour_map").
+PATHS = ("full", "pointwise", "colour_map")
 
 
 class ResidualBlock(nn.Module):
@@ -66,6 +68,10 @@ class ResnetGenerator(nn.Module):
   # repaint one. Needs ``residual`` and ``pointwise_features``.
   person_path: str = "full"
   # The same choice outside the mask: "pointwise" recolours the background without painting on it.
+  # "colour_map" (either region): Δ there is M·atanh(rgb) + c, one 3×3 M and offset c per image and
+  # region, read from the bottleneck features pooled over the region (zero-initialised, so G starts as
+  # the identity): a region recoloured as a whole, as one camera's response would, never pixel by
+  # pixel. Needs ``residual`` and a mask channel.
   background_path: str = "full"
   dtype: Any = jnp.float32
   conv: ModuleDef = nn.Conv
@@ -86,12 +92,20 @@ class ResnetGenerator(nn.Module):
           f"in the input (got residual={self.residual}, pointwise_features={self.pointwise_features}, "
           f"{x.shape[-1]} input channels)"
         )
+      if path == "colour_map" and not (self.residual and x.shape[-1] > self.out_channels):
+        raise ValueError(
+          f"generator {region}_path='colour_map' needs residual=True and a mask channel in the input "
+          f"(got residual={self.residual}, {x.shape[-1]} input channels)"
+        )
+    paths = (self.person_path, self.background_path)
     rgb = x[..., : self.out_channels].astype(jnp.float32)
-    person = x[..., -1:].astype(self.dtype)  # read by a "pointwise" path only
-    # Where the main (convolutional) path may act: the regions whose path is "full".
-    main_gate = (person if self.person_path == "full" else 0.0) + (
-      1.0 - person if self.background_path == "full" else 0.0
-    )
+    person = x[..., -1:].astype(self.dtype)  # read only where a region's path is not "full"
+
+    def gate(region_paths):  # the soft region (person, background) whose path is one of region_paths
+      return (person if self.person_path in region_paths else 0.0) + (
+        1.0 - person if self.background_path in region_paths else 0.0
+      )
+
     x = x.astype(self.dtype)
     f = self.features
     conv = self.conv
@@ -102,6 +116,7 @@ class ResnetGenerator(nn.Module):
       x = nn.relu(instance_norm(self.dtype)(x))
     for _ in range(self.num_blocks):
       x = ResidualBlock(f * 4, dtype=self.dtype, conv=conv)(x)
+    colour_maps = self._colour_maps(x, person) if "colour_map" in paths else None
     if self.upsample not in ("transpose", "resize"):
       raise ValueError(f"generator upsample must be 'transpose' or 'resize', got {self.upsample!r}")
     for mult in (2, 1):
@@ -114,15 +129,40 @@ class ResnetGenerator(nn.Module):
       x = nn.relu(instance_norm(self.dtype)(x))
     last_init = nn.initializers.zeros if self.residual else nn.linear.default_kernel_init
     x = conv(self.out_channels, (7, 7), padding="VALID", dtype=self.dtype, kernel_init=last_init)(reflect_pad(x, 3))
-    if "pointwise" in (self.person_path, self.background_path):
-      x = x * main_gate
+    if any(path != "full" for path in paths):  # the main path acts only in "full" regions
+      x = x * gate(("full",))
     if self.pointwise_features:
       p = nn.Conv(self.pointwise_features, (1, 1), dtype=self.dtype)(rgb.astype(self.dtype))
       p = nn.Conv(self.pointwise_features, (1, 1), dtype=self.dtype)(nn.leaky_relu(p, 0.2))
-      x = x + nn.Conv(self.out_channels, (1, 1), dtype=self.dtype, kernel_init=nn.initializers.zeros)(
-        nn.leaky_relu(p, 0.2)
-      )
+      p = nn.Conv(self.out_channels, (1, 1), dtype=self.dtype, kernel_init=nn.initializers.zeros)(nn.leaky_relu(p, 0.2))
+      # Gated only when a region has a colour map: the ungated sum keeps earlier runs bit for bit.
+      x = x + (p * gate(("full", "pointwise")) if colour_maps is not None else p)
     if self.residual:
       # 0.999 keeps atanh finite on saturated pixels (|x| = 1 after the [-1, 1] scaling of 0 and 255).
-      return jnp.tanh(jnp.arctanh(jnp.clip(rgb, -0.999, 0.999)) + x.astype(jnp.float32))
+      logits = jnp.arctanh(jnp.clip(rgb, -0.999, 0.999))
+      if colour_maps is not None:
+        for region_gate, (m, c) in colour_maps:
+          x = x + region_gate * (jnp.einsum("bhwc,bdc->bhwd", logits, m) + c[:, None, None, :]).astype(self.dtype)
+      return jnp.tanh(logits + x.astype(jnp.float32))
     return jnp.tanh(x).astype(jnp.float32)
+
+  def _colour_maps(self, features, person):
+    """``[(region gate, (M [B, 3, 3], c [B, 3]))]`` for each region whose path is "colour_map": each image's
+    bottleneck features averaged over the region (its mask, average-pooled to their size), then one
+    zero-initialised dense layer, so every map starts at Δ = 0."""
+    b, h, w, _ = features.shape
+    small = nn.avg_pool(
+      person, (person.shape[1] // h, person.shape[2] // w), strides=(person.shape[1] // h, person.shape[2] // w)
+    )
+    out = []
+    for region, path, weight, full in (
+      ("person", self.person_path, small, person),
+      ("background", self.background_path, 1.0 - small, 1.0 - person),
+    ):
+      if path != "colour_map":
+        continue
+      pooled = (features * weight).sum((1, 2)) / (weight.sum((1, 2)) + 1e-6)
+      theta = nn.Dense(12, kernel_init=nn.initializers.zeros, dtype=self.dtype, name=f"colour_map_{region}")(pooled)
+      theta = theta.astype(jnp.float32)
+      out.append((full, (theta[:, :9].reshape(b, 3, 3), theta[:, 9:])))
+    return out

@@ -88,8 +88,9 @@ def sagan_config() -> ml_collections.ConfigDict:
   c.generator_pointwise_features = 0
   # "transpose" (CycleGAN) or "resize" (nearest ×2 + 3×3 conv), measured level (docs/fidelity.md).
   c.generator_upsample = "transpose"
-  # What G may do to the person (the mask): "full" (any change, CycleGAN) or "pointwise" (only the
-  # per-pixel colour path, so a person is recoloured, never repainted; backgrounds keep both paths).
+  # What G may do to the person (the mask): "full" (any change, CycleGAN), "pointwise" (only the
+  # per-pixel colour path, so a person is recoloured, never repainted; backgrounds keep both paths) or
+  # "colour_map" (one affine colour map per image over the whole region, read from G's features).
   c.generator_person_path = "full"
   # The same outside the mask: "pointwise" lets G recolour the background but not paint on it.
   c.generator_background_path = "full"

@@ -192,6 +192,12 @@ class SAGAN:
           "needs --config.sagan.generator_residual=True, --config.sagan.generator_pointwise_features > 0 and "
           "use_mask (a mask-free variant sees no person); or set it to 'full'"
         )
+      if path == "colour_map" and not (c.generator_residual and c.use_mask):
+        raise ConfigError(
+          f"config.sagan.{field}='colour_map' recolours the {region} by one affine map per image: it needs "
+          "--config.sagan.generator_residual=True and use_mask (a mask-free variant sees no person); or set "
+          "it to 'full'"
+        )
     dtype = jnp.dtype(c.dtype)
     self.transform = c.transform
     self.tps_control_hw = tuple(c.tps_control_hw)
