@@ -131,33 +131,25 @@ def test_residual_generator_starts_as_the_identity_mapping(tiny_sagan_config):
 
 
 @pytest.mark.parametrize("region", ["person", "background"])
-def test_a_pointwise_path_is_refused_where_the_generator_cannot_have_one(tiny_sagan_config, region):
+@pytest.mark.parametrize("path, enough", [("pointwise", {"generator_pointwise_features": 4}), ("colour_map", {})])
+def test_a_restricted_path_is_refused_where_the_generator_cannot_have_one(tiny_sagan_config, region, path, enough):
+  """Both restricted paths need a residual generator and the mask; only "pointwise" needs the colour path."""
   c = tiny_sagan_config("sagan")
   field = f"generator_{region}_path"
-  c[field] = "pointwise"
-  with pytest.raises(ConfigError, match=rf"{field}='pointwise'.*generator_residual=True"):
+  c[field] = path
+  with pytest.raises(ConfigError, match=rf"{field}='{path}'.*generator_residual=True"):
     SAGAN(c)  # the tiny config's generator is CycleGAN's: not residual, no colour path
-  c.generator_residual, c.generator_pointwise_features = True, 4
+  c.generator_residual = True
+  if enough:
+    with pytest.raises(ConfigError, match=rf"{field}='{path}'.*generator_pointwise_features > 0"):
+      SAGAN(c)
+  c.update(enough)
   SAGAN(c)
   c.use_mask = False
   with pytest.raises(ConfigError, match="a mask-free variant sees no person"):
     SAGAN(c)
   c.use_mask, c[field] = True, "face"
   with pytest.raises(ConfigError, match=rf"config.sagan.{field}='face': expected one of"):
-    SAGAN(c)
-
-
-@pytest.mark.parametrize("region", ["person", "background"])
-def test_a_colour_map_is_refused_where_the_generator_cannot_have_one(tiny_sagan_config, region):
-  c = tiny_sagan_config("sagan")
-  field = f"generator_{region}_path"
-  c[field] = "colour_map"
-  with pytest.raises(ConfigError, match=rf"{field}='colour_map'.*generator_residual=True"):
-    SAGAN(c)  # the tiny config's generator is CycleGAN's: not residual
-  c.generator_residual = True
-  SAGAN(c)  # no per-pixel colour path needed
-  c.use_mask = False
-  with pytest.raises(ConfigError, match="a mask-free variant sees no person"):
     SAGAN(c)
 
 
