@@ -24,11 +24,12 @@ report's target sample):
   the target's: what this reference says of a framing change as large as the target asks for, with
   nothing else changed.
 
-Below it, the framing of the source masks, S1's warped masks, the reframed masks and the target's
-masks: each `translation_metrics.FRAMING` statistic's mean, the median keystone ratio
-(`viewpoints.mask_keystone`: mask width in the person's top quarter over its bottom quarter, which a
-camera looking down more steeply raises, and which the framing statistics do not see) and the
-`framing_gap` to the target.
+Above the table, how G1 recolours the person (`person_colours`: brightness before and after, and how
+well each person keeps their place in the palette); below it, the framing of the source masks, S1's
+warped masks, the reframed masks and the target's masks: each `translation_metrics.FRAMING`
+statistic's mean, the median keystone ratio (`viewpoints.mask_keystone`: mask width in the person's
+top quarter over its bottom quarter, which a camera looking down more steeply raises, and which the
+framing statistics do not see) and the `framing_gap` to the target.
 
 Beside the report's `identity_kept`, ``cross-camera kept``: the same rank-1 with the gallery cut to
 the source's other cameras (its untranslated figure the unit), since same-camera photographs of a
@@ -72,6 +73,25 @@ def colour_fit(source: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np
     m, *_ = np.linalg.lstsq(a, b, rcond=None)
     out[i] = (np.concatenate([source[i].reshape(-1, 3), np.ones((w.size, 1))], 1) @ m).reshape(source[i].shape)
   return np.clip(out, -1.0, 1.0)
+
+
+def person_colours(before: np.ndarray, after: np.ndarray, person: np.ndarray) -> dict:
+  """How a change recolours people, per image over its person pixels (``person[B, H, W]`` > 0.5):
+  the brightness (mean atanh over pixels and channels, images in [-1, 1]) before and after, as mean
+  and standard deviation over the images, and each channel's correlation over the images between the
+  person's mean colour before and after (1: every person keeps their place in the palette)."""
+  keep = (person > 0.5).reshape(len(person), -1).any(1)
+  m = (person[keep] > 0.5)[..., None]
+  logit = lambda v: np.arctanh(np.clip(v[keep], -0.999, 0.999))
+  mean = lambda v: (v * m).sum((1, 2)) / m.sum((1, 2))  # [images, 3]
+  b, a = mean(logit(before)), mean(logit(after))
+  cb, ca = mean(before[keep]), mean(after[keep])
+  corr = [float(np.corrcoef(cb[:, k], ca[:, k])[0, 1]) for k in range(3)]
+  return {
+    "brightness_before": (float(b.mean(1).mean()), float(b.mean(1).std())),
+    "brightness_after": (float(a.mean(1).mean()), float(a.mean(1).std())),
+    "colour_correlation": corr,
+  }
 
 
 def low_frequency_share(change: np.ndarray, cutoff: float = 0.25) -> float:
@@ -194,6 +214,13 @@ def measure(config, workdir: str, layers, reference_seed: int = 0) -> None:
     f"(background {low_frequency_share(change * (1 - person)):.3f}) is at or below 1/4 Nyquist; mean |change| "
     f"person {np.abs(change)[on_person].mean():.3f}, background {np.abs(change)[~on_person].mean():.3f} "
     "(images in [-1, 1])"
+  )
+  colours = person_colours(spatial, adapted, person[..., 0])
+  print(
+    "G1 on the person (mean atanh over its pixels, images' mean ± sd): brightness "
+    f"{colours['brightness_before'][0]:+.2f} ± {colours['brightness_before'][1]:.2f} → "
+    f"{colours['brightness_after'][0]:+.2f} ± {colours['brightness_after'][1]:.2f}; each person's mean colour "
+    "before and after correlates at " + " / ".join(f"{v:.2f}" for v in colours["colour_correlation"]) + " (R / G / B)"
   )
   unit = lambda f: f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
   gallery = unit(instrument.features(instrument.source, rows))

@@ -167,6 +167,21 @@ def test_identity_decomposition_helpers_by_hand():
   # Camera 0's queries search rows 3–4: row 0 → row 3 (pid 2, miss), row 1 → row 3 (miss), row 2 → 3 (hit);
   # camera 1's search rows 0–2: row 3 → row 0 (pid 1, miss), row 4 → row 2 (pid 2, miss).
   assert d.cross_camera_rank1(features, features, pids, cameras) == pytest.approx(1 / 5)
+  # Person colours: a change that keeps each person's colour up to one brightening keeps the
+  # correlation at 1 and moves the brightness by its shift; an image without a person is left out.
+  before = rng.uniform(-0.6, 0.2, (5, 4, 3, 3))
+  person = np.zeros((5, 4, 3))
+  person[:4, 1:3] = 1.0
+  logits = np.arctanh(before)
+  colours = d.person_colours(before, np.tanh(logits + 0.3), person)
+  np.testing.assert_allclose(colours["brightness_after"][0] - colours["brightness_before"][0], 0.3, atol=1e-9)
+  np.testing.assert_allclose(colours["brightness_after"][1], colours["brightness_before"][1], atol=1e-9)
+  per_image = [logits[i][person[i] > 0.5].mean() for i in range(4)]
+  assert colours["brightness_before"] == pytest.approx((np.mean(per_image), np.std(per_image)))
+  assert min(colours["colour_correlation"]) > 0.99
+  # Each person's colours handed to another person: the order is lost.
+  swapped = d.person_colours(before, before[[1, 2, 3, 0, 4]], person)
+  assert max(swapped["colour_correlation"]) < 0.99
 
 
 def test_critic_overfit_scores_each_image_as_its_camera_under_camera_critics(tiny_sagan_config, monkeypatch):
