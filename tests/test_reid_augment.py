@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from sagan_jax import parallel
+from sagan_jax import geometry, parallel
 from sagan_jax.reid import augment, ide
 
 ZERO = augment.CameraRanges(mix=0, gamma=0, contrast=0, brightness=0, warp=0)
@@ -80,3 +80,21 @@ def test_the_train_step_augments_reproducibly_and_refuses_an_unknown_name():
   assert loss(gains) == loss(gains) not in (loss(plain), loss(camera))
   with pytest.raises(ValueError, match=r"ide\.augment must be one of"):
     ide.make_train_step(model, optimizer, mesh, "colour")
+
+
+def test_the_view_augment_is_a_small_homography_and_nothing_else():
+  # A flat colour stays exactly that colour (border padding, no colour response); a textured image
+  # is the warp the fifth key draws within ±0.02, by the geometry module directly.
+  assert augment.RANGES["view"] == augment.VIEW and augment.VIEW.warp == 0.02 and "view" in augment.AUGMENTS
+  key = jax.random.key(7)
+  flat = jnp.broadcast_to(jnp.array([0.3, -0.6, 0.1]), (4, 8, 4, 3))
+  np.testing.assert_allclose(augment.camera(key, flat, augment.VIEW), flat, atol=1e-6)
+  x = _images(n=4, h=16, w=8)
+  k_warp = jax.random.split(key, 5)[4]
+  params = jax.random.uniform(k_warp, (4, geometry.HOMOGRAPHY_NUM_PARAMS), jnp.float32, -0.02, 0.02)
+  expected = geometry.warp((x + 1) / 2, geometry.homography_from_params(params), padding="border") * 2 - 1
+  out = augment.camera(key, x, augment.VIEW)
+  np.testing.assert_allclose(out, expected, atol=1e-5)
+  # Small next to the camera augment's own view (±0.08) on the same images, and not nothing.
+  wide = augment.camera(key, x, dataclasses.replace(augment.VIEW, warp=0.08))
+  assert 0.001 < float(jnp.abs(out - x).mean()) < float(jnp.abs(wide - x).mean())

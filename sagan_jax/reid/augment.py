@@ -13,7 +13,9 @@ reference IDE uses it (`sagan_jax.experiments.report`), so that ``identity_kept`
 camera-like change of colour or view as a lost identity. The ranges are `CAMERA`'s; the default
 ``"none"`` is the paper's IDE (flips only). A full channel mix teaches a network to ignore hue, so that
 recolouring a person's clothes keeps their identity in its features; the gains keep hue apart
-(BENCHMARKS.md §7).
+(BENCHMARKS.md §7). ``"view"`` is the viewpoint alone, at ±0.02: the spread the learnt spatial codes
+give between one photograph's ten translations (docs/results.md, "Ten spatial codes"), the control
+that says what SA-GAN [M=10] adds beyond that many random views of M = 1's images.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import jax.numpy as jnp
 
 from sagan_jax import geometry
 
-AUGMENTS = ("none", "camera", "camera_gains")
+AUGMENTS = ("none", "camera", "camera_gains", "view")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +42,9 @@ class CameraRanges:
 
 CAMERA = CameraRanges()
 CAMERA_GAINS = CameraRanges(channel_mixing=False)
-RANGES = {"camera": CAMERA, "camera_gains": CAMERA_GAINS}
+# The colour ops stay in the path at zero range, so "view" draws the same warps as "camera" would from a key.
+VIEW = CameraRanges(mix=0.0, gamma=0.0, contrast=0.0, brightness=0.0, warp=0.02, channel_mixing=False)
+RANGES = {"camera": CAMERA, "camera_gains": CAMERA_GAINS, "view": VIEW}
 
 
 def camera(key: jax.Array, images: jax.Array, ranges: CameraRanges = CAMERA) -> jax.Array:

@@ -38,7 +38,8 @@ def ide_config() -> ml_collections.ConfigDict:
   c.momentum = 0.9  # paper
   c.weight_decay = 5e-4  # our choice: the standard IDE value (the paper gives none)
   c.flip = True  # paper: random horizontal flips
-  # paper; "camera" / "camera_gains": random colour response and viewpoint per image (`sagan_jax.reid.augment`)
+  # paper; "camera" / "camera_gains": random colour response and viewpoint per image; "view": a small viewpoint
+  # only (`sagan_jax.reid.augment`)
   c.augment = "none"
   c.pretrained = ""  # a converted torchvision ResNet-50 (`python -m sagan_jax.reid.convert_torchvision`)
   return c
