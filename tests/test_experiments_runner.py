@@ -50,6 +50,33 @@ def test_a_partly_complete_multi_seed_ablation_trains_only_what_is_missing(tmp_p
   assert ran == [("sagan_m10", 2, False)] and (tmp_path / "seed2" / "sagan_m10" / "sagan").is_dir()
 
 
+def test_the_view_control_shares_the_gan_jitters_the_ide_and_is_m10s_claim(tmp_path, monkeypatch):
+  # Five seeds; M=10 beats M=1 by 3 R-1 on every seed, and the view control by 1, 1, 1, 1, 6.
+  r1 = {"sagan": [50, 51, 52, 53, 54], "sagan_m10": [53, 54, 55, 56, 57], "sagan_view": [52, 53, 54, 55, 51]}
+  commands = {}
+
+  def fake_run(command, check, env):
+    workdir = next(a.split("=", 1)[1] for a in command if a.startswith("--workdir="))
+    row, seed = os.path.basename(workdir), int(os.path.basename(os.path.dirname(workdir))[4:])
+    commands[row, seed] = (command, os.path.isdir(os.path.join(workdir, "sagan")))
+    os.makedirs(os.path.join(workdir, "sagan"), exist_ok=True)
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(ranked_result("sagan", float(r1[row][seed]), 40.0), f)
+    return subprocess.CompletedProcess(command, 0)
+
+  monkeypatch.setattr(runner.subprocess, "run", fake_run)
+  assert runner.ALL_VARIANTS.index("sagan_view") == runner.ALL_VARIANTS.index("sagan_m10") + 1
+  record = runner.ablation("configs/synthetic.py", str(tmp_path), [], ("sagan", "sagan_m10", "sagan_view"), range(5))
+  command, had_gan = commands["sagan_view", 2]
+  assert had_gan and "--config.ide.augment=view" in command and "--config=configs/synthetic.py:variant=sagan" in command
+  assert "--config.ide.augment=view" not in commands["sagan", 2][0]
+  by_claim = {(c["claim"], c["metric"]): c for c in record["claims"]}
+  control = by_claim["SA-GAN [M=10] > SA-GAN [M=1] with a view jitter", "R-1"]
+  assert control["differences"] == [1.0, 1.0, 1.0, 1.0, 6.0] and control["mean"] == pytest.approx(2.0)
+  assert by_claim["SA-GAN [M=10] > SA-GAN [M=1]", "R-1"]["differences"] == [3.0] * 5
+  assert "| SA-GAN [M=1], IDE with a view jitter | 5 |" in (tmp_path / "ablation.md").read_text()
+
+
 class _FakeRun:
   """A run launched by the parallel runner: finishes after ``polls`` polls, writing its results then."""
 

@@ -2,8 +2,9 @@
 
   python -m sagan_jax.experiments {ablation,msweep} --config=FILE --workdir=DIR
 
-  ablation  Tables I–III: the rows (``--variants``, default the eight variants and ``ws_nomask``,
-            WS whose critics do not see the mask; ``sagan_one_group`` adds SA-GAN [M=1] with the
+  ablation  Tables I–III: the rows (``--variants``, default the eight variants, ``ws_nomask``,
+            WS whose critics do not see the mask, and ``sagan_view``, SA-GAN [M=1]'s images with the
+            IDE's ``view`` jitter, M=10's control; ``sagan_one_group`` adds SA-GAN [M=1] with the
             source adapted as one group), for every seed of ``--seeds`` (default 0), one `train.py`
             run each in DIR/seed<S>/<row>; then DIR/ablation.md and DIR/ablation.json: per row the
             mean and sd over seeds, per claim of the paper the paired differences, tests and a
@@ -14,7 +15,7 @@
             Every M's IDE takes the same number of updates (an epoch counts the source images).
 
 Every other ``--config.<field>=value`` is passed to each run, with ``--config.seed=S``. Runs sharing a
-trained SA-GAN (sagan and sagan_m10 of one seed, every M of one seed) train it once: its stage folder
+trained SA-GAN (sagan, sagan_m10 and sagan_view of one seed, every M of one seed) train it once: its stage folder
 is copied into the later runs' workdirs. A seed-variant pair whose workdir holds its results is not
 run again; others resume like `train.py`.
 
@@ -51,14 +52,20 @@ EXTRA_ROWS = {
   "sagan_one_group": ("sagan", ["--config.data.viewpoint_groups=none"]),
   # WS's critics see the unwarped source mask, whose geometry G1 cannot change: a control without it.
   "ws_nomask": ("ws", ["--config.sagan.critic_mask=none"]),
+  # M=1's images with random views the size of the codes' spread: what M=10 must beat to credit its codes.
+  "sagan_view": ("sagan", ["--config.ide.augment=view"]),
 }
 ROW_LABELS = {
   **config_lib.VARIANT_NAMES,
   "sagan_one_group": "SA-GAN [M=1], one group",
   "ws_nomask": "SA-GAN (WS), critics without the mask",
+  "sagan_view": "SA-GAN [M=1], IDE with a view jitter",
 }
-# The default rows: every variant, and the WS control right after WS.
-ALL_VARIANTS = tuple(v for name in config_lib.VARIANTS for v in ((name, "ws_nomask") if name == "ws" else (name,)))
+# Rows that translate with the seed's SA-GAN [M=1] (only M or the IDE differs): they copy its trained GAN.
+SHARES_GAN = ("sagan_m10", "sagan_view")
+# The default rows: every variant, the WS control right after WS and M=10's control right after M=10.
+_CONTROLS = {"ws": "ws_nomask", "sagan_m10": "sagan_view"}
+ALL_VARIANTS = tuple(v for name in config_lib.VARIANTS for v in (name, *filter(None, [_CONTROLS.get(name)])))
 M_VALUES = (1, 2, 4, 6, 8, 10)
 
 
@@ -237,8 +244,8 @@ def ablation(
         else:
           table.setdefault(row, {})[seed] = done
         continue
-      gan = os.path.join(seed_dir, "sagan")  # M=10 translates with M=1's GAN: only M differs
-      share = gan if row == "sagan_m10" and ("sagan" in variants or _complete(gan) is not None) else None
+      gan = os.path.join(seed_dir, "sagan")
+      share = gan if row in SHARES_GAN and ("sagan" in variants or _complete(gan) is not None) else None
       planned.append((row, seed, _Job(variant, run_dir, (*overrides, *extra, f"--config.seed={seed}"), share)))
   done = _execute(config_file, [job for _, _, job in planned], jobs, cores_per_job)
   for row, seed, job in planned:
