@@ -246,3 +246,35 @@ def test_compile_profile_times_each_backend_compile_under_its_program_name():
   total = sum(c for c, _ in stats.values())
   lines = compile_profile.table(stats, top=1).splitlines()
   assert lines[0].startswith(f"{total} compiles") and len(lines) == 4  # totals, header, rule, one row
+
+
+def test_code_spread_reads_a_hand_made_translated_set(tmp_path):
+  """`bench/code_spread.py` on two people × two flat images × three codes, code k brighter by 10k
+  levels and the second person by 50: the spread, the people's distance and the views are by hand."""
+  import numpy as np
+
+  from sagan_jax.experiments import translation
+
+  root = tmp_path / "translated"
+  names, pids = [], []
+  for index, (pid, level) in enumerate([(1, 100), (1, 100), (2, 150), (2, 150)]):
+    for code in range(3):
+      name = translation.image_name(index, code)
+      rgb = np.full((8, 4, 3), (level + 10 * code) / 127.5 - 1)
+      translation.write_image(str(root), name, rgb, np.ones((8, 4, 1)))
+      names.append(name)
+      pids.append(pid)
+  translation.write_labels(str(root), names, pids, [0] * len(names), {"num_codes": 3})
+  command = [sys.executable, "-m", "bench.code_spread", f"--workdir={tmp_path}", "--images=4"]
+  out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+  row = next(line for line in out.splitlines() if line.startswith("| translated |"))
+  cells = [c.strip() for c in row.strip("|").split("|")]
+  assert cells[1:3] == ["3", "4"]
+  assert float(cells[3]) == pytest.approx(15 / 255, abs=6e-4)  # codes 1 and 2: 10 and 20 levels
+  assert float(cells[4]) == pytest.approx(50 / 255, abs=6e-4)
+  assert float(cells[5]) == float(cells[6]) == 0.0  # a flat image under any view, border-padded
+  assert float(cells[7]) > 0.005  # the camera augment recolours it
+  empty = subprocess.run(
+    [*command[:3], f"--workdir={tmp_path / 'none'}"], check=False, cwd=ROOT, capture_output=True, text=True
+  )
+  assert empty.returncode == 2 and "no complete translated set under" in empty.stderr

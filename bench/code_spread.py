@@ -1,0 +1,124 @@
+"""How far apart a finished run's spatial codes put one image's translations, beside what the IDE's
+random augmentations move an image by (a table).
+
+    python -m bench.code_spread --workdir=runs/c2v_m10 [--images=60] [--seed=0]
+
+For every complete translated set under ``WORKDIR/translated`` (one per adaptation), on ``--images``
+source images spread evenly over the set, in mean absolute error on RGB in [0, 1]:
+
+* ``code spread``: each image's translations under codes 1 … M−1 against its code-0 translation
+  (M > 1 only): how different the views that SA-GAN [M=M] hands the IDE are;
+* ``two people``: code-0 translations of two different people, paired in a shuffled order (the
+  scale an identity lives at);
+* one row per IDE augmentation (`sagan_jax.reid.augment`), applied to the code-0 translations:
+  ``view`` (±0.02, the ``ide.augment=view`` control), the camera augment's own view alone (±0.08),
+  and the ``camera`` and ``camera_gains`` augments whole.
+
+``ide.augment=view``'s ±0.02 is the range whose figure matches the code spread of SA-GAN [M=10] on
+CUHK01 → VIPeR (docs/results.md): this table is how that was read, and how to read it for another
+pair.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import re
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from sagan_jax import cli
+from sagan_jax.errors import MissingInputError
+from sagan_jax.experiments import translation
+from sagan_jax.reid import augment
+
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "a finished run's workdir (its translated/ sets are read)", required=True
+)
+_IMAGES = flags.DEFINE_integer("images", 60, "source images per set, spread evenly over it", lower_bound=2)
+_SEED = flags.DEFINE_integer("seed", 0, "the pairing's shuffle and the augmentations' draws")
+
+_NAME = re.compile(r"(\d{7})_(\d{2})\.png$")
+AUGMENTS = {
+  "view (±0.02)": augment.VIEW,
+  "camera's view alone (±0.08)": dataclasses.replace(augment.VIEW, warp=augment.CAMERA.warp),
+  "camera": augment.CAMERA,
+  "camera_gains": augment.CAMERA_GAINS,
+}
+
+
+def translated_sets(workdir: str) -> list[str]:
+  """Every complete translated set under ``workdir/translated``, in sorted order."""
+  top = os.path.join(workdir, "translated")
+  roots = [d for d, _, files in os.walk(top) if translation.LABELS in files]
+  return sorted(r for r in roots if translation.is_complete(r))
+
+
+def by_source(names) -> dict[int, dict[int, int]]:
+  """``{source index: {code: position in names}}`` from the set's image names."""
+  out: dict[int, dict[int, int]] = {}
+  for i, name in enumerate(names):
+    match = _NAME.search(name)
+    if match is None:
+      raise MissingInputError(
+        f"{name!r}: not a translated image name (expected NNNNNNN_CC.png); translate the set again"
+      )
+    out.setdefault(int(match.group(1)), {})[int(match.group(2))] = i
+  return out
+
+
+def mae(a: np.ndarray, b: np.ndarray) -> float:
+  """Mean absolute difference of uint8 (or [0, 255]) images, in [0, 1] units."""
+  return float(np.mean(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))) / 255)
+
+
+def spread(source: translation.TranslatedSource, images: int, seed: int) -> dict[str, float]:
+  """The module docstring's figures for one set."""
+  codes = by_source(source.names)
+  indices = sorted(codes)
+  chosen = [indices[i] for i in np.unique(np.linspace(0, len(indices) - 1, images).round().astype(int))]
+  first = np.stack([source[codes[i][0]]["image"] for i in chosen])
+  people = np.asarray([source.person_ids[codes[i][0]] for i in chosen])
+  out = {"codes": max(len(c) for c in codes.values()), "images": len(chosen)}
+  between = [mae(source[codes[i][k]]["image"], first[n]) for n, i in enumerate(chosen) for k in codes[i] if k != 0]
+  out["code spread"] = float(np.mean(between)) if between else float("nan")
+  order = np.random.default_rng(seed).permutation(len(chosen))
+  pairs = [(a, b) for a, b in itertools.pairwise(order) if people[a] != people[b]]
+  out["two people"] = float(np.mean([mae(first[a], first[b]) for a, b in pairs])) if pairs else float("nan")
+  x = first.astype(np.float32) / 127.5 - 1
+  for name, ranges in AUGMENTS.items():
+    moved = np.asarray(augment.camera(jax.random.key(seed), x, ranges))
+    out[name] = mae((moved + 1) * 127.5, (x + 1) * 127.5)
+  return out
+
+
+def table(workdir: str, images: int, seed: int) -> str:
+  """The markdown table of every translated set under ``workdir``."""
+  roots = translated_sets(workdir)
+  if not roots:
+    raise MissingInputError(
+      f"no complete translated set under {os.path.join(workdir, 'translated')}: pass the workdir of a run whose "
+      "translate stage has finished"
+    )
+  rows = {os.path.relpath(r, workdir): spread(translation.TranslatedSource(r), images, seed) for r in roots}
+  columns = list(next(iter(rows.values())))
+  lines = ["| translated set | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+  for name, row in rows.items():
+    cells = [f"{row[c]:d}" if isinstance(row[c], int) else f"{row[c]:.3f}" for c in columns]
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def main(argv) -> None:
+  del argv
+  cli.quiet_logging()
+  text = cli.exit_on_user_error(table, _WORKDIR.value, _IMAGES.value, _SEED.value)
+  print("Mean absolute error, RGB in [0, 1] (`python -m bench.code_spread`)\n")
+  print(text)
+
+
+if __name__ == "__main__":
+  app.run(main)
