@@ -33,6 +33,7 @@ SMALLEST = {
   "bench_convs": ["--net=sagan_synthetic", "--batch=1", "--height=16", "--width=8", "--repeats=1", "--impl=both"],
   "bench_pipeline": ["--height=32", "--width=16", "--ids=3", "--batch=4", "--batches=2", "--threads=1", "--sizes=16x8"],
   "bench_compile_options": ["--batch=1", "--height=16", "--width=8", "--calls=1", "--options=default"],
+  "bench_checkpoint": ["--scale=synthetic", "--devices=2", "--saves=2", "--restores=1"],
 }
 
 
