@@ -14,9 +14,9 @@ source images spread evenly over the set, in mean absolute error on RGB in [0, 1
   ``view`` (±0.02, the ``ide.augment=view`` control), the camera augment's own view alone (±0.08),
   and the ``camera`` and ``camera_gains`` augments whole.
 
-``ide.augment=view``'s ±0.02 is the range whose figure matches the code spread of SA-GAN [M=10] on
-CUHK01 → VIPeR (docs/results.md): this table is how that was read, and how to read it for another
-pair.
+``ide.augment=view``'s ±0.02 is the range whose figure matched the code spread of SA-GAN [M=10] on
+the first CUHK01 → VIPeR development pair; other runs' codes spread up to twice as far (docs/results.md):
+this table is how to read both for another run or pair.
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ reference IDE uses it (`sagan_jax.experiments.report`), so that ``identity_kept`
 camera-like change of colour or view as a lost identity. The ranges are `CAMERA`'s; the default
 ``"none"`` is the paper's IDE (flips only). A full channel mix teaches a network to ignore hue, so that
 recolouring a person's clothes keeps their identity in its features; the gains keep hue apart
-(BENCHMARKS.md §7). ``"view"`` is the viewpoint alone, at ±0.02: the spread the learnt spatial codes
-give between one photograph's ten translations (docs/results.md, "Ten spatial codes"), the control
-that says what SA-GAN [M=10] adds beyond that many random views of M = 1's images.
+(BENCHMARKS.md §7). ``"view"`` is the viewpoint alone, at ±0.02: sized to the spread between one
+photograph's ten translations under the learnt spatial codes on CUHK01 → VIPeR (`bench/code_spread.py`;
+other runs' codes spread up to twice as far, docs/results.md, the fifteenth round on photographs), the
+control that says what SA-GAN [M=10] adds beyond that many random views of M = 1's images.
 """
 
 from __future__ import annotations
