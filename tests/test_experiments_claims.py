@@ -175,3 +175,15 @@ def test_compare_command_reads_finished_workdirs_and_names_a_missing_one(tmp_pat
   (other / "results.json").write_text(json.dumps(_two_camera(9.0, 9.0, 17.0, 15.0)))
   out = run(",".join(dirs["base"]), f"{dirs['cand'][0]},{other}")
   assert out.returncode == 2 and "evaluates cuhk01_viper on viper" in out.stderr and out.stdout == ""
+
+
+def test_a_two_camera_result_is_scored_on_both_directions_averaged():
+  # As the real-photo tables report it: A→B 6 / 12 and B→A 8 / 16 give 7 / 14.
+  tables = {
+    "a2b": {"mean": {"R-1": 6.0, "R-5": 10.0, "R-10": 20.0, "mAP": 12.0}},
+    "b2a": {"mean": {"R-1": 8.0, "R-5": 12.0, "R-10": 22.0, "mAP": 16.0}},
+  }
+  result = {"protocol": "two_camera", "target": "viper", "tables": tables}
+  assert claims.metric_values(result) == {"R-1": 7.0, "R-5": 11.0, "R-10": 21.0, "mAP": 14.0}
+  text = claims.markdown({"original": dict.fromkeys(range(5), result)}, "t", {"original": "Original"})
+  assert "(mean of VIPeR-CamA and VIPeR-CamB;" in text and "| Original | 5 | 7.0 ± 0.0 |" in text
