@@ -24,6 +24,13 @@ report's target sample):
   the target's: what this reference says of a framing change as large as the target asks for, with
   nothing else changed.
 
+Below the table, the same two figures along G1's change (`blend`): S1(x) + α·(G1(S1(x)) − S1(x)) for
+α from 0 (the warp alone) to 1 (the translation), over the whole image and over the person only
+(the background by G1 throughout: α = 0 is "person kept, background by G1"). Each endpoint repeats a
+row of the table above; in between they say how much of the domain gap a translation in G1's own
+direction closes at each level of kept identities, so whether one level meets both of the issue's
+targets (the gap at most 0.8 of its raw figure, ``identity_kept`` at least 0.9) on this run.
+
 Above the table, how G1 recolours the person (`person_colours`: brightness before and after, and how
 well each person keeps their place in the palette); below it, the framing of the source masks, S1's
 warped masks, the reframed masks and the target's masks: each `translation_metrics.FRAMING`
@@ -56,6 +63,9 @@ _CONFIG = cli.define_config_file("config", None, "the finished run's config file
 _WORKDIR = flags.DEFINE_string("workdir", None, "the finished run's workdir", required=True)
 _REFERENCE_SEED = flags.DEFINE_integer(
   "reference_seed", 0, "which reference IDE scores the rows (trained and cached if it is not yet)", lower_bound=0
+)
+_ALPHAS = flags.DEFINE_list(
+  "alphas", ["0", "0.25", "0.5", "0.75", "1"], "the levels of G1's change the last table scores"
 )
 _BATCH = 64
 
@@ -92,6 +102,13 @@ def person_colours(before: np.ndarray, after: np.ndarray, person: np.ndarray) ->
     "brightness_after": (float(a.mean(1).mean()), float(a.mean(1).std())),
     "colour_correlation": corr,
   }
+
+
+def blend(start: np.ndarray, end: np.ndarray, alpha: float, region: np.ndarray | None = None) -> np.ndarray:
+  """``(1 − alpha)·start + alpha·end`` (exactly ``start`` at 0 and ``end`` at 1); with ``region[B, H, W, 1]``
+  (0 or 1) only there, ``end`` elsewhere."""
+  mixed = (1 - alpha) * start + alpha * end
+  return mixed if region is None else region * mixed + (1 - region) * end
 
 
 def low_frequency_share(change: np.ndarray, cutoff: float = 0.25) -> float:
@@ -143,10 +160,16 @@ def main(argv) -> None:
   del argv
   layers = cli.cpu_setup()
   cli.quiet_logging()
-  cli.exit_on_user_error(measure, _CONFIG.value, _WORKDIR.value, layers, _REFERENCE_SEED.value)
+  try:
+    alphas = [float(a) for a in _ALPHAS.value]
+  except ValueError:
+    alphas = [-1.0]
+  if not all(0.0 <= a <= 1.0 for a in alphas):
+    raise app.UsageError(f"--alphas={','.join(_ALPHAS.value)}: give numbers in [0, 1], comma-separated")
+  cli.exit_on_user_error(measure, _CONFIG.value, _WORKDIR.value, layers, _REFERENCE_SEED.value, alphas)
 
 
-def measure(config, workdir: str, layers, reference_seed: int = 0) -> None:
+def measure(config, workdir: str, layers, reference_seed: int = 0, alphas=(0.0, 0.25, 0.5, 0.75, 1.0)) -> None:
   with stages.opened(config, workdir, layers=layers) as run:
     instrument = report.Instrument(run, reference_seed)
     a = instrument.adaptations[0]
@@ -229,8 +252,10 @@ def measure(config, workdir: str, layers, reference_seed: int = 0) -> None:
     "\n| images | domain_gap | identity_kept | identity_rank1 | cross-camera kept | artifact_energy |"
     "\n|---|---|---|---|---|---|"
   )
+  as_source = lambda images: report.ArraySource(report.as_uint8(images), pids)
+  score = lambda images: instrument.score(rows, as_source(images), own, pids, own)
   for name, images in cases.items():
-    array = report.ArraySource(report.as_uint8(images), pids)
+    array = as_source(images)
     s = instrument.score(rows, array, own, pids, own)
     cross = cross_camera_rank1(unit(instrument.features(array, own)), gallery, pids, cameras) / max(cross_raw, 1e-12)
     print(
@@ -243,6 +268,14 @@ def measure(config, workdir: str, layers, reference_seed: int = 0) -> None:
     spreads = ", ".join(f"{v:.3f}" for v in transforms.std(0))
     layout = f"{model.config.transform}, `geometry`'s layout"
     print(f"S1's parameters ({layout}): mean {means}; standard deviation {spreads}.")
+  print(
+    "\nAlong G1's change, S1(x) + α·(G1(S1(x)) − S1(x)): domain_gap over its raw figure, identity_kept\n"
+    "\n| α | whole image | the person's change alone, background by G1 |\n|---|---|---|"
+  )
+  for alpha in alphas:
+    whole, alone = score(blend(spatial, adapted, alpha)), score(blend(spatial, adapted, alpha, person))
+    cell = lambda s: f"{s['domain_gap'] / s['domain_gap_raw']:.3f} / {s['identity_kept']:.3f}"
+    print(f"| {alpha:.2f} | {cell(whole)} | {cell(alone)} |")
   if not framed:
     print("\nNo framing: the source or the target has no person masks of its own.")
     return

@@ -168,6 +168,16 @@ def test_identity_decomposition_helpers_by_hand():
   # Camera 0's queries search rows 3–4: row 0 → row 3 (pid 2, miss), row 1 → row 3 (miss), row 2 → 3 (hit);
   # camera 1's search rows 0–2: row 3 → row 0 (pid 1, miss), row 4 → row 2 (pid 2, miss).
   assert d.cross_camera_rank1(features, features, pids, cameras) == pytest.approx(1 / 5)
+  # Blends: the ends exactly, halfway the mean; with a region, the end outside it.
+  start, end = rng.uniform(-1, 1, (2, 4, 3, 3)), rng.uniform(-1, 1, (2, 4, 3, 3))
+  np.testing.assert_array_equal(d.blend(start, end, 0.0), start)
+  np.testing.assert_array_equal(d.blend(start, end, 1.0), end)
+  np.testing.assert_allclose(d.blend(start, end, 0.5), (start + end) / 2)
+  region = np.zeros((2, 4, 3, 1))
+  region[:, :2] = 1.0
+  half = d.blend(start, end, 0.25, region)
+  np.testing.assert_allclose(half[:, :2], 0.75 * start[:, :2] + 0.25 * end[:, :2])
+  np.testing.assert_array_equal(half[:, 2:], end[:, 2:])
   # Person colours: a change that keeps each person's colour up to one brightening keeps the
   # correlation at 1 and moves the brightness by its shift; an image without a person is left out.
   before = rng.uniform(-0.6, 0.2, (5, 4, 3, 3))

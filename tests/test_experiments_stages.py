@@ -189,6 +189,7 @@ def test_identity_decomposition_benchmark_reads_the_finished_run(end_to_end, ben
   _, workdir = end_to_end
   out = _bench_on_finished_run("identity_decomposition", bench, workdir)
   identity, framing = out.stdout.split("| masks |")
+  identity, along = identity.split("\n| α |")
   rows = [line for line in identity.splitlines() if line.startswith("| ") and not line.startswith("| images")]
   assert len(rows) == 9 and rows[0].startswith("| S1(x)") and rows[1].startswith("| G1(S1(x))")
   assert rows[6].startswith("| S1's mean warp, every image |") and rows[7].startswith("| G1 on S1's mean warp |")
@@ -206,6 +207,21 @@ def test_identity_decomposition_benchmark_reads_the_finished_run(end_to_end, ben
     assert 0.0 <= rank1 <= 1.0 and np.isfinite([kept, cross, energy]).all()
     assert np.isfinite(float(cells[1].split(" (raw ")[0]))
   assert re.search(r"the colour map explains -?[0-9.]+ of its variance", out.stdout)
+  # Along G1's change: each end repeats a row above (the warp alone, the translation, the person kept).
+  cells = lambda row: [c.strip() for c in row.strip("|").split("|")]
+  table = {cells(r)[0]: cells(r) for r in rows}
+  along_rows = map(cells, along.splitlines()[2:7])
+  blends = {float(r[0]): [tuple(map(float, c.split(" / "))) for c in r[1:]] for r in along_rows}
+  assert list(blends) == [0.0, 0.25, 0.5, 0.75, 1.0]
+  for (alpha, column), name in {
+    (0.0, 0): "S1(x): the warp alone",
+    (1.0, 0): "G1(S1(x)): the translation",
+    (0.0, 1): "person kept, background by G1",
+    (1.0, 1): "G1(S1(x)): the translation",
+  }.items():
+    gap, raw = (float(v) for v in table[name][1].rstrip(")").split(" (raw "))
+    assert blends[alpha][column][1] == float(table[name][2])  # the same images: the same identities kept
+    assert blends[alpha][column][0] == pytest.approx(gap / raw, abs=0.06 * (1 + gap / raw) / raw)  # gaps shown to 0.1
   assert out.stdout.startswith("Reference IDE seed 0. ")  # the report's first reference unless told otherwise
 
 
