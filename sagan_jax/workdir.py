@@ -62,6 +62,7 @@ ADDED_FIELDS = {
   "sagan.spatial_critics": "both",
   "sagan.camera_critics": False,
   "translate.region": "frame",
+  "translate.strength": 1.0,
 }
 # Sections that compute nothing while a switch is off: compared only when either config turns it on.
 SWITCHED_SECTIONS = {"reid_teacher.": ("sagan.lambda_reid", 0.0)}

@@ -224,6 +224,14 @@ def test_an_unknown_translation_region_is_refused_by_name():
     config_lib.check(c)
 
 
+def test_a_translation_strength_outside_zero_to_one_is_refused_by_name():
+  c = config_lib.cpu_scale(config_lib.base_config())
+  assert c.translate.strength == 1.0  # the paper's translation
+  c.translate.strength = 1.2
+  with pytest.raises(ConfigError, match=r"config.translate.strength=1.2: expected a share of G1's change in \[0, 1\]"):
+    config_lib.check(c)
+
+
 def test_the_reference_ide_trains_longer_with_its_learning_rate_steps_stretched_alike():
   c = config_lib.cpu_scale(config_lib.base_config())
   reference = config_lib.reference_config(c)

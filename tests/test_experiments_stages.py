@@ -283,22 +283,28 @@ def test_detail_decomposition_benchmark_reads_the_finished_run(end_to_end, bench
   assert g1_person == pytest.approx(rows["central view: true warp, G1"], abs=2e-3) and g1_person[1] > 0.0
 
 
-def test_translating_a_finished_run_with_another_region_scores_its_fidelity_again(end_to_end, tmp_path):
-  """`translate.region` changed on a finished run (`--allow_config_change`): the translate stage
-  rescores ``sagan/fidelity.json`` on the composite the IDE will learn from. Its warps, and so
-  every geometric score, are the frame's; its image scores are not; ``frame`` holds the run's own
-  held-out scores; a second pass leaves the file alone."""
+@pytest.mark.parametrize("region, strength", [("person", 1.0), ("frame", 0.5)])
+def test_translating_a_finished_run_with_another_region_scores_its_fidelity_again(
+  end_to_end, tmp_path, region, strength
+):
+  """`translate.region` or `translate.strength` changed on a finished run (`--allow_config_change`):
+  the translate stage rescores ``sagan/fidelity.json`` on the composite the IDE will learn from. Its
+  warps, and so every geometric score, are the frame's; its image scores are not; ``frame`` holds
+  the run's own held-out scores; a second pass leaves the file alone."""
   config, done = copy.deepcopy(end_to_end[0]), pathlib.Path(end_to_end[1])
   workdir = tmp_path / "run"
   shutil.copytree(done, workdir, ignore=shutil.ignore_patterns("translated", "ide*", "results.*", "tensorboard"))
-  config.stages, config.translate.region = "translate", "person"
+  config.stages, config.translate.region, config.translate.strength = "translate", region, strength
   stages.train(config, str(workdir), allow_config_change=True)
   with open(done / "sagan" / "fidelity.json") as f:
     before = json.load(f)
   path = workdir / "sagan" / "fidelity.json"
   with open(path) as f:
     after = json.load(f)
-  assert before["region"] == "frame" and after["region"] == "person"
+  assert before["region"] == "frame" and after["region"] == region
+  assert "strength" not in before and after.get("strength", 1.0) == strength
+  with open(workdir / "translated" / "labels.json") as f:
+    assert json.load(f)["meta"]["strength"] == strength
   assert after["frame"]["pixel_error"] == before["pixel_error"]
   assert after["frame"]["detail_error"] == before["detail_error"]
   for k in ("viewpoint_error", "coverage_error", "precision_error", "code_diversity"):

@@ -23,8 +23,9 @@ def test_a_translated_set_is_keyed_to_its_source_list_translator_and_codes(tmp_p
     translation.fingerprint(["a.jpg", "b.jpg", "c.jpg"], {"G1": {"w": jnp.zeros((2, 2))}}, 1, 7),  # retrained
     translation.fingerprint(["a.jpg", "b.jpg", "c.jpg"], params, 10, 7),  # another M
     translation.fingerprint(["a.jpg", "b.jpg", "c.jpg"], params, 1, 7, "person"),  # G1 on the person only
+    translation.fingerprint(["a.jpg", "b.jpg", "c.jpg"], params, 1, 7, "frame", 0.5),  # half of G1's change
   ]
-  assert "region" not in inputs  # sets written before the option keep their key
+  assert "region" not in inputs and "strength" not in inputs  # sets written before the options keep their key
   assert all(o != inputs for o in others)
 
   root = str(tmp_path / "translated")

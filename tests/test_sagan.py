@@ -683,6 +683,17 @@ def test_a_translation_region_keeps_g1_on_one_side_of_the_mask_and_the_warped_so
   assert float(change[outside].max()) > 1e-3 and float(change[inside].max()) > 1e-3  # G1 changed both sides
   with pytest.raises(ValueError, match="region must be one of"):
     translate(model, params, x, x_mask, 2, jax.random.PRNGKey(2), "face")
+  # A strength keeps that share of G1's change where its pixels are kept, and the warp whole.
+  key = jax.random.PRNGKey(2)
+  quarter, quarter_masks, _ = translate(model, params, x, x_mask, 2, key, "frame", 0.25)
+  np.testing.assert_array_equal(quarter_masks, masks)
+  np.testing.assert_allclose(quarter, 0.75 * x[:, None] + 0.25 * whole, atol=1e-5)
+  person_half, _, _ = translate(model, params, x, x_mask, 2, key, "person", 0.5)
+  np.testing.assert_allclose(person_half, masks * (x[:, None] + whole) / 2 + (1 - masks) * x[:, None], atol=1e-5)
+  warp_alone, _, _ = translate(model, params, x, x_mask, 2, key, "frame", 0.0)
+  np.testing.assert_allclose(warp_alone, jnp.broadcast_to(x[:, None], warp_alone.shape), atol=1e-5)
+  with pytest.raises(ValueError, match=r"strength must lie in \[0, 1\], got 1.5"):
+    translate(model, params, x, x_mask, 2, key, "frame", 1.5)
 
 
 # --------------------------------------------------------------------------------------------------

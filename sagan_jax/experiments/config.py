@@ -100,6 +100,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Where the translated set keeps G1's pixels: "frame" (the paper), or only on the "person" or the
   # "background", S1(x) elsewhere (our option, a diagnostic: docs/results.md, the composites).
   c.translate.region = "frame"
+  # The share of G1's change the translated set keeps, (1 − s)·S1(x) + s·G1(S1(x)): 1 is the paper;
+  # under 1 the warp is whole and the recolouring weaker (our option: docs/training.md).
+  c.translate.strength = 1.0
 
   c.ide = ide_config()
   c.ide.log_every = 50
@@ -232,6 +235,8 @@ def check(c, devices: int | None = None) -> tuple[str, ...]:
   viewpoints.parse(c.data.viewpoint_groups)
   if c.translate.region not in sagan_steps.REGIONS:
     raise ConfigError(f"config.translate.region={c.translate.region!r}: expected one of {sagan_steps.REGIONS}")
+  if not 0.0 <= c.translate.strength <= 1.0:
+    raise ConfigError(f"config.translate.strength={c.translate.strength!r}: expected a share of G1's change in [0, 1]")
   if c.data.target_adaptation not in SPLIT_MODES:
     raise ConfigError(f"config.data.target_adaptation={c.data.target_adaptation!r}: expected one of {SPLIT_MODES}")
   if "masks" in stages and c.data.masks == "unet" and c.sagan.use_mask and not c.masks.images_dir:

@@ -60,24 +60,26 @@ def final_scores(run: Run, translators, key) -> dict:
   and ``references`` (trivial translations on the held-out set).
 
   The images scored are those the translate stage writes for the IDE: with
-  ``config.translate.region`` other than ``"frame"`` (named in ``region``), the composite, and
-  ``frame`` holds G1's whole output's held-out scores beside it.
+  ``config.translate.region`` other than ``"frame"`` (named in ``region``) or a
+  ``config.translate.strength`` under 1 (named in ``strength``), the composite, and ``frame`` holds
+  G1's whole output's held-out scores beside it.
   ``translators``: ``[(model, params, adaptation)]`` (one per viewpoint group, scored as one set).
   """
-  region = run.config.translate.region
+  region, strength = run.config.translate.region, float(run.config.translate.strength)
   out = {}
   for which in paired.SETS:
     sets = [(model, params, paired_set(run, a, which)) for model, params, a in translators]
-    out[which] = paired.measure_groups(sets, key, paired.FINAL_CODES, region)
+    out[which] = paired.measure_groups(sets, key, paired.FINAL_CODES, region, strength)
   heldout = paired.join([paired_set(run, a) for _, _, a in translators])
   stats = paired.target_statistics(run.datasets.synthetic_dir, run.image_size)
   frame = {}
-  if region != "frame":
+  if region != "frame" or strength != 1.0:
     sets = [(model, params, paired_set(run, a)) for model, params, a in translators]
     frame = {"frame": paired.measure_groups(sets, key, paired.FINAL_CODES)}
   return {
     **out["heldout"],
     "region": region,
+    **({} if strength == 1.0 else {"strength": strength}),  # files scored before the option stay valid
     "train": out["train"],
     **frame,
     "references": paired.references(heldout, stats),
@@ -135,7 +137,7 @@ def sagan_hooks(run: Run, a: plan_lib.Adaptation, model: SAGAN) -> loop.Hooks:
 
 
 def scored_as(run: Run) -> dict[str, str] | None:
-  """How ``sagan/fidelity.json`` was scored: its ``region`` (``translate.region``), ``code_draw`` and
+  """How ``sagan/fidelity.json`` was scored: its ``region`` (``translate.region``), ``strength``, ``code_draw`` and
   ``detail_definition`` (the values files written before each field imply), or None when there is
   no such file."""
   path = run.path("sagan", FIDELITY_FILE)
@@ -145,6 +147,7 @@ def scored_as(run: Run) -> dict[str, str] | None:
     scores = json.load(f)
   return {
     "region": scores.get("region", "frame"),
+    "strength": scores.get("strength", 1.0),
     "code_draw": scores.get("code_draw", CODES_DRAWN),
     "detail_definition": scores.get("detail_definition", DETAIL_BEFORE_FIELD),
   }
@@ -152,7 +155,7 @@ def scored_as(run: Run) -> dict[str, str] | None:
 
 def rescore_if_stale(run: Run, translators) -> None:
   """Scores a finished run's ``sagan/fidelity.json`` again when it no longer describes what this
-  version would write: the run is translated with another ``translate.region`` than it was scored
+  version would write: the run is translated with another ``translate.region`` or ``strength`` than it was scored
   on, its categorical codes were drawn at random, or its ``detail_error`` has an older definition.
   So ``results.json`` ``fidelity`` always describes the images the IDE learns from, in today's
   units. ``translators`` as `write_joint_fidelity`'s; process 0 writes.
@@ -161,6 +164,7 @@ def rescore_if_stale(run: Run, translators) -> None:
   scored = scored_as(run)
   wanted = {
     "region": run.config.translate.region,
+    "strength": float(run.config.translate.strength),
     "code_draw": code_draw(run.config),
     "detail_definition": DETAIL_DEFINITION,
   }

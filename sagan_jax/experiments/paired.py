@@ -137,10 +137,10 @@ def warp_corners(model: SAGAN, p: jax.Array) -> jax.Array:
   return fidelity.map_corners(stm_lib.transform_matrices(p, model.transform))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "region"))
-def _translate_fixed_codes(model: SAGAN, params, images, masks, codes, region: str = "frame"):
+@functools.partial(jax.jit, static_argnames=("model", "region", "strength"))
+def _translate_fixed_codes(model: SAGAN, params, images, masks, codes, region: str = "frame", strength: float = 1.0):
   """``(adapted [M, B, H, W, 3], corners [M, B, 4, 2])`` for codes ``[M, Z]`` shared by every image;
-  ``region`` as the translate stage's (`sagan_steps.keep_region`)."""
+  ``region`` and ``strength`` as the translate stage's (`sagan_steps.keep_region`)."""
   masks = model.masks_for_input(masks)
 
   def one_code(z):
@@ -149,7 +149,7 @@ def _translate_fixed_codes(model: SAGAN, params, images, masks, codes, region: s
       corners = jnp.broadcast_to(jnp.asarray(fidelity.CORNERS, jnp.float32), (images.shape[0], 4, 2))
     else:
       corners = warp_corners(model, a.transform)
-    return sagan_steps.keep_region(a, region), corners
+    return sagan_steps.keep_region(a, region, strength), corners
 
   return jax.lax.map(one_code, codes)
 
@@ -162,6 +162,7 @@ def translate_fixed(
   num_codes: int = TRAINING_CODES,
   batch_size: int = 64,
   region: str = "frame",
+  strength: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
   """``(adapted [M, N, H, W, 3], corners [M, N, 4, 2])`` of the paired images under ``num_codes`` fixed codes.
 
@@ -169,14 +170,15 @@ def translate_fixed(
   codes) are shared by every image, so "code k" names one warp policy; pass the same key at every
   call to follow the same codes through training. ``params`` must be addressable from this process
   (`parallel.local_copy`). ``region``: where G1's pixels are kept, as in the translate stage
-  (`config.translate.region`), so the images scored are the ones the IDE learns from.
+  (`config.translate.region`), and ``strength`` the share of G1's change kept there
+  (`config.translate.strength`), so the images scored are the ones the IDE learns from.
   """
   codes = model.fixed_codes(key, num_codes)
   adapted, corners = [], []
   for start in range(0, len(paired.source), batch_size):
     chunk = paired.source[start : start + batch_size]
     a, c = _translate_fixed_codes(
-      model, params, jnp.asarray(chunk[..., :3]), jnp.asarray(chunk[..., 3:]), codes, region
+      model, params, jnp.asarray(chunk[..., :3]), jnp.asarray(chunk[..., 3:]), codes, region, strength
     )
     adapted.append(np.asarray(a))
     corners.append(np.asarray(c))
@@ -284,13 +286,19 @@ def join(parts: list[PairedSet]) -> PairedSet:
   )
 
 
-def measure_groups(translators, key: jax.Array, num_codes: int = FINAL_CODES, region: str = "frame") -> dict:
+def measure_groups(
+  translators, key: jax.Array, num_codes: int = FINAL_CODES, region: str = "frame", strength: float = 1.0
+) -> dict:
   """The fidelity of several translators, each on its own share of the paired images, scored as one set.
 
   ``translators``: ``(model, params, paired_subset)`` triples (one per viewpoint group); ``region``
-  as `translate_fixed`'s.
+  and ``strength`` as `translate_fixed`'s.
   """
-  parts = [(s, *translate_fixed(m, p, s, key, num_codes, region=region)) for m, p, s in translators if len(s.names)]
+  parts = [
+    (s, *translate_fixed(m, p, s, key, num_codes, region=region, strength=strength))
+    for m, p, s in translators
+    if len(s.names)
+  ]
   joined = join([p[0] for p in parts])
   return score(joined, np.concatenate([p[1] for p in parts], axis=1), np.concatenate([p[2] for p in parts], axis=1))
 

@@ -57,9 +57,12 @@ def write_labels(root: str, names: Sequence[str], person_ids, camera_ids, meta: 
   fileio.write_text_atomic(os.path.join(root, LABELS), json.dumps(labels))
 
 
-def fingerprint(source_names: Sequence[str], params, num_codes: int, seed: int, region: str = "frame") -> dict:
+def fingerprint(
+  source_names: Sequence[str], params, num_codes: int, seed: int, region: str = "frame", strength: float = 1.0
+) -> dict:
   """What a translated set is made from: the source images in order, the translator's parameters, M,
-  the codes' seed and (when not the whole frame) where G1's pixels are kept."""
+  the codes' seed and (when not the whole frame, or not the whole change) where G1's pixels are kept
+  and how much of its change."""
   names = hashlib.sha256("\n".join(source_names).encode()).hexdigest()
   weights = hashlib.sha256()
   for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(params), key=lambda kv: jax.tree_util.keystr(kv[0])):
@@ -72,6 +75,7 @@ def fingerprint(source_names: Sequence[str], params, num_codes: int, seed: int, 
     "num_codes": num_codes,
     "seed": seed,
     **({} if region == "frame" else {"region": region}),  # sets made before the option stay valid
+    **({} if strength == 1.0 else {"strength": strength}),
   }
 
 
@@ -149,8 +153,8 @@ def translate(run: Run, a: plan_lib.Adaptation, model, params) -> None:
   num_codes, batch = c.sagan.num_codes, c.translate.batch_size
   seed = run.seed("translate")
   params = parallel.local_copy(params)
-  region = c.translate.region
-  inputs = fingerprint([str(n) for n in labels["filename"][indices]], params, num_codes, seed, region)
+  region, strength = c.translate.region, float(c.translate.strength)
+  inputs = fingerprint([str(n) for n in labels["filename"][indices]], params, num_codes, seed, region, strength)
   if is_complete(root, inputs):
     logging.info("%s: complete, skipped", name)
     return
@@ -184,6 +188,7 @@ def translate(run: Run, a: plan_lib.Adaptation, model, params) -> None:
           num_codes,
           jax.random.fold_in(base_key, k),
           region,
+          strength,
         )
         adapted, masks = np.asarray(adapted), np.asarray(masks)
         for i in range(valid):
@@ -197,6 +202,7 @@ def translate(run: Run, a: plan_lib.Adaptation, model, params) -> None:
     meta = {
       "num_codes": num_codes,
       "region": region,
+      "strength": strength,
       "source_images": count,
       "variant": c.variant,
       "adaptation": a.name,

@@ -187,18 +187,24 @@ def make_steps(
 REGIONS = ("frame", "person", "background")  # where a translation keeps G1's pixels
 
 
-def keep_region(a, region: str) -> jax.Array:
+def keep_region(a, region: str, strength: float = 1.0) -> jax.Array:
   """The translation of ``a`` (`SAGAN.adapt`'s output) with G1's pixels kept in ``region`` only and
-  the spatially adapted source S1(x) elsewhere; ``"frame"`` is G1's whole output."""
+  the spatially adapted source S1(x) elsewhere; ``"frame"`` is G1's whole output.
+
+  ``strength`` s < 1 keeps that share of G1's change where its pixels are kept,
+  ``(1 − s)·S1(x) + s·G1(S1(x))``: the same warp, a weaker recolouring (0 is S1(x) alone)."""
   if region not in REGIONS:
     raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
+  if not 0.0 <= strength <= 1.0:
+    raise ValueError(f"strength must lie in [0, 1], got {strength!r}")
+  adapted = a.adapted if strength == 1.0 else (1 - strength) * a.spatial + strength * a.adapted
   if region == "frame":
-    return a.adapted
+    return adapted
   keep = a.mask if region == "person" else 1 - a.mask
-  return keep * a.adapted + (1 - keep) * a.spatial
+  return keep * adapted + (1 - keep) * a.spatial
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_codes", "region"))
+@functools.partial(jax.jit, static_argnames=("model", "num_codes", "region", "strength"))
 def translate(
   model: SAGAN,
   params: dict,
@@ -207,6 +213,7 @@ def translate(
   num_codes: int,
   key: jax.Array,
   region: str = "frame",
+  strength: float = 1.0,
 ):
   """Multi-modal X→Y translation: ``num_codes`` (M) spatial codes per source image.
 
@@ -220,6 +227,7 @@ def translate(
     region: where G1's pixels are kept: ``"frame"``, everywhere (the paper); ``"person"``, inside
       the warped mask only, or ``"background"``, outside it, the spatially adapted source S1(x)
       elsewhere (our option, for finding where a translation helps or hurts).
+    strength: the share of G1's change kept there (`keep_region`); 1 is the paper's translation.
 
   Returns:
     ``(adapted [B, M, H, W, 3], masks [B, M, H, W, 1], transforms [B, M, P])``; transforms are
@@ -233,7 +241,7 @@ def translate(
   def one_code(z):
     a = model.adapt(params, XY, images, masks, z)
     p = a.transform if a.transform is not None else jnp.zeros((images.shape[0], model.num_transform_params))
-    return keep_region(a, region), a.mask, p
+    return keep_region(a, region, strength), a.mask, p
 
   adapted, warped_masks, transforms = jax.vmap(one_code)(codes)
   to_batch_major = lambda t: jnp.swapaxes(t, 0, 1)
