@@ -111,6 +111,43 @@ def blend(start: np.ndarray, end: np.ndarray, alpha: float, region: np.ndarray |
   return mixed if region is None else region * mixed + (1 - region) * end
 
 
+GAP_TARGET, KEPT_TARGET = 0.8, 0.9  # issue 36's: the gap at most 0.8 of raw, identities kept at least 0.9
+
+
+def targets_along(alphas, gap_ratios, kept, steps: int = 2001) -> dict:
+  """Where both translation targets hold along G1's change, read between the scored levels linearly.
+
+  ``window``: ``(lowest, highest)`` α with gap/raw ≤ `GAP_TARGET` and kept ≥ `KEPT_TARGET`, or None;
+  ``balance``: the α where the two shortfalls are equal (gap/raw − 0.8 = 0.9 − kept), None when they
+  never cross between the lowest and highest level scored."""
+  order = np.argsort(alphas)
+  a = np.asarray(alphas, np.float64)[order]
+  grid = np.linspace(a[0], a[-1], steps)
+  g = np.interp(grid, a, np.asarray(gap_ratios, np.float64)[order])
+  k = np.interp(grid, a, np.asarray(kept, np.float64)[order])
+  both = (g <= GAP_TARGET) & (k >= KEPT_TARGET)
+  window = (float(grid[both].min()), float(grid[both].max())) if both.any() else None
+  excess = (g - GAP_TARGET) - (KEPT_TARGET - k)
+  crossing = np.nonzero(np.diff(np.sign(excess)))[0]
+  balance = None
+  if excess[0] == 0 or len(crossing):
+    i = 0 if excess[0] == 0 else crossing[0]
+    x0, x1, y0, y1 = grid[i], grid[min(i + 1, steps - 1)], excess[i], excess[min(i + 1, steps - 1)]
+    balance = float(x0 if y1 == y0 else x0 - y0 * (x1 - x0) / (y1 - y0))
+  return {"window": window, "balance": balance}
+
+
+def parse_alphas(values) -> list[float]:
+  """``--alphas``: numbers in [0, 1]; anything else is the flag's one error."""
+  try:
+    alphas = [float(v) for v in values]
+  except ValueError:
+    alphas = []
+  if not alphas or not all(0.0 <= a <= 1.0 for a in alphas):
+    raise app.UsageError(f"--alphas={','.join(values)}: give numbers in [0, 1], comma-separated")
+  return alphas
+
+
 def low_frequency_share(change: np.ndarray, cutoff: float = 0.25) -> float:
   """Share of ``change[B, H, W, C]``'s spectral power (mean removed per image) at or below ``cutoff``
   × Nyquist in both axes."""
@@ -160,12 +197,7 @@ def main(argv) -> None:
   del argv
   layers = cli.cpu_setup()
   cli.quiet_logging()
-  try:
-    alphas = [float(a) for a in _ALPHAS.value]
-  except ValueError:
-    alphas = [-1.0]
-  if not all(0.0 <= a <= 1.0 for a in alphas):
-    raise app.UsageError(f"--alphas={','.join(_ALPHAS.value)}: give numbers in [0, 1], comma-separated")
+  alphas = parse_alphas(_ALPHAS.value)
   cli.exit_on_user_error(measure, _CONFIG.value, _WORKDIR.value, layers, _REFERENCE_SEED.value, alphas)
 
 
@@ -272,10 +304,21 @@ def measure(config, workdir: str, layers, reference_seed: int = 0, alphas=(0.0, 
     "\nAlong G1's change, S1(x) + α·(G1(S1(x)) − S1(x)): domain_gap over its raw figure, identity_kept\n"
     "\n| α | whole image | the person's change alone, background by G1 |\n|---|---|---|"
   )
+  ratio = lambda s: s["domain_gap"] / s["domain_gap_raw"]
+  along = []
   for alpha in alphas:
     whole, alone = score(blend(spatial, adapted, alpha)), score(blend(spatial, adapted, alpha, person))
-    cell = lambda s: f"{s['domain_gap'] / s['domain_gap_raw']:.3f} / {s['identity_kept']:.3f}"
+    along.append((ratio(whole), whole["identity_kept"]))
+    cell = lambda s: f"{ratio(s):.3f} / {s['identity_kept']:.3f}"
     print(f"| {alpha:.2f} | {cell(whole)} | {cell(alone)} |")
+  if len(alphas) > 1:
+    found = targets_along(alphas, *zip(*along))
+    window = "at no level scored" if found["window"] is None else "for α in [{:.3f}, {:.3f}]".format(*found["window"])
+    balance = "never" if found["balance"] is None else f"at α = {found['balance']:.3f}"
+    print(
+      f"\nWhole image, linear between the levels: gap ≤ {GAP_TARGET} × raw and identity_kept ≥ {KEPT_TARGET} "
+      f"hold {window}; the two shortfalls are equal {balance}."
+    )
   if not framed:
     print("\nNo framing: the source or the target has no person masks of its own.")
     return

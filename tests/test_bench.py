@@ -178,6 +178,19 @@ def test_identity_decomposition_helpers_by_hand():
   half = d.blend(start, end, 0.25, region)
   np.testing.assert_allclose(half[:, :2], 0.75 * start[:, :2] + 0.25 * end[:, :2])
   np.testing.assert_array_equal(half[:, 2:], end[:, 2:])
+  # Both targets along the change, linear between levels. Gap/raw 0.9 − 0.2α is ≤ 0.8 from α 0.5 and
+  # kept 1 − 0.4α ≥ 0.9 up to 0.25: no window; the shortfalls 0.1 − 0.2α and 0.4α − 0.1 meet at 1/3.
+  found = d.targets_along([0.0, 1.0], [0.9, 0.7], [1.0, 0.6])
+  assert found["window"] is None and found["balance"] == pytest.approx(1 / 3, abs=1e-3)
+  # Gap/raw 0.9 − 0.3α (≤ 0.8 from 1/3), kept 1 − 0.1α (≥ 0.9 throughout), levels unsorted: the window
+  # is [1/3, 1]; the shortfalls 0.1 − 0.3α and 0.1α − 0.1 meet at 0.5.
+  found = d.targets_along([1.0, 0.0, 0.5], [0.6, 0.9, 0.75], [0.9, 1.0, 0.95])
+  assert found["window"] == pytest.approx((1 / 3, 1.0), abs=1e-3) and found["balance"] == pytest.approx(0.5, abs=1e-3)
+  assert d.targets_along([0.0, 1.0], [0.95, 0.9], [0.7, 0.6])["balance"] is None  # short of both everywhere
+  assert d.parse_alphas(["0", "0.5", "1"]) == [0.0, 0.5, 1.0]
+  for bad in (["x"], ["1.5"], ["-0.1", "0.5"]):
+    with pytest.raises(Exception, match=r"--alphas=.*: give numbers in \[0, 1\], comma-separated"):
+      d.parse_alphas(bad)
   # Person colours: a change that keeps each person's colour up to one brightening keeps the
   # correlation at 1 and moves the brightness by its shift; an image without a person is left out.
   before = rng.uniform(-0.6, 0.2, (5, 4, 3, 3))

@@ -222,6 +222,9 @@ def test_identity_decomposition_benchmark_reads_the_finished_run(end_to_end, ben
     gap, raw = (float(v) for v in table[name][1].rstrip(")").split(" (raw "))
     assert blends[alpha][column][1] == float(table[name][2])  # the same images: the same identities kept
     assert blends[alpha][column][0] == pytest.approx(gap / raw, abs=0.06 * (1 + gap / raw) / raw)  # gaps shown to 0.1
+  window = r"hold (at no level scored|for α in \[[0-9.]+, [0-9.]+\]); "
+  pattern = window + r"the two shortfalls are equal (never|at α = [0-9.]+)\."
+  assert re.search(pattern, along)
   assert out.stdout.startswith("Reference IDE seed 0. ")  # the report's first reference unless told otherwise
 
 

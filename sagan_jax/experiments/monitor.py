@@ -136,7 +136,7 @@ def sagan_hooks(run: Run, a: plan_lib.Adaptation, model: SAGAN) -> loop.Hooks:
   )
 
 
-def scored_as(run: Run) -> dict[str, str] | None:
+def scored_as(run: Run) -> dict[str, str | float] | None:
   """How ``sagan/fidelity.json`` was scored: its ``region`` (``translate.region``), ``strength``, ``code_draw`` and
   ``detail_definition`` (the values files written before each field imply), or None when there is
   no such file."""
