@@ -1,7 +1,7 @@
 """How far apart a finished run's spatial codes put one image's translations, beside what the IDE's
 random augmentations move an image by (a table).
 
-    python -m bench.code_spread --workdir=runs/c2v_m10 [--images=60] [--seed=0]
+    python -m bench.code_spread --workdir=runs/c2v_m10 [--images=60] [--seed=0] [--view_ranges=0.02,0.04]
 
 For every complete translated set under ``WORKDIR/translated`` (one per adaptation), on ``--images``
 source images spread evenly over the set, in mean absolute error on RGB in [0, 1]:
@@ -10,13 +10,13 @@ source images spread evenly over the set, in mean absolute error on RGB in [0, 1
   (M > 1 only): how different the views that SA-GAN [M=M] hands the IDE are;
 * ``two people``: code-0 translations of two different people, paired in a shuffled order (the
   scale an identity lives at);
-* one row per IDE augmentation (`sagan_jax.reid.augment`), applied to the code-0 translations:
-  ``view`` (±0.02, the ``ide.augment=view`` control), the camera augment's own view alone (±0.08),
-  and the ``camera`` and ``camera_gains`` augments whole.
+* one column per IDE augmentation (`sagan_jax.reid.augment`), applied to the code-0 translations:
+  ``view`` at each range of ``--view_ranges`` (the ``ide.augment=view`` control at ``ide.view_range``),
+  the camera augment's own view alone (±0.08), and the ``camera`` and ``camera_gains`` augments whole.
 
-``ide.augment=view``'s ±0.02 is the range whose figure matched the code spread of SA-GAN [M=10] on
-the first CUHK01 → VIPeR development pair; other runs' codes spread up to twice as far (docs/results.md):
-this table is how to read both for another run or pair.
+``ide.view_range``'s default, ±0.02, is the range whose figure matched the code spread of SA-GAN
+[M=10] on the first CUHK01 → VIPeR development pair; other runs' codes spread up to three times as
+far (docs/results.md): this table, over several ranges, is how a config sizes its own control.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 from absl import app, flags
 
 from sagan_jax import cli
-from sagan_jax.errors import MissingInputError
+from sagan_jax.errors import ConfigError, MissingInputError
 from sagan_jax.experiments import translation
 from sagan_jax.reid import augment
 
@@ -40,14 +40,30 @@ _WORKDIR = flags.DEFINE_string(
 )
 _IMAGES = flags.DEFINE_integer("images", 60, "source images per set, spread evenly over it", lower_bound=2)
 _SEED = flags.DEFINE_integer("seed", 0, "the pairing's shuffle and the augmentations' draws")
+_VIEW_RANGES = flags.DEFINE_list("view_ranges", ["0.02"], "sl(3) ranges of the view augmentation, one column each")
 
 _NAME = re.compile(r"(\d{7})_(\d{2})\.png$")
 AUGMENTS = {
-  "view (±0.02)": augment.VIEW,
   "camera's view alone (±0.08)": dataclasses.replace(augment.VIEW, warp=augment.CAMERA.warp),
   "camera": augment.CAMERA,
   "camera_gains": augment.CAMERA_GAINS,
 }
+
+
+def parse_view_ranges(values: list[str]) -> tuple[float, ...]:
+  """``--view_ranges``' numbers, each a positive range; one error names the flag otherwise."""
+  try:
+    out = tuple(float(v) for v in values)
+  except ValueError:
+    out = ()
+  if not out or not all(0 < r <= 0.5 for r in out):
+    raise ConfigError(f"--view_ranges={','.join(values)}: give ranges in (0, 0.5], comma-separated")
+  return out
+
+
+def augmentations(view_ranges: tuple[float, ...]) -> dict[str, augment.CameraRanges]:
+  """The table's augmentation columns: the view at each range, then `AUGMENTS`."""
+  return {**{f"view (±{r:g})": augment.ranges("view", r) for r in view_ranges}, **AUGMENTS}
 
 
 def translated_sets(workdir: str) -> list[str]:
@@ -75,7 +91,9 @@ def mae(a: np.ndarray, b: np.ndarray) -> float:
   return float(np.mean(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))) / 255)
 
 
-def spread(source: translation.TranslatedSource, images: int, seed: int) -> dict[str, float]:
+def spread(
+  source: translation.TranslatedSource, images: int, seed: int, view_ranges: tuple[float, ...] = (augment.VIEW.warp,)
+) -> dict[str, float]:
   """The module docstring's figures for one set."""
   codes = by_source(source.names)
   indices = sorted(codes)
@@ -89,13 +107,13 @@ def spread(source: translation.TranslatedSource, images: int, seed: int) -> dict
   pairs = [(a, b) for a, b in itertools.pairwise(order) if people[a] != people[b]]
   out["two people"] = float(np.mean([mae(first[a], first[b]) for a, b in pairs])) if pairs else float("nan")
   x = first.astype(np.float32) / 127.5 - 1
-  for name, ranges in AUGMENTS.items():
+  for name, ranges in augmentations(view_ranges).items():
     moved = np.asarray(augment.camera(jax.random.key(seed), x, ranges))
     out[name] = mae((moved + 1) * 127.5, (x + 1) * 127.5)
   return out
 
 
-def table(workdir: str, images: int, seed: int) -> str:
+def table(workdir: str, images: int, seed: int, view_ranges: tuple[float, ...] = (augment.VIEW.warp,)) -> str:
   """The markdown table of every translated set under ``workdir``."""
   roots = translated_sets(workdir)
   if not roots:
@@ -103,7 +121,8 @@ def table(workdir: str, images: int, seed: int) -> str:
       f"no complete translated set under {os.path.join(workdir, 'translated')}: pass the workdir of a run whose "
       "translate stage has finished"
     )
-  rows = {os.path.relpath(r, workdir): spread(translation.TranslatedSource(r), images, seed) for r in roots}
+  sets = {os.path.relpath(r, workdir): translation.TranslatedSource(r) for r in roots}
+  rows = {name: spread(source, images, seed, view_ranges) for name, source in sets.items()}
   columns = list(next(iter(rows.values())))
   lines = ["| translated set | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
   for name, row in rows.items():
@@ -115,7 +134,8 @@ def table(workdir: str, images: int, seed: int) -> str:
 def main(argv) -> None:
   del argv
   cli.quiet_logging()
-  text = cli.exit_on_user_error(table, _WORKDIR.value, _IMAGES.value, _SEED.value)
+  view_ranges = cli.exit_on_user_error(parse_view_ranges, _VIEW_RANGES.value)
+  text = cli.exit_on_user_error(table, _WORKDIR.value, _IMAGES.value, _SEED.value, view_ranges)
   print("Mean absolute error, RGB in [0, 1] (`python -m bench.code_spread`)\n")
   print(text)
 

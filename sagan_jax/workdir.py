@@ -63,9 +63,12 @@ ADDED_FIELDS = {
   "sagan.camera_critics": False,
   "translate.region": "frame",
   "translate.strength": 1.0,
+  "ide.view_range": 0.02,
 }
 # Sections that compute nothing while a switch is off: compared only when either config turns it on.
 SWITCHED_SECTIONS = {"reid_teacher.": ("sagan.lambda_reid", 0.0)}
+# Fields read only at one value of another: compared only when either config sets that value.
+READ_WHEN = {"ide.view_range": ("ide.augment", "view")}
 # Characters a checkpoint path cannot hold: Orbax writes it, then tensorstore cannot open it again.
 UNSAFE_PATH_CHARACTERS = "[]"
 
@@ -164,6 +167,9 @@ def claim(config: ml_collections.ConfigDict, workdir: str, allow_config_change: 
     for section, (switch, off) in SWITCHED_SECTIONS.items():
       if old.get(switch, off) == off and new.get(switch, off) == off:
         old, new = ({k: v for k, v in d.items() if not k.startswith(section)} for d in (old, new))
+    for field, (switch, value) in READ_WHEN.items():
+      if old.get(switch) != value and new.get(switch) != value:
+        old, new = ({k: v for k, v in d.items() if k != field} for d in (old, new))
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if changed and not allow_config_change:
       shown = "; ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in changed[:6])

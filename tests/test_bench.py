@@ -289,15 +289,32 @@ def test_code_spread_reads_a_hand_made_translated_set(tmp_path):
       names.append(name)
       pids.append(pid)
   translation.write_labels(str(root), names, pids, [0] * len(names), {"num_codes": 3})
-  command = [sys.executable, "-m", "bench.code_spread", f"--workdir={tmp_path}", "--images=4"]
+  command = [
+    sys.executable,
+    "-m",
+    "bench.code_spread",
+    f"--workdir={tmp_path}",
+    "--images=4",
+    "--view_ranges=0.02,0.06",
+  ]
   out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+  header = next(line for line in out.splitlines() if line.startswith("| translated set |"))
+  assert [c.strip() for c in header.strip("|").split("|")][5:8] == [
+    "view (±0.02)",
+    "view (±0.06)",
+    "camera's view alone (±0.08)",
+  ]
   row = next(line for line in out.splitlines() if line.startswith("| translated |"))
   cells = [c.strip() for c in row.strip("|").split("|")]
   assert cells[1:3] == ["3", "4"]
   assert float(cells[3]) == pytest.approx(15 / 255, abs=6e-4)  # codes 1 and 2: 10 and 20 levels
   assert float(cells[4]) == pytest.approx(50 / 255, abs=6e-4)
-  assert float(cells[5]) == float(cells[6]) == 0.0  # a flat image under any view, border-padded
-  assert float(cells[7]) > 0.005  # the camera augment recolours it
+  assert float(cells[5]) == float(cells[6]) == float(cells[7]) == 0.0  # a flat image under any view, border-padded
+  assert float(cells[8]) > 0.005  # the camera augment recolours it
+  bad = subprocess.run(
+    [*command[:-1], "--view_ranges=0.02,wide"], check=False, cwd=ROOT, capture_output=True, text=True
+  )
+  assert bad.returncode == 2 and "--view_ranges=0.02,wide: give ranges in (0, 0.5]" in bad.stderr
   empty = subprocess.run(
     [*command[:3], f"--workdir={tmp_path / 'none'}"], check=False, cwd=ROOT, capture_output=True, text=True
   )

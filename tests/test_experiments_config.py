@@ -290,3 +290,26 @@ def test_the_reid_teacher_is_never_the_reference_ide_that_measures_the_translati
   c.reid_teacher.stage_sizes, c.reid_teacher.width = (2, 0, 2, 2), 32
   with pytest.raises(ConfigError, match=r"config.reid_teacher: stage_sizes=\(2, 0, 2, 2\), width=32"):
     config_lib.teacher_config(c)
+
+
+def test_the_view_range_is_checked_and_keyed_only_where_the_view_augment_reads_it():
+  from sagan_jax.experiments import source_ide
+
+  c = config_lib.cpu_scale(config_lib.base_config())
+  c.data.masks = "data"
+  assert c.ide.view_range == 0.02 and c.ide.augment == "none"
+  c.ide.view_range = 2.0  # not read without the view augment
+  config_lib.check(c)
+  c.ide.augment = "view"
+  for bad in (2.0, 0.0, -0.02):
+    c.ide.view_range = bad
+    with pytest.raises(ConfigError, match=rf"config.ide.view_range={bad!r}: expected a positive sl\(3\) range"):
+      config_lib.check(c)
+  # The cached IDEs' key (the reference's, the teacher's) holds it only under the view augment, so the
+  # field's arrival leaves every earlier key as it was.
+  c.ide.view_range = 0.06
+  reference = config_lib.reference_config(c)
+  assert reference.augment == "camera_gains" and "view_range" not in source_ide.training_settings(reference)
+  reference.view_range = 0.02
+  assert "view_range" not in source_ide.training_settings(reference)
+  assert source_ide.training_settings(c.ide)["view_range"] == 0.06

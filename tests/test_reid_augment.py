@@ -98,3 +98,30 @@ def test_the_view_augment_is_a_small_homography_and_nothing_else():
   # Small next to the camera augment's own view (±0.08) on the same images, and not nothing.
   wide = augment.camera(key, x, dataclasses.replace(augment.VIEW, warp=0.08))
   assert 0.001 < float(jnp.abs(out - x).mean()) < float(jnp.abs(wide - x).mean())
+
+
+def test_view_range_sizes_the_view_augment_alone_and_reaches_the_train_step():
+  # `ranges` swaps the view's sl(3) range and nothing else; the other augments ignore it.
+  assert augment.ranges("view", 0.06) == dataclasses.replace(augment.VIEW, warp=0.06)
+  assert augment.ranges("view") == augment.VIEW and augment.ranges("camera", 0.06) == augment.CAMERA
+  with pytest.raises(ValueError, match="augmentation must be one of"):
+    augment.ranges("colour")
+  # The same key draws params = range × the same uniforms: ±0.06 is exactly three times ±0.02's warp.
+  x, key = _images(n=4, h=16, w=8), jax.random.key(7)
+  k_warp = jax.random.split(key, 5)[4]
+  unit = jax.random.uniform(k_warp, (4, geometry.HOMOGRAPHY_NUM_PARAMS), jnp.float32, -1, 1)
+  expected = geometry.warp((x + 1) / 2, geometry.homography_from_params(0.06 * unit), padding="border") * 2 - 1
+  np.testing.assert_allclose(augment.camera(key, x, augment.ranges("view", 0.06)), expected, atol=1e-5)
+  # In the train step: the view at range 0 is the identity warp, so its step is the plain one; 0.06's is not.
+  config = ide.ide_config()
+  config.image_size, config.stage_sizes, config.width = (16, 8), (1, 1, 1, 1), 4
+  mesh = parallel.make_mesh()
+  model = ide.make_model(config, num_classes=3)
+  optimizer = optax.sgd(0.1)
+  images, labels = _images(n=8, h=16, w=8), jnp.arange(8) % 3
+  loss = lambda step: float(
+    step(ide.create_state(model, optimizer, config.image_size, 0, mesh), images, labels)[1]["loss"]
+  )
+  plain = loss(ide.make_train_step(model, optimizer, mesh))
+  assert loss(ide.make_train_step(model, optimizer, mesh, "view", 0, view_range=0.0)) == pytest.approx(plain, abs=1e-6)
+  assert abs(loss(ide.make_train_step(model, optimizer, mesh, "view", 0, view_range=0.06)) - plain) > 1e-4

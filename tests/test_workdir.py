@@ -175,7 +175,7 @@ def test_a_workdir_recorded_before_the_added_fields_opens_with_their_defaults(tm
     "ide.augment", "sagan.critic_region", "sagan.generator_ema", "sagan.critic_augment", "sagan.lambda_reid",
     "sagan.generator_person_path", "sagan.generator_background_path", "sagan.lambda_background_idt",
     "sagan.code_distribution", "sagan.cycle_code", "sagan.scl_cycles", "sagan.stm_head_s2", "sagan.spatial_critics",
-    "sagan.camera_critics", "translate.region",
+    "sagan.camera_critics", "translate.region", "translate.strength", "ide.view_range",
   )  # fmt: skip
   for name in added:
     section, field = name.split(".")
@@ -186,3 +186,10 @@ def test_a_workdir_recorded_before_the_added_fields_opens_with_their_defaults(tm
   categorical.sagan.code_distribution = "categorical"
   with pytest.raises(errors.WorkdirMismatchError, match=r"sagan.code_distribution: 'normal' → 'categorical'"):
     workdir_lib.claim(categorical, str(tmp_path), create=False)
+  # The view jitter's range is compared only where either config trains with the view augment.
+  wider = config_lib.base_config()
+  wider.ide.view_range = 0.06
+  workdir_lib.claim(wider, str(tmp_path), create=False)
+  wider.ide.augment = "view"
+  with pytest.raises(errors.WorkdirMismatchError, match=r"ide.augment: 'none' → 'view'; ide.view_range: 0.02 → 0.06"):
+    workdir_lib.claim(wider, str(tmp_path), create=False)

@@ -223,6 +223,12 @@ def check(c, devices: int | None = None) -> tuple[str, ...]:
     raise ConfigError(f"config.eval.backend={c.eval.backend!r}: expected one of {metrics.BACKENDS}")
   if c.ide.augment not in augment.AUGMENTS:
     raise ConfigError(f"config.ide.augment={c.ide.augment!r}: expected one of {augment.AUGMENTS}")
+  r = c.ide.view_range
+  if c.ide.augment == "view" and (isinstance(r, bool) or not isinstance(r, int | float) or not 0 < r <= 0.5):
+    raise ConfigError(
+      f"config.ide.view_range={r!r}: expected a positive sl(3) range of at most 0.5 (the camera augmentation's is "
+      f"{augment.CAMERA.warp})"
+    )
   if c.sagan.lambda_reid:
     teacher_config(c)  # the reference's fields with it
   elif c.eval.translation_report:

@@ -37,13 +37,20 @@ from sagan_jax.reid.resnet import IDE, imagenet_normalize
 _NOT_TRAINING = ("log_every", "checkpoint_every")
 
 
+def training_settings(config: ml_collections.ConfigDict) -> dict:
+  """The fields of an ``ide`` section that change what it trains: its folder's key."""
+  settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_TRAINING}
+  if settings.get("augment") != "view":  # read by that augmentation only: no other IDE is trained again for it
+    settings.pop("view_range", None)
+  return settings
+
+
 def folder(run: Run, kind: str, config: ml_collections.ConfigDict, seed: int) -> str:
   """Where the IDE of ``config`` and ``seed`` on the run's source is kept (``kind``: its family's folder)."""
   d = run.datasets
   # The images only: the IDE reads no mask, and rows with and without masks (CycleGAN's) must share it.
   source = builders.source_fingerprint(d.names["source"], d.manual_dirs["source"], with_masks=False)
-  settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_TRAINING}
-  key = json.dumps({"source": source, "ide": settings, "seed": seed}, sort_keys=True, default=list)
+  key = json.dumps({"source": source, "ide": training_settings(config), "seed": seed}, sort_keys=True, default=list)
   return os.path.join(d.data_dir, kind, f"{d.names['source']}-{hashlib.sha256(key.encode()).hexdigest()[:16]}")
 
 

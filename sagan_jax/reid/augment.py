@@ -13,10 +13,10 @@ reference IDE uses it (`sagan_jax.experiments.report`), so that ``identity_kept`
 camera-like change of colour or view as a lost identity. The ranges are `CAMERA`'s; the default
 ``"none"`` is the paper's IDE (flips only). A full channel mix teaches a network to ignore hue, so that
 recolouring a person's clothes keeps their identity in its features; the gains keep hue apart
-(BENCHMARKS.md §7). ``"view"`` is the viewpoint alone, at ±0.02: sized to the spread between one
-photograph's ten translations under the learnt spatial codes on CUHK01 → VIPeR (`bench/code_spread.py`;
-other runs' codes spread up to twice as far, docs/results.md, the fifteenth round on photographs), the
-control that says what SA-GAN [M=10] adds beyond that many random views of M = 1's images.
+(BENCHMARKS.md §7). ``"view"`` is the viewpoint alone, at ±``ide.view_range`` (0.02 by default: sized
+to the spread between one photograph's ten translations under the learnt spatial codes on CUHK01 →
+VIPeR, `bench/code_spread.py`; a config whose codes spread further sets its own), the control that
+says what SA-GAN [M=10] adds beyond that many random views of M = 1's images.
 """
 
 from __future__ import annotations
@@ -46,6 +46,13 @@ CAMERA_GAINS = CameraRanges(channel_mixing=False)
 # The colour ops stay in the path at zero range, so "view" draws the same warps as "camera" would from a key.
 VIEW = CameraRanges(mix=0.0, gamma=0.0, contrast=0.0, brightness=0.0, warp=0.02, channel_mixing=False)
 RANGES = {"camera": CAMERA, "camera_gains": CAMERA_GAINS, "view": VIEW}
+
+
+def ranges(name: str, view_range: float = VIEW.warp) -> CameraRanges:
+  """The ranges of augmentation ``name``; ``view_range`` sets the sl(3) range of ``"view"`` only."""
+  if name not in RANGES:
+    raise ValueError(f"augmentation must be one of {tuple(RANGES)}, got {name!r}")
+  return dataclasses.replace(VIEW, warp=view_range) if name == "view" else RANGES[name]
 
 
 def camera(key: jax.Array, images: jax.Array, ranges: CameraRanges = CAMERA) -> jax.Array:

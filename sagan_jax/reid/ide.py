@@ -41,6 +41,7 @@ def ide_config() -> ml_collections.ConfigDict:
   # paper; "camera" / "camera_gains": random colour response and viewpoint per image; "view": a small viewpoint
   # only (`sagan_jax.reid.augment`)
   c.augment = "none"
+  c.view_range = augment_lib.VIEW.warp  # ``"view"``'s sl(3) range, read by that augmentation only
   c.pretrained = ""  # a converted torchvision ResNet-50 (`python -m sagan_jax.reid.convert_torchvision`)
   return c
 
@@ -102,22 +103,28 @@ def _checked_like(reference, loaded, what: str):
 
 
 def make_train_step(
-  model: IDE, optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh, augment: str = "none", seed: int = 0
+  model: IDE,
+  optimizer: optax.GradientTransformation,
+  mesh: jax.sharding.Mesh,
+  augment: str = "none",
+  seed: int = 0,
+  view_range: float = augment_lib.VIEW.warp,
 ):
   """``step(state, images[B,H,W,≥3] in [-1, 1], labels[B]) → (state, metrics)``, jit over the mesh.
 
-  ``augment="camera"`` or ``"camera_gains"`` transforms each image at random first
-  (`sagan_jax.reid.augment`), with a key from ``seed`` and the step count, so a resumed run draws
-  what an uninterrupted one would.
+  ``augment="camera"``, ``"camera_gains"`` or ``"view"`` (at ±``view_range``) transforms each image
+  at random first (`sagan_jax.reid.augment`), with a key from ``seed`` and the step count, so a
+  resumed run draws what an uninterrupted one would.
   """
   if augment not in augment_lib.AUGMENTS:
     raise ValueError(f"ide.augment must be one of {augment_lib.AUGMENTS}, got {augment!r}")
+  ranges = None if augment == "none" else augment_lib.ranges(augment, view_range)
 
   def step(state: IDEState, images, labels):
     images = images[..., :3]
     if augment != "none":
       key = jax.random.fold_in(jax.random.key(seed), state.step)
-      images = augment_lib.camera(key, images, augment_lib.RANGES[augment])
+      images = augment_lib.camera(key, images, ranges)
     x = imagenet_normalize(images)
 
     def loss_fn(params):

@@ -91,7 +91,7 @@ def train(
     state, record = ckpt.resume(state)
     if record.get("complete"):
       return state
-    train_step = ide.make_train_step(model, optimizer, mesh, config.augment, seed)
+    train_step = ide.make_train_step(model, optimizer, mesh, config.augment, seed, config.view_range)
     start = int(state.step)
     local_batches = batches.iterate(start)
 
