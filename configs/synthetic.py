@@ -24,4 +24,7 @@ def get_config(arg=None):
   c.data.synthetic_spec = ml_collections.ConfigDict(dataclasses.asdict(BenchmarkSpec()))  # 128×64, 100 + 100 ids
   c.data.source.name = c.data.target.name = "market1501"  # both domains are written in Market-1501's layout
   c.data.masks = "data"  # ground-truth masks ship with the benchmark
+  # SA-GAN [M=10]'s view control (`ide.augment=view`, the runner's sagan_view row) at the codes' size here:
+  # on development seed 7 ten codes put one image 0.036 apart, and ±0.07 moves it 0.036 (`bench/code_spread.py`).
+  c.ide.view_range = 0.07
   return apply_variant(c, args.get("variant", "sagan"))
