@@ -181,16 +181,27 @@ def test_msweep_over_seeds_writes_mean_and_sd(tmp_path, monkeypatch):
     workdir = next(a.split("=", 1)[1] for a in command if a.startswith("--workdir="))
     m = int(next(a.split("=", 1)[1] for a in command if a.startswith("--config.sagan.num_codes=")))
     seed = int(next(a.split("=", 1)[1] for a in command if a.startswith("--config.seed=")))
+    view = 0.5 if "--config.ide.augment=view" in command else 0.0
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(ranked_result("sagan", 40.0 + m + 2 * seed, 30.0), f)
+      json.dump(ranked_result("sagan", 40.0 + m + 2 * seed + view, 30.0), f)
     return subprocess.CompletedProcess(command, 0)
 
   monkeypatch.setattr(runner.subprocess, "run", fake_run)
   record = runner.msweep("configs/synthetic.py", str(tmp_path), [], (1, 4), (0, 1, 2))
   assert record["R-1"]["4"]["per_seed"] == [44.0, 46.0, 48.0]
   assert record["R-1"]["4"]["mean"] == pytest.approx(46.0) and record["R-1"]["4"]["sd"] == pytest.approx(2.0)
+  # The control: M = 1's run with the view jitter, per seed in seed<S>/view.
+  assert record["view_control"] == {
+    "M": 1,
+    "mean": pytest.approx(43.5),
+    "sd": pytest.approx(2.0),
+    "per_seed": [41.5, 43.5, 45.5],
+  }
+  assert all((tmp_path / f"seed{seed}" / "view" / "results.json").is_file() for seed in range(3))
   assert (tmp_path / "msweep.png").is_file()
+  plain = runner.msweep("configs/synthetic.py", str(tmp_path / "plain"), [], (1, 4), (0,), view_control=False)
+  assert "view_control" not in plain and not (tmp_path / "plain" / "seed0" / "view").exists()
 
 
 def test_runner_errors_are_one_line_with_status_2(tmp_path, monkeypatch, capsys):
@@ -248,3 +259,10 @@ def test_m_sweep_plot_puts_each_point_where_its_value_is(tmp_path):
   top_col = cols[rows == rows.min()].mean()
   assert abs(top_col - (56 + (2 - 1) / 9 * 408)) <= 4  # the highest point is M = 2 (R-1 = 20)
   assert abs(rows.min() - (16 + (21 - 20) / 12 * 260 - 3)) <= 2
+  # A level inside the range leaves the axes as they were and is drawn dashed, grey, at its height.
+  line_plot([1, 2, 4, 10], [10.0, 20.0, 15.0, 12.0], path, "M", "R-1 (%)", size=(480, 320), level=(18.0, "view"))
+  img = np.asarray(Image.open(path)).astype(int)
+  grey = np.all(img == 110, axis=-1)
+  line_rows = np.nonzero(grey[:, 60:460])[0]
+  assert abs(np.bincount(line_rows).argmax() - (16 + (21 - 18) / 12 * 260)) <= 1
+  assert 0.4 < np.bincount(line_rows).max() / 400 < 0.75  # dashes: about 5 of every 8 columns

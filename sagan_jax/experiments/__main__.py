@@ -13,6 +13,10 @@
   msweep    Fig. 5: SA-GAN with M = 1, 2, 4, 6, 8, 10 spatial codes (``--codes``) per seed in
             DIR/seed<S>/m<M>, then DIR/msweep.json and DIR/msweep.png (mean R-1 against M, ±1 sd band).
             Every M's IDE takes the same number of updates (an epoch counts the source images).
+            With ``--view_control`` (the default) each seed also runs the first M's images with the
+            IDE's view jitter (``ide.augment=view`` at the config's ``ide.view_range``) in
+            DIR/seed<S>/view: the level that more codes must clear to be credited with more than
+            random views, a dashed line on the plot and ``view_control`` in the record.
 
 Every other ``--config.<field>=value`` is passed to each run, with ``--config.seed=S``. Runs sharing a
 trained SA-GAN (sagan, sagan_m10 and sagan_view of one seed, every M of one seed) train it once: its stage folder
@@ -271,15 +275,18 @@ def ablation(
   return record
 
 
-def line_plot(xs, ys, path: str, x_label: str, y_label: str, size=(480, 320), spread=None) -> None:
+def line_plot(xs, ys, path: str, x_label: str, y_label: str, size=(480, 320), spread=None, level=None) -> None:
   """A small PNG line plot (PIL only): points joined by lines, ticks at every x and 5 y values;
-  with ``spread`` (one value per point), a shaded band from ys − spread to ys + spread."""
+  with ``spread`` (one value per point), a shaded band from ys − spread to ys + spread; with
+  ``level`` (``(y, label)``), a dashed grey line across the plot at y, labelled at its right end."""
   w, h = size
   left, right, top, bottom = 56, 16, 16, 44
   img = Image.new("RGB", size, "white")
   d = ImageDraw.Draw(img)
   spread = np.zeros(len(ys)) if spread is None else np.asarray(spread, np.float64)
   lo, hi = float(np.min(np.asarray(ys) - spread)), float(np.max(np.asarray(ys) + spread))
+  if level is not None:
+    lo, hi = min(lo, level[0]), max(hi, level[0])
   pad = max(1.0, 0.1 * (hi - lo))
   lo, hi = lo - pad, hi + pad
   x_of = lambda x: left + (x - min(xs)) / max(1e-9, max(xs) - min(xs)) * (w - left - right)
@@ -295,6 +302,10 @@ def line_plot(xs, ys, path: str, x_label: str, y_label: str, size=(480, 320), sp
   for y in np.linspace(lo, hi, 5):
     d.line([(left - 4, y_of(y)), (left, y_of(y))], fill="black")
     d.text((4, y_of(y) - 6), f"{y:.1f}", fill="black")
+  if level is not None:
+    for x0 in range(left, w - right, 8):
+      d.line([(x0, y_of(level[0])), (min(x0 + 4, w - right), y_of(level[0]))], fill=(110, 110, 110))
+    d.text((w - right - 6 * len(level[1]), y_of(level[0]) - 14), level[1], fill=(110, 110, 110))
   points = [(x_of(x), y_of(y)) for x, y in zip(xs, ys)]
   d.line(points, fill=(200, 30, 30), width=2)
   for px, py in points:
@@ -304,21 +315,30 @@ def line_plot(xs, ys, path: str, x_label: str, y_label: str, size=(480, 320), sp
   img.save(path)
 
 
-def msweep(config_file, workdir, overrides, codes=M_VALUES, seeds=(0,), jobs=1, cores_per_job=0):
-  planned: list[tuple[int, int, _Job]] = []
+def msweep(config_file, workdir, overrides, codes=M_VALUES, seeds=(0,), jobs=1, cores_per_job=0, view_control=True):
+  planned: list[tuple[int | str, int, _Job]] = []
   for seed in seeds:
     seed_dir = os.path.join(workdir, f"seed{seed}")
+    first = os.path.join(seed_dir, f"m{codes[0]}")
     for m in codes:
-      share = os.path.join(seed_dir, f"m{codes[0]}") if m != codes[0] else None
       run_overrides = (*overrides, f"--config.sagan.num_codes={m}", f"--config.seed={seed}")
-      job = _Job("sagan", os.path.join(seed_dir, f"m{m}"), run_overrides, share)
-      planned.append((m, seed, job))
+      planned.append(
+        (m, seed, _Job("sagan", os.path.join(seed_dir, f"m{m}"), run_overrides, first if m != codes[0] else None))
+      )
+    if view_control:  # the first M's images under random views, with the same IDE budget
+      run_overrides = (
+        *overrides,
+        f"--config.sagan.num_codes={codes[0]}",
+        "--config.ide.augment=view",
+        f"--config.seed={seed}",
+      )
+      planned.append(("view", seed, _Job("sagan", os.path.join(seed_dir, "view"), run_overrides, first)))
   done = _execute(config_file, [job for _, _, job in planned], jobs, cores_per_job)
-  r1: dict[int, dict[int, dict[str, float]]] = {}
+  r1: dict[int | str, dict[int, dict[str, float]]] = {}
   for m, seed, job in planned:
     r1.setdefault(m, {})[seed] = {group: cells["R-1"] for group, cells in results.table_rows(done[job.run_dir]).items()}
   first_group = next(iter(r1[codes[0]][seeds[0]]))
-  values = {m: [r1[m][s][first_group] for s in seeds] for m in codes}
+  values = {m: [r1[m][s][first_group] for s in seeds] for m in r1}
   mean = {m: float(np.mean(v)) for m, v in values.items()}
   sd = {m: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()}
   record = {
@@ -326,6 +346,8 @@ def msweep(config_file, workdir, overrides, codes=M_VALUES, seeds=(0,), jobs=1, 
     "group": first_group,
     "R-1": {str(m): {"mean": mean[m], "sd": sd[m], "per_seed": values[m]} for m in codes},
   }
+  if view_control:
+    record["view_control"] = {"M": codes[0], "mean": mean["view"], "sd": sd["view"], "per_seed": values["view"]}
   fileio.write_text_atomic(os.path.join(workdir, "msweep.json"), json.dumps(record, indent=1))
   line_plot(
     list(codes),
@@ -334,6 +356,7 @@ def msweep(config_file, workdir, overrides, codes=M_VALUES, seeds=(0,), jobs=1, 
     "M",
     f"R-1 (%) {first_group}, mean ± sd of {len(seeds)}",
     spread=[sd[m] for m in codes],
+    level=(mean["view"], f"M = {codes[0]}, view jitter") if view_control else None,
   )
   print(json.dumps(record, indent=1))
   return record
@@ -349,6 +372,7 @@ def _define_flags() -> None:
   flags.DEFINE_list("seeds", ["0"], "seeds to run, e.g. 0,1,2,3,4")
   flags.DEFINE_list("variants", list(ALL_VARIANTS), f"ablation rows (also: {', '.join(EXTRA_ROWS)})")
   flags.DEFINE_list("codes", [str(m) for m in M_VALUES], "msweep: the numbers of spatial codes M")
+  flags.DEFINE_bool("view_control", True, "msweep: also the first M with the IDE's view jitter, per seed")
   flags.DEFINE_bool("report_only", False, "ablation: run nothing, tabulate the seed-row pairs already complete")
   flags.DEFINE_integer("jobs", 1, "runs at once (each logs to <its workdir>.log); 1: one after another on the console")
   flags.DEFINE_integer("cores_per_job", 0, "Linux: pin each job to this many cores of its own (0: no pinning)")
@@ -386,7 +410,8 @@ def main(argv) -> None:
       _fail(f"--variants: unknown {bad}; choose from {', '.join(config_lib.VARIANTS + tuple(EXTRA_ROWS))}")
     ablation(config_file, f.workdir, overrides, tuple(f.variants), seeds, report_only=f.report_only, **parallel)
   else:
-    msweep(config_file, f.workdir, overrides, _integers("codes", f.codes, 1, "1,2,4,6,8,10"), seeds, **parallel)
+    codes = _integers("codes", f.codes, 1, "1,2,4,6,8,10")
+    msweep(config_file, f.workdir, overrides, codes, seeds, view_control=f.view_control, **parallel)
 
 
 if __name__ == "__main__":
