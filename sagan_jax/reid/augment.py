@@ -14,8 +14,8 @@ camera-like change of colour or view as a lost identity. The ranges are `CAMERA`
 ``"none"`` is the paper's IDE (flips only). A full channel mix teaches a network to ignore hue, so that
 recolouring a person's clothes keeps their identity in its features; the gains keep hue apart
 (BENCHMARKS.md §7). ``"view"`` is the viewpoint alone, at ±``ide.view_range`` (0.02 by default: sized
-to the spread between one photograph's ten translations under the learnt spatial codes on CUHK01 →
-VIPeR, `bench/code_spread.py`; a config whose codes spread further sets its own), the control that
+to the spread between one photograph's ten translations under the learnt spatial codes on one CUHK01 →
+VIPeR development pair, `bench/code_spread.py`; each config may size its own), the control that
 says what SA-GAN [M=10] adds beyond that many random views of M = 1's images.
 """
 
