@@ -63,7 +63,9 @@ def test_each_image_gets_its_own_draw_and_the_range_is_kept():
   assert min(differences) > 0.01
 
 
-def test_the_train_step_augments_reproducibly_and_refuses_an_unknown_name():
+def _tiny_ide():
+  """A 16×8 IDE of one block per stage on the default mesh: ``(model, optimizer, mesh, loss)``, where
+  ``loss(step)`` is one step's loss from a fresh state on a fixed batch of 8."""
   config = ide.ide_config()
   config.image_size, config.stage_sizes, config.width = (16, 8), (1, 1, 1, 1), 4
   mesh = parallel.make_mesh()
@@ -71,9 +73,13 @@ def test_the_train_step_augments_reproducibly_and_refuses_an_unknown_name():
   optimizer = optax.sgd(0.1)
   images, labels = _images(n=8, h=16, w=8), jnp.arange(8) % 3
   fresh = lambda: ide.create_state(model, optimizer, config.image_size, 0, mesh)
+  return model, optimizer, mesh, lambda step: float(step(fresh(), images, labels)[1]["loss"])
+
+
+def test_the_train_step_augments_reproducibly_and_refuses_an_unknown_name():
+  model, optimizer, mesh, loss = _tiny_ide()
   plain = ide.make_train_step(model, optimizer, mesh)
   camera = ide.make_train_step(model, optimizer, mesh, "camera", seed=0)
-  loss = lambda step: float(step(fresh(), images, labels)[1]["loss"])
   gains = ide.make_train_step(model, optimizer, mesh, "camera_gains", seed=0)
   # The same seed and step draw the same images; the augmented images change the loss.
   assert loss(camera) == loss(camera) != loss(plain)
@@ -113,15 +119,7 @@ def test_view_range_sizes_the_view_augment_alone_and_reaches_the_train_step():
   expected = geometry.warp((x + 1) / 2, geometry.homography_from_params(0.06 * unit), padding="border") * 2 - 1
   np.testing.assert_allclose(augment.camera(key, x, augment.ranges("view", 0.06)), expected, atol=1e-5)
   # In the train step: the view at range 0 is the identity warp, so its step is the plain one; 0.06's is not.
-  config = ide.ide_config()
-  config.image_size, config.stage_sizes, config.width = (16, 8), (1, 1, 1, 1), 4
-  mesh = parallel.make_mesh()
-  model = ide.make_model(config, num_classes=3)
-  optimizer = optax.sgd(0.1)
-  images, labels = _images(n=8, h=16, w=8), jnp.arange(8) % 3
-  loss = lambda step: float(
-    step(ide.create_state(model, optimizer, config.image_size, 0, mesh), images, labels)[1]["loss"]
-  )
+  model, optimizer, mesh, loss = _tiny_ide()
   plain = loss(ide.make_train_step(model, optimizer, mesh))
   assert loss(ide.make_train_step(model, optimizer, mesh, "view", 0, view_range=0.0)) == pytest.approx(plain, abs=1e-6)
   assert abs(loss(ide.make_train_step(model, optimizer, mesh, "view", 0, view_range=0.06)) - plain) > 1e-4
