@@ -1,7 +1,7 @@
 """How far apart a finished run's spatial codes put one image's translations, beside what the IDE's
 random augmentations move an image by (a table).
 
-    python -m bench.code_spread --workdir=runs/c2v_m10 [--images=60] [--seed=0] [--view_ranges=0.02,0.04]
+    python -m bench.code_spread --workdir=RUN[,RUN2,...] [--images=60] [--seed=0] [--view_ranges=0.02,0.04]
 
 For every complete translated set under ``WORKDIR/translated`` (one per adaptation), on ``--images``
 source images spread evenly over the set, in mean absolute error on RGB in [0, 1]:
@@ -16,7 +16,9 @@ source images spread evenly over the set, in mean absolute error on RGB in [0, 1
 
 ``ide.view_range``'s default, ±0.02, is the range whose figure matched the code spread of SA-GAN
 [M=10] on the first CUHK01 → VIPeR development pair; other runs' codes spread up to three times as
-far (docs/results.md): this table, over several ranges, is how a config sizes its own control.
+far (docs/results.md): this table, over several ranges, is how a config sizes its own control. Under it the bench names,
+for each set and (with several) for their mean row, the range of ``--view_ranges`` whose figure is
+nearest the code spread (a tie: the smaller): the rule the configs' ``ide.view_range`` was chosen by.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from sagan_jax.errors import ConfigError, MissingInputError
 from sagan_jax.experiments import translation
 from sagan_jax.reid import augment
 
-_WORKDIR = flags.DEFINE_string(
-  "workdir", None, "a finished run's workdir (its translated/ sets are read)", required=True
+_WORKDIR = flags.DEFINE_list(
+  "workdir", None, "finished runs' workdirs, comma-separated (their translated/ sets are read)", required=True
 )
 _IMAGES = flags.DEFINE_integer("images", 60, "source images per set, spread evenly over it", lower_bound=2)
 _SEED = flags.DEFINE_integer("seed", 0, "the pairing's shuffle and the augmentations' draws")
@@ -113,21 +115,39 @@ def spread(
   return out
 
 
-def table(workdir: str, images: int, seed: int, view_ranges: tuple[float, ...] = (augment.VIEW.warp,)) -> str:
-  """The markdown table of every translated set under ``workdir``."""
-  roots = translated_sets(workdir)
-  if not roots:
-    raise MissingInputError(
-      f"no complete translated set under {os.path.join(workdir, 'translated')}: pass the workdir of a run whose "
-      "translate stage has finished"
-    )
-  sets = {os.path.relpath(r, workdir): translation.TranslatedSource(r) for r in roots}
-  rows = {name: spread(source, images, seed, view_ranges) for name, source in sets.items()}
+def nearest_range(row: dict, view_ranges: tuple[float, ...]) -> float | None:
+  """The range whose view figure in ``row`` is nearest its code spread (a tie: the smaller); None without codes."""
+  if not np.isfinite(row["code spread"]):
+    return None
+  return min(sorted(view_ranges), key=lambda r: abs(row[f"view (±{r:g})"] - row["code spread"]))
+
+
+def table(workdirs, images: int, seed: int, view_ranges: tuple[float, ...] = (augment.VIEW.warp,)) -> str:
+  """The markdown table of every translated set under each of ``workdirs`` (a path or a list), with a
+  mean row when there are several, and the nearest view range of each row."""
+  workdirs = [workdirs] if isinstance(workdirs, str) else list(workdirs)
+  rows = {}
+  for workdir in workdirs:
+    roots = translated_sets(workdir)
+    if not roots:
+      raise MissingInputError(
+        f"no complete translated set under {os.path.join(workdir, 'translated')}: pass the workdir of a run whose "
+        "translate stage has finished"
+      )
+    for r in roots:
+      name = os.path.relpath(r, workdir) if len(workdirs) == 1 else os.path.join(workdir, os.path.relpath(r, workdir))
+      rows[name] = spread(translation.TranslatedSource(r), images, seed, view_ranges)
   columns = list(next(iter(rows.values())))
+  if len(rows) > 1:
+    rows["mean"] = {c: float(np.mean([row[c] for row in rows.values()])) for c in columns}
   lines = ["| translated set | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
   for name, row in rows.items():
     cells = [f"{row[c]:d}" if isinstance(row[c], int) else f"{row[c]:.3f}" for c in columns]
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  nearest = {name: nearest_range(row, view_ranges) for name, row in rows.items()}
+  picked = "; ".join(f"{name} ±{r:g}" for name, r in nearest.items() if r is not None)
+  if picked:
+    lines.append(f"\nThe view range nearest the code spread: {picked}.")
   return "\n".join(lines)
 
 

@@ -272,6 +272,16 @@ def test_compile_profile_times_each_backend_compile_under_its_program_name():
   assert lines[0].startswith(f"{total} compiles") and len(lines) == 4  # totals, header, rule, one row
 
 
+def test_code_spread_names_the_view_range_nearest_the_codes_spread():
+  from bench import code_spread
+
+  row = {"code spread": 0.036, "view (±0.06)": 0.032, "view (±0.07)": 0.036, "view (±0.08)": 0.040}
+  assert code_spread.nearest_range(row, (0.08, 0.06, 0.07)) == 0.07
+  tie = {"code spread": 0.03, "view (±0.02)": 0.02, "view (±0.04)": 0.04}
+  assert code_spread.nearest_range(tie, (0.04, 0.02)) == 0.02  # equally near: the smaller
+  assert code_spread.nearest_range({**tie, "code spread": float("nan")}, (0.02, 0.04)) is None  # M = 1: no codes
+
+
 def test_code_spread_reads_a_hand_made_translated_set(tmp_path):
   """`bench/code_spread.py` on two people × two flat images × three codes, code k brighter by 10k
   levels and the second person by 50: the spread, the people's distance and the views are by hand."""
@@ -311,6 +321,23 @@ def test_code_spread_reads_a_hand_made_translated_set(tmp_path):
   assert float(cells[4]) == pytest.approx(50 / 255, abs=6e-4)
   assert float(cells[5]) == float(cells[6]) == float(cells[7]) == 0.0  # a flat image under any view, border-padded
   assert float(cells[8]) > 0.005  # the camera augment recolours it
+  # Flat images: every view figure is 0, so the nearest range to the spread is the smallest (a tie).
+  assert "The view range nearest the code spread: translated ±0.02." in out
+  # Two workdirs (a copy of the set as the second): one row each, named by its workdir, and their mean.
+  import shutil
+
+  shutil.copytree(root, tmp_path / "b" / "translated")
+  two = subprocess.run(
+    [*command[:3], f"--workdir={tmp_path},{tmp_path / 'b'}", *command[4:]],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+  ).stdout
+  rows = {line.split("|")[1].strip(): line for line in two.splitlines() if line.startswith("| ")}
+  assert {f"{tmp_path}/translated", f"{tmp_path}/b/translated", "mean"} <= set(rows)
+  assert [c.strip() for c in rows["mean"].strip("|").split("|")][3] == cells[3]  # the mean of two equal spreads
+  assert "; mean ±0.02." in two
   bad = subprocess.run(
     [*command[:-1], "--view_ranges=0.02,wide"], check=False, cwd=ROOT, capture_output=True, text=True
   )
